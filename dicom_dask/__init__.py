@@ -1,0 +1,25 @@
+"""dicom_dask: very large DICOM images as lazy dask arrays over a Zarr v3 store."""
+
+from __future__ import annotations
+
+from dicom_dask.api import Frames, open_frames, open_store
+from dicom_dask.codecs import DicomFrameCodec
+from dicom_dask.codecs import register as _register_codec
+from dicom_dask.errors import DicomDaskError
+from dicom_dask.manifest import ChunkManifest
+from dicom_dask.store import DicomStore
+
+__all__ = [
+    "ChunkManifest",
+    "DicomDaskError",
+    "DicomFrameCodec",
+    "DicomStore",
+    "Frames",
+    "__version__",
+    "open_frames",
+    "open_store",
+]
+
+__version__ = "0.1.0"
+
+_register_codec()

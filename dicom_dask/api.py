@@ -1,0 +1,305 @@
+"""Open DICOM frames as zarr and dask arrays: ``open_frames`` and ``open_store``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import fsspec
+import numpy as np
+
+from dicom_dask.frames import FrameIndex, index_frames
+from dicom_dask.index import index_from_dict, index_to_dict, load_index, save_index
+from dicom_dask.manifest import INLINE, ChunkManifest
+from dicom_dask.metadata import array_metadata, frame_codecs, output_photometric
+from dicom_dask.store import DicomStore
+
+if TYPE_CHECKING:
+    import dask.array
+    import zarr
+    from pydicom.dataset import Dataset
+
+__all__ = ["Frames", "open_frames", "open_store"]
+
+
+def _manifest(index: FrameIndex, ndim: int) -> ChunkManifest:
+    ranges = index.ranges
+    n = len(ranges)
+    grid = (n,) + (1,) * (ndim - 1)
+    if index.header.inline_pixel_data is not None:
+        value = index.header.inline_pixel_data
+        inline = [
+            value[int(o) : int(o) + int(ln)]
+            for o, ln in zip(ranges.offsets, ranges.lengths, strict=True)
+        ]
+        return ChunkManifest(
+            (),
+            np.full(grid, INLINE, dtype=np.int32),
+            np.arange(n, dtype=np.uint64).reshape(grid),
+            np.array([len(b) for b in inline], dtype=np.uint64).reshape(grid),
+            np.zeros(grid, dtype=np.uint8),
+            inline,
+        )
+    return ChunkManifest(
+        (index.url,),
+        np.zeros(grid, dtype=np.int32),
+        ranges.offsets.reshape(grid),
+        ranges.lengths.reshape(grid),
+        ranges.encoding.reshape(grid),
+    )
+
+
+def _frames_document(index: FrameIndex, *, raw: bool, backend: str) -> dict[str, Any]:
+    header = index.header
+    desc = header.description
+    ds = header.dataset
+    k = index.ranges.frames_per_chunk
+    shape = (desc.number_of_frames, *desc.frame_shape)
+    chunk = (k, *desc.frame_shape)
+    codecs = frame_codecs(header, frames_per_chunk=k, as_rgb=not raw, backend=backend)
+    attributes = {
+        "dicom_dask": {
+            "url": header.url,
+            "transfer_syntax": str(header.transfer_syntax),
+            "sop_class_uid": str(ds.get("SOPClassUID", "")),
+            "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
+            "photometric_interpretation": output_photometric(
+                desc, as_rgb=not raw, tsyntax=str(header.transfer_syntax)
+            ),
+            "stored_photometric_interpretation": desc.photometric_interpretation,
+            "frame_index": index.ranges.method,
+        }
+    }
+    names = ("frame", "row", "column") + (("sample",) if desc.samples_per_pixel > 1 else ())
+    return array_metadata(
+        shape=shape,
+        chunk_shape=chunk,
+        dtype=desc.dtype,
+        codecs=codecs,
+        dimension_names=names,
+        attributes=attributes,
+    )
+
+
+def _build_index(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None,
+    filesystem: fsspec.AbstractFileSystem | None,
+    index: str | os.PathLike[str] | Mapping[str, Any] | None,
+) -> FrameIndex:
+    if index is not None:
+        return index_from_dict(
+            load_index(index, storage_options=storage_options), source=str(index)[:200]
+        )
+    return index_frames(url, storage_options=storage_options, filesystem=filesystem)
+
+
+def open_store(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    raw: bool = False,
+    backend: str = "auto",
+    index: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+) -> DicomStore:
+    """Open one DICOM instance as a read-only zarr v3 store of its frames.
+
+    The store's root is an array of shape ``(frames, rows, columns[, samples])``,
+    one frame per chunk (``k`` frames for unaligned 1-bit data). See
+    :func:`open_frames` for the parameters.
+    """
+    return open_frames(
+        url, storage_options=storage_options, raw=raw, backend=backend, index=index
+    ).store
+
+
+@dataclass(frozen=True, eq=False)
+class Frames:
+    """The frames of one DICOM instance, lazily.
+
+    Attributes
+    ----------
+    url : str
+        Canonical URL of the file.
+    header : pydicom.dataset.Dataset
+        The dataset without its pixel data.
+    manifest : ChunkManifest
+        Where each chunk's bytes are.
+    store : DicomStore
+        The zarr v3 store serving the frames array at its root.
+    """
+
+    index: FrameIndex
+    store: DicomStore
+    raw: bool
+
+    @property
+    def url(self) -> str:
+        """Canonical URL of the file."""
+        return self.index.url
+
+    @property
+    def header(self) -> Dataset:
+        """The dataset without pixel data."""
+        return self.index.header.dataset
+
+    @property
+    def manifest(self) -> ChunkManifest:
+        """The chunk manifest of the frames array."""
+        return self.store.manifests[""]
+
+    @cached_property
+    def metadata(self) -> dict[str, Any]:
+        """The array's ``zarr.json`` document."""
+        return dict(json.loads(self.store.documents["zarr.json"]))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(frames, rows, columns[, samples])``."""
+        return tuple(self.metadata["shape"])
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype of the decoded frames."""
+        return np.dtype(self.metadata["data_type"])
+
+    @property
+    def codecs(self) -> list[dict[str, Any]]:
+        """The zarr codec chain (records which backend decodes)."""
+        return list(self.metadata["codecs"])
+
+    @cached_property
+    def zarr(self) -> zarr.Array:
+        """The frames as a :class:`zarr.Array` over :attr:`store`."""
+        import zarr
+
+        return zarr.open_array(self.store, mode="r")
+
+    def reader(self) -> Any:
+        """The array-like the dask graph reads through (manifest + decoder)."""
+        from dicom_dask._reader import ManifestArray
+
+        chunk = tuple(self.metadata["chunk_grid"]["configuration"]["chunk_shape"])
+        k = chunk[0]
+        return ManifestArray(
+            self.store,
+            "",
+            shape=self.shape,
+            chunk_shape=chunk,
+            dtype=self.dtype,
+            codecs=self.codecs,
+            label=(lambda c: f"frame {c[0] * k}") if k == 1 else (
+                lambda c: f"frames {c[0] * k}-{c[0] * k + k - 1}"
+            ),
+        )
+
+    @cached_property
+    def array(self) -> dask.array.Array:
+        """The frames as a dask array, one frame per chunk."""
+        return self.to_dask()
+
+    def to_dask(self, *, frames_per_chunk: int = 1) -> dask.array.Array:
+        """A dask array of the frames with ``frames_per_chunk`` frames per dask chunk."""
+        import dask.array as da
+
+        if frames_per_chunk < 1:
+            raise ValueError(f"frames_per_chunk must be >= 1, got {frames_per_chunk}")
+        reader = self.reader()
+        chunks = (frames_per_chunk, *self.shape[1:])
+        return da.from_array(
+            reader,
+            chunks=chunks,
+            meta=np.empty((0,) * len(self.shape), dtype=self.dtype),
+            asarray=False,
+            fancy=False,
+            name=f"dicom-frames-{_token(self)}",
+        )
+
+    def to_index(self) -> dict[str, Any]:
+        """The index sidecar document (kerchunk references + parsed header)."""
+        refs: dict[str, Any] = {"zarr.json": json.dumps(self.metadata)}
+        refs.update(self.manifest.to_references())
+        return index_to_dict(self.index, refs)
+
+    def to_kerchunk(self) -> dict[str, Any]:
+        """Kerchunk/fsspec references of the frames array (``{"version": 1, ...}``)."""
+        doc = self.to_index()
+        return {"version": 1, "refs": doc["refs"]}
+
+    def save_index(
+        self, path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+    ) -> None:
+        """Save the index sidecar so that the next open reads no header or table."""
+        save_index(self.to_index(), path, storage_options=storage_options)
+
+    def __repr__(self) -> str:
+        return (
+            f"Frames({self.url!r}, shape={self.shape}, dtype={self.dtype}, "
+            f"transfer_syntax={self.index.header.transfer_syntax.name!r})"
+        )
+
+
+def _token(frames: Frames) -> str:
+    from dask.base import tokenize
+
+    return tokenize(frames.url, frames.metadata, frames.manifest.offsets.tobytes())
+
+
+def open_frames(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    raw: bool = False,
+    backend: str = "auto",
+    index: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    filesystem: fsspec.AbstractFileSystem | None = None,
+) -> Frames:
+    """Open the frames of one DICOM instance lazily.
+
+    Only the header (and, for encapsulated data without an offset table, the item
+    headers) is read; pixel data are read when a computation touches them.
+
+    Parameters
+    ----------
+    url : str or path-like
+        Local path or fsspec URL (``s3://``, ``gs://``, ``https://``, ``simplecache::...``).
+    storage_options : mapping, optional
+        fsspec options for the URL; they travel with the store to dask workers.
+    raw : bool
+        Keep the stored colour space (no YBR -> RGB conversion). The default gives
+        pydicom's ``pixel_array`` result.
+    backend : str
+        Decoder: ``"auto"`` (fastest installed), ``"pydicom"`` (pydicom's own
+        plugin, identical to ``pixel_array``), or ``"imagecodecs"``.
+    index : path, URL or mapping, optional
+        A sidecar written by :meth:`Frames.save_index`: nothing is read from the
+        file until pixels are.
+    filesystem : fsspec.AbstractFileSystem, optional
+        A ready filesystem for ``url`` (header reads only; chunk reads use
+        ``storage_options``).
+
+    Returns
+    -------
+    Frames
+        With ``.array`` (dask), ``.zarr``, ``.header``, ``.manifest`` and ``.store``.
+    """
+    frame_index = _build_index(
+        url, storage_options=storage_options, filesystem=filesystem, index=index
+    )
+    desc = frame_index.header.description
+    ndim = 4 if desc.samples_per_pixel > 1 else 3
+    document = _frames_document(frame_index, raw=raw, backend=backend)
+    store = DicomStore(
+        {"": _manifest(frame_index, ndim)},
+        {"zarr.json": document},
+        storage_options=storage_options,
+        read_only=True,
+    )
+    return Frames(index=frame_index, store=store, raw=raw)
+
+

@@ -1,0 +1,70 @@
+"""The exception hierarchy of dicom_dask.
+
+Every error raised on bad input derives from :class:`DicomDaskError`; messages
+name the file or URL, the frame number or byte offset and what was expected.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptFrameError",
+    "DicomDaskError",
+    "InvalidHeaderError",
+    "ManifestError",
+    "MissingDecoderError",
+    "NoPixelDataError",
+    "NotDicomError",
+    "OffsetTableError",
+    "ReadError",
+    "SourceNotFoundError",
+    "TruncatedFileError",
+    "UnsupportedTransferSyntaxError",
+]
+
+
+class DicomDaskError(Exception):
+    """Base class of every error raised by dicom_dask."""
+
+
+class NotDicomError(DicomDaskError, ValueError):
+    """The source is not a DICOM dataset."""
+
+
+class NoPixelDataError(DicomDaskError, ValueError):
+    """The dataset has no Pixel Data, Float Pixel Data or Double Float Pixel Data."""
+
+
+class InvalidHeaderError(DicomDaskError, ValueError):
+    """A header attribute is missing, inconsistent or claims an impossible size."""
+
+
+class UnsupportedTransferSyntaxError(DicomDaskError, ValueError):
+    """The transfer syntax is not one dicom_dask can read."""
+
+
+class MissingDecoderError(DicomDaskError, ImportError):
+    """No installed package can decode this transfer syntax."""
+
+
+class TruncatedFileError(DicomDaskError, ValueError):
+    """The file ends before the data its header announces."""
+
+
+class OffsetTableError(DicomDaskError, ValueError):
+    """A Basic or Extended Offset Table, or the fragment items, are inconsistent."""
+
+
+class CorruptFrameError(DicomDaskError, ValueError):
+    """A frame's encoded bytes could not be decoded."""
+
+
+class ManifestError(DicomDaskError, ValueError):
+    """A chunk manifest or reference set is malformed."""
+
+
+class ReadError(DicomDaskError, OSError):
+    """Reading bytes from the source failed."""
+
+
+class SourceNotFoundError(ReadError, FileNotFoundError):
+    """The file or object does not exist."""

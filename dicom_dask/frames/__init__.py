@@ -1,0 +1,93 @@
+"""Bytes-level DICOM over fsspec: the header, and the byte range of every frame.
+
+Nothing here imports zarr or dask.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from dicom_dask.enums import FrameEncoding
+from dicom_dask.frames._io import BlockReader, Source, canonical_url, open_source
+from dicom_dask.frames.encapsulated import encapsulated_ranges, scan_fragments
+from dicom_dask.frames.header import DicomHeader, PixelDescription, read_header
+from dicom_dask.frames.native import native_ranges
+from dicom_dask.frames.ranges import FrameRanges
+
+__all__ = [
+    "BlockReader",
+    "DicomHeader",
+    "FrameIndex",
+    "FrameRanges",
+    "PixelDescription",
+    "Source",
+    "canonical_url",
+    "index_frames",
+    "open_source",
+    "scan_fragments",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class FrameIndex:
+    """A file's header and the byte ranges of its frames, grouped in chunks."""
+
+    header: DicomHeader
+    ranges: FrameRanges
+    #: Requests sent to build this index (header, offset tables, scan).
+    requests: int
+
+    @property
+    def url(self) -> str:
+        """The canonical URL of the file."""
+        return self.header.url
+
+
+def index_frames(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    filesystem: fsspec.AbstractFileSystem | None = None,
+    first_block: int = 65536,
+) -> FrameIndex:
+    """Read the header of ``url`` and locate every frame, reading no pixel data.
+
+    Parameters
+    ----------
+    url : str or path-like
+        A local path or any fsspec URL (``s3://``, ``gs://``, ``https://``, chained).
+    storage_options : mapping, optional
+        Passed to the fsspec filesystem.
+    filesystem : fsspec.AbstractFileSystem, optional
+        A ready filesystem, used instead of building one from ``url``.
+    first_block : int
+        Size of the first header request; later ones double.
+    """
+    source = open_source(url, storage_options=storage_options, filesystem=filesystem)
+    reader = BlockReader(source, first_block=first_block)
+    header = read_header(reader)
+    if header.inline_pixel_data is not None:
+        ranges = _inline_ranges(header)
+    elif header.is_encapsulated:
+        ranges = encapsulated_ranges(reader, header)
+    else:
+        ranges = native_ranges(header)
+    return FrameIndex(header=header, ranges=ranges, requests=reader.requests + 1)
+
+
+def _inline_ranges(header: DicomHeader) -> FrameRanges:
+    """Ranges into the in-memory pixel data of a deflated dataset."""
+    from dataclasses import replace
+
+    native = native_ranges(header)
+    return replace(
+        native,
+        encoding=np.full(len(native), FrameEncoding.RAW.value, dtype=np.uint8),
+        method="inline",
+    )

@@ -1,0 +1,211 @@
+"""Byte-range access to one file over fsspec, with no file handle kept open."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from dicom_dask.errors import ReadError, SourceNotFoundError
+
+__all__ = ["BlockReader", "Source", "canonical_url", "open_source"]
+
+
+def canonical_url(url: str | os.PathLike[str]) -> str:
+    """Return ``url`` with local paths made absolute (``file://`` removed).
+
+    Chained URLs (``simplecache::s3://...``) and remote URLs are returned unchanged.
+    """
+    text = os.fspath(url)
+    if "::" in text:
+        return text
+    protocol, _, rest = text.partition("://")
+    if not rest:
+        return os.path.abspath(os.path.expanduser(text))
+    if protocol in ("file", "local"):
+        return os.path.abspath(rest)
+    return text
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file or object: its filesystem, path, canonical URL and size."""
+
+    fs: fsspec.AbstractFileSystem
+    path: str
+    url: str
+    size: int
+
+    def read(self, start: int, stop: int) -> bytes:
+        """Return the bytes ``[start, stop)``; raise :class:`ReadError` when short."""
+        if start < 0 or stop > self.size or stop < start:
+            raise ReadError(
+                f"{self.url}: byte range [{start}, {stop}) lies outside the file "
+                f"of {self.size} bytes"
+            )
+        if stop == start:
+            return b""
+        data = _call(self.url, self.fs.cat_file, self.path, start=start, end=stop)
+        if len(data) != stop - start:
+            raise ReadError(
+                f"{self.url}: asked for {stop - start} bytes at offset {start}, "
+                f"got {len(data)}"
+            )
+        return bytes(data)
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Return the bytes of several ``(start, stop)`` ranges in one call."""
+        if not ranges:
+            return []
+        for start, stop in ranges:
+            if start < 0 or stop > self.size or stop < start:
+                raise ReadError(
+                    f"{self.url}: byte range [{start}, {stop}) lies outside the file "
+                    f"of {self.size} bytes"
+                )
+        if len(ranges) == 1:
+            return [self.read(*ranges[0])]
+        starts = [r[0] for r in ranges]
+        stops = [r[1] for r in ranges]
+        out = _call(
+            self.url,
+            self.fs.cat_ranges,
+            [self.path] * len(ranges),
+            starts,
+            stops,
+            on_error="raise",
+        )
+        result = []
+        for (start, stop), data in zip(ranges, out, strict=True):
+            if isinstance(data, BaseException):
+                raise ReadError(f"{self.url}: reading bytes [{start}, {stop}) failed: {data}")
+            if len(data) != stop - start:
+                raise ReadError(
+                    f"{self.url}: asked for {stop - start} bytes at offset {start}, "
+                    f"got {len(data)}"
+                )
+            result.append(bytes(data))
+        return result
+
+
+def _call(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except FileNotFoundError as exc:
+        raise SourceNotFoundError(f"{url}: no such file or object") from exc
+    except ReadError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ReadError(f"{url}: read failed: {exc}") from exc
+
+
+def open_source(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    filesystem: fsspec.AbstractFileSystem | None = None,
+) -> Source:
+    """Resolve ``url`` to a :class:`Source` (one metadata request for its size)."""
+    curl = canonical_url(url)
+    if filesystem is not None:
+        fs, path = filesystem, filesystem._strip_protocol(curl)
+    else:
+        try:
+            fs, path = url_to_fs(curl, **dict(storage_options or {}))
+        except (ValueError, ImportError) as exc:
+            raise ReadError(f"{curl}: cannot open a filesystem for this URL: {exc}") from exc
+    info = _call(curl, fs.info, path)
+    if info.get("type") == "directory":
+        raise ReadError(f"{curl}: is a directory, expected a DICOM file")
+    size = info.get("size")
+    if size is None:
+        raise ReadError(f"{curl}: the filesystem does not report the size of this file")
+    return Source(fs=fs, path=path, url=curl, size=int(size))
+
+
+class BlockReader(io.RawIOBase):
+    """A read-only, seekable file over a :class:`Source` that fetches growing blocks.
+
+    It keeps one contiguous prefix of the file in memory, extended by requests that
+    double in size, so that a header of any length costs few requests and the
+    bytes after it (offset tables, first fragments) are often already there.
+    """
+
+    def __init__(self, source: Source, *, first_block: int = 65536) -> None:
+        super().__init__()
+        self.source = source
+        self.first_block = int(first_block)
+        self._buffer = bytearray()
+        self._pos = 0
+        #: Number of requests this reader has sent.
+        self.requests = 0
+
+    # -- io.RawIOBase --------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        else:
+            pos = self.source.size + offset
+        if pos < 0:
+            raise OSError(f"{self.source.url}: seek to negative offset {pos}")
+        self._pos = pos
+        return pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.source.size - self._pos
+        stop = min(self._pos + size, self.source.size)
+        if stop <= self._pos:
+            return b""
+        self._ensure(stop)
+        data = bytes(self._buffer[self._pos : stop])
+        self._pos = stop
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    # -- block cache ---------------------------------------------------------
+    def _ensure(self, stop: int) -> None:
+        have = len(self._buffer)
+        if stop <= have:
+            return
+        grow = max(self.first_block, have)  # doubles the prefix at every request
+        new_stop = min(max(stop, have + grow), self.source.size)
+        self._buffer += self.source.read(have, new_stop)
+        self.requests += 1
+
+    def cached(self, start: int, stop: int) -> bytes | None:
+        """Return ``[start, stop)`` if it is already in memory, else ``None``."""
+        if stop <= len(self._buffer):
+            return bytes(self._buffer[start:stop])
+        return None
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Return several ranges, from memory where possible, the rest in one call."""
+        out: list[bytes | None] = [self.cached(a, b) for a, b in ranges]
+        missing = [i for i, v in enumerate(out) if v is None]
+        if missing:
+            fetched = self.source.read_ranges([ranges[i] for i in missing])
+            self.requests += 1
+            for i, data in zip(missing, fetched, strict=True):
+                out[i] = data
+        return [v for v in out if v is not None]

@@ -1,0 +1,135 @@
+"""Index sidecars: a file's header and chunk manifest, saved once and reused.
+
+The format is a kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``)
+with one extra top-level key, ``"dicom_dask"``, holding what is needed to rebuild
+the header without reading the file: the dataset as DICOM JSON (no pixel data),
+the transfer syntax, the pixel data element's position and the file size. fsspec's
+``ReferenceFileSystem`` ignores that key, so the same file opens in any zarr reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import UID
+
+from dicom_dask.enums import FrameEncoding
+from dicom_dask.errors import ManifestError
+from dicom_dask.frames import FrameIndex, FrameRanges
+from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescription
+
+__all__ = ["FORMAT_VERSION", "index_from_dict", "index_to_dict", "load_index", "save_index"]
+
+FORMAT_VERSION = 1
+
+
+def index_to_dict(index: FrameIndex, refs: Mapping[str, Any]) -> dict[str, Any]:
+    """The sidecar document of ``index``, with ``refs`` as its kerchunk references."""
+    header = index.header
+    ranges = index.ranges
+    element = header.element
+    return {
+        "version": 1,
+        "refs": dict(refs),
+        "dicom_dask": {
+            "format": FORMAT_VERSION,
+            "url": header.url,
+            "file_size": header.file_size,
+            "transfer_syntax": str(header.transfer_syntax),
+            "little_endian": header.little_endian,
+            "element": {
+                "tag": element.tag,
+                "keyword": element.keyword,
+                "vr": element.vr,
+                "element_offset": element.element_offset,
+                "value_offset": element.value_offset,
+                "length": element.length,
+            },
+            "ranges": {
+                "method": ranges.method,
+                "frames_per_chunk": ranges.frames_per_chunk,
+                "offsets": ranges.offsets.tolist(),
+                "lengths": ranges.lengths.tolist(),
+                "items": np.flatnonzero(ranges.encoding == FrameEncoding.ITEMS.value).tolist(),
+                "fragments": ranges.fragments.tolist(),
+            },
+            "inline_pixel_data": None,
+            "dataset": header.dataset.to_json_dict(bulk_data_threshold=2**62),
+        },
+    }
+
+
+def index_from_dict(doc: Mapping[str, Any], *, source: str = "index") -> FrameIndex:
+    """Rebuild a :class:`FrameIndex` from a sidecar document (no file is read)."""
+    try:
+        info = doc["dicom_dask"]
+        if int(info["format"]) != FORMAT_VERSION:
+            raise ManifestError(
+                f"{source}: index format {info['format']} is not supported "
+                f"(expected {FORMAT_VERSION})"
+            )
+        ds = Dataset.from_json(info["dataset"])
+        meta = FileMetaDataset()
+        meta.TransferSyntaxUID = UID(info["transfer_syntax"])
+        ds.file_meta = meta
+        el = info["element"]
+        element = PixelDataElement(**el)
+        desc = PixelDescription.from_dataset(ds, url=info["url"], pixel_keyword=element.keyword)
+        header = DicomHeader(
+            url=info["url"],
+            dataset=ds,
+            transfer_syntax=UID(info["transfer_syntax"]),
+            file_size=int(info["file_size"]),
+            element=element,
+            description=desc,
+            little_endian=bool(info["little_endian"]),
+        )
+        r = info["ranges"]
+        n = len(r["offsets"])
+        encoding = np.zeros(n, dtype=np.uint8)
+        encoding[np.asarray(r["items"], dtype=np.int64)] = FrameEncoding.ITEMS.value
+        ranges = FrameRanges(
+            offsets=np.asarray(r["offsets"], dtype=np.uint64).reshape(n),
+            lengths=np.asarray(r["lengths"], dtype=np.uint64).reshape(n),
+            encoding=encoding,
+            fragments=np.asarray(r["fragments"], dtype=np.uint32).reshape(n),
+            frames_per_chunk=int(r["frames_per_chunk"]),
+            method=str(r["method"]),
+        )
+    except ManifestError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ManifestError(f"{source}: not a dicom_dask index: {exc!r}") from exc
+    return FrameIndex(header=header, ranges=ranges, requests=0)
+
+
+def save_index(
+    doc: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a sidecar document to ``path`` (any fsspec URL)."""
+    with fsspec.open(os.fspath(path), "w", **dict(storage_options or {})) as f:
+        json.dump(doc, f, separators=(",", ":"))
+
+
+def load_index(
+    path: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Read a sidecar document from ``path`` (or return a mapping unchanged)."""
+    if isinstance(path, Mapping):
+        return dict(path)
+    try:
+        with fsspec.open(os.fspath(path), "r", **dict(storage_options or {})) as f:
+            return dict(json.load(f))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{os.fspath(path)}: cannot read the index: {exc}") from exc
