@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from fsspec.implementations.local import LocalFileSystem
+
+HERE = Path(__file__).resolve().parent
+REAL = Path(os.environ.get("DICOM_DASK_REAL_DATA", HERE.parent.parent / "shared" / "data" / "real"))
+
+
+def real_reference() -> dict[str, Any]:
+    path = REAL / "REFERENCE.json"
+    if not path.exists():
+        return {"files": [], "series": {}}
+    return dict(json.loads(path.read_text()))
+
+
+REFERENCE = real_reference()
+REAL_FILES = [f["path"] for f in REFERENCE["files"]]
+
+
+def read_reference_array(entry: dict[str, Any]) -> np.ndarray | None:
+    """pydicom's pixel_array for a real file, or None when pydicom cannot decode it."""
+    ds = pydicom.dcmread(REAL / entry["path"], force=entry["read_with_force"])
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = entry["transfer_syntax_uid"]
+    try:
+        return np.asarray(ds.pixel_array)
+    except Exception:
+        return None
+
+
+class CountingFileSystem(LocalFileSystem):
+    """A local filesystem that counts requests and bytes read through it."""
+
+    protocol = ("counting",)
+    cachable = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requests = 0
+        self.bytes_read = 0
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kw: Any) -> bytes:
+        data = super().cat_file(path, start=start, end=end, **kw)
+        self.requests += 1
+        self.bytes_read += len(data)
+        return data
+
+    def cat_ranges(self, paths, starts, ends, max_gap=None, on_error="return", **kw):  # type: ignore[no-untyped-def]
+        out = [self.cat_file(p, s, e) for p, s, e in zip(paths, starts, ends, strict=True)]
+        return out
+
+    def _open(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the library must not open buffered files; it reads ranges")
+
+    def reset(self) -> None:
+        self.requests = 0
+        self.bytes_read = 0
+
+
+@pytest.fixture
+def counting_fs() -> CountingFileSystem:
+    return CountingFileSystem()
+
+
+@contextmanager
+def hang_guard(seconds: int = 10) -> Iterator[None]:
+    """Fail instead of hanging (SIGALRM; main thread only)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"no answer within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    if not (REAL / "REFERENCE.json").exists():
+        pytest.skip(f"real data not found at {REAL}")
+    return REAL

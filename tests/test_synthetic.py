@@ -1,0 +1,168 @@
+"""Synthetic files written by pydicom cover the layouts the real set lacks."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import fsspec
+import numpy as np
+import pydicom
+import pytest
+import zarr
+from dask.array.utils import assert_eq
+from pydicom import uid
+
+import dicom_dask
+from dicom_dask.frames.encapsulated import OffsetTableWarning
+from dicom_dask.testing import make_dataset, write_dicom
+
+RNG = np.random.default_rng(42)
+U16 = RNG.integers(0, 4000, (5, 16, 24), dtype=np.uint16)
+I16 = RNG.integers(-2000, 2000, (3, 16, 24), dtype=np.int16)
+RGB = RNG.integers(0, 255, (2, 12, 20, 3), dtype=np.uint8)
+BITS = RNG.integers(0, 2, (7, 7, 9), dtype=np.uint8)  # 63 bits per frame: never aligned
+
+CASES = {
+    "native-le": (U16, {"transfer_syntax": uid.ExplicitVRLittleEndian}),
+    "native-implicit": (U16, {"transfer_syntax": uid.ImplicitVRLittleEndian}),
+    "native-be": (I16, {"transfer_syntax": uid.ExplicitVRBigEndian}),
+    "planar-1": (RGB, {"planar_configuration": 1}),
+    "planar-1-be": (RGB, {"planar_configuration": 1, "transfer_syntax": uid.ExplicitVRBigEndian}),
+    "bits-1-unaligned": (BITS, {"bits_allocated": 1}),
+    "float32": (RNG.random((3, 8, 8), dtype=np.float32), {}),
+    "float64": (RNG.random((3, 8, 8)), {}),
+    "eot": (U16, {"transfer_syntax": uid.RLELossless, "offset_table": "eot"}),
+    "bot": (U16, {"transfer_syntax": uid.RLELossless, "offset_table": "bot"}),
+    "empty-bot": (U16, {"transfer_syntax": uid.RLELossless, "offset_table": "none"}),
+    "multi-fragment-bot": (
+        U16,
+        {"transfer_syntax": uid.RLELossless, "offset_table": "bot", "fragments_per_frame": 3},
+    ),
+    "multi-fragment-no-bot": (
+        U16,
+        {"transfer_syntax": uid.JPEGLSLossless, "offset_table": "none", "fragments_per_frame": 2},
+    ),
+    "rgb-rle-eot": (RGB, {"transfer_syntax": uid.RLELossless, "offset_table": "eot"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_synthetic_layouts(tmp_path, name: str) -> None:
+    arr, kwargs = CASES[name]
+    path = write_dicom(tmp_path / f"{name}.dcm", arr, **kwargs)
+    frames = dicom_dask.open_frames(path)
+    assert frames.array.chunks[0] == (1,) * arr.shape[0]
+    assert_eq(frames.array, arr)
+    np.testing.assert_array_equal(frames.zarr[...], arr)
+    expected = pydicom.dcmread(path).pixel_array.reshape(arr.shape)
+    np.testing.assert_array_equal(frames.array.compute(), expected)
+    # single frames and slices read the right bytes
+    np.testing.assert_array_equal(frames.array[1].compute(), arr[1])
+    np.testing.assert_array_equal(frames.array[-1, 2:5].compute(), arr[-1, 2:5])
+
+
+def test_index_methods(tmp_path) -> None:
+    methods = {}
+    for name in ("eot", "bot", "empty-bot", "multi-fragment-no-bot", "native-le"):
+        arr, kwargs = CASES[name]
+        path = write_dicom(tmp_path / f"{name}.dcm", arr, **kwargs)
+        methods[name] = dicom_dask.open_frames(path).index.ranges.method
+    assert methods == {
+        "eot": "eot",
+        "bot": "bot",
+        "empty-bot": "scan",
+        "multi-fragment-no-bot": "scan",
+        "native-le": "native",
+    }
+
+
+def test_wrong_bot_falls_back_to_scan(tmp_path) -> None:
+    ds = make_dataset(U16, transfer_syntax=uid.RLELossless, offset_table="bot")
+    value = bytearray(ds.PixelData)
+    # Swap two BOT entries: offsets no longer increase.
+    entries = np.frombuffer(bytes(value[8:8 + 4 * 5]), dtype="<u4").copy()
+    entries[[1, 2]] = entries[[2, 1]]
+    value[8 : 8 + 20] = entries.tobytes()
+    ds.PixelData = bytes(value)
+    path = tmp_path / "wrong-bot.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.warns(OffsetTableWarning, match="Basic Offset Table"):
+        frames = dicom_dask.open_frames(path)
+    assert frames.index.ranges.method == "scan"
+    np.testing.assert_array_equal(frames.array.compute(), U16)
+
+
+def test_bot_pointing_inside_a_fragment_falls_back(tmp_path) -> None:
+    ds = make_dataset(U16, transfer_syntax=uid.RLELossless, offset_table="bot")
+    value = bytearray(ds.PixelData)
+    entries = np.frombuffer(bytes(value[8:28]), dtype="<u4").copy()
+    entries[1:] += 2  # increasing, in range, but not at item tags
+    value[8:28] = entries.tobytes()
+    ds.PixelData = bytes(value)
+    path = tmp_path / "shifted-bot.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.warns(OffsetTableWarning):
+        frames = dicom_dask.open_frames(path)
+    np.testing.assert_array_equal(frames.array.compute(), U16)
+
+
+def test_raw_and_default_colour(tmp_path) -> None:
+    ybr = RNG.integers(0, 255, (2, 8, 10, 3), dtype=np.uint8)
+    path = write_dicom(tmp_path / "ybr.dcm", ybr, photometric_interpretation="YBR_FULL")
+    raw = dicom_dask.open_frames(path, raw=True).array.compute()
+    np.testing.assert_array_equal(raw, ybr)
+    rgb = dicom_dask.open_frames(path).array.compute()
+    from pydicom.pixels import convert_color_space
+
+    np.testing.assert_array_equal(rgb, convert_color_space(ybr, "YBR_FULL", "RGB"))
+
+
+def test_saved_index_reopens_without_reading_the_header(tmp_path) -> None:
+    arr, kwargs = CASES["empty-bot"]
+    path = write_dicom(tmp_path / "nobot.dcm", arr, **kwargs)
+    frames = dicom_dask.open_frames(path)
+    frames.save_index(tmp_path / "nobot.json")
+    again = dicom_dask.open_frames(path, index=tmp_path / "nobot.json")
+    assert again.index.requests == 0
+    assert again.manifest == frames.manifest
+    assert again.store == frames.store
+    assert again.header.SOPInstanceUID == frames.header.SOPInstanceUID
+    np.testing.assert_array_equal(again.array.compute(), arr)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", ["native-le", "multi-fragment-bot", "bits-1-unaligned", "planar-1"])
+def test_kerchunk_references_open_in_plain_zarr(tmp_path, name: str) -> None:
+    arr, kwargs = CASES[name]
+    path = write_dicom(tmp_path / f"{name}.dcm", arr, **kwargs)
+    refs = dicom_dask.open_frames(path).to_kerchunk()
+    json.dumps(refs)  # JSON-serialisable
+    fs = fsspec.filesystem("reference", fo=refs)
+    store = zarr.storage.FsspecStore(fs.get_mapper("").fs, read_only=True, path="")
+    np.testing.assert_array_equal(zarr.open_array(store, mode="r")[...], arr)
+
+
+def test_deflated_dataset_is_read_whole(tmp_path) -> None:
+    ds = make_dataset(U16, transfer_syntax=uid.DeflatedExplicitVRLittleEndian)
+    path = tmp_path / "deflated.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    frames = dicom_dask.open_frames(path)
+    assert frames.index.ranges.method == "inline"
+    np.testing.assert_array_equal(frames.array.compute(), U16)
+    np.testing.assert_array_equal(frames.zarr[...], U16)
+
+
+def test_backend_recorded_in_codec_configuration(tmp_path) -> None:
+    jpeg = RNG.integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
+    path = write_dicom(tmp_path / "jpeg.dcm", jpeg, transfer_syntax=uid.JPEGBaseline8Bit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frames = dicom_dask.open_frames(path)
+        pinned = dicom_dask.open_frames(path, backend="pydicom")
+    assert frames.codecs[-1]["configuration"]["backend"] == "imagecodecs"
+    assert pinned.codecs[-1]["configuration"]["backend"] == "pydicom:pylibjpeg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = pydicom.dcmread(path).pixel_array
+    np.testing.assert_array_equal(pinned.array.compute(), expected)
