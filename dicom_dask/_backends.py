@@ -69,14 +69,12 @@ def _pydicom_plugin(tsyntax: str) -> str:
     decoder = get_decoder(tsyntax)
     plugins = list(decoder.available_plugins)
     if not plugins:
-        missing = "; ".join(
-            f"{name}: {', '.join(deps)}" for name, deps in decoder.missing_dependencies
-        ) if hasattr(decoder, "missing_dependencies") else ""
+        missing = "; ".join(str(m) for m in decoder.missing_dependencies)
         raise MissingDecoderError(
             f"no installed package decodes transfer syntax {tsyntax} "
-            f"({_uid.UID(tsyntax).name}); install pylibjpeg with pylibjpeg-libjpeg, "
-            f"pylibjpeg-openjpeg and pylibjpeg-rle (pip install 'dicom_dask[codecs]'). "
-            f"pydicom reports: {missing or decoder.missing_dependencies}"
+            f"({_uid.UID(tsyntax).name}); install pylibjpeg, pylibjpeg-libjpeg, "
+            f"pylibjpeg-openjpeg and pylibjpeg-rle (pip install dicom_dask installs them). "
+            f"pydicom reports: {missing}"
         )
     for preferred in ("pylibjpeg", "pyjpegls", "pydicom", "pillow", "gdcm"):
         if preferred in plugins:
@@ -140,13 +138,9 @@ def _decode_pydicom_encapsulated(
     data: bytes | memoryview, cfg: dict[str, Any], plugin: str
 ) -> np.ndarray:
     decoder = get_decoder(cfg["transfer_syntax"])
-    arr, _ = decoder.as_array(
-        _encapsulate_one(data),
-        number_of_frames=1,
-        decoding_plugin=plugin,
-        as_rgb=cfg["as_rgb"],
-        **_pixel_options(cfg),
-    )
+    options = _pixel_options(cfg)
+    options.update(number_of_frames=1, as_rgb=cfg["as_rgb"])
+    arr, _ = decoder.as_array(_encapsulate_one(data), decoding_plugin=plugin, **options)
     return arr[None]
 
 
@@ -167,9 +161,7 @@ def _pixel_options(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _frame_bits(cfg: dict[str, Any]) -> int:
     pixels = cfg["rows"] * cfg["columns"]
-    samples = 2 if cfg["photometric_interpretation"] == "YBR_FULL_422" else cfg[
-        "samples_per_pixel"
-    ]
+    samples = 2 if cfg["photometric_interpretation"] == "YBR_FULL_422" else cfg["samples_per_pixel"]
     return pixels * samples * cfg["bits_allocated"]
 
 
@@ -177,19 +169,13 @@ def _decode_native(data: bytes | memoryview, cfg: dict[str, Any], tsyntax: str) 
     frame_bits = _frame_bits(cfg)
     n = min(cfg["frames"], (len(data) * 8) // frame_bits)
     if n < 1:
-        raise CorruptFrameError(
-            f"{len(data)} bytes hold no whole frame of {frame_bits // 8} bytes"
-        )
+        raise CorruptFrameError(f"{len(data)} bytes hold no whole frame of {frame_bits // 8} bytes")
     nbytes = (n * frame_bits + 7) // 8
     options = _pixel_options(cfg)
     if tsyntax == _uid.ExplicitVRBigEndian:
         options["pixel_vr"] = cfg.get("pixel_vr", "OW")
-    arr, _ = get_decoder(tsyntax).as_array(
-        bytes(data[:nbytes]),
-        number_of_frames=n,
-        as_rgb=cfg["as_rgb"],
-        **options,
-    )
+    options.update(number_of_frames=n, as_rgb=cfg["as_rgb"])
+    arr, _ = get_decoder(tsyntax).as_array(bytes(data[:nbytes]), **options)
     if n == 1:
         arr = arr[None]
     return arr
@@ -244,9 +230,9 @@ def _decode_imagecodecs(data: bytes | memoryview, cfg: dict[str, Any], _: str) -
     if cfg["samples_per_pixel"] == 3:
         space = _jpeg_colorspace(data, cfg)
         out = "RGB" if cfg["as_rgb"] else space
-        arr = imagecodecs.jpeg8_decode(data, colorspace=space, outcolorspace=out)
+        arr = imagecodecs.jpeg8_decode(bytes(data), colorspace=space, outcolorspace=out)
     else:
-        arr = imagecodecs.jpeg8_decode(data)
+        arr = imagecodecs.jpeg8_decode(bytes(data))
     return np.asarray(arr)[None]
 
 

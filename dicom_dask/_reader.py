@@ -19,7 +19,18 @@ from dicom_dask.errors import CorruptFrameError, ReadError
 from dicom_dask.manifest import ChunkManifest, ChunkRef
 from dicom_dask.store import DicomStore
 
-__all__ = ["ChunkDecoder", "ManifestArray"]
+__all__ = ["ChunkDecoder", "FrameLabel", "ManifestArray"]
+
+
+class FrameLabel:
+    """Names the chunk at ``coords`` by its frames (picklable, unlike a lambda)."""
+
+    def __init__(self, frames_per_chunk: int) -> None:
+        self.k = int(frames_per_chunk)
+
+    def __call__(self, coords: tuple[int, ...]) -> str:
+        first = coords[0] * self.k
+        return f"frame {first}" if self.k == 1 else f"frames {first}-{first + self.k - 1}"
 
 
 class ChunkDecoder:
@@ -30,9 +41,7 @@ class ChunkDecoder:
         self.chunk_shape = tuple(chunk_shape)
         self.dtype = np.dtype(dtype)
         last = codecs[-1]
-        self._frame_codec = (
-            DicomFrameCodec.from_dict(last) if last["name"] == CODEC_NAME else None
-        )
+        self._frame_codec = DicomFrameCodec.from_dict(last) if last["name"] == CODEC_NAME else None
         self._order: tuple[int, ...] | None = None
         endian = "little"
         for codec in codecs:

@@ -182,10 +182,9 @@ class Frames:
 
     def reader(self) -> Any:
         """The array-like the dask graph reads through (manifest + decoder)."""
-        from dicom_dask._reader import ManifestArray
+        from dicom_dask._reader import FrameLabel, ManifestArray
 
         chunk = tuple(self.metadata["chunk_grid"]["configuration"]["chunk_shape"])
-        k = chunk[0]
         return ManifestArray(
             self.store,
             "",
@@ -193,9 +192,7 @@ class Frames:
             chunk_shape=chunk,
             dtype=self.dtype,
             codecs=self.codecs,
-            label=(lambda c: f"frame {c[0] * k}") if k == 1 else (
-                lambda c: f"frames {c[0] * k}-{c[0] * k + k - 1}"
-            ),
+            label=FrameLabel(chunk[0]),
         )
 
     @cached_property
@@ -301,5 +298,3 @@ def open_frames(
         read_only=True,
     )
     return Frames(index=frame_index, store=store, raw=raw)
-
-

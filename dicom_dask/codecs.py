@@ -89,7 +89,7 @@ class DicomFrameCodec(ArrayBytesCodec):
         as_rgb: bool = True,
         backend: str = "auto",
     ) -> None:
-        values = {
+        values: dict[str, Any] = {
             "transfer_syntax": str(transfer_syntax),
             "rows": int(rows),
             "columns": int(columns),
@@ -136,7 +136,7 @@ class DicomFrameCodec(ArrayBytesCodec):
         arr = self.decode_bytes(chunk_bytes.as_numpy_array().data)
         dtype = chunk_spec.dtype.to_native_dtype()
         arr = np.ascontiguousarray(arr, dtype=dtype).reshape(chunk_spec.shape)
-        return chunk_spec.prototype.nd_buffer.from_ndarray_like(arr)
+        return chunk_spec.prototype.nd_buffer.from_ndarray_like(arr)  # type: ignore[arg-type]
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)

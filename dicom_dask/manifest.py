@@ -209,9 +209,7 @@ class ChunkManifest:
         if idx == INLINE:
             data = self._inline[offset]
             return ChunkRef(None, 0, len(data), FrameEncoding.RAW, data)
-        return ChunkRef(
-            self._urls[idx], offset, length, FrameEncoding(int(self._encoding[coords]))
-        )
+        return ChunkRef(self._urls[idx], offset, length, FrameEncoding(int(self._encoding[coords])))
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Chunk keys (``c/i/j/...``) of the present chunks."""
@@ -258,9 +256,7 @@ class ChunkManifest:
                 raise ManifestError(f"reference {key!r} lies outside the grid {grid_shape}")
             if isinstance(value, str | bytes):
                 text = value.decode() if isinstance(value, bytes) else value
-                data = (
-                    base64.b64decode(text[7:]) if text.startswith("base64:") else text.encode()
-                )
+                data = base64.b64decode(text[7:]) if text.startswith("base64:") else text.encode()
                 url_index[coords] = INLINE
                 offsets[coords] = len(inline)
                 lengths[coords] = len(data)

@@ -121,7 +121,9 @@ class DicomStore(Store):
     def with_read_only(self, read_only: bool = False) -> DicomStore:
         # docstring inherited
         new = type(self)(
-            self._manifests, self._documents, storage_options=self.storage_options,
+            self._manifests,
+            self._documents,
+            storage_options=self.storage_options,
             read_only=read_only,
         )
         new._memory = dict(self._memory)
@@ -210,9 +212,7 @@ class DicomStore(Store):
         key_ranges: Iterable[tuple[str, ByteRequest | None]],
     ) -> list[Buffer | None]:
         # docstring inherited
-        return list(
-            await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges))
-        )
+        return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
 
     async def exists(self, key: str) -> bool:
         # docstring inherited

@@ -84,7 +84,7 @@ def make_dataset(
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = _uid.UID(transfer_syntax)
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.2"
+    ds.file_meta.MediaStorageSOPClassUID = _uid.UID("1.2.840.10008.5.1.4.1.1.7.2")
     ds.file_meta.MediaStorageSOPInstanceUID = _uid.generate_uid()
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
@@ -113,8 +113,8 @@ def make_dataset(
             data = frames
             if samples > 1 and planar_configuration == 1:
                 data = np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
-            order = ">" if tsyntax == _uid.ExplicitVRBigEndian else "<"
-            value = data.astype(data.dtype.newbyteorder(order)).tobytes()
+            big = tsyntax == _uid.ExplicitVRBigEndian
+            value = data.astype(data.dtype.newbyteorder(">" if big else "<")).tobytes()
         if len(value) % 2:
             value += b"\x00"
         if is_float:
@@ -137,9 +137,7 @@ def make_dataset(
                 list(encoded), fragments_per_frame=fragments_per_frame, has_bot=True
             )
         elif offset_table == "none":
-            items = b"".join(
-                b"".join(itemize_frame(f, fragments_per_frame)) for f in encoded
-            )
+            items = b"".join(b"".join(itemize_frame(f, fragments_per_frame)) for f in encoded)
             ds.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + items
         else:
             raise ValueError(f"offset_table must be 'bot', 'eot' or 'none', got {offset_table!r}")

@@ -81,7 +81,7 @@ def test_wrong_bot_falls_back_to_scan(tmp_path) -> None:
     ds = make_dataset(U16, transfer_syntax=uid.RLELossless, offset_table="bot")
     value = bytearray(ds.PixelData)
     # Swap two BOT entries: offsets no longer increase.
-    entries = np.frombuffer(bytes(value[8:8 + 4 * 5]), dtype="<u4").copy()
+    entries = np.frombuffer(bytes(value[8 : 8 + 4 * 5]), dtype="<u4").copy()
     entries[[1, 2]] = entries[[2, 1]]
     value[8 : 8 + 20] = entries.tobytes()
     ds.PixelData = bytes(value)
@@ -132,7 +132,9 @@ def test_saved_index_reopens_without_reading_the_header(tmp_path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("name", ["native-le", "multi-fragment-bot", "bits-1-unaligned", "planar-1"])
+@pytest.mark.parametrize(
+    "name", ["native-le", "multi-fragment-bot", "bits-1-unaligned", "planar-1"]
+)
 def test_kerchunk_references_open_in_plain_zarr(tmp_path, name: str) -> None:
     arr, kwargs = CASES[name]
     path = write_dicom(tmp_path / f"{name}.dcm", arr, **kwargs)

@@ -53,8 +53,7 @@ class Source:
         data = _call(self.url, self.fs.cat_file, self.path, start=start, end=stop)
         if len(data) != stop - start:
             raise ReadError(
-                f"{self.url}: asked for {stop - start} bytes at offset {start}, "
-                f"got {len(data)}"
+                f"{self.url}: asked for {stop - start} bytes at offset {start}, got {len(data)}"
             )
         return bytes(data)
 
@@ -86,8 +85,7 @@ class Source:
                 raise ReadError(f"{self.url}: reading bytes [{start}, {stop}) failed: {data}")
             if len(data) != stop - start:
                 raise ReadError(
-                    f"{self.url}: asked for {stop - start} bytes at offset {start}, "
-                    f"got {len(data)}"
+                    f"{self.url}: asked for {stop - start} bytes at offset {start}, got {len(data)}"
                 )
             result.append(bytes(data))
         return result

@@ -8,6 +8,7 @@ item's tag. When neither table is usable, item headers are scanned in large bloc
 
 from __future__ import annotations
 
+import itertools
 import struct
 import warnings
 from dataclasses import dataclass
@@ -119,9 +120,7 @@ def _is_frame_start(head: bytes, tsyntax: str) -> bool:
     return False
 
 
-def _group_fragments(
-    fragments: list[Fragment], header: DicomHeader
-) -> list[list[Fragment]]:
+def _group_fragments(fragments: list[Fragment], header: DicomHeader) -> list[list[Fragment]]:
     url, nframes = header.url, header.description.number_of_frames
     if not fragments:
         raise OffsetTableError(f"{url}: the encapsulated pixel data hold no fragment")
@@ -142,8 +141,8 @@ def _group_fragments(
             f"table; cannot tell where frames start for transfer syntax {tsyntax.name} "
             f"(found {len(starts)} frame start markers)"
         )
-    starts = starts[:nframes] + [len(fragments)]
-    return [fragments[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    starts = [*starts[:nframes], len(fragments)]
+    return [fragments[a:b] for a, b in itertools.pairwise(starts)]
 
 
 def _ranges_from_groups(groups: list[list[Fragment]], method: str) -> FrameRanges:
@@ -175,19 +174,22 @@ def _check_items(
     return [(i, h) for (i, _), h in zip(wanted, heads, strict=True)]
 
 
-def _sample(n: int) -> list[int]:
-    if n <= CHECKED_ENTRIES:
-        return list(range(n))
-    return sorted(set(np.linspace(0, n - 1, CHECKED_ENTRIES).astype(int).tolist()))
+def _sample(reader: BlockReader, starts: np.ndarray) -> list[int]:
+    """Entries to check: the first and last always, others only if already in memory."""
+    n = len(starts)
+    picks = {0, n - 1}
+    if n > 2:
+        for i in np.linspace(1, n - 2, min(CHECKED_ENTRIES, n - 2)).astype(int).tolist():
+            if reader.cached(int(starts[i]), int(starts[i]) + 8) is not None:
+                picks.add(i)
+    return sorted(picks)
 
 
 def _from_eot(reader: BlockReader, header: DicomHeader, first: int) -> FrameRanges | str:
     ds, nframes, size = header.dataset, header.description.number_of_frames, header.file_size
     try:
         offsets = np.frombuffer(bytes(ds.ExtendedOffsetTable), dtype="<u8").astype(np.uint64)
-        lengths = np.frombuffer(bytes(ds.ExtendedOffsetTableLengths), dtype="<u8").astype(
-            np.uint64
-        )
+        lengths = np.frombuffer(bytes(ds.ExtendedOffsetTableLengths), dtype="<u8").astype(np.uint64)
     except (AttributeError, ValueError) as exc:
         return f"cannot parse (7FE0,0001)/(7FE0,0002): {exc}"
     if offsets.size != nframes or lengths.size != nframes:
@@ -199,7 +201,7 @@ def _from_eot(reader: BlockReader, header: DicomHeader, first: int) -> FrameRang
     ends = starts + np.uint64(8) + lengths
     if offsets[0] != 0 or np.any(starts[1:] < ends[:-1]) or int(ends[-1]) > size:
         return "its offsets are not increasing, overlap, or point past the end of the file"
-    for i, head in _check_items(reader, starts, _sample(nframes)):
+    for i, head in _check_items(reader, starts, _sample(reader, starts)):
         (length,) = struct.unpack("<L", head[4:8])
         if head[:4] != ITEM_TAG or length != int(lengths[i]):
             return (
@@ -226,20 +228,27 @@ def _from_bot(
     starts = bot.astype(np.uint64) + np.uint64(first)
     if bot[0] != 0 or np.any(np.diff(bot.astype(np.int64)) < 8) or int(starts[-1]) + 8 > size:
         return "its offsets do not start at 0, are not increasing, or point past the file"
-    checks = _check_items(reader, starts, _sample(nframes))
+    # Read the last frame's item with enough after it to see the sequence delimiter:
+    # one request for the usual single-fragment last frame.
+    last = int(starts[-1])
+    mean = (last - int(starts[0])) // max(nframes - 1, 1)
+    (tail_block,) = reader.read_ranges([(last, min(size, last + 2 * mean + 4096))])
+    checks = _check_items(reader, starts, [i for i in _sample(reader, starts) if i != nframes - 1])
+    checks.append((nframes - 1, tail_block[:8]))
     for i, head in checks:
         if head[:4] != ITEM_TAG:
             return f"entry {i} points at byte {int(starts[i])}, where there is {_tag_name(head)}"
-    # The last frame ends at the sequence delimiter; find it without a full scan.
-    last = int(starts[-1])
-    (last_len,) = struct.unpack("<L", dict(checks)[nframes - 1][4:8])
+    (last_len,) = struct.unpack("<L", tail_block[4:8])
     after = last + 8 + last_len
     if after > size:
         raise TruncatedFileError(
             f"{url}: the last frame's item at byte {last} claims {last_len} bytes, but the "
             f"file ends at byte {size}"
         )
-    tail = reader.read_ranges([(after, min(after + 8, size))])[0]
+    if after + 8 <= last + len(tail_block):
+        tail = tail_block[after - last : after - last + 8]
+    else:
+        tail = reader.read_ranges([(after, min(after + 8, size))])[0]
     if tail[:4] == ITEM_TAG:  # the last frame has more fragments
         tail_fragments = scan_fragments(reader, last)
         end = tail_fragments[-1].offset + 8 + tail_fragments[-1].length
@@ -272,8 +281,7 @@ def encapsulated_ranges(reader: BlockReader, header: DicomHeader) -> FrameRanges
     v0 = header.element.value_offset
     if v0 + 8 > size:
         raise TruncatedFileError(
-            f"{url}: the file ends at byte {size}, before the Basic Offset Table item "
-            f"at byte {v0}"
+            f"{url}: the file ends at byte {size}, before the Basic Offset Table item at byte {v0}"
         )
     (head,) = reader.read_ranges([(v0, v0 + 8)])
     if head[:4] != ITEM_TAG:
@@ -302,6 +310,8 @@ def encapsulated_ranges(reader: BlockReader, header: DicomHeader) -> FrameRanges
             return result
         problem = f"the Basic Offset Table at byte {v0} is unusable: {result}"
     if problem is not None:
-        warnings.warn(f"{url}: {problem}; scanning the fragments instead", OffsetTableWarning, stacklevel=3)
+        warnings.warn(
+            f"{url}: {problem}; scanning the fragments instead", OffsetTableWarning, stacklevel=3
+        )
     groups = _group_fragments(scan_fragments(reader, first), header)
     return _ranges_from_groups(groups, "scan")

@@ -340,7 +340,12 @@ def read_header(reader: BlockReader) -> DicomHeader:
     size = reader.source.size
     if size == 0:
         raise NotDicomError(f"{url}: the file is empty")
-    ds, _ = _parse_dataset(reader, url)
+    ds, has_preamble = _parse_dataset(reader, url)
+    if not has_preamble and "Rows" not in ds:
+        raise NotDicomError(
+            f"{url}: no DICOM preamble ('DICM' at byte 128), and read as a raw dataset it "
+            "has no (0028,0010) 'Rows': not a DICOM image"
+        )
     tsyntax = _transfer_syntax(ds, url)
     if tsyntax in DEFLATED_DATASET_SYNTAXES:
         return _read_deflated(reader, url, tsyntax)
@@ -352,8 +357,12 @@ def read_header(reader: BlockReader) -> DicomHeader:
     pos = reader.tell()
     head = reader.read(12) if pos < size else b""
     if len(head) < 8:
-        if len(ds) and pos >= size and not any(int(t) in PIXEL_TAGS for t in ds.keys()):
-            raise NoPixelDataError(f"{url}: the dataset has no pixel data element")
+        tags = [int(t) for t in ds.keys()]  # noqa: SIM118 - iterating a Dataset yields elements
+        if tags and pos >= size and not any(t in PIXEL_TAGS for t in tags):
+            raise NoPixelDataError(
+                f"{url}: the dataset has no pixel data element (read to the end of file, "
+                f"byte {size})"
+            )
         raise TruncatedFileError(
             f"{url}: the file ends at byte {size}, inside the pixel data element header "
             f"that starts at byte {pos}"

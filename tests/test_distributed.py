@@ -1,0 +1,45 @@
+"""Graphs built from ``.array`` compute on a LocalCluster with process workers."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from pydicom import uid
+
+import dicom_dask
+from dicom_dask.testing import write_dicom
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c
+
+
+def test_local_cluster_processes(client, tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    arr = rng.integers(0, 255, (64, 32, 32), dtype=np.uint8)
+    path = write_dicom(tmp_path / "rle.dcm", arr, transfer_syntax=uid.RLELossless)
+    frames = dicom_dask.open_frames(path)
+    graph = frames.array.__dask_graph__()
+    # the store (and its manifest) is in the graph once, not once per task
+    assert len(pickle.dumps(dict(graph))) < 200_000
+    threaded = frames.array.compute(scheduler="threads")
+    on_cluster = client.compute(frames.array).result()
+    np.testing.assert_array_equal(on_cluster, threaded)
+    np.testing.assert_array_equal(on_cluster, arr)
+    mean = client.compute(frames.array.mean(axis=(1, 2))).result()
+    np.testing.assert_allclose(mean, arr.mean(axis=(1, 2)))
