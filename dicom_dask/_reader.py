@@ -133,18 +133,26 @@ class ManifestArray:
     def __getitem__(self, key: Any) -> np.ndarray:
         sel = self._normalize(key)
         out_shape = tuple(s.stop - s.start for s in sel)
-        out = np.full(out_shape, self.fill_value, dtype=self.dtype)
         if 0 in out_shape:
-            return out
+            return np.empty(out_shape, dtype=self.dtype)
         ranges = [
             range(s.start // c, (s.stop - 1) // c + 1)
             for s, c in zip(sel, self.chunk_shape, strict=True)
         ]
         wanted: list[tuple[tuple[int, ...], ChunkRef]] = []
+        missing = False
         for coords in itertools.product(*ranges):
             ref = self.manifest.get(coords)
             if ref is not None:
                 wanted.append((coords, ref))
+            else:
+                missing = True
+        # every output element is written by a present chunk unless one is missing
+        out = (
+            np.full(out_shape, self.fill_value, dtype=self.dtype)
+            if missing
+            else np.empty(out_shape, dtype=self.dtype)
+        )
         for (coords, ref), data in zip(wanted, self._fetch(wanted), strict=True):
             try:
                 ref.check(data, self.label(coords))

@@ -1,0 +1,65 @@
+"""Generate the benchmark inputs (nothing is downloaded).
+
+* ``tiles-jpeg-4096.dcm``: 4,096 JPEG baseline tiles of 256 x 256 RGB (a 16k x 16k level), BOT.
+* ``tiles-jpeg-4096-nobot.dcm``: the same tiles with an empty Basic Offset Table.
+* ``native-u16-1024.dcm``: 1,024 native frames of 256 x 256 uint16.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from pydicom import uid
+
+from dicom_dask.testing import encode_frame, write_dicom
+
+HERE = Path(__file__).resolve().parent
+
+
+def tissue_tiles(n: int, size: int = 256, seed: int = 0) -> np.ndarray:
+    """Smooth, textured RGB tiles that compress like stained tissue (~15-25 KB each)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    out = np.empty((n, size, size, 3), dtype=np.uint8)
+    for i in range(n):
+        fx, fy = rng.uniform(0.01, 0.06, 2).tolist()
+        phase = rng.uniform(0, 6.28)
+        base = 170 + 50 * np.sin(fx * xx + phase) * np.cos(fy * yy)
+        noise = rng.normal(0, 6, (size, size)).astype(np.float32)
+        out[i, ..., 0] = np.clip(base + noise + 30, 0, 255)
+        out[i, ..., 1] = np.clip(base * 0.7 + noise, 0, 255)
+        out[i, ..., 2] = np.clip(base * 0.9 + noise + 10, 0, 255)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(HERE / "data"))
+    parser.add_argument("--tiles", type=int, default=4096)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tiles = tissue_tiles(args.tiles)
+    encoded = [encode_frame(t, uid.JPEGBaseline8Bit) for t in tiles]
+    for table, name in (
+        ("bot", f"tiles-jpeg-{args.tiles}.dcm"),
+        ("none", f"tiles-jpeg-{args.tiles}-nobot.dcm"),
+    ):
+        write_dicom(
+            out / name,
+            tiles,
+            transfer_syntax=uid.JPEGBaseline8Bit,
+            offset_table=table,
+            encoded=encoded,
+        )
+        print("wrote", out / name, (out / name).stat().st_size // 2**20, "MiB")
+    rng = np.random.default_rng(1)
+    native = rng.integers(0, 4096, (1024, 256, 256), dtype=np.uint16)
+    write_dicom(out / "native-u16-1024.dcm", native)
+    print("wrote", out / "native-u16-1024.dcm")
+
+
+if __name__ == "__main__":
+    main()
