@@ -214,7 +214,7 @@ class Frames:
             meta=np.empty((0,) * len(self.shape), dtype=self.dtype),
             asarray=False,
             fancy=False,
-            name=f"dicom-frames-{_token(self)}",
+            name=f"dicom-frames-{_token(self, frames_per_chunk)}",
         )
 
     def to_index(self) -> dict[str, Any]:
@@ -241,10 +241,12 @@ class Frames:
         )
 
 
-def _token(frames: Frames) -> str:
+def _token(frames: Frames, frames_per_chunk: int) -> str:
     from dask.base import tokenize
 
-    return tokenize(frames.url, frames.metadata, frames.manifest.offsets.tobytes())
+    return tokenize(
+        frames.url, frames.metadata, frames.manifest.offsets.tobytes(), frames_per_chunk
+    )
 
 
 def open_frames(

@@ -143,12 +143,14 @@ class DicomStore(Store):
 
     def filesystem(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         """The (cached) filesystem and path of ``url``."""
+        if "::" in url:  # chained URLs carry their own options per link
+            fs, path = url_to_fs(url, **self.storage_options)
+            return fs, path
         protocol = url.split("://")[0] if "://" in url else "file"
-        key = url.split("::")[0] + "|" + protocol if "::" in url else protocol
-        fs = self._filesystems.get(key)
+        fs = self._filesystems.get(protocol)
         if fs is None:
             fs, path = url_to_fs(url, **self.storage_options)
-            self._filesystems[key] = fs
+            self._filesystems[protocol] = fs
             return fs, path
         return fs, fs._strip_protocol(url)
 
