@@ -19,7 +19,6 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from dicom_dask.enums import (
     DEFLATED_DATASET_SYNTAXES,
-    DEFLATED_FRAME_SYNTAX,
     ENCAPSULATED_SYNTAXES,
     NATIVE_SYNTAXES,
 )
@@ -428,10 +427,3 @@ def _read_deflated(reader: BlockReader, url: str, tsyntax: UID) -> DicomHeader:
         little_endian=True,
         inline_pixel_data=value,
     )
-
-
-def native_syntax_of(tsyntax: str) -> str:
-    """The native syntax in which a frame of ``tsyntax`` is laid out after decoding."""
-    if tsyntax == DEFLATED_FRAME_SYNTAX or tsyntax in DEFLATED_DATASET_SYNTAXES:
-        return ExplicitVRLittleEndian
-    return tsyntax
