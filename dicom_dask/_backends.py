@@ -21,13 +21,16 @@ import numpy as np
 from pydicom import uid as _uid
 from pydicom.pixels import get_decoder
 
-from dicom_dask.enums import DEFLATED_FRAME_SYNTAX, NATIVE_SYNTAXES
+from dicom_dask.enums import (
+    DEFLATED_FRAME_SYNTAX,
+    ITEM_TAG,
+    NATIVE_SYNTAXES,
+    SEQUENCE_DELIMITER,
+)
 from dicom_dask.errors import CorruptFrameError, MissingDecoderError
 
 __all__ = ["available_backends", "decode_chunk", "select_backend", "unwrap_items"]
 
-ITEM_TAG = b"\xfe\xff\x00\xe0"
-SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"
 _IMAGECODECS_SYNTAXES = frozenset({_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit})
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from dicom_dask.codecs import CODEC_NAME, DicomFrameCodec
 from dicom_dask.errors import CorruptFrameError, ReadError
+from dicom_dask.frames._io import call_fs
 from dicom_dask.manifest import ChunkManifest, ChunkRef
 from dicom_dask.store import DicomStore
 
@@ -185,16 +186,13 @@ class ManifestArray:
         for url, indices in by_url.items():
             fs, path = self.store.filesystem(url)
             refs = [wanted[i][1] for i in indices]
-            try:
-                blobs = fs.cat_ranges(
-                    [path] * len(refs),
-                    [r.offset for r in refs],
-                    [r.offset + r.length for r in refs],
-                )
-            except FileNotFoundError as exc:
-                raise ReadError(f"{url}: no such file or object") from exc
-            except OSError as exc:
-                raise ReadError(f"{url}: read failed: {exc}") from exc
+            blobs = call_fs(
+                url,
+                fs.cat_ranges,
+                [path] * len(refs),
+                [r.offset for r in refs],
+                [r.offset + r.length for r in refs],
+            )
             for i, blob in zip(indices, blobs, strict=True):
                 if isinstance(blob, BaseException):
                     raise ReadError(f"{url}: {self.label(wanted[i][0])}: read failed: {blob}")

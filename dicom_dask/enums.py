@@ -8,12 +8,18 @@ from pydicom import uid as _uid
 
 __all__ = [
     "DEFLATED_DATASET_SYNTAXES",
+    "ITEM_TAG",
+    "SEQUENCE_DELIMITER",
     "DEFLATED_FRAME_SYNTAX",
     "ENCAPSULATED_SYNTAXES",
     "NATIVE_SYNTAXES",
     "FrameEncoding",
 ]
 
+#: The little-endian bytes of the item tag (FFFE,E000) of encapsulated pixel data.
+ITEM_TAG = b"\xfe\xff\x00\xe0"
+#: The little-endian bytes of the sequence delimitation tag (FFFE,E0DD).
+SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"
 #: Transfer syntaxes whose pixel data are stored natively (uncompressed).
 NATIVE_SYNTAXES: frozenset[str] = frozenset(
     {_uid.ImplicitVRLittleEndian, _uid.ExplicitVRLittleEndian, _uid.ExplicitVRBigEndian}

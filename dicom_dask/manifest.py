@@ -14,14 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from dicom_dask.enums import FrameEncoding
+from dicom_dask.enums import ITEM_TAG, FrameEncoding
 from dicom_dask.errors import CorruptFrameError, ManifestError
 
 __all__ = ["ChunkManifest", "ChunkRef", "parse_chunk_key"]
 
 MISSING = -1
 INLINE = -2
-_ITEM_TAG = b"\xfe\xff\x00\xe0"
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class ChunkRef:
                 f"{self.url}: {where}: expected {self.length} bytes at offset {self.offset}, "
                 f"got {len(data)}"
             )
-        if self.encoding is FrameEncoding.ITEMS and bytes(memoryview(data)[:4]) != _ITEM_TAG:
+        if self.encoding is FrameEncoding.ITEMS and bytes(memoryview(data)[:4]) != ITEM_TAG:
             raise CorruptFrameError(
                 f"{self.url}: {where}: expected a fragment item tag (FFFE,E000) at byte "
                 f"{self.offset}, found {bytes(memoryview(data)[:4]).hex()}; the offset table "

@@ -60,7 +60,7 @@ def frame_codecs(
             as_rgb=as_rgb,
             backend=backend,
             pixel_vr=vr,
-            **{k: v for k, v in desc.decoder_options().items()},
+            **desc.decoder_options(),
         )
         return [codec.to_dict()]
     codecs: list[dict[str, Any]] = []

@@ -25,6 +25,7 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype
 
+from dicom_dask.frames._io import call_fs
 from dicom_dask.manifest import ChunkManifest, ChunkRef, parse_chunk_key
 
 __all__ = ["DicomStore"]
@@ -174,7 +175,8 @@ class DicomStore(Store):
             return b""
         assert ref.url is not None
         fs, path = self.filesystem(ref.url)
-        return bytes(fs.cat_file(path, start=ref.offset + start, end=ref.offset + stop))
+        data = call_fs(ref.url, fs.cat_file, path, start=ref.offset + start, end=ref.offset + stop)
+        return bytes(data)
 
     # -- reads ---------------------------------------------------------------------
     def _value(self, key: str) -> bytes | None:

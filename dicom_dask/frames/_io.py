@@ -13,7 +13,7 @@ from fsspec.core import url_to_fs
 
 from dicom_dask.errors import ReadError, SourceNotFoundError
 
-__all__ = ["BlockReader", "Source", "canonical_url", "open_source"]
+__all__ = ["BlockReader", "Source", "call_fs", "canonical_url", "open_source"]
 
 
 def canonical_url(url: str | os.PathLike[str]) -> str:
@@ -41,16 +41,19 @@ class Source:
     url: str
     size: int
 
-    def read(self, start: int, stop: int) -> bytes:
-        """Return the bytes ``[start, stop)``; raise :class:`ReadError` when short."""
+    def _check_range(self, start: int, stop: int) -> None:
         if start < 0 or stop > self.size or stop < start:
             raise ReadError(
                 f"{self.url}: byte range [{start}, {stop}) lies outside the file "
                 f"of {self.size} bytes"
             )
+
+    def read(self, start: int, stop: int) -> bytes:
+        """Return the bytes ``[start, stop)``; raise :class:`ReadError` when short."""
+        self._check_range(start, stop)
         if stop == start:
             return b""
-        data = _call(self.url, self.fs.cat_file, self.path, start=start, end=stop)
+        data = call_fs(self.url, self.fs.cat_file, self.path, start=start, end=stop)
         if len(data) != stop - start:
             raise ReadError(
                 f"{self.url}: asked for {stop - start} bytes at offset {start}, got {len(data)}"
@@ -62,16 +65,12 @@ class Source:
         if not ranges:
             return []
         for start, stop in ranges:
-            if start < 0 or stop > self.size or stop < start:
-                raise ReadError(
-                    f"{self.url}: byte range [{start}, {stop}) lies outside the file "
-                    f"of {self.size} bytes"
-                )
+            self._check_range(start, stop)
         if len(ranges) == 1:
             return [self.read(*ranges[0])]
         starts = [r[0] for r in ranges]
         stops = [r[1] for r in ranges]
-        out = _call(
+        out = call_fs(
             self.url,
             self.fs.cat_ranges,
             [self.path] * len(ranges),
@@ -91,7 +90,8 @@ class Source:
         return result
 
 
-def _call(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call an fsspec method, turning its failures into errors that name ``url``."""
     try:
         return func(*args, **kwargs)
     except FileNotFoundError as exc:
@@ -117,7 +117,7 @@ def open_source(
             fs, path = url_to_fs(curl, **dict(storage_options or {}))
         except (ValueError, ImportError) as exc:
             raise ReadError(f"{curl}: cannot open a filesystem for this URL: {exc}") from exc
-    info = _call(curl, fs.info, path)
+    info = call_fs(curl, fs.info, path)
     if info.get("type") == "directory":
         raise ReadError(f"{curl}: is a directory, expected a DICOM file")
     size = info.get("size")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom import uid as _uid
 
-from dicom_dask.enums import FrameEncoding
+from dicom_dask.enums import ITEM_TAG, SEQUENCE_DELIMITER, FrameEncoding
 from dicom_dask.errors import OffsetTableError, TruncatedFileError
 from dicom_dask.frames._io import BlockReader
 from dicom_dask.frames.header import DicomHeader
@@ -24,8 +24,6 @@ from dicom_dask.frames.ranges import FrameRanges
 
 __all__ = ["Fragment", "encapsulated_ranges", "scan_fragments"]
 
-ITEM_TAG = b"\xfe\xff\x00\xe0"
-SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"
 #: Bytes fetched per request while scanning item headers.
 SCAN_BLOCK = 4 * 1024 * 1024
 #: Offset table entries checked against the items they point at.
