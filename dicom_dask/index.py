@@ -9,6 +9,7 @@ the transfer syntax, the pixel data element's position and the file size. fsspec
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Mapping
@@ -59,7 +60,12 @@ def index_to_dict(index: FrameIndex, refs: Mapping[str, Any]) -> dict[str, Any]:
                 "items": np.flatnonzero(ranges.encoding == FrameEncoding.ITEMS.value).tolist(),
                 "fragments": ranges.fragments.tolist(),
             },
-            "inline_pixel_data": None,
+            # a deflated dataset cannot be range-read: its inflated pixel data travel along
+            "inline_pixel_data": (
+                None
+                if header.inline_pixel_data is None
+                else base64.b64encode(header.inline_pixel_data).decode("ascii")
+            ),
             "dataset": header.dataset.to_json_dict(bulk_data_threshold=2**62),
         },
     }
@@ -89,6 +95,11 @@ def index_from_dict(doc: Mapping[str, Any], *, source: str = "index") -> FrameIn
             element=element,
             description=desc,
             little_endian=bool(info["little_endian"]),
+            inline_pixel_data=(
+                None
+                if info.get("inline_pixel_data") is None
+                else base64.b64decode(info["inline_pixel_data"])
+            ),
         )
         r = info["ranges"]
         n = len(r["offsets"])

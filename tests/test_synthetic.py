@@ -153,6 +153,10 @@ def test_deflated_dataset_is_read_whole(tmp_path) -> None:
     assert frames.index.ranges.method == "inline"
     np.testing.assert_array_equal(frames.array.compute(), U16)
     np.testing.assert_array_equal(frames.zarr[...], U16)
+    frames.save_index(tmp_path / "deflated.json")
+    again = dicom_dask.open_frames(path, index=tmp_path / "deflated.json")
+    assert again.manifest == frames.manifest
+    np.testing.assert_array_equal(again.array.compute(), U16)
 
 
 def test_backend_recorded_in_codec_configuration(tmp_path) -> None:
