@@ -3,6 +3,10 @@
 * ``tiles-jpeg-4096.dcm``: 4,096 JPEG baseline tiles of 256 x 256 RGB (a 16k x 16k level), BOT.
 * ``tiles-jpeg-4096-nobot.dcm``: the same tiles with an empty Basic Offset Table.
 * ``native-u16-1024.dcm``: 1,024 native frames of 256 x 256 uint16.
+* ``slide-bot/level0.dcm``, ``slide-nobot/level0.dcm``: the same 4,096 tiles as a
+  16,384 x 16,384 TILED_FULL VL Whole Slide Microscopy level (with / without BOT).
+* ``sparse-100k.dcm``: a TILED_SPARSE instance of 100,172 native 8 x 8 tiles in
+  shuffled order, with its Per-Frame Functional Groups (``--sparse``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from pydicom import uid
 
-from dicom_dask.testing import encode_frame, write_dicom
+from dicom_dask.testing import encode_frame, make_slide_dataset, write_dicom
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(HERE / "data"))
     parser.add_argument("--tiles", type=int, default=4096)
+    parser.add_argument("--sparse", action="store_true", help="also the 100k-tile sparse file")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,6 +60,30 @@ def main() -> None:
             encoded=encoded,
         )
         print("wrote", out / name, (out / name).stat().st_size // 2**20, "MiB")
+    side = round(args.tiles**0.5) * 256
+    for table, folder in (("bot", "slide-bot"), ("none", "slide-nobot")):
+        (out / folder).mkdir(exist_ok=True)
+        ds = make_slide_dataset(
+            np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (side, side, 3)),
+            tile=(256, 256),
+            transfer_syntax=uid.JPEGBaseline8Bit,
+            offset_table=table,
+            encoded_tiles=encoded,
+            container_id="BENCH-1",
+            frame_of_reference="1.2.826.0.1.3680043.8.498.1",
+        )
+        ds.save_as(out / folder / "level0.dcm", enforce_file_format=True)
+        print("wrote", out / folder / "level0.dcm")
+    if args.sparse:
+        ds = make_slide_dataset(
+            np.broadcast_to(np.zeros((1, 1), np.uint8), (8 * 316, 8 * 317)),
+            tile=(8, 8),
+            transfer_syntax=uid.ExplicitVRLittleEndian,
+            organization="TILED_SPARSE",
+            shuffle=0,
+        )
+        ds.save_as(out / "sparse-100k.dcm", enforce_file_format=True)
+        print("wrote", out / "sparse-100k.dcm", ds.NumberOfFrames, "frames")
     rng = np.random.default_rng(1)
     native = rng.integers(0, 4096, (1024, 256, 256), dtype=np.uint16)
     write_dicom(out / "native-u16-1024.dcm", native)

@@ -6,7 +6,9 @@ from dicom_dask.api import Frames, open_frames, open_store
 from dicom_dask.codecs import DicomFrameCodec
 from dicom_dask.codecs import register as _register_codec
 from dicom_dask.errors import DicomDaskError
+from dicom_dask.level import Level
 from dicom_dask.manifest import ChunkManifest
+from dicom_dask.slide import Slide, list_slides, open_slide, open_tiled, to_ome_zarr
 from dicom_dask.store import DicomStore
 
 __all__ = [
@@ -15,9 +17,15 @@ __all__ = [
     "DicomFrameCodec",
     "DicomStore",
     "Frames",
+    "Level",
+    "Slide",
     "__version__",
+    "list_slides",
     "open_frames",
+    "open_slide",
     "open_store",
+    "open_tiled",
+    "to_ome_zarr",
 ]
 
 __version__ = "0.1.0"

@@ -8,17 +8,48 @@ configuration zarr would use. Tests prove both paths give identical pixels.
 
 from __future__ import annotations
 
+import copy
 import itertools
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from fsspec.implementations.local import LocalFileSystem
 
 from dicom_dask.codecs import CODEC_NAME, DicomFrameCodec
+from dicom_dask.enums import ITEM_TAG, FrameEncoding
 from dicom_dask.errors import CorruptFrameError, ReadError
 from dicom_dask.frames._io import call_fs
 from dicom_dask.manifest import ChunkManifest, ChunkRef
 from dicom_dask.store import DicomStore
+
+#: Chunks per unit of work when a read decodes in several threads.
+BATCH = 16
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One decoding pool per process (rebuilt after a fork)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            workers = max(2, os.cpu_count() or 1)
+            _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="dicom-dask"))
+        return _POOL[1]
+
+
+def _read_local(path: str, refs: list[ChunkRef]) -> list[bytes]:
+    """Read byte ranges of a local file through one descriptor (``os.pread``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return [os.pread(fd, r.length, r.offset) for r in refs]
+    finally:
+        os.close(fd)
+
 
 __all__ = ["ChunkDecoder", "FrameLabel", "ManifestArray"]
 
@@ -55,17 +86,20 @@ class ChunkDecoder:
         self._stored_dtype = self.dtype.newbyteorder("<" if endian == "little" else ">")
 
     def __call__(self, data: bytes | memoryview) -> np.ndarray:
-        if self._frame_codec is not None:
-            arr = self._frame_codec.decode_bytes(data)
-            return np.asarray(arr, dtype=self.dtype).reshape(self.chunk_shape)
         shape = self.chunk_shape
         if self._order is not None:
             shape = tuple(self.chunk_shape[i] for i in self._order)
-        expected = int(np.prod(shape)) * self.dtype.itemsize
-        if len(data) < expected:
-            raise CorruptFrameError(f"expected {expected} bytes of native pixels, got {len(data)}")
-        arr = np.frombuffer(data, dtype=self._stored_dtype, count=int(np.prod(shape)))
-        arr = arr.reshape(shape)
+        if self._frame_codec is not None:
+            arr = self._frame_codec.decode_bytes(data)
+            arr = np.asarray(arr, dtype=self.dtype).reshape(shape)
+        else:
+            expected = int(np.prod(shape)) * self.dtype.itemsize
+            if len(data) < expected:
+                raise CorruptFrameError(
+                    f"expected {expected} bytes of native pixels, got {len(data)}"
+                )
+            arr = np.frombuffer(data, dtype=self._stored_dtype, count=int(np.prod(shape)))
+            arr = arr.reshape(shape)
         if self._order is not None:
             arr = arr.transpose(np.argsort(self._order))
         return arr.astype(self.dtype, copy=False)
@@ -89,6 +123,8 @@ class ManifestArray:
         codecs: list[dict[str, Any]],
         fill_value: Any = 0,
         label: Callable[[tuple[int, ...]], str] | None = None,
+        manifest: ChunkManifest | None = None,
+        threads: int = 1,
     ) -> None:
         self.store = store
         self.path = path
@@ -97,9 +133,19 @@ class ManifestArray:
         self.dtype = np.dtype(dtype)
         self.ndim = len(self.shape)
         self.fill_value = fill_value
-        self.manifest: ChunkManifest = store.manifests[DicomStore._norm(path)]
+        if manifest is None:
+            manifest = store.manifests[DicomStore._norm(path)]
+        self.manifest: ChunkManifest = manifest
         self.decoder = ChunkDecoder(codecs, self.chunk_shape, self.dtype)
         self._label = label
+        #: Threads decoding the chunks of one ``__getitem__`` (the codecs release the GIL).
+        self.threads = int(threads)
+
+    def with_threads(self, threads: int) -> ManifestArray:
+        """A copy that decodes with ``threads`` threads per read."""
+        new = copy.copy(self)
+        new.threads = int(threads)
+        return new
 
     def __repr__(self) -> str:
         return f"ManifestArray(shape={self.shape}, chunks={self.chunk_shape}, dtype={self.dtype})"
@@ -154,9 +200,14 @@ class ManifestArray:
             if missing
             else np.empty(out_shape, dtype=self.dtype)
         )
-        for (coords, ref), data in zip(wanted, self._fetch(wanted), strict=True):
+
+        def paste(item: tuple[tuple[int, ...], ChunkRef], data: bytes) -> None:
+            coords, ref = item
             try:
-                ref.check(data, self.label(coords))
+                if len(data) != ref.length or (
+                    ref.encoding is FrameEncoding.ITEMS and data[:4] != ITEM_TAG
+                ):
+                    ref.check(data, self.label(coords))
                 chunk = self.decoder(data)
             except CorruptFrameError as exc:
                 if ref.url and ref.url in str(exc):
@@ -171,6 +222,19 @@ class ManifestArray:
                 src.append(slice(lo - c * size, hi - c * size))
                 dst.append(slice(lo - s.start, hi - s.start))
             out[tuple(dst)] = chunk[tuple(src)]
+
+        def work(batch: list[tuple[tuple[int, ...], ChunkRef]]) -> None:
+            for item, data in zip(batch, self._fetch(batch), strict=True):
+                paste(item, data)
+
+        if self.threads > 1 and len(wanted) > 1:
+            # each unit fetches and decodes its own chunks: reads overlap decoding
+            size = max(1, min(BATCH, -(-len(wanted) // self.threads)))
+            batches = [wanted[i : i + size] for i in range(0, len(wanted), size)]
+            for _ in _pool().map(work, batches):
+                pass
+        else:
+            work(wanted)
         return out
 
     def _fetch(self, wanted: list[tuple[tuple[int, ...], ChunkRef]]) -> list[bytes]:
@@ -186,6 +250,10 @@ class ManifestArray:
         for url, indices in by_url.items():
             fs, path = self.store.filesystem(url)
             refs = [wanted[i][1] for i in indices]
+            if type(fs) is LocalFileSystem:
+                for i, blob in zip(indices, call_fs(url, _read_local, path, refs), strict=True):
+                    result[i] = blob
+                continue
             blobs = call_fs(
                 url,
                 fs.cat_ranges,

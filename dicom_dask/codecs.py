@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -124,9 +125,13 @@ class DicomFrameCodec(ArrayBytesCodec):
         """The codec's configuration as a plain dict."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    @cached_property
+    def _config(self) -> dict[str, Any]:
+        return self.configuration()
+
     def decode_bytes(self, data: bytes | memoryview) -> np.ndarray:
         """Decode one chunk's bytes to ``(frames, rows, columns[, samples])`` (sync)."""
-        arr = decode_chunk(data, self.configuration())
+        arr = decode_chunk(data, self._config)
         if arr.shape[0] < self.frames:  # the last chunk of unaligned 1-bit frames
             pad = np.zeros((self.frames - arr.shape[0], *arr.shape[1:]), dtype=arr.dtype)
             arr = np.concatenate([arr, pad])

@@ -10,7 +10,9 @@ __all__ = [
     "CorruptFrameError",
     "DicomDaskError",
     "InvalidHeaderError",
+    "LayoutError",
     "ManifestError",
+    "NoImagesError",
     "MissingDecoderError",
     "NoPixelDataError",
     "NotDicomError",
@@ -36,6 +38,14 @@ class NoPixelDataError(DicomDaskError, ValueError):
 
 class InvalidHeaderError(DicomDaskError, ValueError):
     """A header attribute is missing, inconsistent or claims an impossible size."""
+
+
+class LayoutError(InvalidHeaderError):
+    """Frames cannot be placed on a tile grid or stacked into a volume."""
+
+
+class NoImagesError(DicomDaskError, ValueError):
+    """A folder, glob or list holds no image that fits the request, or several that do."""
 
 
 class UnsupportedTransferSyntaxError(DicomDaskError, ValueError):

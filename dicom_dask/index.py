@@ -17,12 +17,15 @@ from typing import Any
 
 import fsspec
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import ManifestError
 from dicom_dask.frames import FrameIndex, FrameRanges
+from dicom_dask.frames.functional_groups import PER_FRAME_TAG, per_frame_raw
 from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescription
 
 __all__ = ["FORMAT_VERSION", "index_from_dict", "index_to_dict", "load_index", "save_index"]
@@ -30,8 +33,14 @@ __all__ = ["FORMAT_VERSION", "index_from_dict", "index_to_dict", "load_index", "
 FORMAT_VERSION = 1
 
 
-def index_to_dict(index: FrameIndex, refs: Mapping[str, Any]) -> dict[str, Any]:
-    """The sidecar document of ``index``, with ``refs`` as its kerchunk references."""
+def index_to_dict(
+    index: FrameIndex, refs: Mapping[str, Any], *, per_frame: bool = True
+) -> dict[str, Any]:
+    """The sidecar document of ``index``, with ``refs`` as its kerchunk references.
+
+    With ``per_frame=False`` an unparsed Per-Frame Functional Groups Sequence is left
+    out (for callers that cache what they parsed from it, like slide indexes).
+    """
     header = index.header
     ranges = index.ranges
     element = header.element
@@ -66,9 +75,45 @@ def index_to_dict(index: FrameIndex, refs: Mapping[str, Any]) -> dict[str, Any]:
                 if header.inline_pixel_data is None
                 else base64.b64encode(header.inline_pixel_data).decode("ascii")
             ),
-            "dataset": header.dataset.to_json_dict(bulk_data_threshold=2**62),
+            **_dataset_json(header.dataset, per_frame=per_frame),
         },
     }
+
+
+def _dataset_json(ds: Dataset, *, per_frame: bool) -> dict[str, Any]:
+    """The dataset as DICOM JSON; an unparsed Per-Frame Functional Groups Sequence
+    travels as its raw bytes (parsing 100,000 items to JSON would take minutes)."""
+    raw = per_frame_raw(ds)
+    if raw is None:
+        return {"dataset": ds.to_json_dict(bulk_data_threshold=2**62)}
+    rest = ds.copy()
+    del rest[PER_FRAME_TAG]
+    if not per_frame:
+        return {"dataset": rest.to_json_dict(bulk_data_threshold=2**62)}
+    return {
+        "dataset": rest.to_json_dict(bulk_data_threshold=2**62),
+        "per_frame_raw": {
+            "value": base64.b64encode(bytes(raw.value or b"")).decode("ascii"),
+            "implicit": bool(raw.is_implicit_VR),
+            "little": bool(raw.is_little_endian),
+            "length": int(raw.length),
+        },
+    }
+
+
+def _restore_per_frame(ds: Dataset, doc: Mapping[str, Any] | None) -> None:
+    if not doc:
+        return
+    value = base64.b64decode(doc["value"])
+    ds[PER_FRAME_TAG] = RawDataElement(
+        BaseTag(PER_FRAME_TAG),
+        "SQ",
+        int(doc["length"]),
+        value,
+        0,
+        bool(doc["implicit"]),
+        bool(doc["little"]),
+    )
 
 
 def index_from_dict(doc: Mapping[str, Any], *, source: str = "index") -> FrameIndex:
@@ -81,6 +126,7 @@ def index_from_dict(doc: Mapping[str, Any], *, source: str = "index") -> FrameIn
                 f"(expected {FORMAT_VERSION})"
             )
         ds = Dataset.from_json(info["dataset"])
+        _restore_per_frame(ds, info.get("per_frame_raw"))
         meta = FileMetaDataset()
         meta.TransferSyntaxUID = UID(info["transfer_syntax"])
         ds.file_meta = meta

@@ -44,11 +44,36 @@ def output_photometric(desc: PixelDescription, *, as_rgb: bool, tsyntax: str) ->
     return pi
 
 
+def _transpose(axes: str, stored: str) -> list[dict[str, Any]]:
+    """A ``transpose`` codec taking chunk ``axes`` to the ``stored`` frame layout."""
+    encoded = [a for a in axes if a not in "yxs"] + [a for a in stored if a in axes]
+    order = [axes.index(a) for a in encoded]
+    if order == sorted(order):
+        return []
+    return [{"name": "transpose", "configuration": {"order": order}}]
+
+
 def frame_codecs(
-    header: DicomHeader, *, frames_per_chunk: int, as_rgb: bool, backend: str
+    header: DicomHeader,
+    *,
+    frames_per_chunk: int,
+    as_rgb: bool,
+    backend: str,
+    axes: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The codec chain of a frames array of ``header``'s file."""
+    """The codec chain of an array whose chunks are frames of ``header``'s file.
+
+    Parameters
+    ----------
+    axes : str, optional
+        One letter per array dimension: ``y``/``x`` for the frame's rows/columns,
+        ``s`` for the samples of a pixel, anything else for a dimension along which a
+        chunk holds one frame (default ``"fyx"`` or ``"fyxs"``). A ``transpose``
+        codec is added when the stored layout differs from the array's.
+    """
     desc = header.description
+    if axes is None:
+        axes = "fyx" + ("s" if desc.samples_per_pixel > 1 else "")
     tsyntax = str(header.transfer_syntax)
     if header.inline_pixel_data is not None:
         tsyntax = str(_uid.ExplicitVRLittleEndian)
@@ -62,10 +87,9 @@ def frame_codecs(
             pixel_vr=vr,
             **desc.decoder_options(),
         )
-        return [codec.to_dict()]
-    codecs: list[dict[str, Any]] = []
-    if desc.samples_per_pixel > 1 and desc.planar_configuration == 1:
-        codecs.append({"name": "transpose", "configuration": {"order": [0, 3, 1, 2]}})
+        return [*_transpose(axes, "yxs"), codec.to_dict()]
+    planar = desc.samples_per_pixel > 1 and desc.planar_configuration == 1
+    codecs = _transpose(axes, "syx" if planar else "yxs")
     endian = "big" if tsyntax == _uid.ExplicitVRBigEndian else "little"
     codecs.append({"name": "bytes", "configuration": {"endian": endian}})
     return codecs

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, encapsulate_extended, itemize_frame
 from pydicom.pixels import pack_bits
 
-__all__ = ["encode_frame", "make_dataset", "write_dicom"]
+__all__ = ["encode_frame", "make_dataset", "make_slide_dataset", "write_dicom", "write_slide"]
 
 
 def encode_frame(frame: np.ndarray, transfer_syntax: str, *, quality: int = 90) -> bytes:
@@ -158,4 +158,170 @@ def write_dicom(path: str | os.PathLike[str], frames: np.ndarray, **kwargs: Any)
         implicit_vr=tsyntax == _uid.ImplicitVRLittleEndian,
         little_endian=tsyntax != _uid.ExplicitVRBigEndian,
     )
+    return os.fspath(path)
+
+
+def _tile_grid(shape: tuple[int, int], tile: tuple[int, int]) -> tuple[int, int]:
+    return -(-shape[0] // tile[0]), -(-shape[1] // tile[1])
+
+
+def make_slide_dataset(
+    matrix: np.ndarray,
+    *,
+    tile: tuple[int, int] = (256, 256),
+    transfer_syntax: str = _uid.JPEGBaseline8Bit,
+    organization: str = "TILED_FULL",
+    omit: Sequence[tuple[int, ...]] = (),
+    shuffle: int | None = None,
+    image_type: str = "VOLUME",
+    pixel_spacing: float = 0.00025,
+    origin: tuple[float, float] = (20.0, 40.0),
+    orientation: Sequence[float] = (0.0, -1.0, 0.0, -1.0, 0.0, 0.0),
+    optical_paths: Sequence[str] | None = None,
+    focal_planes: Sequence[float] | None = None,
+    container_id: str = "SLIDE-1",
+    frame_of_reference: str | None = None,
+    study_uid: str | None = None,
+    offset_table: str = "bot",
+    encoded_tiles: Sequence[bytes] | None = None,
+) -> Dataset:
+    """A VL Whole Slide Microscopy Image holding ``matrix`` as tiles.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        The total pixel matrix: ``(rows, columns[, samples])``, or
+        ``(optical paths, focal planes, rows, columns[, samples])``.
+    tile : (int, int)
+        Rows and Columns of a frame; edge tiles are padded with zeros.
+    organization : {"TILED_FULL", "TILED_SPARSE"}
+        ``TILED_SPARSE`` writes Plane Position (Slide) per frame.
+    omit : sequence of tuples
+        ``(tile_row, tile_col)`` or ``(path, plane, tile_row, tile_col)`` tiles left
+        out (``TILED_SPARSE`` only).
+    shuffle : int, optional
+        Seed to shuffle the frame order (``TILED_SPARSE`` only).
+    encoded_tiles : sequence of bytes, optional
+        Already encoded frames, in the TILED_FULL order of all tiles (skips encoding).
+    """
+    matrix = np.asarray(matrix)
+    samples = 3 if matrix.ndim in (3, 5) and matrix.shape[-1] == 3 else 1
+    if matrix.ndim in (2, 3) and not (matrix.ndim == 3 and samples == 1):
+        matrix = matrix[np.newaxis, np.newaxis]
+    paths, planes, rows, cols = matrix.shape[:4]
+    grid = _tile_grid((rows, cols), tile)
+    positions = [
+        (p, z, r, c)
+        for p in range(paths)
+        for z in range(planes)
+        for r in range(grid[0])
+        for c in range(grid[1])
+    ]
+    order = list(range(len(positions)))
+    if organization == "TILED_SPARSE":
+        omitted = {t if len(t) == 4 else (0, 0, *t) for t in omit}
+        order = [i for i in order if positions[i] not in omitted]
+        if shuffle is not None:
+            np.random.default_rng(shuffle).shuffle(order)
+    elif omit or shuffle is not None:
+        raise ValueError("omit and shuffle need organization='TILED_SPARSE'")
+    if encoded_tiles is None:
+        frames = np.zeros((len(order), *tile, *matrix.shape[4:]), dtype=matrix.dtype)
+        for n, i in enumerate(order):
+            p, z, r, c = positions[i]
+            part = matrix[p, z, r * tile[0] : (r + 1) * tile[0], c * tile[1] : (c + 1) * tile[1]]
+            frames[n, : part.shape[0], : part.shape[1]] = part
+        encoded = None
+    else:  # only the shape of the frames is used
+        frames = np.broadcast_to(
+            np.zeros((1,) * (3 + matrix.ndim - 4), dtype=matrix.dtype),
+            (len(order), *tile, *matrix.shape[4:]),
+        )
+        encoded = [encoded_tiles[i] for i in order]
+    tsyntax = _uid.UID(transfer_syntax)
+    if tsyntax.is_encapsulated and encoded is None:
+        encoded = [encode_frame(f, tsyntax) for f in frames]
+    ds = make_dataset(
+        frames,
+        transfer_syntax=tsyntax,
+        offset_table=offset_table,
+        encoded=encoded,
+        photometric_interpretation=None,
+    )
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = _uid.VLWholeSlideMicroscopyImageStorage
+    ds.Modality = "SM"
+    ds.ImageType = [
+        "ORIGINAL" if image_type == "VOLUME" else "DERIVED",
+        "PRIMARY",
+        image_type,
+        "NONE",
+    ]
+    if study_uid:
+        ds.StudyInstanceUID = study_uid
+    ds.FrameOfReferenceUID = frame_of_reference or _uid.generate_uid()
+    ds.ContainerIdentifier = container_id
+    ds.DimensionOrganizationType = organization
+    ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = rows, cols
+    ds.TotalPixelMatrixFocalPlanes = planes
+    ds.ImagedVolumeWidth = cols * pixel_spacing
+    ds.ImagedVolumeHeight = rows * pixel_spacing
+    ds.ImagedVolumeDepth = 0.001
+    ds.NumberOfOpticalPaths = paths
+    ds.ImageOrientationSlide = [float(v) for v in orientation]
+    origin_item = Dataset()
+    origin_item.XOffsetInSlideCoordinateSystem = origin[0]
+    origin_item.YOffsetInSlideCoordinateSystem = origin[1]
+    ds.TotalPixelMatrixOriginSequence = [origin_item]
+    ids = list(optical_paths or [str(i) for i in range(paths)])
+    ds.OpticalPathSequence = []
+    for identifier in ids:
+        item = Dataset()
+        item.OpticalPathIdentifier = identifier
+        item.OpticalPathDescription = f"optical path {identifier}"
+        ds.OpticalPathSequence.append(item)
+    z_offsets = list(focal_planes or [float(i) for i in range(planes)])
+    measures = Dataset()
+    measures.PixelSpacing = [pixel_spacing, pixel_spacing]
+    measures.SliceThickness = 0.001
+    if planes > 1:
+        measures.SpacingBetweenSlices = (z_offsets[1] - z_offsets[0]) / 1000.0
+    shared = Dataset()
+    shared.PixelMeasuresSequence = [measures]
+    if paths == 1:
+        shared_ident = Dataset()
+        shared_ident.OpticalPathIdentifier = ids[0]
+        shared.OpticalPathIdentificationSequence = [shared_ident]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    if organization == "TILED_SPARSE":
+        row_dir = np.array(orientation[:3], dtype=float)
+        col_dir = np.array(orientation[3:], dtype=float)
+        per_frame = []
+        for i in order:
+            p, z, r, c = positions[i]
+            item = Dataset()
+            pos = Dataset()
+            pos.ColumnPositionInTotalImagePixelMatrix = c * tile[1] + 1
+            pos.RowPositionInTotalImagePixelMatrix = r * tile[0] + 1
+            xyz = (
+                np.array([*origin, 0.0])
+                + row_dir * c * tile[1] * pixel_spacing
+                + col_dir * r * tile[0] * pixel_spacing
+            )
+            pos.XOffsetInSlideCoordinateSystem = round(float(xyz[0]), 6)
+            pos.YOffsetInSlideCoordinateSystem = round(float(xyz[1]), 6)
+            pos.ZOffsetInSlideCoordinateSystem = z_offsets[z]
+            item.PlanePositionSlideSequence = [pos]
+            if paths > 1:
+                frame_ident = Dataset()
+                frame_ident.OpticalPathIdentifier = ids[p]
+                item.OpticalPathIdentificationSequence = [frame_ident]
+            per_frame.append(item)
+        ds.PerFrameFunctionalGroupsSequence = per_frame
+    return ds
+
+
+def write_slide(path: str | os.PathLike[str], matrix: np.ndarray, **kwargs: Any) -> str:
+    """Write one slide instance (see :func:`make_slide_dataset`) to ``path``."""
+    ds = make_slide_dataset(matrix, **kwargs)
+    ds.save_as(os.fspath(path), enforce_file_format=True)
     return os.fspath(path)

@@ -1,0 +1,390 @@
+"""One level of a slide: tiled instances merged on one tile grid, as dask arrays.
+
+Several instances of one level (optical paths, focal planes) are merged onto one
+chunk grid. Every level is a dask array whose chunks hold several tiles, read
+through the chunk manifest in one batched request per task and decoded by the same
+codec configuration zarr uses; regions are read directly, decoding in threads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dicom_dask.errors import LayoutError
+from dicom_dask.manifest import ChunkManifest
+from dicom_dask.metadata import frame_codecs, output_photometric
+from dicom_dask.parsers.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
+from dicom_dask.store import DicomStore
+
+if TYPE_CHECKING:
+    import dask.array
+
+__all__ = ["Level", "merge_level"]
+
+#: Target edge of a dask chunk, in pixels (rounded to whole tiles).
+CHUNK_EDGE = 2048
+
+
+class _TileLabel:
+    """Names a chunk of a level by its tile (picklable)."""
+
+    def __init__(self, axes: str) -> None:
+        self.axes = axes
+
+    def __call__(self, coords: tuple[int, ...]) -> str:
+        parts = [f"{a}={c}" for a, c in zip(self.axes, coords, strict=False) if a not in "s"]
+        return "tile " + ", ".join(parts)
+
+
+@dataclass(frozen=True, eq=False)
+class Level:
+    """One pyramid level (or associated image): instances merged on one tile grid.
+
+    Attributes
+    ----------
+    images : tuple of TiledImage
+        The instances of this level.
+    manifest : ChunkManifest
+        Chunk grid ``(channels, planes, tile rows, tile columns)``.
+    channels : tuple of ChannelInfo
+        Optical paths (or segments).
+    focal_planes : tuple of float
+        Z offsets in µm.
+    """
+
+    images: tuple[TiledImage, ...]
+    manifest: ChunkManifest
+    channels: tuple[ChannelInfo, ...]
+    focal_planes: tuple[float, ...]
+    raw: bool = False
+    backend: str = "auto"
+    fill_value: int | float = 0
+    storage_options: Mapping[str, Any] | None = None
+    chunk_edge: int = CHUNK_EDGE
+
+    # -- description ---------------------------------------------------------------
+    @property
+    def image(self) -> TiledImage:
+        """The first instance (geometry and pixel description are shared)."""
+        return self.images[0]
+
+    @property
+    def image_type(self) -> str:
+        """``VOLUME``, ``LABEL``, ``OVERVIEW`` or ``THUMBNAIL``."""
+        return self.image.image_type
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """URLs of the instances."""
+        return tuple(im.url for im in self.images)
+
+    @property
+    def matrix_shape(self) -> tuple[int, int]:
+        """Rows and columns of the total pixel matrix."""
+        return self.image.matrix_shape
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """Rows and columns of a tile."""
+        return self.image.tile_shape
+
+    @property
+    def samples(self) -> int:
+        """Samples per pixel."""
+        return self.image.samples
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """dtype of the pixels."""
+        return self.image.dtype
+
+    @property
+    def pixel_spacing(self) -> tuple[float, float] | None:
+        """Spacing between rows and between columns, in mm."""
+        return self.image.pixel_spacing
+
+    @property
+    def photometric_interpretation(self) -> str:
+        """Photometric interpretation of the decoded pixels."""
+        header = self.image.index.header
+        return output_photometric(
+            header.description, as_rgb=not self.raw, tsyntax=str(header.transfer_syntax)
+        )
+
+    @property
+    def squeezed(self) -> bool:
+        """Whether :attr:`array` drops the channel and plane axes (one of each)."""
+        return len(self.channels) == 1 and len(self.focal_planes) == 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of :attr:`array`: ``(y, x[, s])`` or ``(c, z, y, x[, s])``."""
+        return self._view(self.squeezed)[1]
+
+    @property
+    def tiles_present(self) -> np.ndarray:
+        """Boolean tile-present mask ``(channels, planes, tile rows, tile columns)``."""
+        return self.manifest.present
+
+    def __repr__(self) -> str:
+        return (
+            f"Level({self.image_type}, shape={self.shape}, tile={self.tile_shape}, "
+            f"tiles={len(self.manifest)}/{int(np.prod(self.manifest.grid_shape))}, "
+            f"instances={len(self.images)})"
+        )
+
+    # -- arrays ---------------------------------------------------------------------
+    def _codecs(self, axes: str) -> list[dict[str, Any]]:
+        return frame_codecs(
+            self.image.index.header,
+            frames_per_chunk=1,
+            as_rgb=not self.raw,
+            backend=self.backend,
+            axes=axes,
+        )
+
+    def _view(self, squeeze: bool) -> tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """``(axes, shape, chunk shape, manifest grid)`` of the (squeezed) array."""
+        c, z = len(self.channels), len(self.focal_planes)
+        rows, cols = self.matrix_shape
+        th, tw = self.tile_shape
+        _, _, ny, nx = self.manifest.grid_shape
+        s = self.samples
+        tail_axes = "s" if s > 1 else ""
+        tail = (s,) if s > 1 else ()
+        tail_grid = (1,) if s > 1 else ()
+        if squeeze:
+            if c != 1 or z != 1:
+                raise ValueError(f"cannot squeeze a level with {c} channels and {z} planes")
+            return "yx" + tail_axes, (rows, cols, *tail), (th, tw, *tail), (ny, nx, *tail_grid)
+        return (
+            "czyx" + tail_axes,
+            (c, z, rows, cols, *tail),
+            (1, 1, th, tw, *tail),
+            (c, z, ny, nx, *tail_grid),
+        )
+
+    def _reshaped(self, grid: tuple[int, ...]) -> ChunkManifest:
+        m = self.manifest
+        return ChunkManifest(
+            m.urls,
+            m.url_index.reshape(grid),
+            m.offsets.reshape(grid),
+            m.lengths.reshape(grid),
+            m.encoding.reshape(grid),
+            m.inline,
+        )
+
+    def reader(self, *, squeeze: bool | None = None, threads: int = 1) -> Any:
+        """The array-like (manifest + decoder) the dask graph reads through."""
+        from dicom_dask._reader import ManifestArray
+
+        squeeze = self.squeezed if squeeze is None else squeeze
+        axes, shape, chunk, grid = self._view(squeeze)
+        return ManifestArray(
+            DicomStore(storage_options=self.storage_options),
+            "",
+            shape=shape,
+            chunk_shape=chunk,
+            dtype=self.dtype,
+            codecs=self._codecs(axes),
+            fill_value=self.fill_value,
+            label=_TileLabel(axes),
+            manifest=self._reshaped(grid),
+            threads=threads,
+        )
+
+    def default_chunks(self, *, squeeze: bool | None = None) -> tuple[int, ...]:
+        """Dask chunks: whole tiles, about :attr:`chunk_edge` pixels on a side."""
+        squeeze = self.squeezed if squeeze is None else squeeze
+        axes, shape, chunk, _ = self._view(squeeze)
+        out = []
+        for axis, size, tile in zip(axes, shape, chunk, strict=True):
+            if axis in "yx":
+                out.append(min(size, tile * max(1, round(self.chunk_edge / tile))))
+            else:
+                out.append(tile)
+        return tuple(out)
+
+    def to_dask(self, *, chunks: Any = None, squeeze: bool | None = None) -> dask.array.Array:
+        """The level as a dask array (see :attr:`array`); ``chunks`` as in dask."""
+        import dask.array as da
+        from dask.base import tokenize
+
+        reader = self.reader(squeeze=squeeze)
+        chunks = self.default_chunks(squeeze=squeeze) if chunks is None else chunks
+        token = tokenize(
+            self.urls,
+            self.manifest.offsets.tobytes(),
+            self.manifest.url_index.tobytes(),
+            reader.decoder.codecs,
+            reader.shape,
+            chunks,
+            self.fill_value,
+        )
+        return da.from_array(
+            reader,
+            chunks=chunks,
+            meta=np.empty((0,) * reader.ndim, dtype=self.dtype),
+            asarray=False,
+            fancy=False,
+            name=f"dicom-slide-{token}",
+        )
+
+    @cached_property
+    def array(self) -> dask.array.Array:
+        """The level as a dask array: ``(y, x[, s])``, or ``(c, z, y, x[, s])``."""
+        return self.to_dask()
+
+    def present_mask(self) -> dask.array.Array:
+        """Lazy boolean mask of :attr:`array`'s shape: ``True`` where a tile exists."""
+        import dask.array as da
+
+        axes, shape, chunk, _ = self._view(self.squeezed)
+        present = self.tiles_present
+        if self.squeezed:
+            present = present[0, 0]
+        grid = da.from_array(present, chunks=present.shape)
+        for i, axis in enumerate(axes):
+            if axis in "yx":
+                grid = da.repeat(grid, chunk[i], axis=i)
+        grid = grid[tuple(slice(0, n) for n in shape[: grid.ndim])]
+        if "s" in axes:
+            grid = da.broadcast_to(grid[..., np.newaxis], shape)
+        return grid.rechunk(self.default_chunks())
+
+    def read_region(
+        self,
+        location: tuple[int, int],
+        size: tuple[int, int],
+        *,
+        channel: int = 0,
+        plane: int = 0,
+        threads: int | None = None,
+    ) -> np.ndarray:
+        """Read ``size = (width, height)`` pixels at ``location = (x, y)`` of this level.
+
+        Pixels outside the matrix read as the fill value. Tiles are fetched in one
+        batched request and decoded in ``threads`` threads (default: all cores).
+        """
+        x, y = (int(v) for v in location)
+        w, h = (int(v) for v in size)
+        if w < 0 or h < 0:
+            raise ValueError(f"size must be non-negative, got {size}")
+        threads = threads or os.cpu_count() or 1
+        reader = self.reader(squeeze=False, threads=threads)
+        rows, cols = self.matrix_shape
+        y0, y1 = max(y, 0), min(y + h, rows)
+        x0, x1 = max(x, 0), min(x + w, cols)
+        if (y0, y1, x0, x1) == (y, y + h, x, x + w) and h and w:
+            return reader[channel, plane, y0:y1, x0:x1][0, 0]  # type: ignore[no-any-return]
+        tail = (self.samples,) if self.samples > 1 else ()
+        out = np.full((h, w, *tail), self.fill_value, dtype=self.dtype)
+        if y1 > y0 and x1 > x0:
+            block = reader[channel, plane, y0:y1, x0:x1]
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = block[0, 0]
+        return out
+
+    # -- geometry -------------------------------------------------------------------
+    @property
+    def affine(self) -> np.ndarray:
+        """4x4 matrix: ``(row, column, plane, 1)`` indices -> slide ``(x, y, z, 1)`` in mm.
+
+        Built from Image Orientation (Slide), the Total Pixel Matrix origin and the
+        pixel spacing; the pixel index refers to the pixel's centre, as in highdicom.
+        """
+        if self.pixel_spacing is None:
+            raise LayoutError(
+                f"{self.urls[0]}: no (0028,0030) Pixel Spacing, cannot map pixels to the slide"
+            )
+        dy, dx = self.pixel_spacing
+        o = np.asarray(self.image.orientation, dtype=np.float64)
+        row_dir, col_dir = o[:3], o[3:]
+        normal = np.cross(row_dir, col_dir)
+        z_step = (
+            (self.focal_planes[1] - self.focal_planes[0]) / 1000.0
+            if len(self.focal_planes) > 1
+            else 0.0
+        )
+        out = np.eye(4)
+        out[:3, 0] = col_dir * dy
+        out[:3, 1] = row_dir * dx
+        out[:3, 2] = normal * z_step
+        out[:3, 3] = [*self.image.origin, self.focal_planes[0] / 1000.0]
+        return out
+
+    def map_pixel_indices_to_slide_coordinates(self, indices: Any) -> np.ndarray:
+        """``(n, 2)`` pixel indices ``(column, row)`` -> ``(n, 3)`` slide ``(x, y, z)`` mm.
+
+        The same convention as highdicom's ``PixelToReferenceTransformer`` and
+        dicomslide's function of the same name.
+        """
+        ij = np.atleast_2d(np.asarray(indices, dtype=np.float64))
+        if ij.shape[-1] != 2:
+            raise ValueError(f"expected (n, 2) (column, row) indices, got shape {ij.shape}")
+        homog = np.stack([ij[:, 1], ij[:, 0], np.zeros(len(ij)), np.ones(len(ij))])
+        return (self.affine @ homog)[:3].T
+
+    def map_slide_coordinates_to_pixel_indices(self, coordinates: Any) -> np.ndarray:
+        """``(n, 2 or 3)`` slide coordinates in mm -> ``(n, 2)`` ``(column, row)`` (float)."""
+        xyz = np.atleast_2d(np.asarray(coordinates, dtype=np.float64))
+        if xyz.shape[-1] == 2:
+            xyz = np.concatenate([xyz, np.zeros((len(xyz), 1))], axis=1)
+        a = self.affine[:3, :2]
+        rc, *_ = np.linalg.lstsq(a, (xyz - self.affine[:3, 3]).T, rcond=None)
+        return np.stack([rc[1], rc[0]], axis=1)
+
+
+def merge_level(images: Sequence[TiledImage], **options: Any) -> Level:
+    """Merge instances of one level (same matrix) onto one chunk grid."""
+    first = images[0]
+    ref_codecs = frame_codecs(
+        first.index.header, frames_per_chunk=1, as_rgb=True, backend="pydicom", axes="czyxs"
+    )
+    channels: dict[tuple[str, str], int] = {}
+    planes: dict[float, int] = {}
+    for im in images:
+        same = (
+            im.tile_shape == first.tile_shape
+            and im.matrix_shape == first.matrix_shape
+            and im.dtype == first.dtype
+            and im.samples == first.samples
+        )
+        codecs = frame_codecs(
+            im.index.header, frames_per_chunk=1, as_rgb=True, backend="pydicom", axes="czyxs"
+        )
+        if not same or codecs != ref_codecs:
+            raise LayoutError(
+                f"{im.url} and {first.url} are instances of one pyramid level but differ in "
+                "tile size, matrix size, pixel type or encoding; open them separately"
+            )
+        for ch in im.channels:
+            channels.setdefault((ch.kind, ch.identifier), len(channels))
+        for z in im.focal_planes:
+            planes.setdefault(round(z, 6), len(planes))
+    plane_order = sorted(planes)
+    plane_index = {z: i for i, z in enumerate(plane_order)}
+    _, _, ny, nx = first.grid_shape
+    grid = (len(channels), len(plane_order), ny, nx)
+    placements = []
+    for im in images:
+        chan_map = np.array([channels[(ch.kind, ch.identifier)] for ch in im.channels])
+        plane_map = np.array([plane_index[round(z, 6)] for z in im.focal_planes])
+        t = im.frame_tiles
+        coords = np.stack([chan_map[t[:, 0]], plane_map[t[:, 1]], t[:, 2], t[:, 3]], axis=1)
+        per_frame = frame_chunks(im, storage_options=options.get("storage_options"))
+        placements.append((coords, per_frame))
+    all_channels = {(ch.kind, ch.identifier): ch for im in images for ch in im.channels}
+    return Level(
+        images=tuple(images),
+        manifest=place_frames(placements, grid),
+        channels=tuple(all_channels[k] for k in channels),
+        focal_planes=tuple(plane_order),
+        **options,
+    )

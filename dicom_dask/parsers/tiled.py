@@ -1,0 +1,450 @@
+"""Tiled images: where each frame of a total pixel matrix lies, and its chunk manifest.
+
+A tiled instance (VL Whole Slide Microscopy, Segmentation or Parametric Map with a
+total pixel matrix) is described once, from its header, as a :class:`TiledImage`:
+the matrix and tile shapes, its channels (optical paths, or segments), its focal
+planes, and an ``(frames, 4)`` table of ``(channel, plane, tile row, tile column)``
+per frame. TILED_FULL positions follow the standard's frame order (columns fastest,
+then rows, then focal planes, then optical paths or segments); TILED_SPARSE
+positions come from Plane Position (Slide) per frame. Nothing here imports zarr or
+dask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicom_dask.errors import LayoutError
+from dicom_dask.frames import FrameIndex, open_source
+from dicom_dask.frames.functional_groups import SlidePositions, slide_positions
+from dicom_dask.manifest import INLINE, MISSING, ChunkManifest
+
+__all__ = [
+    "ChannelInfo",
+    "TiledImage",
+    "frame_chunks",
+    "is_tiled",
+    "place_frames",
+    "tiled_image",
+]
+
+SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
+LABEL_MAP_SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.7"
+#: Largest pixel data read whole to re-chunk unaligned 1-bit frames (bytes).
+MAX_INLINE_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """One channel of a tiled image: an optical path, or a segment.
+
+    ``identifier`` is the Optical Path Identifier, or the Segment Number as text.
+    """
+
+    identifier: str
+    kind: str = "optical_path"
+    description: str = ""
+    wavelength_nm: float | None = None
+    color: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {
+            "identifier": self.identifier,
+            "kind": self.kind,
+            "description": self.description,
+            "wavelength_nm": self.wavelength_nm,
+            "color": self.color,
+        }
+
+
+def _float_list(value: Any, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        values = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return values if len(values) == n else None
+
+
+def _optical_paths(ds: Dataset) -> list[ChannelInfo]:
+    out = []
+    for k, item in enumerate(ds.get("OpticalPathSequence") or []):
+        color = None
+        codes = item.get("IlluminationColorCodeSequence") or []
+        if codes:
+            color = str(codes[0].get("CodeMeaning", "")) or None
+        wavelength = item.get("IlluminationWaveLength")
+        out.append(
+            ChannelInfo(
+                identifier=str(item.get("OpticalPathIdentifier", k)),
+                kind="optical_path",
+                description=str(item.get("OpticalPathDescription", "") or ""),
+                wavelength_nm=None if wavelength in (None, "") else float(wavelength),
+                color=color,
+            )
+        )
+    n = int(ds.get("NumberOfOpticalPaths", 0) or 0)
+    while len(out) < n:
+        out.append(ChannelInfo(identifier=str(len(out))))
+    return out or [ChannelInfo(identifier="0")]
+
+
+def _segments(ds: Dataset) -> list[ChannelInfo]:
+    return [
+        ChannelInfo(
+            identifier=str(int(item.SegmentNumber)),
+            kind="segment",
+            description=str(item.get("SegmentLabel", "") or ""),
+        )
+        for item in ds.get("SegmentSequence") or []
+    ]
+
+
+def _shared(ds: Dataset, sequence: str) -> Dataset | None:
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared and sequence in shared[0] and shared[0][sequence].value:
+        return shared[0][sequence][0]  # type: ignore[no-any-return]
+    return None
+
+
+def is_tiled(ds: Dataset) -> bool:
+    """Whether ``ds`` has a total pixel matrix (or is a single-frame slide image)."""
+    return "TotalPixelMatrixRows" in ds or (
+        "DimensionOrganizationType" in ds
+        and str(ds.DimensionOrganizationType).upper().startswith("TILED")
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class TiledImage:
+    """One tiled instance: its total pixel matrix and where each frame lies.
+
+    Attributes
+    ----------
+    index : FrameIndex
+        The file's header and frame byte ranges.
+    organization : str
+        ``"TILED_FULL"`` or ``"TILED_SPARSE"``.
+    image_type : str
+        Value 3 of Image Type: ``VOLUME``, ``LABEL``, ``OVERVIEW``, ``THUMBNAIL``.
+    matrix_shape : (int, int)
+        Total Pixel Matrix Rows and Columns.
+    tile_shape : (int, int)
+        Rows and Columns of a frame.
+    channels : tuple of ChannelInfo
+        Optical paths, or segments of a (binary/fractional) segmentation.
+    focal_planes : tuple of float
+        Z offset of each focal plane in µm (index order when not known).
+    frame_tiles : numpy.ndarray
+        ``(frames, 4)`` int64 ``(channel, plane, tile row, tile column)`` per frame.
+    pixel_spacing : (float, float) or None
+        Spacing between rows and between columns, in mm.
+    origin : (float, float)
+        X/Y offset of the matrix origin in the slide coordinate system (mm).
+    orientation : tuple of 6 float
+        Image Orientation (Slide): row then column direction cosines.
+    positions : SlidePositions or None
+        Parsed per-frame positions (TILED_SPARSE), cached in index sidecars.
+    """
+
+    index: FrameIndex
+    organization: str
+    image_type: str
+    matrix_shape: tuple[int, int]
+    tile_shape: tuple[int, int]
+    channels: tuple[ChannelInfo, ...]
+    focal_planes: tuple[float, ...]
+    frame_tiles: np.ndarray = field(repr=False)
+    pixel_spacing: tuple[float, float] | None
+    origin: tuple[float, float]
+    orientation: tuple[float, ...]
+    positions: SlidePositions | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The instance's URL."""
+        return self.index.url
+
+    @property
+    def dataset(self) -> Dataset:
+        """The header (no pixel data)."""
+        return self.index.header.dataset
+
+    @property
+    def grid_shape(self) -> tuple[int, int, int, int]:
+        """``(channels, planes, tile rows, tile columns)``."""
+        th, tw = self.tile_shape
+        rows, cols = self.matrix_shape
+        return (len(self.channels), len(self.focal_planes), -(-rows // th), -(-cols // tw))
+
+    @property
+    def samples(self) -> int:
+        """Samples per pixel."""
+        return self.index.header.description.samples_per_pixel
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The decoded dtype."""
+        return self.index.header.description.dtype
+
+    def __repr__(self) -> str:
+        return (
+            f"TiledImage({self.url!r}, {self.image_type}, {self.organization}, "
+            f"matrix={self.matrix_shape}, tile={self.tile_shape}, grid={self.grid_shape})"
+        )
+
+
+def _tiled_full(n: int, grid: tuple[int, int, int, int], url: str) -> np.ndarray:
+    total = int(np.prod(grid))
+    if n != total:
+        c, z, ny, nx = grid
+        raise LayoutError(
+            f"{url}: TILED_FULL with {ny} x {nx} tiles, {z} focal plane(s) and {c} "
+            f"optical path(s)/segment(s) needs {total} frames, (0028,0008) 'Number of "
+            f"Frames' is {n}"
+        )
+    return np.stack(np.unravel_index(np.arange(n), grid), axis=1).astype(np.int64)
+
+
+def _sparse(
+    positions: SlidePositions,
+    grid: tuple[int, int, int, int],
+    tile: tuple[int, int],
+    channels: list[ChannelInfo],
+    url: str,
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    n = len(positions.rows)
+    r0, c0 = positions.rows - 1, positions.columns - 1
+    bad = (r0 % tile[0] != 0) | (c0 % tile[1] != 0) | (r0 < 0) | (c0 < 0)
+    tr, tc = r0 // tile[0], c0 // tile[1]
+    bad |= (tr >= grid[2]) | (tc >= grid[3])
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise LayoutError(
+            f"{url}: frame {k + 1} lies at row {positions.rows[k]}, column "
+            f"{positions.columns[k]} of the total pixel matrix; expected 1-based positions "
+            f"on the {tile[0]} x {tile[1]} tile grid inside {grid[2]} x {grid[3]} tiles"
+        )
+    if positions.z_offsets is not None:
+        planes_z, plane = np.unique(np.round(positions.z_offsets, 6), return_inverse=True)
+        planes = tuple(float(z) for z in planes_z)
+    else:
+        plane = np.zeros(n, dtype=np.int64)
+        planes = (0.0,)
+    if positions.channels is not None:
+        ids = [c.identifier for c in channels]
+        lookup = {ident: i for i, ident in enumerate(ids)}
+        chan = np.empty(n, dtype=np.int64)
+        for k, value in enumerate(positions.channels.tolist()):
+            i = lookup.get(str(value))
+            if i is None:
+                raise LayoutError(
+                    f"{url}: frame {k + 1} refers to channel {value!r}, which is not among "
+                    f"the instance's {[c.identifier for c in channels]}"
+                )
+            chan[k] = i
+    elif len(channels) == 1:
+        chan = np.zeros(n, dtype=np.int64)
+    else:
+        raise LayoutError(
+            f"{url}: {len(channels)} optical paths/segments but no per-frame identification "
+            "to tell which frame belongs to which"
+        )
+    tiles = np.stack([chan, plane.astype(np.int64), tr, tc], axis=1)
+    flat = np.ravel_multi_index(tiles.T, (len(channels), len(planes), grid[2], grid[3]))
+    uniq, counts = np.unique(flat, return_counts=True)
+    if (counts > 1).any():
+        dup = int(uniq[counts > 1][0])
+        frames = np.flatnonzero(flat == dup) + 1
+        raise LayoutError(
+            f"{url}: frames {frames.tolist()} all lie on the same tile; overlapping "
+            "TILED_SPARSE tiles are not supported"
+        )
+    return tiles, planes
+
+
+def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -> TiledImage:
+    """Describe the tiled instance of ``index``.
+
+    Parameters
+    ----------
+    positions : SlidePositions, optional
+        Already parsed per-frame positions (from an index sidecar).
+
+    Raises
+    ------
+    LayoutError
+        When frames cannot be placed on the tile grid.
+    """
+    header = index.header
+    ds = header.dataset
+    url = header.url
+    desc = header.description
+    n = desc.number_of_frames
+    tile = (desc.rows, desc.columns)
+    if "TotalPixelMatrixRows" in ds and "TotalPixelMatrixColumns" in ds:
+        matrix = (int(ds.TotalPixelMatrixRows), int(ds.TotalPixelMatrixColumns))
+    elif n == 1:
+        matrix = tile
+    else:
+        raise LayoutError(
+            f"{url}: no (0048,0006)/(0048,0007) Total Pixel Matrix Columns/Rows: not a tiled image"
+        )
+    organization = str(ds.get("DimensionOrganizationType", "") or "").upper()
+    if organization not in ("TILED_FULL", "TILED_SPARSE"):
+        if n == 1 or "PerFrameFunctionalGroupsSequence" not in ds:
+            organization = "TILED_FULL"
+        else:
+            organization = "TILED_SPARSE"
+    image_type = ds.get("ImageType")
+    kind = str(image_type[2]).upper() if image_type and len(image_type) > 2 else "VOLUME"
+    sop = str(ds.get("SOPClassUID", ""))
+    channels = _optical_paths(ds)
+    if sop == SEGMENTATION and str(ds.get("SegmentationType", "")).upper() != "LABELMAP":
+        channels = _segments(ds) or channels
+    planes_n = int(ds.get("TotalPixelMatrixFocalPlanes", 1) or 1)
+    ny, nx = -(-matrix[0] // tile[0]), -(-matrix[1] // tile[1])
+    if organization == "TILED_FULL":
+        # segments, like optical paths, vary slowest
+        grid = (len(channels), planes_n, ny, nx)
+        tiles = _tiled_full(n, grid, url)
+        measures = _shared(ds, "PixelMeasuresSequence")
+        spacing = measures.get("SpacingBetweenSlices") if measures is not None else None
+        step = float(spacing) * 1000.0 if spacing not in (None, "") else 1.0
+        planes = tuple(k * step for k in range(planes_n))
+    else:
+        if positions is None:
+            positions = slide_positions(ds, url=url, number_of_frames=n)
+        grid = (len(channels), 1, ny, nx)
+        tiles, planes = _sparse(positions, grid, tile, channels, url)
+    spacing_value: tuple[float, float] | None = None
+    measures = _shared(ds, "PixelMeasuresSequence")
+    if measures is not None:
+        pair = _float_list(measures.get("PixelSpacing"), 2)
+        spacing_value = None if pair is None else (pair[0], pair[1])
+    if spacing_value is None and ds.get("ImagedVolumeWidth") and ds.get("ImagedVolumeHeight"):
+        spacing_value = (
+            float(ds.ImagedVolumeHeight) / matrix[0],
+            float(ds.ImagedVolumeWidth) / matrix[1],
+        )
+    origin_items = ds.get("TotalPixelMatrixOriginSequence") or []
+    origin = (0.0, 0.0)
+    if origin_items:
+        item = origin_items[0]
+        origin = (
+            float(item.get("XOffsetInSlideCoordinateSystem", 0.0) or 0.0),
+            float(item.get("YOffsetInSlideCoordinateSystem", 0.0) or 0.0),
+        )
+    orientation = _float_list(ds.get("ImageOrientationSlide"), 6) or (0, -1, 0, -1, 0, 0)
+    return TiledImage(
+        index=index,
+        organization=organization,
+        image_type=kind,
+        matrix_shape=matrix,
+        tile_shape=tile,
+        channels=tuple(channels),
+        focal_planes=planes,
+        frame_tiles=tiles,
+        pixel_spacing=spacing_value,
+        origin=origin,
+        orientation=tuple(float(v) for v in orientation),
+        positions=positions,
+    )
+
+
+def frame_chunks(image: TiledImage, *, storage_options: Any = None) -> ChunkManifest:
+    """One chunk per frame, in frame order: ``(frames,)`` grid.
+
+    Frames are byte ranges of the file, except unaligned 1-bit frames (which share
+    bytes with their neighbours) and deflated datasets, which are carried inline,
+    re-packed to start on a byte.
+    """
+    index = image.index
+    header = index.header
+    ranges = index.ranges
+    desc = header.description
+    n = desc.number_of_frames
+    if header.inline_pixel_data is None and ranges.frames_per_chunk == 1:
+        return ChunkManifest(
+            (index.url,),
+            np.zeros(n, dtype=np.int32),
+            ranges.offsets,
+            ranges.lengths,
+            ranges.encoding,
+        )
+    if header.inline_pixel_data is not None:
+        value = header.inline_pixel_data
+    else:
+        start = int(header.element.value_offset)
+        length = int(header.element.length or 0)
+        if length > MAX_INLINE_BYTES:
+            raise LayoutError(
+                f"{index.url}: {n} unaligned 1-bit frames in {length} bytes of pixel data; "
+                f"re-chunking them reads the pixel data whole, limited to {MAX_INLINE_BYTES}"
+            )
+        value = open_source(index.url, storage_options=storage_options).read(start, start + length)
+    if desc.bits_allocated == 1:
+        per = desc.rows * desc.columns * desc.samples_per_pixel
+        bits = np.unpackbits(np.frombuffer(value, dtype=np.uint8), bitorder="little")
+        inline = [
+            np.packbits(bits[k * per : (k + 1) * per], bitorder="little").tobytes()
+            for k in range(n)
+        ]
+    else:
+        size = desc.frame_nbytes
+        inline = [bytes(value[k * size : (k + 1) * size]) for k in range(n)]
+    return ChunkManifest(
+        (),
+        np.full(n, INLINE, dtype=np.int32),
+        np.arange(n, dtype=np.uint64),
+        np.array([len(b) for b in inline], dtype=np.uint64),
+        None,
+        inline,
+    )
+
+
+def place_frames(
+    placements: Sequence[tuple[np.ndarray, ChunkManifest]], grid: tuple[int, ...]
+) -> ChunkManifest:
+    """Scatter per-frame manifests onto one chunk grid.
+
+    ``placements`` holds, per instance, an ``(frames, len(grid))`` array of chunk
+    coordinates and that instance's per-frame manifest (see :func:`frame_chunks`).
+    """
+    urls: list[str] = []
+    inline: list[bytes] = []
+    url_index = np.full(grid, MISSING, dtype=np.int32)
+    offsets = np.zeros(grid, dtype=np.uint64)
+    lengths = np.zeros(grid, dtype=np.uint64)
+    encoding = np.zeros(grid, dtype=np.uint8)
+    for coords, manifest in placements:
+        where = tuple(coords.T)
+        occupied = url_index[where] != MISSING
+        if occupied.any():
+            k = int(np.flatnonzero(occupied)[0])
+            raise LayoutError(
+                f"{manifest.urls[0] if manifest.urls else 'inline data'}: frame {k + 1} "
+                f"falls on chunk {tuple(int(c) for c in coords[k])}, already taken by another "
+                "instance of the same level (same optical path and focal plane)"
+            )
+        src = manifest.url_index
+        remapped = src.copy()
+        for i in range(len(manifest.urls)):
+            remapped[src == i] = len(urls) + i
+        urls.extend(manifest.urls)
+        is_inline = src == INLINE
+        off = manifest.offsets.copy()
+        off[is_inline] += np.uint64(len(inline))
+        inline.extend(manifest.inline)
+        url_index[where] = remapped
+        offsets[where] = off
+        lengths[where] = manifest.lengths
+        encoding[where] = manifest.encoding
+    return ChunkManifest(tuple(urls), url_index, offsets, lengths, encoding, inline)

@@ -1,0 +1,90 @@
+"""Many files at once: expand a folder, glob or list into URLs and index them concurrently."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from fsspec.core import url_to_fs
+
+from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError, ReadError
+from dicom_dask.frames import FrameIndex, canonical_url, index_frames
+
+__all__ = ["expand_sources", "index_many"]
+
+T = TypeVar("T")
+_GLOB = set("*?[")
+
+
+def expand_sources(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> tuple[list[str], bool]:
+    """The file URLs behind ``source``, sorted, and whether they were discovered.
+
+    ``source`` is one file, a folder (searched recursively), a glob pattern, or a
+    list of those. Discovered files (from folders and globs) that turn out not to be
+    DICOM images are skipped by :func:`index_many`; named files are not.
+    """
+    if isinstance(source, str | os.PathLike):
+        items = [os.fspath(source)]
+    else:
+        items = [os.fspath(s) for s in source]
+    if not items:
+        raise NoImagesError("no file given: the list of sources is empty")
+    urls: list[str] = []
+    discovered = False
+    for item in items:
+        url = canonical_url(item)
+        try:
+            fs, path = url_to_fs(url, **dict(storage_options or {}))
+        except (ValueError, ImportError) as exc:
+            raise ReadError(f"{url}: cannot open a filesystem for this URL: {exc}") from exc
+        protocol = url.split("://")[0] + "://" if "://" in url else ""
+        if _GLOB & set(path):
+            found = sorted(fs.glob(path))
+            discovered = True
+        elif fs.isdir(path):
+            found = sorted(p for p in fs.find(path) if not os.path.basename(p).startswith("."))
+            discovered = True
+        else:
+            urls.append(url)
+            continue
+        if not found:
+            raise NoImagesError(f"{url}: matches no file")
+        urls.extend(protocol + p if protocol and "::" not in url else p for p in found)
+    return urls, discovered
+
+
+def _map(func: Callable[[str], T], urls: Sequence[str], threads: int) -> list[T]:
+    if len(urls) == 1 or threads <= 1:
+        return [func(u) for u in urls]
+    with ThreadPoolExecutor(min(threads, len(urls))) as pool:
+        return list(pool.map(func, urls))
+
+
+def index_many(
+    urls: Sequence[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    skip_non_images: bool = False,
+    threads: int = 16,
+) -> list[FrameIndex]:
+    """Index every file of ``urls`` concurrently (headers and frame ranges only).
+
+    With ``skip_non_images``, files that are not DICOM or have no pixel data
+    (DICOMDIR, structured reports, stray files in a folder) are left out.
+    """
+
+    def one(url: str) -> FrameIndex | None:
+        try:
+            return index_frames(url, storage_options=storage_options)
+        except (NotDicomError, NoPixelDataError):
+            if skip_non_images:
+                return None
+            raise
+
+    return [ix for ix in _map(one, urls, threads) if ix is not None]
