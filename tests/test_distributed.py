@@ -43,3 +43,30 @@ def test_local_cluster_processes(client, tmp_path) -> None:
     np.testing.assert_array_equal(on_cluster, arr)
     mean = client.compute(frames.array.mean(axis=(1, 2))).result()
     np.testing.assert_allclose(mean, arr.mean(axis=(1, 2)))
+
+
+def test_slide_levels_and_ome_zarr_on_cluster(client, tmp_path) -> None:
+    from dicom_dask.testing import write_slide
+
+    rng = np.random.default_rng(6)
+    matrix = rng.integers(0, 255, (300, 260, 3), dtype=np.uint8)
+    path = write_slide(
+        tmp_path / "slide.dcm",
+        matrix,
+        tile=(32, 32),
+        transfer_syntax=uid.RLELossless,
+        organization="TILED_SPARSE",
+        omit=[(2, 3)],
+        shuffle=4,
+    )
+    slide = dicom_dask.open_slide(path, chunk_edge=96, fill_value=9)
+    expected = matrix.copy()
+    expected[64:96, 96:128] = 9
+    level = slide.levels[0]
+    assert level.npartitions > 4
+    np.testing.assert_array_equal(client.compute(level).result(), expected)
+    # the virtual OME-Zarr's store travels to workers too (zarr reads inside tasks)
+    import dask.array as da
+
+    ome = da.from_zarr(slide.zarr["0"])
+    np.testing.assert_array_equal(client.compute(ome).result(), np.moveaxis(expected, -1, 0))

@@ -257,14 +257,10 @@ def test_levels_pickle_small_and_compute_in_processes(tmp_path) -> None:
     assert_eq(level.compute(scheduler="processes", num_workers=2), m)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"transfer_syntax": uid.ExplicitVRLittleEndian}, "needs 4 frames"),
-    ],
-)
-def test_tiled_full_with_wrong_frame_count(tmp_path, kwargs, match) -> None:
-    ds = make_slide_dataset(_matrix(64, 64), tile=(32, 32), **kwargs)
+def test_tiled_full_with_wrong_frame_count(tmp_path) -> None:
+    ds = make_slide_dataset(
+        _matrix(64, 64), tile=(32, 32), transfer_syntax=uid.ExplicitVRLittleEndian
+    )
     ds.TotalPixelMatrixRows = 96  # now 6 tiles are needed, the file has 4
     path = tmp_path / "bad.dcm"
     ds.save_as(path, enforce_file_format=True)
@@ -307,3 +303,24 @@ def test_empty_folder_and_no_volume(tmp_path) -> None:
     with pytest.raises(NoImagesError, match="open_tiled"):
         dicom_dask.open_slide(tmp_path / "label.dcm")
     assert dicom_dask.open_tiled(tmp_path / "label.dcm").array.shape == (20, 30)
+
+
+def test_header_claiming_a_huge_matrix_is_refused(tmp_path) -> None:
+    ds = make_slide_dataset(
+        _matrix(64, 64),
+        tile=(32, 32),
+        organization="TILED_SPARSE",
+        transfer_syntax=uid.ExplicitVRLittleEndian,
+    )
+    ds.TotalPixelMatrixRows = ds.TotalPixelMatrixColumns = 1_000_000  # 10^12 pixels
+    ds.save_as(tmp_path / "huge.dcm", enforce_file_format=True)
+    with pytest.raises(LayoutError, match="refusing to allocate") as info:
+        dicom_dask.open_tiled(tmp_path / "huge.dcm")
+    assert "1000000 x 1000000" in str(info.value)
+    ds = make_slide_dataset(
+        _matrix(64, 64), tile=(32, 32), transfer_syntax=uid.ExplicitVRLittleEndian
+    )
+    ds.TotalPixelMatrixRows = ds.TotalPixelMatrixColumns = 1_000_000
+    ds.save_as(tmp_path / "huge-full.dcm", enforce_file_format=True)
+    with pytest.raises(LayoutError, match="976562500 tiles"):
+        dicom_dask.open_tiled(tmp_path / "huge-full.dcm")

@@ -35,6 +35,8 @@ __all__ = [
 
 SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
 LABEL_MAP_SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.7"
+#: Largest tile grid allocated for an instance with far fewer frames than tiles.
+MAX_GRID_CELLS = 2**24
 #: Largest pixel data read whole to re-chunk unaligned 1-bit frames (bytes).
 MAX_INLINE_BYTES = 256 * 2**20
 
@@ -311,6 +313,18 @@ def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -
         channels = _segments(ds) or channels
     planes_n = int(ds.get("TotalPixelMatrixFocalPlanes", 1) or 1)
     ny, nx = -(-matrix[0] // tile[0]), -(-matrix[1] // tile[1])
+    cells = ny * nx * planes_n * len(channels)
+    if matrix[0] < 1 or matrix[1] < 1 or planes_n < 1:
+        raise LayoutError(
+            f"{url}: (0048,0006)/(0048,0007) Total Pixel Matrix {matrix[0]} x {matrix[1]} with "
+            f"{planes_n} focal planes; expected positive sizes"
+        )
+    if cells > MAX_GRID_CELLS and cells > 64 * n:
+        raise LayoutError(
+            f"{url}: the header claims a {matrix[0]} x {matrix[1]} total pixel matrix "
+            f"({cells} tiles of {tile[0]} x {tile[1]}) but holds {n} frames; refusing to "
+            f"allocate a tile grid of more than {MAX_GRID_CELLS} cells for it"
+        )
     if organization == "TILED_FULL":
         # segments, like optical paths, vary slowest
         grid = (len(channels), planes_n, ny, nx)
