@@ -128,7 +128,7 @@ def _demo_slide(out: Path, tiles: Any) -> bool:
     level0 = grid.transpose(0, 2, 1, 3, 4).reshape(side * tile, side * tile, 3)
     folder = out / "demo-slide"
     folder.mkdir(exist_ok=True)
-    common = {"frame_of_reference": generate_uid(), "container_id": "DEMO-1"}
+    common: dict[str, Any] = {"frame_of_reference": generate_uid(), "container_id": "DEMO-1"}
     series = generate_uid()
     images = [(level0[:: 2**i, :: 2**i], "VOLUME", 2**i) for i in range(3)]
     images.append((level0[::16, ::16], "LABEL", 16))
@@ -159,12 +159,13 @@ def _demo_slide(out: Path, tiles: Any) -> bool:
     )
     same = bool(np.array_equal(region, slide.levels[0][200:968, 100:1124].compute()))
     print(f"  equal to slicing the dask array: {same}")
-    print(
-        f"virtual OME-Zarr group: {sorted(slide.zarr.keys())}, "
-        f"axes {[a['name'] for a in slide.zarr.attrs['ome']['multiscales'][0]['axes']]}"
-    )
+    ome: Any = slide.zarr.attrs["ome"]
+    axes = [a["name"] for a in ome["multiscales"][0]["axes"]]
+    print(f"virtual OME-Zarr group: {sorted(slide.zarr.keys())}, axes {axes}")
     group = to_ome_zarr(slide, out / "demo-slide.ome.zarr", overwrite=True, progress=False)
-    copied = bool(np.array_equal(group["1"][...], slide.zarr["1"][...]))
+    written: Any = group["1"]
+    virtual: Any = slide.zarr["1"]
+    copied = bool(np.array_equal(written[...], virtual[...]))
     print(f"to_ome_zarr -> {out / 'demo-slide.ome.zarr'}: level 1 identical: {copied}")
     return same and copied
 
