@@ -324,3 +324,24 @@ def test_header_claiming_a_huge_matrix_is_refused(tmp_path) -> None:
     ds.save_as(tmp_path / "huge-full.dcm", enforce_file_format=True)
     with pytest.raises(LayoutError, match="976562500 tiles"):
         dicom_dask.open_tiled(tmp_path / "huge-full.dcm")
+
+
+def test_instances_of_one_level_merge_by_focal_plane(tmp_path) -> None:
+    planes = {1.0: _matrix(40, 48), -2.0: _matrix(40, 48)}
+    common = {"frame_of_reference": "1.2.9", "container_id": "Z", "study_uid": "1.9"}
+    series = pydicom.uid.generate_uid()
+    paths = []
+    for z, m in planes.items():
+        ds = make_slide_dataset(
+            m, tile=(16, 16), transfer_syntax=uid.ExplicitVRLittleEndian, **common
+        )
+        ds.SeriesInstanceUID = series
+        pos = pydicom.Dataset()
+        pos.ZOffsetInSlideCoordinateSystem = z
+        ds.SharedFunctionalGroupsSequence[0].PlanePositionSlideSequence = [pos]
+        paths.append(tmp_path / f"z{z}.dcm")
+        ds.save_as(paths[-1], enforce_file_format=True)
+    slide = dicom_dask.open_slide(paths)
+    assert slide.focal_planes == (-2.0, 1.0)
+    assert_eq(slide.levels[0], np.stack([planes[-2.0], planes[1.0]])[None])
+    assert slide.zarr["0"].shape == (1, 2, 40, 48)  # (c, z, y, x)

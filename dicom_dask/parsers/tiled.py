@@ -332,7 +332,11 @@ def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -
         measures = _shared(ds, "PixelMeasuresSequence")
         spacing = measures.get("SpacingBetweenSlices") if measures is not None else None
         step = float(spacing) * 1000.0 if spacing not in (None, "") else 1.0
-        planes = tuple(k * step for k in range(planes_n))
+        # a plane position shared by all frames gives the first plane's z (µm)
+        shared_pos = _shared(ds, "PlanePositionSlideSequence")
+        z0 = shared_pos.get("ZOffsetInSlideCoordinateSystem") if shared_pos else None
+        z0 = float(z0) if z0 not in (None, "") else 0.0
+        planes = tuple(z0 + k * step for k in range(planes_n))
     else:
         if positions is None:
             positions = slide_positions(ds, url=url, number_of_frames=n)
