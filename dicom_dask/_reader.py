@@ -8,7 +8,6 @@ configuration zarr would use. Tests prove both paths give identical pixels.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import os
 import threading
@@ -25,6 +24,8 @@ from dicom_dask.errors import CorruptFrameError, ReadError
 from dicom_dask.frames._io import call_fs
 from dicom_dask.manifest import ChunkManifest, ChunkRef
 from dicom_dask.store import DicomStore
+
+__all__ = ["ChunkDecoder", "FrameLabel", "ManifestArray"]
 
 #: Chunks per unit of work when a read decodes in several threads.
 BATCH = 16
@@ -49,9 +50,6 @@ def _read_local(path: str, refs: list[ChunkRef]) -> list[bytes]:
         return [os.pread(fd, r.length, r.offset) for r in refs]
     finally:
         os.close(fd)
-
-
-__all__ = ["ChunkDecoder", "FrameLabel", "ManifestArray"]
 
 
 class FrameLabel:
@@ -140,12 +138,6 @@ class ManifestArray:
         self._label = label
         #: Threads decoding the chunks of one ``__getitem__`` (the codecs release the GIL).
         self.threads = int(threads)
-
-    def with_threads(self, threads: int) -> ManifestArray:
-        """A copy that decodes with ``threads`` threads per read."""
-        new = copy.copy(self)
-        new.threads = int(threads)
-        return new
 
     def __repr__(self) -> str:
         return f"ManifestArray(shape={self.shape}, chunks={self.chunk_shape}, dtype={self.dtype})"

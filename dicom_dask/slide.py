@@ -525,9 +525,9 @@ def to_ome_zarr(
     for i, level in enumerate(slide.pyramid):
         doc = json.loads(slide.store.documents[f"{i}/zarr.json"])
         chunk = list(doc["chunk_grid"]["configuration"]["chunk_shape"])
-        k = max(1, round(chunk_edge / max(chunk[-2], 1)))
-        chunk[-2] = min(doc["shape"][-2], chunk[-2] * k)
-        chunk[-1] = min(doc["shape"][-1], chunk[-1] * max(1, round(chunk_edge / chunk[-1])))
+        for axis in (-2, -1):  # whole tiles, about chunk_edge pixels
+            tile = chunk[axis]
+            chunk[axis] = min(doc["shape"][axis], tile * max(1, round(chunk_edge / tile)))
         target = group.create_array(
             str(i),
             shape=tuple(doc["shape"]),
