@@ -9,6 +9,7 @@ from dicom_dask.errors import DicomDaskError
 from dicom_dask.level import Level
 from dicom_dask.manifest import ChunkManifest
 from dicom_dask.slide import Slide, list_slides, open_slide, open_tiled, to_ome_zarr
+from dicom_dask.volume import Volume, list_series, open_volume
 from dicom_dask.store import DicomStore
 
 __all__ = [
@@ -19,12 +20,15 @@ __all__ = [
     "Frames",
     "Level",
     "Slide",
+    "Volume",
     "__version__",
+    "list_series",
     "list_slides",
     "open_frames",
     "open_slide",
     "open_store",
     "open_tiled",
+    "open_volume",
     "to_ome_zarr",
 ]
 

@@ -378,7 +378,7 @@ def merge_level(images: Sequence[TiledImage], **options: Any) -> Level:
         plane_map = np.array([plane_index[round(z, 6)] for z in im.focal_planes])
         t = im.frame_tiles
         coords = np.stack([chan_map[t[:, 0]], plane_map[t[:, 1]], t[:, 2], t[:, 3]], axis=1)
-        per_frame = frame_chunks(im, storage_options=options.get("storage_options"))
+        per_frame = frame_chunks(im.index, storage_options=options.get("storage_options"))
         placements.append((coords, per_frame))
     all_channels = {(ch.kind, ch.identifier): ch for im in images for ch in im.channels}
     return Level(

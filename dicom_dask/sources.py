@@ -72,6 +72,7 @@ def index_many(
     storage_options: Mapping[str, Any] | None = None,
     skip_non_images: bool = False,
     threads: int = 16,
+    first_block: int = 65536,
 ) -> list[FrameIndex]:
     """Index every file of ``urls`` concurrently (headers and frame ranges only).
 
@@ -81,7 +82,7 @@ def index_many(
 
     def one(url: str) -> FrameIndex | None:
         try:
-            return index_frames(url, storage_options=storage_options)
+            return index_frames(url, storage_options=storage_options, first_block=first_block)
         except (NotDicomError, NoPixelDataError):
             if skip_non_images:
                 return None

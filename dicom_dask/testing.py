@@ -16,7 +16,16 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, encapsulate_extended, itemize_frame
 from pydicom.pixels import pack_bits
 
-__all__ = ["encode_frame", "make_dataset", "make_slide_dataset", "write_dicom", "write_slide"]
+__all__ = [
+    "encode_frame",
+    "make_dataset",
+    "make_enhanced_dataset",
+    "make_slide_dataset",
+    "series_positions",
+    "write_dicom",
+    "write_series",
+    "write_slide",
+]
 
 
 def encode_frame(frame: np.ndarray, transfer_syntax: str, *, quality: int = 90) -> bytes:
@@ -325,3 +334,144 @@ def write_slide(path: str | os.PathLike[str], matrix: np.ndarray, **kwargs: Any)
     ds = make_slide_dataset(matrix, **kwargs)
     ds.save_as(os.fspath(path), enforce_file_format=True)
     return os.fspath(path)
+
+
+def _geometry_attrs(
+    ds: Dataset, *, study_uid: str, frame_of_reference: str, series_uid: str, modality: str
+) -> None:
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = frame_of_reference
+    ds.Modality = modality
+
+
+def series_positions(
+    n: int,
+    *,
+    orientation: Sequence[float] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    origin: Sequence[float] = (-100.0, -120.0, 30.0),
+    slice_spacing: float = 2.0,
+    tilt: Sequence[float] = (0.0, 0.0, 0.0),
+) -> np.ndarray:
+    """``(n, 3)`` positions stacked along the normal (plus ``tilt`` per slice)."""
+    o = np.asarray(orientation, dtype=np.float64)
+    normal = np.cross(o[:3], o[3:])
+    k = np.arange(n)[:, None]
+    return np.asarray(origin) + k * (normal * slice_spacing + np.asarray(tilt))
+
+
+def write_series(
+    folder: str | os.PathLike[str],
+    volume: np.ndarray,
+    *,
+    positions: np.ndarray | None = None,
+    orientation: Sequence[float] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    pixel_spacing: Sequence[float] = (0.5, 0.75),
+    series_uid: str | None = None,
+    study_uid: str = "1.2.826.0.1.3680043.8.498.10",
+    frame_of_reference: str = "1.2.826.0.1.3680043.8.498.11",
+    shuffle: int | None = None,
+    prefix: str = "slice",
+    modality: str = "CT",
+    extra: Sequence[dict[str, Any]] | None = None,
+    transfer_syntax: str = _uid.ExplicitVRLittleEndian,
+) -> list[str]:
+    """Write ``volume`` ``(slices, rows, columns)`` as single-frame files in ``folder``.
+
+    ``positions`` default to a regular stack along the normal of ``orientation``.
+    With ``shuffle``, file names and Instance Numbers are permuted (not in space
+    order). ``extra`` holds per-slice attributes (e.g. Temporal Position Identifier).
+    """
+    os.makedirs(folder, exist_ok=True)
+    n = len(volume)
+    if positions is None:
+        positions = series_positions(n, orientation=orientation)
+    series_uid = series_uid or _uid.generate_uid()
+    names = np.arange(n)
+    if shuffle is not None:
+        names = np.random.default_rng(shuffle).permutation(n)
+    paths = []
+    for k in range(n):
+        ds = make_dataset(volume[k : k + 1], transfer_syntax=transfer_syntax)
+        del ds.NumberOfFrames
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = _uid.CTImageStorage
+        _geometry_attrs(ds, study_uid=study_uid, frame_of_reference=frame_of_reference,
+                        series_uid=series_uid, modality=modality)
+        ds.ImagePositionPatient = [round(float(v), 6) for v in positions[k]]
+        ds.ImageOrientationPatient = [float(v) for v in orientation]
+        ds.PixelSpacing = [float(v) for v in pixel_spacing]
+        ds.InstanceNumber = int(names[k]) + 1
+        for keyword, value in (extra[k] if extra else {}).items():
+            setattr(ds, keyword, value)
+        path = os.path.join(os.fspath(folder), f"{prefix}{int(names[k]):04d}.dcm")
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def make_enhanced_dataset(
+    frames: np.ndarray,
+    *,
+    positions: np.ndarray,
+    orientation: Sequence[float] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    pixel_spacing: Sequence[float] = (0.5, 0.75),
+    stack_ids: Sequence[str] | None = None,
+    temporal: Sequence[int] | None = None,
+    transfer_syntax: str = _uid.ExplicitVRLittleEndian,
+) -> Dataset:
+    """An Enhanced MR Image with per-frame Plane Position (Patient) and a Dimension Index.
+
+    ``stack_ids`` / ``temporal`` give each frame's Stack ID / Temporal Position Index;
+    they are declared in the Dimension Index Sequence with In-Stack Position Number.
+    """
+    ds = make_dataset(frames, transfer_syntax=transfer_syntax)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = _uid.EnhancedMRImageStorage
+    _geometry_attrs(ds, study_uid=_uid.generate_uid(), frame_of_reference=_uid.generate_uid(),
+                    series_uid=_uid.generate_uid(), modality="MR")
+    shared = Dataset()
+    orient = Dataset()
+    orient.ImageOrientationPatient = [float(v) for v in orientation]
+    measures = Dataset()
+    measures.PixelSpacing = [float(v) for v in pixel_spacing]
+    measures.SliceThickness = 1.0
+    shared.PlaneOrientationSequence = [orient]
+    shared.PixelMeasuresSequence = [measures]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    pointers = []
+    if stack_ids is not None:
+        pointers.append(0x00209056)
+    pointers.append(0x00209057)
+    if temporal is not None:
+        pointers.append(0x00209128)
+    ds.DimensionIndexSequence = []
+    for pointer in pointers:
+        item = Dataset()
+        item.DimensionIndexPointer = pointer
+        item.FunctionalGroupPointer = 0x00209111
+        ds.DimensionIndexSequence.append(item)
+    # In-Stack Position Number counts positions within each stack, in frame order
+    in_stack: dict[str, dict[tuple[float, ...], int]] = {}
+    per_frame = []
+    for k, position in enumerate(positions):
+        item = Dataset()
+        plane = Dataset()
+        plane.ImagePositionPatient = [round(float(v), 6) for v in position]
+        item.PlanePositionSequence = [plane]
+        content = Dataset()
+        stack = stack_ids[k] if stack_ids is not None else "1"
+        slots = in_stack.setdefault(stack, {})
+        number = slots.setdefault(tuple(np.round(position, 4)), len(slots) + 1)
+        values = []
+        if stack_ids is not None:
+            content.StackID = stack
+            values.append(int(stack))
+        content.InStackPositionNumber = number
+        values.append(number)
+        if temporal is not None:
+            content.TemporalPositionIndex = int(temporal[k])
+            values.append(int(temporal[k]))
+        content.DimensionIndexValues = values
+        item.FrameContentSequence = [content]
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    return ds

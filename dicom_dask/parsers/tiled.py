@@ -377,14 +377,13 @@ def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -
     )
 
 
-def frame_chunks(image: TiledImage, *, storage_options: Any = None) -> ChunkManifest:
-    """One chunk per frame, in frame order: ``(frames,)`` grid.
+def frame_chunks(index: FrameIndex, *, storage_options: Any = None) -> ChunkManifest:
+    """One chunk per frame of ``index``'s file, in frame order: ``(frames,)`` grid.
 
     Frames are byte ranges of the file, except unaligned 1-bit frames (which share
     bytes with their neighbours) and deflated datasets, which are carried inline,
     re-packed to start on a byte.
     """
-    index = image.index
     header = index.header
     ranges = index.ranges
     desc = header.description

@@ -1,0 +1,499 @@
+"""Volumes: ``open_volume`` -> a lazy :class:`Volume` with a 4x4 affine.
+
+A folder (glob, list) of single-frame files, or an enhanced multi-frame file, is
+read header-first: files are grouped into stacks, slices sorted along their normal
+(:mod:`dicom_dask.geometry`), and one chunk manifest built across files, so the
+dask array reads each slice from its own file. The affine maps ``(slice, row,
+column)`` indices to LPS millimetres, as highdicom's ``Volume`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dicom_dask.errors import LayoutError, NoImagesError
+from dicom_dask.frames import FrameIndex
+from dicom_dask.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
+from dicom_dask.manifest import ChunkManifest
+from dicom_dask.metadata import array_metadata, frame_codecs, output_photometric
+from dicom_dask.parsers.series import SliceRecord, Stack, group_stacks, slice_records
+from dicom_dask.parsers.tiled import frame_chunks, place_frames
+from dicom_dask.sources import expand_sources, index_many
+from dicom_dask.store import DicomStore
+
+if TYPE_CHECKING:
+    import dask.array
+
+__all__ = ["Volume", "list_series", "open_volume"]
+
+#: Target bytes of a dask chunk (whole slices).
+CHUNK_BYTES = 32 * 2**20
+#: First header request per file: a series' files are read header-first, concurrently.
+SERIES_FIRST_BLOCK = 16384
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D (or 3D + channels) array with its geometry.
+
+    Attributes
+    ----------
+    array : dask.array.Array or numpy.ndarray
+        ``(slices, rows, columns, *channels[, samples])``.
+    affine : numpy.ndarray
+        4x4 ``(slice, row, column, 1)`` -> ``(x, y, z, 1)`` in the coordinate system (mm).
+    coordinate_system : str
+        ``"PATIENT"`` (LPS).
+    frame_of_reference_uid : str or None
+    channels : dict of str to tuple
+        Name and values of each channel dimension (e.g. ``TemporalPositionIndex``).
+    positions : numpy.ndarray or None
+        ``(slices, 3)`` real Image Position (Patient) of each slice (NaN if missing).
+    metadata : dict
+        Series, files, geometry handling (``metadata["geometry"]``), photometric...
+    """
+
+    array: Any
+    affine: np.ndarray
+    coordinate_system: str = "PATIENT"
+    frame_of_reference_uid: str | None = None
+    channels: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    positions: np.ndarray | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    store: DicomStore | None = field(default=None, repr=False)
+
+    # -- geometry -----------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of :attr:`array`."""
+        return tuple(self.array.shape)
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        """``(slices, rows, columns)``."""
+        s = self.array.shape
+        return (int(s[0]), int(s[1]), int(s[2]))
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """dtype of :attr:`array`."""
+        return np.dtype(self.array.dtype)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Distance between neighbours along each spatial axis (mm)."""
+        norms = np.linalg.norm(self.affine[:3, :3], axis=0)
+        return (float(norms[0]), float(norms[1]), float(norms[2]))
+
+    @property
+    def direction(self) -> np.ndarray:
+        """3x3 unit vectors of the spatial axes (columns)."""
+        return self.affine[:3, :3] / np.linalg.norm(self.affine[:3, :3], axis=0)
+
+    @property
+    def center(self) -> np.ndarray:
+        """Coordinates (mm) of the volume's centre."""
+        idx = (np.asarray(self.spatial_shape, dtype=np.float64) - 1) / 2
+        return self.map_indices_to_reference(idx[None])[0]
+
+    @property
+    def missing_slices(self) -> np.ndarray:
+        """Boolean mask of slices absent from the data (``geometry='positions'``)."""
+        missing = self.metadata.get("geometry", {}).get("missing_slices", [])
+        mask = np.zeros(self.spatial_shape[0], dtype=bool)
+        mask[list(missing)] = True
+        return mask
+
+    def map_indices_to_reference(self, indices: Any) -> np.ndarray:
+        """``(n, 3)`` ``(slice, row, column)`` indices -> ``(n, 3)`` coordinates (mm)."""
+        ijk = np.atleast_2d(np.asarray(indices, dtype=np.float64))
+        return (self.affine[:3, :3] @ ijk.T).T + self.affine[:3, 3]
+
+    def map_reference_to_indices(self, coordinates: Any, *, round_output: bool = False) -> Any:
+        """``(n, 3)`` coordinates (mm) -> ``(n, 3)`` indices (float, or rounded to int)."""
+        xyz = np.atleast_2d(np.asarray(coordinates, dtype=np.float64))
+        ijk = np.linalg.solve(self.affine[:3, :3], (xyz - self.affine[:3, 3]).T).T
+        return np.round(ijk).astype(np.int64) if round_output else ijk
+
+    # -- derived volumes ----------------------------------------------------------------
+    def _derived(self, array: Any, affine: np.ndarray, **changes: Any) -> Volume:
+        return replace(self, array=array, affine=affine, store=None, **changes)
+
+    def __getitem__(self, key: Any) -> Volume:
+        """Slice the spatial axes (ints keep a length-1 axis); the affine follows."""
+        if not isinstance(key, tuple):
+            key = (key,)
+        if len(key) > 3 or any(k is Ellipsis for k in key):
+            raise IndexError("index a Volume with up to 3 slices or ints (slice, row, column)")
+        key = key + (slice(None),) * (3 - len(key))
+        slices = []
+        for k, n in zip(key, self.spatial_shape, strict=True):
+            if isinstance(k, int | np.integer):
+                k = int(k) + n if k < 0 else int(k)
+                if not 0 <= k < n:
+                    raise IndexError(f"index {k} out of range for an axis of {n}")
+                k = slice(k, k + 1)
+            if not isinstance(k, slice):
+                raise IndexError(f"unsupported index {k!r}")
+            slices.append(k)
+        starts, steps, sizes = [], [], []
+        for s, n in zip(slices, self.spatial_shape, strict=True):
+            start, stop, step = s.indices(n)
+            size = len(range(start, stop, step))
+            if size == 0:
+                raise IndexError(f"slice {s} selects nothing from an axis of {n}")
+            starts.append(start)
+            steps.append(step)
+            sizes.append(size)
+        shift = np.eye(4)
+        shift[:3, :3] = np.diag(steps)
+        shift[:3, 3] = starts
+        positions = None if self.positions is None else self.positions[slices[0]]
+        metadata = dict(self.metadata)
+        if "slice_files" in metadata:  # per-slice entries follow the slices
+            metadata["slice_files"] = list(metadata["slice_files"])[slices[0]]
+        return self._derived(
+            self.array[tuple(slices)], self.affine @ shift, positions=positions, metadata=metadata
+        )
+
+    def flip(self, axes: int | Sequence[int]) -> Volume:
+        """Reverse spatial ``axes`` (0 = slices, 1 = rows, 2 = columns)."""
+        axes = [axes] if isinstance(axes, int) else list(axes)
+        key = [slice(None)] * 3
+        for a in axes:
+            key[a] = slice(None, None, -1)
+        return self[tuple(key)]
+
+    def permute_spatial_axes(self, order: Sequence[int]) -> Volume:
+        """Reorder the spatial axes, e.g. ``(2, 1, 0)``; channel axes stay last."""
+        order = [int(i) for i in order]
+        if sorted(order) != [0, 1, 2]:
+            raise ValueError(f"order must be a permutation of (0, 1, 2), got {order}")
+        full = order + list(range(3, self.array.ndim))
+        affine = self.affine.copy()
+        affine[:3, :3] = self.affine[:3, order]
+        positions = self.positions if order[0] == 0 else None
+        metadata = dict(self.metadata)
+        if order[0] != 0:
+            metadata.pop("slice_files", None)
+        return self._derived(
+            self.array.transpose(full), affine, positions=positions, metadata=metadata
+        )
+
+    def compute(self, **kwargs: Any) -> Volume:
+        """A Volume holding a NumPy array (``kwargs`` go to ``dask.compute``)."""
+        array = self.array
+        if hasattr(array, "compute"):
+            array = array.compute(**kwargs)
+        return self._derived(np.asarray(array), self.affine.copy())
+
+    # -- conversions ---------------------------------------------------------------
+    def to_highdicom(self) -> Any:
+        """A ``highdicom.Volume`` (computes the array)."""
+        import highdicom as hd
+
+        array = np.asarray(self.compute().array)
+        channels = None
+        if self.channels:
+            channels = {
+                hd.ChannelDescriptor(name, is_custom=True, value_type=type(vals[0])): list(vals)
+                for name, vals in self.channels.items()
+            }
+        return hd.Volume(
+            array,
+            self.affine,
+            coordinate_system=self.coordinate_system,
+            frame_of_reference_uid=self.frame_of_reference_uid,
+            channels=channels,
+        )
+
+    @classmethod
+    def from_highdicom(cls, volume: Any) -> Volume:
+        """Wrap a ``highdicom.Volume`` (its NumPy array, affine and channels)."""
+        channels = {
+            str(getattr(d, "tag", None) and d.keyword or d): tuple(volume.get_channel_values(d))
+            for d in volume.channel_descriptors
+        }
+        cs = volume.coordinate_system
+        return cls(
+            array=volume.array,
+            affine=np.asarray(volume.affine, dtype=np.float64),
+            coordinate_system=str(getattr(cs, "value", cs)),
+            frame_of_reference_uid=volume.frame_of_reference_uid,
+            channels=channels,
+        )
+
+    def to_xarray(self) -> Any:
+        """An ``xarray.DataArray`` with coordinates in mm along each axis and the affine in attrs.
+
+        Each spatial coordinate is the distance (mm) along that axis's direction from
+        the coordinate system's origin; with an oblique or sheared affine, use the
+        affine (in ``attrs``) for exact positions.
+        """
+        import xarray as xr
+
+        dims = ["slice", "row", "column", *self.channels]
+        if self.array.ndim > len(dims):
+            dims.append("sample")
+        coords: dict[str, Any] = {}
+        direction = self.direction
+        origin = self.affine[:3, 3]
+        for axis, name in enumerate(("slice", "row", "column")):
+            start = float(origin @ direction[:, axis])
+            coords[name] = start + np.arange(self.spatial_shape[axis]) * self.spacing[axis]
+        for name, values in self.channels.items():
+            coords[name] = list(values)
+        if self.positions is not None:
+            coords["image_position_patient"] = (("slice", "lps"), self.positions)
+        attrs = {
+            "affine": self.affine.tolist(),
+            "coordinate_system": self.coordinate_system,
+            "frame_of_reference_uid": self.frame_of_reference_uid or "",
+            "units": "mm",
+        }
+        return xr.DataArray(self.array, dims=dims, coords=coords, attrs=attrs)
+
+    @cached_property
+    def zarr(self) -> Any:
+        """The volume as a :class:`zarr.Array` over its store (opened volumes only)."""
+        import zarr
+
+        if self.store is None:
+            raise ValueError("a derived or computed Volume has no zarr store")
+        return zarr.open_array(self.store, mode="r")
+
+    def __repr__(self) -> str:
+        return (
+            f"Volume(shape={self.shape}, dtype={self.dtype}, spacing="
+            f"{tuple(round(s, 4) for s in self.spacing)}, channels={list(self.channels)})"
+        )
+
+
+def _check_consistent(records: Sequence[SliceRecord], where: str) -> None:
+    first = records[0]
+    desc = first.index.header.description
+    for r in records[1:]:
+        d = r.index.header.description
+        if (d.rows, d.columns, d.samples_per_pixel, d.dtype) != (
+            desc.rows, desc.columns, desc.samples_per_pixel, desc.dtype,
+        ):
+            raise LayoutError(
+                f"{where}: {r.url} has {d.rows} x {d.columns} x {d.samples_per_pixel} {d.dtype} "
+                f"pixels but {first.url} has {desc.rows} x {desc.columns} x "
+                f"{desc.samples_per_pixel} {desc.dtype}"
+            )
+        if np.abs(np.subtract(r.orientation, first.orientation)).max() > ORIENTATION_TOL:
+            raise LayoutError(
+                f"{where}: {r.url} frame {r.frame + 1} has orientation "
+                f"{list(r.orientation)}, {first.url} {list(first.orientation)}"
+            )
+        if not np.allclose(r.pixel_spacing, first.pixel_spacing, rtol=1e-4):
+            raise LayoutError(
+                f"{where}: {r.url} has pixel spacing {list(r.pixel_spacing)}, {first.url} "
+                f"{list(first.pixel_spacing)}"
+            )
+
+
+def _build(
+    stack: Stack, *, where: str, policy: GeometryPolicy, raw: bool, backend: str,
+    fill_value: Any, storage_options: Mapping[str, Any] | None, chunk_bytes: int,
+) -> Volume:
+    records = list(stack.records)
+    _check_consistent(records, where)
+    by_position: dict[tuple[float, ...], dict[tuple[Any, ...], SliceRecord]] = {}
+    for r in records:
+        key = tuple(np.round(r.position, 3))
+        values = tuple(v for _, v in r.channel if _ in stack.channel_names)
+        slot = by_position.setdefault(key, {})
+        if values in slot:
+            other = slot[values]
+            raise LayoutError(
+                f"{where}: duplicated slice position {list(r.position)}: {other.url} frame "
+                f"{other.frame + 1} and {r.url} frame {r.frame + 1}"
+            )
+        slot[values] = r
+    keys = list(by_position)
+    positions = np.array([next(iter(by_position[k].values())).position for k in keys])
+    first = records[0]
+    geometry = stack_geometry(
+        positions, first.orientation, first.pixel_spacing, policy=policy, where=where,
+        single_spacing=first.thickness,
+    )
+    header = first.index.header
+    desc = header.description
+    channel_sizes = tuple(len(v) for v in stack.channel_values)
+    tail = (desc.samples_per_pixel,) if desc.samples_per_pixel > 1 else ()
+    grid = (len(geometry.order), 1, 1, *channel_sizes, *((1,) if tail else ()))
+    per_file: dict[str, list[tuple[tuple[int, ...], SliceRecord]]] = {}
+    slice_files: list[list[Any] | None] = []
+    combos = list(np.ndindex(*channel_sizes)) if channel_sizes else [()]
+    for out_index, src in enumerate(geometry.order.tolist()):
+        if src < 0:
+            slice_files.append(None)
+            continue
+        slot = by_position[keys[src]]
+        head = next(iter(slot.values()))
+        slice_files.append([head.url, head.frame])
+        for combo in combos:
+            values = tuple(vals[i] for vals, i in zip(stack.channel_values, combo, strict=True))
+            r = slot.get(values)
+            if r is None:
+                raise LayoutError(
+                    f"{where}: no frame at position {list(positions[src])} for "
+                    f"{dict(zip(stack.channel_names, values, strict=True))}"
+                )
+            coords = (out_index, 0, 0, *combo, *((0,) if tail else ()))
+            per_file.setdefault(r.url, []).append((coords, r))
+    placements = []
+    files: dict[str, FrameIndex] = {r.url: r.index for r in records}
+    for url, items in per_file.items():
+        full = frame_chunks(files[url], storage_options=storage_options)
+        sel = np.array([r.frame for _, r in items])
+        sub = ChunkManifest(full.urls, full.url_index[sel], full.offsets[sel], full.lengths[sel],
+                            full.encoding[sel], full.inline)
+        placements.append((np.array([c for c, _ in items]), sub))
+    manifest = place_frames(placements, grid)
+    shape = (len(geometry.order), desc.rows, desc.columns, *channel_sizes, *tail)
+    chunk = (1, desc.rows, desc.columns, *(1,) * len(channel_sizes), *tail)
+    axes = "fyx" + "c" * len(channel_sizes) + ("s" if tail else "")
+    codecs = frame_codecs(header, frames_per_chunk=1, as_rgb=not raw, backend=backend, axes=axes)
+    ds = header.dataset
+    meta = {
+        "series_instance_uid": first.series_uid,
+        "stack": first.stack,
+        "modality": str(ds.get("Modality", "")),
+        "urls": sorted(files),
+        "slice_files": slice_files,
+        "photometric_interpretation": output_photometric(
+            desc, as_rgb=not raw, tsyntax=str(header.transfer_syntax)
+        ),
+        "geometry": geometry.to_dict(),
+    }
+    names = ("slice", "row", "column", *stack.channel_names) + (("sample",) if tail else ())
+    document = array_metadata(shape=shape, chunk_shape=chunk, dtype=desc.dtype, codecs=codecs,
+                              dimension_names=names, attributes={"dicom_dask": meta},
+                              fill_value=fill_value)
+    store = DicomStore({"": manifest}, {"zarr.json": document}, storage_options=storage_options)
+    array = _dask(store, manifest, shape, chunk, desc.dtype, codecs, fill_value, chunk_bytes)
+    for_uid = ds.get("FrameOfReferenceUID")
+    return Volume(
+        array=array,
+        affine=geometry.affine,
+        coordinate_system="PATIENT",
+        frame_of_reference_uid=str(for_uid) if for_uid else None,
+        channels=dict(zip(stack.channel_names, stack.channel_values, strict=True)),
+        positions=geometry.positions,
+        metadata=meta,
+        store=store,
+    )
+
+
+def _dask(
+    store: DicomStore, manifest: ChunkManifest, shape: tuple[int, ...], chunk: tuple[int, ...],
+    dtype: Any, codecs: list[dict[str, Any]], fill_value: Any, chunk_bytes: int,
+) -> dask.array.Array:
+    import dask.array as da
+    from dask.base import tokenize
+
+    from dicom_dask._reader import ManifestArray
+
+    reader = ManifestArray(store, "", shape=shape, chunk_shape=chunk, dtype=dtype, codecs=codecs,
+                           fill_value=fill_value, manifest=manifest)
+    per_slice = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
+    slices = max(1, min(shape[0], chunk_bytes // max(per_slice, 1)))
+    chunks = (slices, *shape[1:])
+    token = tokenize(manifest.urls, manifest.offsets.tobytes(), codecs, shape, chunks, fill_value)
+    return da.from_array(reader, chunks=chunks, meta=np.empty((0,) * len(shape), dtype=dtype),
+                         asarray=False, fancy=False, name=f"dicom-volume-{token}")
+
+
+def _stacks(
+    source: Any, storage_options: Mapping[str, Any] | None
+) -> tuple[list[Stack], str]:
+    urls, discovered = expand_sources(source, storage_options=storage_options)
+    where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
+    records: list[SliceRecord] = []
+    for index in index_many(urls, storage_options=storage_options, skip_non_images=discovered,
+                            first_block=SERIES_FIRST_BLOCK):
+        try:
+            records.extend(slice_records(index))
+        except LayoutError:
+            if not discovered:
+                raise
+    if not records:
+        raise NoImagesError(f"{where}: no image with a position in patient space")
+    return group_stacks(records), where
+
+
+def list_series(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Describe the stacks (series, orientations, stack IDs) a folder, glob or list holds."""
+    stacks, _ = _stacks(source, storage_options)
+    return [s.describe() for s in stacks]
+
+
+def open_volume(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    select: int | str | None = None,
+    geometry: GeometryPolicy | str = "raise",
+    raw: bool = False,
+    backend: str = "auto",
+    fill_value: int | float = 0,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Volume:
+    """Open a series (files) or a multi-frame image as a lazy :class:`Volume`.
+
+    Parameters
+    ----------
+    source : str, path, or list of them
+        A folder (searched recursively), a glob, a list of files, or one
+        (enhanced) multi-frame file; local paths or fsspec URLs.
+    storage_options : mapping, optional
+        fsspec options; they travel with the array to dask workers.
+    select : int or str, optional
+        Which stack when there are several (see :func:`list_series`): an index, or a
+        Series Instance UID.
+    geometry : {"raise", "positions", "shear"}
+        Handling of irregular stacks (see :class:`~dicom_dask.geometry.GeometryPolicy`);
+        recorded in ``volume.metadata["geometry"]``.
+    raw, backend, fill_value
+        As in :func:`open_frames`; ``fill_value`` fills missing slices.
+    chunk_bytes : int
+        Target size of a dask chunk (whole slices).
+    """
+    policy = GeometryPolicy.coerce(geometry)
+    stacks, where = _stacks(source, storage_options)
+    if select is None:
+        if len(stacks) > 1:
+            listing = "; ".join(
+                f"[{i}] series {d['series_instance_uid']} {d['stack']!r} "
+                f"({d['frames']} frames, orientation {d['orientation']})"
+                for i, d in enumerate(s.describe() for s in stacks)
+            )
+            raise NoImagesError(
+                f"{where}: holds {len(stacks)} stacks, pass select= (index or series UID): "
+                f"{listing}"
+            )
+        stack = stacks[0]
+    elif isinstance(select, int):
+        if not -len(stacks) <= select < len(stacks):
+            raise NoImagesError(f"{where}: select={select} but there are {len(stacks)} stacks")
+        stack = stacks[select]
+    else:
+        matching = [s for s in stacks if select in (s.key["series_instance_uid"], s.key["stack"])]
+        if len(matching) != 1:
+            raise NoImagesError(f"{where}: {len(matching)} stacks match select={select!r}")
+        stack = matching[0]
+    return _build(stack, where=where, policy=policy, raw=raw, backend=backend,
+                  fill_value=fill_value, storage_options=storage_options, chunk_bytes=chunk_bytes)
