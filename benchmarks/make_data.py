@@ -5,6 +5,7 @@
 * ``native-u16-1024.dcm``: 1,024 native frames of 256 x 256 uint16.
 * ``slide-bot/level0.dcm``, ``slide-nobot/level0.dcm``: the same 4,096 tiles as a
   16,384 x 16,384 TILED_FULL VL Whole Slide Microscopy level (with / without BOT).
+* ``ct-300/``: a CT series of 300 single-frame files, 512 x 512 int16, shuffled names.
 * ``sparse-100k.dcm``: a TILED_SPARSE instance of 100,172 native 8 x 8 tiles in
   shuffled order, with its Per-Frame Functional Groups (``--sparse``).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydicom import uid
 
-from dicom_dask.testing import encode_frame, make_slide_dataset, write_dicom
+from dicom_dask.testing import encode_frame, make_slide_dataset, write_dicom, write_series
 
 HERE = Path(__file__).resolve().parent
 
@@ -84,6 +85,9 @@ def main() -> None:
         )
         ds.save_as(out / "sparse-100k.dcm", enforce_file_format=True)
         print("wrote", out / "sparse-100k.dcm", ds.NumberOfFrames, "frames")
+    ct = np.random.default_rng(2).integers(-1024, 3000, (300, 512, 512)).astype(np.int16)
+    write_series(out / "ct-300", ct, pixel_spacing=(0.7, 0.7), shuffle=0, prefix="ct")
+    print("wrote", out / "ct-300", "300 files")
     rng = np.random.default_rng(1)
     native = rng.integers(0, 4096, (1024, 256, 256), dtype=np.uint16)
     write_dicom(out / "native-u16-1024.dcm", native)

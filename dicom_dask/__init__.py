@@ -9,8 +9,8 @@ from dicom_dask.errors import DicomDaskError
 from dicom_dask.level import Level
 from dicom_dask.manifest import ChunkManifest
 from dicom_dask.slide import Slide, list_slides, open_slide, open_tiled, to_ome_zarr
-from dicom_dask.volume import Volume, list_series, open_volume
 from dicom_dask.store import DicomStore
+from dicom_dask.volume import Volume, list_series, open_volume
 
 __all__ = [
     "ChunkManifest",

@@ -210,14 +210,13 @@ def stack_geometry(
         )
     if findings and policy is GeometryPolicy.RAISE:
         raise LayoutError(
-            f"{where}: {n} slices do not form a regular volume: " + "; ".join(findings)
+            f"{where}: {n} slices do not form a regular volume: "
+            + "; ".join(findings)
             + ". Pass geometry='positions' (keep real positions, mask missing slices)"
             + (" or geometry='shear' (exact sheared affine)" if tilt else "")
         )
     if tilt and policy is GeometryPolicy.POSITIONS:
-        raise LayoutError(
-            f"{where}: gantry tilt needs geometry='shear': " + "; ".join(findings)
-        )
+        raise LayoutError(f"{where}: gantry tilt needs geometry='shear': " + "; ".join(findings))
     if not uniform and policy is GeometryPolicy.SHEAR:
         raise LayoutError(
             f"{where}: geometry='shear' needs uniform spacing: " + "; ".join(findings)
@@ -225,8 +224,9 @@ def stack_geometry(
     if tilt:  # SHEAR: the real mean step
         step = (pos[order[-1]] - pos[order[0]]) / (n - 1)
         affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], step)
-        return StackGeometry(order, affine, float(np.linalg.norm(step)), pos[order], findings,
-                             policy)
+        return StackGeometry(
+            order, affine, float(np.linalg.norm(step)), pos[order], findings, policy
+        )
     if uniform:
         affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], direction * mean)
         return StackGeometry(order, affine, mean, pos[order], findings, policy)

@@ -80,12 +80,30 @@ def index_many(
     (DICOMDIR, structured reports, stray files in a folder) are left out.
     """
 
+    # one filesystem for all the URLs of a protocol (building one per file costs more
+    # than reading a small header)
+    filesystems: dict[str, Any] = {}
+    for url in urls:
+        protocol = url.split("://")[0] if "://" in url else "file"
+        if "::" not in url and protocol not in filesystems:
+            filesystems[protocol] = url_to_fs(url, **dict(storage_options or {}))[0]
+
     def one(url: str) -> FrameIndex | None:
+        protocol = url.split("://")[0] if "://" in url else "file"
         try:
-            return index_frames(url, storage_options=storage_options, first_block=first_block)
+            return index_frames(
+                url,
+                storage_options=storage_options,
+                filesystem=filesystems.get(protocol) if "::" not in url else None,
+                first_block=first_block,
+            )
         except (NotDicomError, NoPixelDataError):
             if skip_non_images:
                 return None
             raise
 
+    # local files are parsed faster in one thread (pydicom holds the GIL); remote ones
+    # wait on the network, concurrently
+    if all("://" not in u or u.startswith("file://") for u in urls):
+        threads = 1
     return [ix for ix in _map(one, urls, threads) if ix is not None]

@@ -395,8 +395,13 @@ def write_series(
         ds = make_dataset(volume[k : k + 1], transfer_syntax=transfer_syntax)
         del ds.NumberOfFrames
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = _uid.CTImageStorage
-        _geometry_attrs(ds, study_uid=study_uid, frame_of_reference=frame_of_reference,
-                        series_uid=series_uid, modality=modality)
+        _geometry_attrs(
+            ds,
+            study_uid=study_uid,
+            frame_of_reference=frame_of_reference,
+            series_uid=series_uid,
+            modality=modality,
+        )
         ds.ImagePositionPatient = [round(float(v), 6) for v in positions[k]]
         ds.ImageOrientationPatient = [float(v) for v in orientation]
         ds.PixelSpacing = [float(v) for v in pixel_spacing]
@@ -426,8 +431,13 @@ def make_enhanced_dataset(
     """
     ds = make_dataset(frames, transfer_syntax=transfer_syntax)
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = _uid.EnhancedMRImageStorage
-    _geometry_attrs(ds, study_uid=_uid.generate_uid(), frame_of_reference=_uid.generate_uid(),
-                    series_uid=_uid.generate_uid(), modality="MR")
+    _geometry_attrs(
+        ds,
+        study_uid=_uid.generate_uid(),
+        frame_of_reference=_uid.generate_uid(),
+        series_uid=_uid.generate_uid(),
+        modality="MR",
+    )
     shared = Dataset()
     orient = Dataset()
     orient.ImageOrientationPatient = [float(v) for v in orientation]

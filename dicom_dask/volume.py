@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dicom_dask.errors import LayoutError, NoImagesError
-from dicom_dask.frames import FrameIndex
 from dicom_dask.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
-from dicom_dask.manifest import ChunkManifest
+from dicom_dask.manifest import MISSING, ChunkManifest
 from dicom_dask.metadata import array_metadata, frame_codecs, output_photometric
 from dicom_dask.parsers.series import SliceRecord, Stack, group_stacks, slice_records
 from dicom_dask.parsers.tiled import frame_chunks, place_frames
@@ -199,7 +198,7 @@ class Volume:
         import highdicom as hd
 
         array = np.asarray(self.compute().array)
-        channels = None
+        channels: Any = None
         if self.channels:
             channels = {
                 hd.ChannelDescriptor(name, is_custom=True, value_type=type(vals[0])): list(vals)
@@ -217,7 +216,7 @@ class Volume:
     def from_highdicom(cls, volume: Any) -> Volume:
         """Wrap a ``highdicom.Volume`` (its NumPy array, affine and channels)."""
         channels = {
-            str(getattr(d, "tag", None) and d.keyword or d): tuple(volume.get_channel_values(d))
+            str((getattr(d, "tag", None) and d.keyword) or d): tuple(volume.get_channel_values(d))
             for d in volume.channel_descriptors
         }
         cs = volume.coordinate_system
@@ -249,8 +248,9 @@ class Volume:
             coords[name] = start + np.arange(self.spatial_shape[axis]) * self.spacing[axis]
         for name, values in self.channels.items():
             coords[name] = list(values)
-        if self.positions is not None:
-            coords["image_position_patient"] = (("slice", "lps"), self.positions)
+        if self.positions is not None:  # real Image Position (Patient) of each slice
+            for axis, name in enumerate(("position_x", "position_y", "position_z")):
+                coords[name] = ("slice", self.positions[:, axis])
         attrs = {
             "affine": self.affine.tolist(),
             "coordinate_system": self.coordinate_system,
@@ -278,31 +278,85 @@ class Volume:
 def _check_consistent(records: Sequence[SliceRecord], where: str) -> None:
     first = records[0]
     desc = first.index.header.description
-    for r in records[1:]:
+    ref = (desc.rows, desc.columns, desc.samples_per_pixel, desc.dtype)
+    for r in records:
         d = r.index.header.description
-        if (d.rows, d.columns, d.samples_per_pixel, d.dtype) != (
-            desc.rows, desc.columns, desc.samples_per_pixel, desc.dtype,
-        ):
+        if d is not desc and (d.rows, d.columns, d.samples_per_pixel, d.dtype) != ref:
             raise LayoutError(
                 f"{where}: {r.url} has {d.rows} x {d.columns} x {d.samples_per_pixel} {d.dtype} "
                 f"pixels but {first.url} has {desc.rows} x {desc.columns} x "
                 f"{desc.samples_per_pixel} {desc.dtype}"
             )
-        if np.abs(np.subtract(r.orientation, first.orientation)).max() > ORIENTATION_TOL:
-            raise LayoutError(
-                f"{where}: {r.url} frame {r.frame + 1} has orientation "
-                f"{list(r.orientation)}, {first.url} {list(first.orientation)}"
-            )
-        if not np.allclose(r.pixel_spacing, first.pixel_spacing, rtol=1e-4):
-            raise LayoutError(
-                f"{where}: {r.url} has pixel spacing {list(r.pixel_spacing)}, {first.url} "
-                f"{list(first.pixel_spacing)}"
-            )
+    orientations = np.array([r.orientation for r in records])
+    spacings = np.array([r.pixel_spacing for r in records])
+    bad = np.abs(orientations - orientations[0]).max(axis=1) > ORIENTATION_TOL
+    if bad.any():
+        r = records[int(np.flatnonzero(bad)[0])]
+        raise LayoutError(
+            f"{where}: {r.url} frame {r.frame + 1} has orientation "
+            f"{list(r.orientation)}, {first.url} {list(first.orientation)}"
+        )
+    bad = ~np.isclose(spacings, spacings[0], rtol=1e-4).all(axis=1)
+    if bad.any():
+        r = records[int(np.flatnonzero(bad)[0])]
+        raise LayoutError(
+            f"{where}: {r.url} has pixel spacing {list(r.pixel_spacing)}, {first.url} "
+            f"{list(first.pixel_spacing)}"
+        )
+
+
+def _placed(
+    items: list[tuple[tuple[int, ...], SliceRecord]],
+    grid: tuple[int, ...],
+    storage_options: Mapping[str, Any] | None,
+) -> ChunkManifest:
+    """The manifest of ``items`` (chunk coordinates, slice) on ``grid``."""
+    simple = all(
+        r.index.ranges.frames_per_chunk == 1 and r.index.header.inline_pixel_data is None
+        for _, r in items
+    )
+    if simple:  # byte ranges straight from each file's frame table
+        urls: dict[str, int] = {}
+        url_index = np.full(grid, MISSING, dtype=np.int32)
+        offsets = np.zeros(grid, dtype=np.uint64)
+        lengths = np.zeros(grid, dtype=np.uint64)
+        encoding = np.zeros(grid, dtype=np.uint8)
+        for coords, r in items:
+            ranges = r.index.ranges
+            url_index[coords] = urls.setdefault(r.url, len(urls))
+            offsets[coords] = ranges.offsets[r.frame]
+            lengths[coords] = ranges.lengths[r.frame]
+            encoding[coords] = ranges.encoding[r.frame]
+        return ChunkManifest(tuple(urls), url_index, offsets, lengths, encoding)
+    per_file: dict[str, list[tuple[tuple[int, ...], SliceRecord]]] = {}
+    for coords, r in items:
+        per_file.setdefault(r.url, []).append((coords, r))
+    placements = []
+    for group in per_file.values():
+        full = frame_chunks(group[0][1].index, storage_options=storage_options)
+        sel = np.array([r.frame for _, r in group])
+        sub = ChunkManifest(
+            full.urls,
+            full.url_index[sel],
+            full.offsets[sel],
+            full.lengths[sel],
+            full.encoding[sel],
+            full.inline,
+        )
+        placements.append((np.array([c for c, _ in group]), sub))
+    return place_frames(placements, grid)
 
 
 def _build(
-    stack: Stack, *, where: str, policy: GeometryPolicy, raw: bool, backend: str,
-    fill_value: Any, storage_options: Mapping[str, Any] | None, chunk_bytes: int,
+    stack: Stack,
+    *,
+    where: str,
+    policy: GeometryPolicy,
+    raw: bool,
+    backend: str,
+    fill_value: Any,
+    storage_options: Mapping[str, Any] | None,
+    chunk_bytes: int,
 ) -> Volume:
     records = list(stack.records)
     _check_consistent(records, where)
@@ -322,7 +376,11 @@ def _build(
     positions = np.array([next(iter(by_position[k].values())).position for k in keys])
     first = records[0]
     geometry = stack_geometry(
-        positions, first.orientation, first.pixel_spacing, policy=policy, where=where,
+        positions,
+        first.orientation,
+        first.pixel_spacing,
+        policy=policy,
+        where=where,
         single_spacing=first.thickness,
     )
     header = first.index.header
@@ -330,7 +388,7 @@ def _build(
     channel_sizes = tuple(len(v) for v in stack.channel_values)
     tail = (desc.samples_per_pixel,) if desc.samples_per_pixel > 1 else ()
     grid = (len(geometry.order), 1, 1, *channel_sizes, *((1,) if tail else ()))
-    per_file: dict[str, list[tuple[tuple[int, ...], SliceRecord]]] = {}
+    items: list[tuple[tuple[int, ...], SliceRecord]] = []
     slice_files: list[list[Any] | None] = []
     combos = list(np.ndindex(*channel_sizes)) if channel_sizes else [()]
     for out_index, src in enumerate(geometry.order.tolist()):
@@ -342,23 +400,15 @@ def _build(
         slice_files.append([head.url, head.frame])
         for combo in combos:
             values = tuple(vals[i] for vals, i in zip(stack.channel_values, combo, strict=True))
-            r = slot.get(values)
-            if r is None:
+            found = slot.get(values)
+            if found is None:
                 raise LayoutError(
                     f"{where}: no frame at position {list(positions[src])} for "
                     f"{dict(zip(stack.channel_names, values, strict=True))}"
                 )
-            coords = (out_index, 0, 0, *combo, *((0,) if tail else ()))
-            per_file.setdefault(r.url, []).append((coords, r))
-    placements = []
-    files: dict[str, FrameIndex] = {r.url: r.index for r in records}
-    for url, items in per_file.items():
-        full = frame_chunks(files[url], storage_options=storage_options)
-        sel = np.array([r.frame for _, r in items])
-        sub = ChunkManifest(full.urls, full.url_index[sel], full.offsets[sel], full.lengths[sel],
-                            full.encoding[sel], full.inline)
-        placements.append((np.array([c for c, _ in items]), sub))
-    manifest = place_frames(placements, grid)
+            items.append(((out_index, 0, 0, *combo, *((0,) if tail else ())), found))
+    manifest = _placed(items, grid, storage_options)
+    files = {r.url for r in records}
     shape = (len(geometry.order), desc.rows, desc.columns, *channel_sizes, *tail)
     chunk = (1, desc.rows, desc.columns, *(1,) * len(channel_sizes), *tail)
     axes = "fyx" + "c" * len(channel_sizes) + ("s" if tail else "")
@@ -376,9 +426,15 @@ def _build(
         "geometry": geometry.to_dict(),
     }
     names = ("slice", "row", "column", *stack.channel_names) + (("sample",) if tail else ())
-    document = array_metadata(shape=shape, chunk_shape=chunk, dtype=desc.dtype, codecs=codecs,
-                              dimension_names=names, attributes={"dicom_dask": meta},
-                              fill_value=fill_value)
+    document = array_metadata(
+        shape=shape,
+        chunk_shape=chunk,
+        dtype=desc.dtype,
+        codecs=codecs,
+        dimension_names=names,
+        attributes={"dicom_dask": meta},
+        fill_value=fill_value,
+    )
     store = DicomStore({"": manifest}, {"zarr.json": document}, storage_options=storage_options)
     array = _dask(store, manifest, shape, chunk, desc.dtype, codecs, fill_value, chunk_bytes)
     for_uid = ds.get("FrameOfReferenceUID")
@@ -395,32 +451,54 @@ def _build(
 
 
 def _dask(
-    store: DicomStore, manifest: ChunkManifest, shape: tuple[int, ...], chunk: tuple[int, ...],
-    dtype: Any, codecs: list[dict[str, Any]], fill_value: Any, chunk_bytes: int,
+    store: DicomStore,
+    manifest: ChunkManifest,
+    shape: tuple[int, ...],
+    chunk: tuple[int, ...],
+    dtype: Any,
+    codecs: list[dict[str, Any]],
+    fill_value: Any,
+    chunk_bytes: int,
 ) -> dask.array.Array:
     import dask.array as da
     from dask.base import tokenize
 
     from dicom_dask._reader import ManifestArray
 
-    reader = ManifestArray(store, "", shape=shape, chunk_shape=chunk, dtype=dtype, codecs=codecs,
-                           fill_value=fill_value, manifest=manifest)
+    reader = ManifestArray(
+        store,
+        "",
+        shape=shape,
+        chunk_shape=chunk,
+        dtype=dtype,
+        codecs=codecs,
+        fill_value=fill_value,
+        manifest=manifest,
+    )
     per_slice = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
     slices = max(1, min(shape[0], chunk_bytes // max(per_slice, 1)))
     chunks = (slices, *shape[1:])
     token = tokenize(manifest.urls, manifest.offsets.tobytes(), codecs, shape, chunks, fill_value)
-    return da.from_array(reader, chunks=chunks, meta=np.empty((0,) * len(shape), dtype=dtype),
-                         asarray=False, fancy=False, name=f"dicom-volume-{token}")
+    return da.from_array(
+        reader,
+        chunks=chunks,
+        meta=np.empty((0,) * len(shape), dtype=dtype),
+        asarray=False,
+        fancy=False,
+        name=f"dicom-volume-{token}",
+    )
 
 
-def _stacks(
-    source: Any, storage_options: Mapping[str, Any] | None
-) -> tuple[list[Stack], str]:
+def _stacks(source: Any, storage_options: Mapping[str, Any] | None) -> tuple[list[Stack], str]:
     urls, discovered = expand_sources(source, storage_options=storage_options)
     where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
     records: list[SliceRecord] = []
-    for index in index_many(urls, storage_options=storage_options, skip_non_images=discovered,
-                            first_block=SERIES_FIRST_BLOCK):
+    for index in index_many(
+        urls,
+        storage_options=storage_options,
+        skip_non_images=discovered,
+        first_block=SERIES_FIRST_BLOCK,
+    ):
         try:
             records.extend(slice_records(index))
         except LayoutError:
@@ -495,5 +573,13 @@ def open_volume(
         if len(matching) != 1:
             raise NoImagesError(f"{where}: {len(matching)} stacks match select={select!r}")
         stack = matching[0]
-    return _build(stack, where=where, policy=policy, raw=raw, backend=backend,
-                  fill_value=fill_value, storage_options=storage_options, chunk_bytes=chunk_bytes)
+    return _build(
+        stack,
+        where=where,
+        policy=policy,
+        raw=raw,
+        backend=backend,
+        fill_value=fill_value,
+        storage_options=storage_options,
+        chunk_bytes=chunk_bytes,
+    )

@@ -33,8 +33,8 @@ HIGHDICOM_FAILS = {
     "enhanced/rtdose.dcm",
 }
 NO_GEOMETRY = {  # pydicom's emri_small files carry no functional groups at all
-    f"enhanced/emri_small{s}.dcm" for s in ("", "_RLE", "_big_endian", "_jpeg_2k_lossless",
-                                           "_jpeg_ls_lossless")
+    f"enhanced/emri_small{s}.dcm"
+    for s in ("", "_RLE", "_big_endian", "_jpeg_2k_lossless", "_jpeg_ls_lossless")
 }
 
 
@@ -69,7 +69,7 @@ def test_volume_equals_highdicom(real_dir, path: str) -> None:
 
 @pytest.mark.parametrize("folder", sorted(SERIES))
 def test_volume_equals_reference(real_dir, folder: str) -> None:
-    """REFERENCE.json stacks slices ascending along the normal with a (column, row, slice) affine."""
+    """REFERENCE.json stacks slices ascending along the normal; affine (column, row, slice)."""
     ref = SERIES[folder]
     volume = dicom_dask.open_volume(REAL / folder, backend="pydicom")
     ascending = volume.flip(0)

@@ -10,6 +10,7 @@ from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from dicom_dask.errors import ReadError, SourceNotFoundError
 
@@ -53,7 +54,10 @@ class Source:
         self._check_range(start, stop)
         if stop == start:
             return b""
-        data = call_fs(self.url, self.fs.cat_file, self.path, start=start, end=stop)
+        if type(self.fs) is LocalFileSystem:  # one pread, without fsspec's file object
+            data = call_fs(self.url, _pread, self.path, start, stop)
+        else:
+            data = call_fs(self.url, self.fs.cat_file, self.path, start=start, end=stop)
         if len(data) != stop - start:
             raise ReadError(
                 f"{self.url}: asked for {stop - start} bytes at offset {start}, got {len(data)}"
@@ -88,6 +92,14 @@ class Source:
                 )
             result.append(bytes(data))
         return result
+
+
+def _pread(path: str, start: int, stop: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, stop - start, start)
+    finally:
+        os.close(fd)
 
 
 def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -144,6 +156,11 @@ class BlockReader(io.RawIOBase):
         self.requests = 0
 
     # -- io.RawIOBase --------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The URL (what ``io.BufferedReader.name`` reports)."""
+        return self.source.url
+
     def readable(self) -> bool:
         return True
 

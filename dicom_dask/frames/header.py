@@ -7,12 +7,14 @@ position and shape of the pixel data element are then read from its own header.
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pydicom
+from fsspec.implementations.local import LocalFileSystem
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -30,7 +32,8 @@ from dicom_dask.errors import (
     TruncatedFileError,
     UnsupportedTransferSyntaxError,
 )
-from dicom_dask.frames._io import BlockReader
+from dicom_dask.frames._io import BlockReader, call_fs
+from dicom_dask.frames.values import fast_get
 
 __all__ = ["DicomHeader", "PixelDataElement", "PixelDescription", "read_header"]
 
@@ -80,7 +83,7 @@ class PixelDescription:
         """Validate and collect the Image Pixel attributes of ``ds``."""
 
         def need(keyword: str, tag: str) -> Any:
-            value = ds.get(keyword)
+            value = fast_get(ds, keyword)
             if value is None or value == "":
                 raise InvalidHeaderError(
                     f"{url}: ({tag}) '{keyword}' is missing, required to read the pixel data"
@@ -90,18 +93,18 @@ class PixelDescription:
         rows = int(need("Rows", "0028,0010"))
         columns = int(need("Columns", "0028,0011"))
         bits_allocated = int(need("BitsAllocated", "0028,0100"))
-        spp = int(ds.get("SamplesPerPixel", 1) or 1)
-        photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+        spp = int(fast_get(ds, "SamplesPerPixel", 1) or 1)
+        photometric = str(fast_get(ds, "PhotometricInterpretation", "") or "").strip().upper()
         if not photometric:
             photometric = "MONOCHROME2" if spp == 1 else "RGB"
         if pixel_keyword == "PixelData":
-            bits_stored = int(ds.get("BitsStored", bits_allocated) or bits_allocated)
-            pixel_representation = int(ds.get("PixelRepresentation", 0) or 0)
+            bits_stored = int(fast_get(ds, "BitsStored", bits_allocated) or bits_allocated)
+            pixel_representation = int(fast_get(ds, "PixelRepresentation", 0) or 0)
         else:
             bits_stored = bits_allocated
             pixel_representation = 0
-        planar = int(ds.get("PlanarConfiguration", 0) or 0) if spp > 1 else 0
-        frames_value = ds.get("NumberOfFrames", 1)
+        planar = int(fast_get(ds, "PlanarConfiguration", 0) or 0) if spp > 1 else 0
+        frames_value = fast_get(ds, "NumberOfFrames", 1)
         try:
             frames = int(frames_value) if frames_value not in (None, "") else 1
         except (TypeError, ValueError):
@@ -258,10 +261,29 @@ class DicomHeader:
 
 
 def _parse_dataset(reader: BlockReader, url: str) -> tuple[Dataset, bool]:
-    """Parse the header; return the dataset and whether a preamble was present."""
+    """Parse the header; return the dataset and whether a preamble was present.
+
+    pydicom reads element by element: a buffered view over the block reader turns
+    thousands of small Python-level reads into a few; ``reader`` is left positioned
+    where the parse stopped.
+    """
+    source = reader.source
+    if type(source.fs) is LocalFileSystem:  # pydicom is fastest on a real file
+        with call_fs(url, open, source.path, "rb") as local:
+            return _parse(local, reader, url)
+    buffered = io.BufferedReader(reader, buffer_size=8192)  # type: ignore[arg-type]
     try:
-        reader.seek(0)
-        return pydicom.dcmread(reader, stop_before_pixels=True, force=False), True
+        return _parse(buffered, reader, url)
+    finally:
+        buffered.detach()
+
+
+def _parse(buffered: Any, reader: BlockReader, url: str) -> tuple[Dataset, bool]:
+    try:
+        buffered.seek(0)
+        ds = pydicom.dcmread(buffered, stop_before_pixels=True, force=False)
+        reader.seek(buffered.tell())
+        return ds, True
     except InvalidDicomError:
         pass
     except ReadError:
@@ -269,8 +291,9 @@ def _parse_dataset(reader: BlockReader, url: str) -> tuple[Dataset, bool]:
     except Exception as exc:  # pydicom raises many kinds on malformed input
         raise NotDicomError(f"{url}: not a readable DICOM file: {exc}") from exc
     try:
-        reader.seek(0)
-        ds = pydicom.dcmread(reader, stop_before_pixels=True, force=True)
+        buffered.seek(0)
+        ds = pydicom.dcmread(buffered, stop_before_pixels=True, force=True)
+        reader.seek(buffered.tell())
     except ReadError:
         raise
     except Exception as exc:

@@ -20,11 +20,12 @@ from pydicom.dataset import Dataset
 
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames import FrameIndex
+from dicom_dask.frames.values import fast_get
 
 __all__ = ["SliceRecord", "Stack", "group_stacks", "slice_records"]
 
 #: Dimension index pointers that locate a frame in space (not channel dimensions).
-SPATIAL_POINTERS = {0x00200032, 0x00209057, 0x00209128}
+SPATIAL_POINTERS = {0x00200032, 0x00209057}
 STACK_ID = 0x00209056
 #: Single-frame attributes that split a series into channels when they vary.
 CHANNEL_ATTRIBUTES = ("TemporalPositionIdentifier", "EchoNumbers")
@@ -37,9 +38,9 @@ class SliceRecord:
 
     index: FrameIndex
     frame: int
-    position: tuple[float, float, float]
+    position: tuple[float, ...]
     orientation: tuple[float, ...]
-    pixel_spacing: tuple[float, float]
+    pixel_spacing: tuple[float, ...]
     channel: tuple[tuple[str, Any], ...] = ()
     stack: str = ""
     #: Spacing Between Slices (or Slice Thickness): the step of a single-slice volume.
@@ -70,7 +71,7 @@ def _thickness(ds: Dataset | None) -> float | None:
     if ds is None:
         return None
     for keyword in ("SpacingBetweenSlices", "SliceThickness"):
-        value = ds.get(keyword)
+        value = fast_get(ds, keyword)
         if value not in (None, ""):
             try:
                 return abs(float(value)) or None
@@ -88,18 +89,21 @@ def _item(groups: Dataset | None, sequence: str) -> Dataset | None:
 def _single_frame(index: FrameIndex) -> list[SliceRecord]:
     ds = index.header.dataset
     where = index.url
-    if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+    ipp, iop = fast_get(ds, "ImagePositionPatient"), fast_get(ds, "ImageOrientationPatient")
+    if ipp is None or iop is None:
         raise LayoutError(
             f"{where}: no (0020,0032) Image Position (Patient) / (0020,0037) Image "
             "Orientation (Patient): the image cannot be placed in a volume"
         )
-    position = _floats(ds.ImagePositionPatient, 3, "(0020,0032) Image Position (Patient)", where)
-    orientation = _floats(
-        ds.ImageOrientationPatient, 6, "(0020,0037) Image Orientation (Patient)", where
+    position = _floats(ipp, 3, "(0020,0032) Image Position (Patient)", where)
+    orientation = _floats(iop, 6, "(0020,0037) Image Orientation (Patient)", where)
+    spacing = _floats(
+        fast_get(ds, "PixelSpacing", [1.0, 1.0]), 2, "(0028,0030) Pixel Spacing", where
     )
-    spacing = _floats(ds.get("PixelSpacing", [1.0, 1.0]), 2, "(0028,0030) Pixel Spacing", where)
     channel = tuple(
-        (name, str(ds.get(name))) for name in CHANNEL_ATTRIBUTES if ds.get(name) not in (None, "")
+        (name, str(value))
+        for name in CHANNEL_ATTRIBUTES
+        if (value := fast_get(ds, name)) not in (None, "")
     )
     n = index.header.description.number_of_frames
     offsets = ds.get("GridFrameOffsetVector")
@@ -112,8 +116,14 @@ def _single_frame(index: FrameIndex) -> list[SliceRecord]:
                 f"{n} frames"
             )
         return [
-            SliceRecord(index, k, tuple(np.asarray(position) + normal * g), orientation,
-                        (spacing[0], spacing[1]), channel)  # type: ignore[arg-type]
+            SliceRecord(
+                index,
+                k,
+                tuple(np.asarray(position) + normal * g),
+                orientation,
+                (spacing[0], spacing[1]),
+                channel,
+            )
             for k, g in enumerate(gaps)
         ]
     if n > 1:
@@ -122,8 +132,15 @@ def _single_frame(index: FrameIndex) -> list[SliceRecord]:
             "Groups or Grid Frame Offset Vector): cannot stack them"
         )
     return [
-        SliceRecord(index, 0, position, orientation, (spacing[0], spacing[1]), channel,  # type: ignore[arg-type]
-                    thickness=_thickness(ds))
+        SliceRecord(
+            index,
+            0,
+            position,
+            orientation,
+            (spacing[0], spacing[1]),
+            channel,
+            thickness=_thickness(ds),
+        )
     ]
 
 
@@ -188,8 +205,16 @@ def _enhanced(index: FrameIndex) -> list[SliceRecord]:
             if content.get("TemporalPositionIndex") not in (None, ""):
                 channel.append(("TemporalPositionIndex", int(content.TemporalPositionIndex)))
         records.append(
-            SliceRecord(index, k, position, orientation, (spacing[0], spacing[1]),  # type: ignore[arg-type]
-                        tuple(channel), stack, _thickness(measures) or _thickness(ds))
+            SliceRecord(
+                index,
+                k,
+                position,
+                orientation,
+                (spacing[0], spacing[1]),
+                tuple(channel),
+                stack,
+                _thickness(measures) or _thickness(ds),
+            )
         )
     return records
 
@@ -245,9 +270,7 @@ def _split_channels(records: list[SliceRecord]) -> list[Stack]:
         for name, _ in r.channel:
             if name not in names:
                 names.append(name)
-    values = {
-        name: sorted({dict(r.channel).get(name) for r in records}, key=str) for name in names
-    }
+    values = {name: sorted({dict(r.channel).get(name) for r in records}, key=str) for name in names}
     varying = [name for name in names if len(values[name]) > 1]
     if not varying:
         return [Stack(tuple(records), (), ())]
@@ -257,18 +280,22 @@ def _split_channels(records: list[SliceRecord]) -> list[Stack]:
         by_position[key] = by_position.get(key, 0) + 1
     expected = int(np.prod([len(values[name]) for name in varying]))
     if all(count == expected for count in by_position.values()):
-        return [
-            Stack(tuple(records), tuple(varying), tuple(tuple(values[n]) for n in varying))
-        ]
+        return [Stack(tuple(records), tuple(varying), tuple(tuple(values[n]) for n in varying))]
     # incomplete grid: one stack per value of the first varying dimension
     out: list[Stack] = []
     first = varying[0]
     for value in values[first]:
         part = [r for r in records if dict(r.channel).get(first) == value]
         trimmed = [
-            SliceRecord(r.index, r.frame, r.position, r.orientation, r.pixel_spacing,
-                        tuple(c for c in r.channel if c[0] != first),
-                        f"{r.stack}{first}={value}".strip())
+            SliceRecord(
+                r.index,
+                r.frame,
+                r.position,
+                r.orientation,
+                r.pixel_spacing,
+                tuple(c for c in r.channel if c[0] != first),
+                f"{r.stack}{first}={value}".strip(),
+            )
             for r in part
         ]
         out.extend(_split_channels(trimmed))

@@ -1,0 +1,156 @@
+"""A 300-file CT series through dicom_dask, highdicom, SimpleITK and pydicom, beside the ceiling.
+
+Run ``python benchmarks/make_data.py`` first (writes ``benchmarks/data/ct-300``:
+300 single-frame files of 512 x 512 int16, shuffled names). In one process:
+
+* **open**: from a folder to an object that knows the volume's shape and geometry.
+  dicom_dask reads headers only; highdicom (``get_volume_from_series`` over pydicom
+  datasets), SimpleITK (``ImageSeriesReader``) and the pydicom loop read everything;
+* **open + full read**: the whole volume as a NumPy array;
+* **ceiling**: headers parsed with pydicom (``stop_before_pixels``) to sort the
+  slices, then the same pixel bytes read and ``frombuffer``-ed into the volume.
+
+dicom_dask computes with dask's threaded scheduler (2 workers). Best of ``--repeat``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+import dicom_dask
+
+HERE = Path(__file__).resolve().parent
+warnings.simplefilter("ignore")
+
+
+def best(func: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def ceiling(files: list[str]) -> np.ndarray:
+    import pydicom
+
+    headers = []
+    for f in files:
+        with open(f, "rb") as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            headers.append((f, ds, fh.tell()))
+    normal = np.cross(*np.reshape(np.asarray(headers[0][1].ImageOrientationPatient, float), (2, 3)))
+    order = sorted(
+        headers, key=lambda h: -np.dot(np.asarray(h[1].ImagePositionPatient, float), normal)
+    )
+    first = order[0][1]
+    rows, cols = int(first.Rows), int(first.Columns)
+    out = np.empty((len(files), rows, cols), dtype=np.int16)
+    nbytes = rows * cols * 2
+    for k, (f, _, tell) in enumerate(order):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            # the pixel data element header is 12 bytes (explicit VR OW, undefined no)
+            out[k] = np.frombuffer(os.pread(fd, nbytes, tell + 12), dtype="<i2").reshape(rows, cols)
+        finally:
+            os.close(fd)
+    return out
+
+
+def rows(folder: Path, repeat: int) -> list[tuple[str, str, float, float | None]]:
+    import highdicom as hd
+    import pydicom
+    import SimpleITK as sitk
+
+    files = sorted(str(p) for p in folder.iterdir())
+    out: list[tuple[str, str, float, float | None]] = []
+
+    t_ceiling = best(lambda: ceiling(files), repeat)
+
+    def dd_open() -> object:
+        return dicom_dask.open_volume(folder)
+
+    def dd_full() -> np.ndarray:
+        return dicom_dask.open_volume(folder).array.compute(scheduler="threads", num_workers=2)
+
+    def pydicom_loop() -> np.ndarray:
+        datasets = [pydicom.dcmread(f) for f in files]
+        normal = np.cross(
+            *np.reshape(np.asarray(datasets[0].ImageOrientationPatient, float), (2, 3))
+        )
+        datasets.sort(key=lambda d: -np.dot(np.asarray(d.ImagePositionPatient, float), normal))
+        return np.stack([d.pixel_array for d in datasets])
+
+    def highdicom_volume() -> np.ndarray:
+        datasets = [pydicom.dcmread(f) for f in files]
+        return hd.get_volume_from_series(
+            datasets,
+            dtype=np.int16,
+            apply_modality_transform=False,
+            apply_voi_transform=False,
+            apply_presentation_lut=False,
+            apply_palette_color_lut=False,
+            apply_icc_profile=False,
+        ).array
+
+    def sitk_volume() -> np.ndarray:
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+        return sitk.GetArrayFromImage(reader.Execute())
+
+    t_open = best(dd_open, repeat)
+    t_full = best(dd_full, repeat)
+    anchors = [
+        ("highdicom dcmread + get_volume_from_series", best(highdicom_volume, repeat)),
+        ("SimpleITK ImageSeriesReader", best(sitk_volume, repeat)),
+        ("pydicom dcmread loop + sort + stack", best(pydicom_loop, repeat)),
+    ]
+    out.append(("open", "dicom_dask open_volume (headers only)", t_open, None))
+    for label, seconds in anchors:
+        out.append(("open", f"{label} (reads everything)", seconds, None))
+    out.append(
+        ("open + full read", "ceiling (headers sorted + pread + frombuffer)", t_ceiling, 1.0)
+    )
+    out.append(
+        (
+            "open + full read",
+            "dicom_dask open_volume + .array.compute()",
+            t_full,
+            t_full / t_ceiling,
+        )
+    )
+    for label, seconds in anchors:
+        out.append(("open + full read", label, seconds, seconds / t_ceiling))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default=str(HERE / "data"))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    folder = Path(args.data) / "ct-300"
+    if not folder.exists():
+        raise SystemExit(f"{folder} is missing: run python benchmarks/make_data.py")
+    volume = dicom_dask.open_volume(folder)
+    np.testing.assert_array_equal(
+        volume.array.compute(), ceiling(sorted(map(str, folder.iterdir())))
+    )
+    print(f"\n### ct-300: {volume}")
+    print(f"| {'workload':17s} | {'reader':52s} | {'seconds':>8s} | {'x ceiling':>9s} |")
+    print(f"|{'-' * 19}|{'-' * 54}|{'-' * 10}|{'-' * 11}|")
+    for workload, label, seconds, ratio in rows(folder, args.repeat):
+        r = "" if ratio is None else f"{ratio:9.2f}"
+        print(f"| {workload:17s} | {label:52s} | {seconds:8.3f} | {r:>9s} |")
+
+
+if __name__ == "__main__":
+    main()
