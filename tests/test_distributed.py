@@ -70,3 +70,16 @@ def test_slide_levels_and_ome_zarr_on_cluster(client, tmp_path) -> None:
 
     ome = da.from_zarr(slide.zarr["0"])
     np.testing.assert_array_equal(client.compute(ome).result(), np.moveaxis(expected, -1, 0))
+
+
+def test_volume_on_cluster(client, tmp_path) -> None:
+    from dicom_dask.testing import write_series
+
+    rng = np.random.default_rng(8)
+    vol = rng.integers(0, 4000, (12, 20, 16)).astype(np.uint16)
+    write_series(tmp_path, vol, shuffle=1)
+    volume = dicom_dask.open_volume(tmp_path, chunk_bytes=4 * 20 * 16 * 2)
+    assert volume.array.npartitions == 3
+    np.testing.assert_array_equal(client.compute(volume.array).result(), vol[::-1])
+    mip = client.compute(volume.array.max(axis=0)).result()
+    np.testing.assert_array_equal(mip, vol.max(axis=0))
