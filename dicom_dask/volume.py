@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Volume", "list_series", "open_volume"]
 
-#: Target bytes of a dask chunk (whole slices).
-CHUNK_BYTES = 32 * 2**20
+#: Target bytes of a dask chunk (whole slices). Below glibc's largest mmap threshold
+#: (32 MiB), freed blocks are reused instead of returned and faulted in again: a full
+#: read measured 10-20 % faster than with 32 MiB chunks.
+CHUNK_BYTES = 16 * 2**20
 #: First header request per file: a series' files are read header-first, concurrently.
 SERIES_FIRST_BLOCK = 16384
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,6 +130,11 @@ def open_source(
             fs, path = url_to_fs(curl, **dict(storage_options or {}))
         except (ValueError, ImportError) as exc:
             raise ReadError(f"{curl}: cannot open a filesystem for this URL: {exc}") from exc
+    if type(fs) is LocalFileSystem:  # os.stat: fsspec's info() costs more than a header
+        st = call_fs(curl, os.stat, path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ReadError(f"{curl}: is a directory, expected a DICOM file")
+        return Source(fs=fs, path=path, url=curl, size=int(st.st_size))
     info = call_fs(curl, fs.info, path)
     if info.get("type") == "directory":
         raise ReadError(f"{curl}: is a directory, expected a DICOM file")

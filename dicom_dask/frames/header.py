@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pydicom
 from fsspec.implementations.local import LocalFileSystem
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicom_dask.enums import (
@@ -278,7 +279,45 @@ def _parse_dataset(reader: BlockReader, url: str) -> tuple[Dataset, bool]:
         buffered.detach()
 
 
+_PIXEL_TAGS = frozenset(PIXEL_TAGS)
+
+
+def _quick(fp: Any) -> Dataset | None:
+    """The common case through pydicom's ``read_dataset``, without ``dcmread``'s extras.
+
+    A preamble, an explicit VR little endian File Meta group and a non-deflated
+    transfer syntax: the meta group and the dataset (up to the pixel data) are read
+    by pydicom's own ``read_dataset``, skipping ``dcmread``'s conversion and
+    validation of the meta elements (half of its time on small headers). Anything
+    else returns ``None`` and goes through ``dcmread``.
+    """
+    fp.seek(128)
+    if fp.read(4) != b"DICM":
+        return None
+    meta = read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2)
+    value = fast_get(meta, "TransferSyntaxUID")
+    if not value:
+        return None
+    tsyntax = UID(str(value))
+    if tsyntax in DEFLATED_DATASET_SYNTAXES or not tsyntax.is_transfer_syntax:
+        return None
+    implicit, little = tsyntax.is_implicit_VR, tsyntax.is_little_endian
+    ds = read_dataset(fp, implicit, little, stop_when=lambda tag, vr, length: tag in _PIXEL_TAGS)
+    ds.file_meta = FileMetaDataset(meta)
+    ds.set_original_encoding(implicit, little, fast_get(ds, "SpecificCharacterSet"))
+    return ds
+
+
 def _parse(buffered: Any, reader: BlockReader, url: str) -> tuple[Dataset, bool]:
+    try:
+        ds = _quick(buffered)
+        if ds is not None:
+            reader.seek(buffered.tell())
+            return ds, True
+    except ReadError:
+        raise
+    except Exception:  # noqa: S110 - dcmread below reports what is wrong
+        pass
     try:
         buffered.seek(0)
         ds = pydicom.dcmread(buffered, stop_before_pixels=True, force=False)
@@ -306,7 +345,7 @@ def _parse(buffered: Any, reader: BlockReader, url: str) -> tuple[Dataset, bool]
 
 def _transfer_syntax(ds: Dataset, url: str) -> UID:
     meta = getattr(ds, "file_meta", None)
-    tsuid = meta.get("TransferSyntaxUID") if meta is not None else None
+    tsuid = fast_get(meta, "TransferSyntaxUID") if meta is not None else None
     if tsuid:
         return UID(str(tsuid).strip("\x00 "))
     implicit, little = ds.original_encoding

@@ -39,6 +39,14 @@ def native_ranges(header: DicomHeader) -> FrameRanges:
             f"{desc.samples_per_pixel} at {desc.bits_allocated} bit(s) need {needed}"
         )
     nchunks = -(-nframes // k)
+    if nchunks == 1:  # a single-frame file: plain integers are much cheaper than arrays
+        return FrameRanges(
+            offsets=np.array([element.value_offset], dtype=np.uint64),
+            lengths=np.array([needed], dtype=np.uint64),
+            encoding=np.zeros(1, dtype=np.uint8),
+            fragments=np.zeros(1, dtype=np.uint32),
+            frames_per_chunk=k,
+        )
     first = np.arange(nchunks, dtype=np.uint64) * np.uint64(k)
     last = np.minimum(first + np.uint64(k), np.uint64(nframes))
     start_bits = first * np.uint64(frame_bits)

@@ -42,7 +42,7 @@ def _unsigned(value: bytes, little: bool) -> Any:
 
 
 def fast_get(ds: Dataset, keyword: str, default: Any = None) -> Any:
-    """``ds.get(keyword, default)`` for US, IS, DS and CS values, without conversion.
+    """``ds.get(keyword, default)`` for US, IS, DS, CS and UI values, without conversion.
 
     Multi-valued numbers come back as a list; an empty value as ``default``.
     """
@@ -64,6 +64,8 @@ def fast_get(ds: Dataset, keyword: str, default: Any = None) -> Any:
                 value = _numbers(elem.value, float)
             elif vr == "IS":
                 value = _numbers(elem.value, lambda s: int(float(s)))  # type: ignore[arg-type]
+            elif vr == "UI":
+                value = elem.value.decode("ascii").strip(" \x00") or None
             elif vr == "CS":  # positions matter: keep empty components of a multi-value
                 parts = _text(elem.value)
                 value = (parts[0] or None) if len(parts) == 1 else parts

@@ -54,7 +54,7 @@ class SliceRecord:
     @property
     def series_uid(self) -> str:
         """Series Instance UID of the file."""
-        return str(self.index.header.dataset.get("SeriesInstanceUID", ""))
+        return str(fast_get(self.index.header.dataset, "SeriesInstanceUID", ""))
 
 
 def _floats(value: Any, n: int, what: str, where: str) -> tuple[float, ...]:
