@@ -316,7 +316,7 @@ def _parse(buffered: Any, reader: BlockReader, url: str) -> tuple[Dataset, bool]
             return ds, True
     except ReadError:
         raise
-    except Exception:  # noqa: S110 - dcmread below reports what is wrong
+    except Exception:
         pass
     try:
         buffered.seek(0)
