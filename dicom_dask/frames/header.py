@@ -316,7 +316,7 @@ def _parse(buffered: Any, reader: BlockReader, url: str) -> tuple[Dataset, bool]
             return ds, True
     except ReadError:
         raise
-    except Exception:
+    except Exception:  # dcmread below tells what is wrong with the file
         pass
     try:
         buffered.seek(0)
