@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from dicom_dask.index import index_from_dict, index_to_dict, load_index, save_in
 from dicom_dask.manifest import INLINE, ChunkManifest
 from dicom_dask.metadata import array_metadata, frame_codecs, output_photometric
 from dicom_dask.store import DicomStore
+from dicom_dask.transforms import FrameTransformer, TransformOptions
 
 if TYPE_CHECKING:
     import dask.array
@@ -137,6 +138,8 @@ class Frames:
     index: FrameIndex
     store: DicomStore
     raw: bool
+    #: Pixel transforms applied to :attr:`array` (see :meth:`transformed`).
+    transform: FrameTransformer | None = None
 
     @property
     def url(self) -> str:
@@ -208,7 +211,7 @@ class Frames:
             raise ValueError(f"frames_per_chunk must be >= 1, got {frames_per_chunk}")
         reader = self.reader()
         chunks = (frames_per_chunk, *self.shape[1:])
-        return da.from_array(
+        array = da.from_array(
             reader,
             chunks=chunks,
             meta=np.empty((0,) * len(self.shape), dtype=self.dtype),
@@ -216,6 +219,50 @@ class Frames:
             fancy=False,
             name=f"dicom-frames-{_token(self, frames_per_chunk)}",
         )
+        if self.transform is None:
+            return array
+        from dicom_dask._lazy import transformed_dask
+
+        return transformed_dask(array, self.transform, "f" + "yxs"[: len(self.shape) - 1])
+
+    def transformed(
+        self,
+        *,
+        dtype: Any = np.float32,
+        apply_real_world_transform: bool | None = None,
+        real_world_value_map_selector: int | str = 0,
+        apply_modality_transform: bool | None = None,
+        apply_voi_transform: bool | None = False,
+        voi_transform_selector: int | str = 0,
+        voi_output_range: tuple[float, float] = (0.0, 1.0),
+        apply_presentation_lut: bool = True,
+        apply_palette_color_lut: bool | None = None,
+        apply_icc_profile: bool | None = None,
+    ) -> Frames:
+        """The same frames with the pixel transform chain applied lazily, per frame.
+
+        The switches and their defaults are highdicom's ``Image.get_frames``: ``True``
+        applies a transform and raises if it is absent, ``False`` skips it, ``None``
+        applies it if present. Per-frame parameters (Pixel Value Transformation and
+        Frame VOI LUT functional groups) reach their own frames. What was applied is
+        in ``.transform.applied`` and ``.transform.options``.
+        """
+        options = TransformOptions.coerce(
+            dtype=dtype,
+            apply_real_world_transform=apply_real_world_transform,
+            real_world_value_map_selector=real_world_value_map_selector,
+            apply_modality_transform=apply_modality_transform,
+            apply_voi_transform=apply_voi_transform,
+            voi_transform_selector=voi_transform_selector,
+            voi_output_range=voi_output_range,
+            apply_presentation_lut=apply_presentation_lut,
+            apply_palette_color_lut=apply_palette_color_lut,
+            apply_icc_profile=apply_icc_profile,
+        )
+        n = self.shape[0]
+        frames = np.stack([np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64)], axis=-1)
+        transformer = FrameTransformer([self.header], frames, options, names=[self.url])
+        return replace(self, transform=transformer)
 
     def to_index(self) -> dict[str, Any]:
         """The index sidecar document (kerchunk references + parsed header)."""

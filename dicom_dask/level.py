@@ -8,9 +8,10 @@ codec configuration zarr uses; regions are read directly, decoding in threads.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from dicom_dask.manifest import ChunkManifest
 from dicom_dask.metadata import frame_codecs, output_photometric
 from dicom_dask.parsers.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
 from dicom_dask.store import DicomStore
+from dicom_dask.transforms import FrameTransformer, TransformOptions
 
 if TYPE_CHECKING:
     import dask.array
@@ -67,6 +69,8 @@ class Level:
     fill_value: int | float = 0
     storage_options: Mapping[str, Any] | None = None
     chunk_edge: int = CHUNK_EDGE
+    #: Pixel transforms applied to :attr:`array` and regions (see :meth:`transformed`).
+    transform: FrameTransformer | None = None
 
     # -- description ---------------------------------------------------------------
     @property
@@ -228,7 +232,7 @@ class Level:
             chunks,
             self.fill_value,
         )
-        return da.from_array(
+        array = da.from_array(
             reader,
             chunks=chunks,
             meta=np.empty((0,) * reader.ndim, dtype=self.dtype),
@@ -236,6 +240,39 @@ class Level:
             fancy=False,
             name=f"dicom-slide-{token}",
         )
+        if self.transform is None:
+            return array
+        from dicom_dask._lazy import transformed_dask
+
+        axes = self._view(self.squeezed if squeeze is None else squeeze)[0]
+        transformer = self.transform
+        if axes.startswith("yx"):  # one channel and plane: its transform for every block
+            transformer = self._single(0, 0)
+        return transformed_dask(array, transformer, axes.replace("c", "f").replace("z", "f"))
+
+    def _single(self, channel: int, plane: int) -> FrameTransformer:
+        """The level's transformer reduced to one channel and plane."""
+        assert self.transform is not None
+        t = self.transform
+        single = copy.copy(t)
+        single.frames = t.frames[channel, plane]
+        return single
+
+    def transformed(self, **switches: Any) -> Level:
+        """The level with the pixel transform chain applied lazily (see ``Frames.transformed``).
+
+        Each optical path (or segment) gets the transform of the instance that holds it.
+        """
+        options = TransformOptions.coerce(**switches)
+        datasets = [im.dataset for im in self.images]
+        owner = {
+            (ch.kind, ch.identifier): i for i, im in enumerate(self.images) for ch in im.channels
+        }
+        frames = np.zeros((len(self.channels), len(self.focal_planes), 2), dtype=np.int64)
+        for c, ch in enumerate(self.channels):
+            frames[c, :, 0] = owner[(ch.kind, ch.identifier)]
+        transformer = FrameTransformer(datasets, frames, options, names=list(self.urls))
+        return replace(self, transform=transformer)
 
     @cached_property
     def array(self) -> dask.array.Array:
@@ -283,13 +320,17 @@ class Level:
         y0, y1 = max(y, 0), min(y + h, rows)
         x0, x1 = max(x, 0), min(x + w, cols)
         if (y0, y1, x0, x1) == (y, y + h, x, x + w) and h and w:
-            return reader[channel, plane, y0:y1, x0:x1][0, 0]  # type: ignore[no-any-return]
-        tail = (self.samples,) if self.samples > 1 else ()
-        out = np.full((h, w, *tail), self.fill_value, dtype=self.dtype)
-        if y1 > y0 and x1 > x0:
-            block = reader[channel, plane, y0:y1, x0:x1]
-            out[y0 - y : y1 - y, x0 - x : x1 - x] = block[0, 0]
-        return out
+            out = reader[channel, plane, y0:y1, x0:x1][0, 0]
+        else:
+            tail = (self.samples,) if self.samples > 1 else ()
+            out = np.full((h, w, *tail), self.fill_value, dtype=self.dtype)
+            if y1 > y0 and x1 > x0:
+                block = reader[channel, plane, y0:y1, x0:x1]
+                out[y0 - y : y1 - y, x0 - x : x1 - x] = block[0, 0]
+        if self.transform is not None:
+            dataset, frame = (int(v) for v in self.transform.frames[channel, plane])
+            out = self.transform.get(dataset, frame)(out)
+        return out  # type: ignore[no-any-return]
 
     # -- geometry -------------------------------------------------------------------
     @property

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -204,6 +204,43 @@ class Slide:
         if not -len(self.pyramid) <= level < len(self.pyramid):
             raise IndexError(f"level {level} out of range: the slide has {len(self.pyramid)}")
         return self.pyramid[level].read_region(location, size, channel=channel, plane=plane)
+
+    def transformed(
+        self,
+        *,
+        dtype: Any = np.float32,
+        apply_real_world_transform: bool | None = None,
+        real_world_value_map_selector: int | str = 0,
+        apply_modality_transform: bool | None = None,
+        apply_voi_transform: bool | None = False,
+        voi_transform_selector: int | str = 0,
+        voi_output_range: tuple[float, float] = (0.0, 1.0),
+        apply_presentation_lut: bool = True,
+        apply_palette_color_lut: bool | None = None,
+        apply_icc_profile: bool | None = None,
+    ) -> Slide:
+        """The slide with the pixel transform chain (e.g. ICC colour correction) applied lazily.
+
+        Switches as highdicom's ``get_total_pixel_matrix``; levels, associated images
+        and ``read_region`` are transformed; :attr:`store` still serves stored values.
+        """
+        switches = {
+            "dtype": dtype,
+            "apply_real_world_transform": apply_real_world_transform,
+            "real_world_value_map_selector": real_world_value_map_selector,
+            "apply_modality_transform": apply_modality_transform,
+            "apply_voi_transform": apply_voi_transform,
+            "voi_transform_selector": voi_transform_selector,
+            "voi_output_range": voi_output_range,
+            "apply_presentation_lut": apply_presentation_lut,
+            "apply_palette_color_lut": apply_palette_color_lut,
+            "apply_icc_profile": apply_icc_profile,
+        }
+        return replace(
+            self,
+            pyramid=tuple(level.transformed(**switches) for level in self.pyramid),
+            associated={k: v.transformed(**switches) for k, v in self.associated.items()},
+        )
 
     # -- virtual OME-Zarr ---------------------------------------------------------------
     def _ome_axes(self) -> tuple[str, ...]:

@@ -68,6 +68,9 @@ class Volume:
     positions: np.ndarray | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     store: DicomStore | None = field(default=None, repr=False)
+    #: ``(datasets, frames, urls)``: the header and frame behind each (slice, *channels)
+    #: position, ``frames[..., 0]`` indexing ``datasets`` and ``urls`` (-1: missing slice).
+    sources: tuple[Any, ...] | None = field(default=None, repr=False)
 
     # -- geometry -----------------------------------------------------------------
     @property
@@ -156,11 +159,18 @@ class Volume:
         shift[:3, :3] = np.diag(steps)
         shift[:3, 3] = starts
         positions = None if self.positions is None else self.positions[slices[0]]
+        sources = None
+        if self.sources is not None:
+            sources = (self.sources[0], self.sources[1][slices[0]], *self.sources[2:])
         metadata = dict(self.metadata)
         if "slice_files" in metadata:  # per-slice entries follow the slices
             metadata["slice_files"] = list(metadata["slice_files"])[slices[0]]
         return self._derived(
-            self.array[tuple(slices)], self.affine @ shift, positions=positions, metadata=metadata
+            self.array[tuple(slices)],
+            self.affine @ shift,
+            positions=positions,
+            metadata=metadata,
+            sources=sources,
         )
 
     def flip(self, axes: int | Sequence[int]) -> Volume:
@@ -184,7 +194,78 @@ class Volume:
         if order[0] != 0:
             metadata.pop("slice_files", None)
         return self._derived(
-            self.array.transpose(full), affine, positions=positions, metadata=metadata
+            self.array.transpose(full),
+            affine,
+            positions=positions,
+            metadata=metadata,
+            sources=self.sources if order[0] == 0 else None,
+        )
+
+    def transformed(
+        self,
+        *,
+        dtype: Any = np.float32,
+        apply_real_world_transform: bool | None = None,
+        real_world_value_map_selector: int | str = 0,
+        apply_modality_transform: bool | None = None,
+        apply_voi_transform: bool | None = False,
+        voi_transform_selector: int | str = 0,
+        voi_output_range: tuple[float, float] = (0.0, 1.0),
+        apply_presentation_lut: bool = True,
+        apply_palette_color_lut: bool | None = None,
+        apply_icc_profile: bool | None = None,
+    ) -> Volume:
+        """The Volume with the pixel transform chain applied lazily (e.g. Hounsfield units).
+
+        Switches as highdicom's ``get_volume``; every slice (and channel) gets its own
+        file's or frame's parameters. The chain is recorded in ``metadata["transform"]``.
+        """
+        from dicom_dask._lazy import transformed_dask
+        from dicom_dask.transforms import FrameTransformer, TransformOptions, dataset_key
+
+        if self.sources is None:
+            raise ValueError(
+                "this Volume has no record of its source frames (computed, converted, or "
+                "permuted so that slices are no longer axis 0): call transformed() first"
+            )
+        options = TransformOptions.coerce(
+            dtype=dtype,
+            apply_real_world_transform=apply_real_world_transform,
+            real_world_value_map_selector=real_world_value_map_selector,
+            apply_modality_transform=apply_modality_transform,
+            apply_voi_transform=apply_voi_transform,
+            voi_transform_selector=voi_transform_selector,
+            voi_output_range=voi_output_range,
+            apply_presentation_lut=apply_presentation_lut,
+            apply_palette_color_lut=apply_palette_color_lut,
+            apply_icc_profile=apply_icc_profile,
+        )
+        datasets, frames = self.sources[0], self.sources[1]
+        # one dataset per distinct set of transform parameters travels with the graph
+        keys: dict[str, int] = {}
+        distinct: list[Any] = []
+        names: list[str] = []
+        remap = np.empty(len(datasets), dtype=np.int64)
+        for i, ds in enumerate(datasets):
+            key = dataset_key(ds) if len(datasets) > 1 else ""
+            if key not in keys:
+                keys[key] = len(distinct)
+                distinct.append(ds)
+                names.append(str(self.sources[2][i]) if len(self.sources) > 2 else str(i))
+            remap[i] = keys[key]
+        mapped = frames.copy()
+        present = mapped[..., 0] >= 0
+        mapped[..., 0][present] = remap[mapped[..., 0][present]]
+        transformer = FrameTransformer(distinct, mapped, options, names=names)
+        roles = "fyx" + "f" * len(self.channels)
+        roles += "s" * (self.array.ndim - len(roles))
+        metadata = dict(self.metadata)
+        metadata["transform"] = {"options": options.to_dict(), "applied": transformer.applied}
+        return self._derived(
+            transformed_dask(self.array, transformer, roles),
+            self.affine.copy(),
+            metadata=metadata,
+            sources=None,
         )
 
     def compute(self, **kwargs: Any) -> Volume:
@@ -192,7 +273,7 @@ class Volume:
         array = self.array
         if hasattr(array, "compute"):
             array = array.compute(**kwargs)
-        return self._derived(np.asarray(array), self.affine.copy())
+        return self._derived(np.asarray(array), self.affine.copy(), sources=None)
 
     # -- conversions ---------------------------------------------------------------
     def to_highdicom(self) -> Any:
@@ -392,6 +473,9 @@ def _build(
     grid = (len(geometry.order), 1, 1, *channel_sizes, *((1,) if tail else ()))
     items: list[tuple[tuple[int, ...], SliceRecord]] = []
     slice_files: list[list[Any] | None] = []
+    source_index: dict[str, int] = {}
+    source_datasets: list[Any] = []
+    source_frames = np.full((len(geometry.order), *channel_sizes, 2), -1, dtype=np.int64)
     combos = list(np.ndindex(*channel_sizes)) if channel_sizes else [()]
     for out_index, src in enumerate(geometry.order.tolist()):
         if src < 0:
@@ -409,6 +493,10 @@ def _build(
                     f"{dict(zip(stack.channel_names, values, strict=True))}"
                 )
             items.append(((out_index, 0, 0, *combo, *((0,) if tail else ())), found))
+            if found.url not in source_index:
+                source_index[found.url] = len(source_datasets)
+                source_datasets.append(found.index.header.dataset)
+            source_frames[(out_index, *combo)] = (source_index[found.url], found.frame)
     manifest = _placed(items, grid, storage_options)
     files = {r.url for r in records}
     shape = (len(geometry.order), desc.rows, desc.columns, *channel_sizes, *tail)
@@ -449,6 +537,7 @@ def _build(
         positions=geometry.positions,
         metadata=meta,
         store=store,
+        sources=(source_datasets, source_frames, list(source_index)),
     )
 
 

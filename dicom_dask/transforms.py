@@ -1,0 +1,244 @@
+"""Pixel transforms, per chunk: stored values -> meaningful pixels.
+
+The chain and its tri-state switches are highdicom's (``Image.get_frames``): real
+world value mapping, modality transform (rescale or Modality LUT), VOI (windows
+with LINEAR / LINEAR_EXACT / SIGMOID, or VOI LUT, selectable), presentation LUT /
+MONOCHROME1 inversion, palette colour LUT, ICC profile. Each frame's transform is
+highdicom's own ``_CombinedPixelTransform`` built from the header dataset, so the
+results are highdicom's by construction; this module only decides which frame's
+parameters reach which part of a chunk. Nothing here imports dask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicom_dask.errors import DicomDaskError
+
+__all__ = ["FrameTransformer", "TransformError", "TransformOptions", "apply_block", "dataset_key"]
+
+#: Attributes whose values change a frame's pixel transform.
+TRANSFORM_KEYWORDS = (
+    "PhotometricInterpretation",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "RescaleType",
+    "ModalityLUTSequence",
+    "WindowCenter",
+    "WindowWidth",
+    "WindowCenterWidthExplanation",
+    "VOILUTFunction",
+    "VOILUTSequence",
+    "PresentationLUTShape",
+    "RealWorldValueMappingSequence",
+    "ICCProfile",
+    "OpticalPathSequence",
+    "RedPaletteColorLookupTableDescriptor",
+    "RedPaletteColorLookupTableData",
+    "GreenPaletteColorLookupTableData",
+    "BluePaletteColorLookupTableData",
+    "SegmentedRedPaletteColorLookupTableData",
+    "SharedFunctionalGroupsSequence",
+)
+
+
+class TransformError(DicomDaskError, ValueError):
+    """A requested pixel transform is absent or cannot be applied."""
+
+
+@dataclass(frozen=True)
+class TransformOptions:
+    """The switches of the transform chain (highdicom's ``get_frames`` semantics).
+
+    ``True``: apply, raise if absent; ``False``: do not apply; ``None``: apply if present.
+    """
+
+    dtype: str = "float32"
+    apply_real_world_transform: bool | None = None
+    real_world_value_map_selector: int | str = 0
+    apply_modality_transform: bool | None = None
+    apply_voi_transform: bool | None = False
+    voi_transform_selector: int | str = 0
+    voi_output_range: tuple[float, float] = (0.0, 1.0)
+    apply_presentation_lut: bool = True
+    apply_palette_color_lut: bool | None = None
+    apply_icc_profile: bool | None = None
+
+    @classmethod
+    def coerce(cls, *, dtype: Any = np.float32, **switches: Any) -> TransformOptions:
+        """Build from keyword switches, normalising the dtype and the output range."""
+        if "voi_output_range" in switches:
+            low, high = switches["voi_output_range"]
+            switches["voi_output_range"] = (float(low), float(high))
+        return cls(dtype=np.dtype(dtype).name, **switches)
+
+    def highdicom_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of highdicom's ``_CombinedPixelTransform``."""
+        kwargs = asdict(self)
+        kwargs["output_dtype"] = np.dtype(kwargs.pop("dtype"))
+        return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able record (stored with the transformed object)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def dataset_key(ds: Dataset) -> str:
+    """A digest of the attributes that define ``ds``'s pixel transform."""
+    h = hashlib.sha1(usedforsecurity=False)
+    for keyword in TRANSFORM_KEYWORDS:
+        if keyword in ds:
+            h.update(keyword.encode())
+            h.update(repr(ds[keyword].value).encode("utf-8", "replace"))
+    return h.hexdigest()
+
+
+def _describe(transform: Any) -> dict[str, Any]:
+    """What highdicom's transform will do (from its resolved parameters)."""
+    out: dict[str, Any] = {}
+    slope_intercept = getattr(transform, "_effective_slope_intercept", None)
+    if slope_intercept is not None:
+        out["slope_intercept"] = [float(v) for v in slope_intercept]
+    window = getattr(transform, "_effective_window_center_width", None)
+    if window is not None:
+        out["window_center_width"] = [float(v) for v in window]
+        out["voi_function"] = str(getattr(transform, "_effective_voi_function", ""))
+    if getattr(transform, "_effective_lut_data", None) is not None:
+        out["lut"] = True
+    out["invert"] = bool(getattr(transform, "_invert", False))
+    out["color"] = str(getattr(transform, "_color_type", ""))
+    out["icc_profile"] = getattr(transform, "_color_manager", None) is not None
+    return out
+
+
+class FrameTransformer:
+    """The transform of every frame that can appear in an array, built lazily.
+
+    Parameters
+    ----------
+    datasets : sequence of pydicom.Dataset
+        Header datasets with distinct transform parameters.
+    frames : numpy.ndarray
+        ``(*frame_axes, 2)`` int64: for each position along the array's frame-selecting
+        axes, ``(dataset index, frame index)``; ``-1`` for an absent frame (the
+        fill value goes through the first dataset's transform).
+    options : TransformOptions
+    names : sequence of str, optional
+        The file or URL of each dataset, for error messages.
+    """
+
+    def __init__(
+        self,
+        datasets: Sequence[Dataset],
+        frames: np.ndarray,
+        options: TransformOptions,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        self.datasets = list(datasets)
+        self.names = (
+            list(names)
+            if names is not None
+            else [str(ds.get("SOPInstanceUID", f"dataset {i}")) for i, ds in enumerate(datasets)]
+        )
+        self.frames = np.asarray(frames, dtype=np.int64)
+        self.options = options
+        self._cache: dict[tuple[int, int], Any] = {}
+        self._shared: dict[int, bool] = {}
+        # build each dataset's transform now: a switch set to True on an absent
+        # transform raises here, when the array is built, not in a dask task
+        self.applied = [_describe(self.get(i, 0)) for i in range(len(self.datasets))]
+        probe = self.get(0, 0)
+        rows = int(self.datasets[0].get("Rows", 1) or 1)
+        cols = int(self.datasets[0].get("Columns", 1) or 1)
+        samples = int(self.datasets[0].get("SamplesPerPixel", 1) or 1)
+        shape = (min(rows, 2), min(cols, 2)) + ((samples,) if samples > 1 else ())
+        self.adds_samples = probe(np.zeros(shape, dtype=self._stored_dtype())).ndim > len(shape)
+
+    def _stored_dtype(self) -> np.dtype[Any]:
+        ds = self.datasets[0]
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            return np.dtype(f"f{bits // 8}")
+        kind = "i" if int(ds.get("PixelRepresentation", 0) or 0) else "u"
+        return np.dtype(f"{kind}{max(1, bits // 8)}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    def get(self, dataset: int, frame: int) -> Any:
+        """highdicom's combined transform for ``frame`` of ``datasets[dataset]``."""
+        if self._shared.get(dataset):
+            frame = 0
+        key = (dataset, frame)
+        transform = self._cache.get(key)
+        if transform is None:
+            from highdicom.image import _CombinedPixelTransform
+
+            try:
+                transform = _CombinedPixelTransform(
+                    self.datasets[dataset], frame, **self.options.highdicom_kwargs()
+                )
+            except (
+                ValueError,
+                AttributeError,
+                KeyError,
+                TypeError,
+                IndexError,
+                RuntimeError,
+            ) as exc:
+                raise TransformError(
+                    f"{self.names[dataset]}: frame {frame + 1}: cannot build the pixel "
+                    f"transform with "
+                    f"{self.options.to_dict()}: {exc}"
+                ) from exc
+            self._shared[dataset] = bool(transform.applies_to_all_frames)
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[key] = transform
+        return transform
+
+
+def apply_block(
+    block: np.ndarray,
+    transformer: FrameTransformer,
+    roles: str,
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    """Transform one dask block: ``roles`` has an ``f`` for every frame-selecting axis.
+
+    Every position along the ``f`` axes is one frame (2-D, or 2-D with samples)
+    transformed with its own frame's parameters.
+    """
+    dtype = np.dtype(transformer.options.dtype)
+    tail = (3,) if transformer.adds_samples else ()
+    out = np.empty(block.shape + tail, dtype=dtype)
+    if block.size == 0:
+        return out
+    axes = [i for i, r in enumerate(roles) if r == "f"]
+    if block_info is not None and None in block_info:
+        location = block_info[None]["array-location"]
+    elif block_info is not None:
+        location = block_info[0]["array-location"]
+    else:
+        location = [(0, n) for n in block.shape]
+    for idx in np.ndindex(*[block.shape[a] for a in axes]):
+        position = tuple(location[a][0] + j for a, j in zip(axes, idx, strict=True))
+        dataset, frame = (int(v) for v in transformer.frames[position])
+        if dataset < 0:
+            dataset, frame = 0, 0
+        sel: list[Any] = [slice(None)] * block.ndim
+        for a, j in zip(axes, idx, strict=True):
+            sel[a] = j
+        out[tuple(sel)] = transformer.get(dataset, frame)(block[tuple(sel)])
+    return out
