@@ -5,7 +5,9 @@
 * ``native-u16-1024.dcm``: 1,024 native frames of 256 x 256 uint16.
 * ``slide-bot/level0.dcm``, ``slide-nobot/level0.dcm``: the same 4,096 tiles as a
   16,384 x 16,384 TILED_FULL VL Whole Slide Microscopy level (with / without BOT).
-* ``ct-300/``: a CT series of 300 single-frame files, 512 x 512 int16, shuffled names.
+* ``ct-300/``: a CT series of 300 single-frame files, 512 x 512 int16, shuffled names, rescale
+  to Hounsfield units.
+* ``slide-icc/level0.dcm``: the 4,096-tile level with an sRGB ICC profile in its optical path.
 * ``sparse-100k.dcm``: a TILED_SPARSE instance of 100,172 native 8 x 8 tiles in
   shuffled order, with its Per-Frame Functional Groups (``--sparse``).
 """
@@ -62,7 +64,10 @@ def main() -> None:
         )
         print("wrote", out / name, (out / name).stat().st_size // 2**20, "MiB")
     side = round(args.tiles**0.5) * 256
-    for table, folder in (("bot", "slide-bot"), ("none", "slide-nobot")):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for table, folder in (("bot", "slide-bot"), ("none", "slide-nobot"), ("bot", "slide-icc")):
         (out / folder).mkdir(exist_ok=True)
         ds = make_slide_dataset(
             np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (side, side, 3)),
@@ -73,6 +78,8 @@ def main() -> None:
             container_id="BENCH-1",
             frame_of_reference="1.2.826.0.1.3680043.8.498.1",
         )
+        if folder == "slide-icc":
+            ds.OpticalPathSequence[0].ICCProfile = srgb
         ds.save_as(out / folder / "level0.dcm", enforce_file_format=True)
         print("wrote", out / folder / "level0.dcm")
     if args.sparse:
@@ -86,7 +93,10 @@ def main() -> None:
         ds.save_as(out / "sparse-100k.dcm", enforce_file_format=True)
         print("wrote", out / "sparse-100k.dcm", ds.NumberOfFrames, "frames")
     ct = np.random.default_rng(2).integers(-1024, 3000, (300, 512, 512)).astype(np.int16)
-    write_series(out / "ct-300", ct, pixel_spacing=(0.7, 0.7), shuffle=0, prefix="ct")
+    rescale = [{"RescaleSlope": 1.0, "RescaleIntercept": -1024.0, "RescaleType": "HU"}] * 300
+    write_series(
+        out / "ct-300", ct, pixel_spacing=(0.7, 0.7), shuffle=0, prefix="ct", extra=rescale
+    )
     print("wrote", out / "ct-300", "300 files")
     rng = np.random.default_rng(1)
     native = rng.integers(0, 4096, (1024, 256, 256), dtype=np.uint16)

@@ -22,7 +22,7 @@ from dicom_dask.manifest import ChunkManifest
 from dicom_dask.metadata import frame_codecs, output_photometric
 from dicom_dask.parsers.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
 from dicom_dask.store import DicomStore
-from dicom_dask.transforms import FrameTransformer, TransformOptions
+from dicom_dask.transforms import FrameTransformer, TransformOptions, apply_block
 
 if TYPE_CHECKING:
     import dask.array
@@ -328,9 +328,33 @@ class Level:
                 block = reader[channel, plane, y0:y1, x0:x1]
                 out[y0 - y : y1 - y, x0 - x : x1 - x] = block[0, 0]
         if self.transform is not None:
-            dataset, frame = (int(v) for v in self.transform.frames[channel, plane])
-            out = self.transform.get(dataset, frame)(out)
+            out = self._transform_region(out, channel, plane, threads)
         return out  # type: ignore[no-any-return]
+
+    def _transform_region(
+        self, region: np.ndarray, channel: int, plane: int, threads: int
+    ) -> np.ndarray:
+        """Apply the level's transform to a region, in bands of rows across threads."""
+        from dicom_dask._reader import _pool
+
+        single = self._single(channel, plane)
+        tail = (3,) if single.adds_samples else ()
+        out = np.empty(region.shape + tail, dtype=np.dtype(single.options.dtype))
+        band = max(1, self.tile_shape[0])
+        starts = range(0, region.shape[0], band)
+
+        def one(start: int) -> None:
+            apply_block(
+                region[start : start + band], single, "", None, out=out[start : start + band]
+            )
+
+        if threads > 1 and len(starts) > 1:
+            for _ in _pool().map(one, starts):
+                pass
+        else:
+            for start in starts:
+                one(start)
+        return out
 
     # -- geometry -------------------------------------------------------------------
     @property
