@@ -122,7 +122,7 @@ def _demo_volume(out: Path) -> bool:
 
     rng = np.random.default_rng(1)
     n = 64
-    zz, yy, xx = np.mgrid[0:n, 0:128, 0:128]
+    _, yy, xx = np.mgrid[0:n, 0:128, 0:128]
     body = ((yy - 64) ** 2 + (xx - 64) ** 2 < 50**2) * 1064
     ct = (body + rng.normal(0, 20, body.shape)).clip(0, 4095).astype(np.int16)
     orientation = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
