@@ -8,7 +8,6 @@ codec configuration zarr uses; regions are read directly, decoding in threads.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -253,10 +252,7 @@ class Level:
     def _single(self, channel: int, plane: int) -> FrameTransformer:
         """The level's transformer reduced to one channel and plane."""
         assert self.transform is not None
-        t = self.transform
-        single = copy.copy(t)
-        single.frames = t.frames[channel, plane]
-        return single
+        return self.transform.with_frames(self.transform.frames[channel, plane])
 
     def transformed(self, **switches: Any) -> Level:
         """The level with the pixel transform chain applied lazily (see ``Frames.transformed``).

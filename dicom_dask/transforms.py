@@ -12,6 +12,7 @@ parameters reach which part of a chunk. Nothing here imports dask.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -153,19 +154,19 @@ class _LookupICC:
         self.color_manager = color_manager
         self.dtype = dtype
         self._lut: np.ndarray | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_lut": None}
+        self._lock = threading.Lock()
 
     def lut(self) -> np.ndarray:
-        if self._lut is None:
-            every = np.arange(2**24, dtype=np.uint32)
-            rgb = np.stack([every >> 16, (every >> 8) & 255, every & 255], axis=-1)
-            image = rgb.astype(np.uint8).reshape(4096, 4096, 3)
-            self._lut = np.ascontiguousarray(
-                self.color_manager.transform_frame(image).reshape(-1, 3)
-            )
-        return self._lut
+        with self._lock:  # built once, by the first thread that needs it
+            if self._lut is None:
+                self._lut = self._build()
+            return self._lut
+
+    def _build(self) -> np.ndarray:
+        every = np.arange(2**24, dtype=np.uint32)
+        rgb = np.stack([every >> 16, (every >> 8) & 255, every & 255], axis=-1)
+        image = rgb.astype(np.uint8).reshape(4096, 4096, 3)
+        return np.ascontiguousarray(self.color_manager.transform_frame(image).reshape(-1, 3))
 
     def __call__(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         index = frame[..., 0].astype(np.uint32) << 16
@@ -258,7 +259,8 @@ class FrameTransformer:
             _describe(getattr(t, "source", t))
             for t in (self.get(i, 0) for i in range(len(self.datasets)))
         ]
-        probe = self.get(0, 0)
+        first = self.get(0, 0)
+        probe = getattr(first, "source", first)  # highdicom's own: no lookup table built here
         rows = int(self.datasets[0].get("Rows", 1) or 1)
         cols = int(self.datasets[0].get("Columns", 1) or 1)
         samples = int(self.datasets[0].get("SamplesPerPixel", 1) or 1)
@@ -277,6 +279,13 @@ class FrameTransformer:
         state = self.__dict__.copy()
         state["_cache"] = {}
         return state
+
+    def with_frames(self, frames: np.ndarray) -> FrameTransformer:
+        """The same transformer (and its built transforms) over another frame table."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.frames = np.asarray(frames, dtype=np.int64)
+        return new
 
     def get(self, dataset: int, frame: int) -> Any:
         """highdicom's combined transform for ``frame`` of ``datasets[dataset]``."""
