@@ -358,10 +358,32 @@ class Volume:
         )
 
 
+def _encoding(record: SliceRecord) -> tuple[Any, ...]:
+    """What one codec configuration must share across the files of a volume."""
+    header = record.index.header
+    d = header.description
+    syntax = "inline" if header.inline_pixel_data is not None else str(header.transfer_syntax)
+    return (
+        syntax,
+        d.rows,
+        d.columns,
+        d.samples_per_pixel,
+        d.bits_allocated,
+        d.bits_stored,
+        d.pixel_representation,
+        d.photometric_interpretation,
+        d.planar_configuration,
+        d.pixel_keyword,
+        header.element.vr,
+    )
+
+
 def _check_consistent(records: Sequence[SliceRecord], where: str) -> None:
     first = records[0]
     desc = first.index.header.description
     ref = (desc.rows, desc.columns, desc.samples_per_pixel, desc.dtype)
+    ref_encoding = _encoding(first)
+    checked: set[int] = set()
     for r in records:
         d = r.index.header.description
         if d is not desc and (d.rows, d.columns, d.samples_per_pixel, d.dtype) != ref:
@@ -370,6 +392,15 @@ def _check_consistent(records: Sequence[SliceRecord], where: str) -> None:
                 f"pixels but {first.url} has {desc.rows} x {desc.columns} x "
                 f"{desc.samples_per_pixel} {desc.dtype}"
             )
+        if id(r.index) not in checked:
+            checked.add(id(r.index))
+            encoding = _encoding(r)
+            if encoding != ref_encoding:
+                raise LayoutError(
+                    f"{where}: {r.url} is encoded as {encoding} but {first.url} as "
+                    f"{ref_encoding}: one volume array needs one pixel encoding (open the "
+                    "files separately, or transcode them)"
+                )
     orientations = np.array([r.orientation for r in records])
     spacings = np.array([r.pixel_spacing for r in records])
     bad = np.abs(orientations - orientations[0]).max(axis=1) > ORIENTATION_TOL

@@ -296,3 +296,19 @@ def test_slicing_flipping_permuting_keep_the_mapping(oblique_volume, case) -> No
         original.map_indices_to_reference(g.reshape(-1, 3)), round_output=True
     )
     np.testing.assert_array_equal(back, new_idx.reshape(-1, 3))
+
+
+def test_files_with_different_encodings_are_refused(tmp_path) -> None:
+    vol = _volume(4)
+    positions = series_positions(4)
+    write_series(tmp_path, vol[:2], positions=positions[:2], series_uid="1.2.3.9", prefix="a")
+    write_series(
+        tmp_path,
+        vol[2:],
+        positions=positions[2:],
+        series_uid="1.2.3.9",
+        prefix="b",
+        transfer_syntax=uid.RLELossless,
+    )
+    with pytest.raises(LayoutError, match="one volume array needs one pixel encoding"):
+        dicom_dask.open_volume(tmp_path)
