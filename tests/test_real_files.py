@@ -104,3 +104,30 @@ def test_raw_keeps_ybr(real_dir) -> None:
     expected = pixel_array(pydicom.dcmread(path), as_rgb=False)
     got = dicom_dask.open_frames(path, raw=True, backend="pydicom").array.compute()[0]
     np.testing.assert_array_equal(got, expected)
+
+
+def test_quick_header_parse_equals_dcmread(real_dir) -> None:
+    """The header read (pydicom's read_dataset) gives dcmread's dataset, as DICOM JSON."""
+    import json
+    import warnings
+
+    import pydicom
+
+    from dicom_dask.frames import index_frames
+
+    checked = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for entry in REFERENCE["files"]:
+            path = REAL / entry["path"]
+            try:
+                ref = pydicom.dcmread(path, stop_before_pixels=True)
+                ours = index_frames(path).header.dataset
+            except Exception:  # a file dcmread or dicom_dask refuses
+                continue
+            assert json.dumps(ours.to_json_dict(bulk_data_threshold=2**62)) == json.dumps(
+                ref.to_json_dict(bulk_data_threshold=2**62)
+            ), entry["path"]
+            assert ours.original_character_set == ref.original_character_set
+            checked += 1
+    assert checked >= 100

@@ -304,7 +304,8 @@ def _quick(fp: Any) -> Dataset | None:
     implicit, little = tsyntax.is_implicit_VR, tsyntax.is_little_endian
     ds = read_dataset(fp, implicit, little, stop_when=lambda tag, vr, length: tag in _PIXEL_TAGS)
     ds.file_meta = FileMetaDataset(meta)
-    ds.set_original_encoding(implicit, little, fast_get(ds, "SpecificCharacterSet"))
+    # as dcmread: the original encoding records Python codec names, not DICOM terms
+    ds.set_original_encoding(implicit, little, ds._character_set)
     return ds
 
 
