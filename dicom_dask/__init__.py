@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dicom_dask.api import Frames, open_frames, open_store
+from dicom_dask.api import Frames, open_frames, open_store, to_kerchunk
 from dicom_dask.codecs import DicomFrameCodec
 from dicom_dask.codecs import register as _register_codec
 from dicom_dask.errors import DicomDaskError
@@ -29,6 +29,7 @@ __all__ = [
     "open_store",
     "open_tiled",
     "open_volume",
+    "to_kerchunk",
     "to_ome_zarr",
 ]
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import zarr
     from pydicom.dataset import Dataset
 
-__all__ = ["Frames", "open_frames", "open_store"]
+__all__ = ["Frames", "open_frames", "open_store", "to_kerchunk"]
 
 
 def _manifest(index: FrameIndex, ndim: int) -> ChunkManifest:
@@ -347,3 +347,47 @@ def open_frames(
         read_only=True,
     )
     return Frames(index=frame_index, store=store, raw=raw)
+
+
+def to_kerchunk(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    kind: str | None = None,
+) -> dict[str, Any]:
+    """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``) for ``url``.
+
+    A tiled instance (or a folder of them) gives the slide's virtual OME-Zarr group
+    (``kind="slide"``); any other file its frames array (``kind="frames"``). Opened
+    with fsspec's ``ReferenceFileSystem``, plain zarr reads the DICOM bytes through
+    the registered ``dicom_dask.frame`` codec. Frames split over several fragments are
+    one reference covering their items (the codec strips the item headers); deflated
+    datasets, which cannot be range-read, are carried inline (base64).
+    """
+    import os as _os
+
+    from dicom_dask.frames import index_frames
+    from dicom_dask.parsers.tiled import is_tiled
+
+    auto = kind is None
+    if kind is None:
+        text = _os.fspath(url)
+        if _os.path.isdir(text) or any(c in text for c in "*?["):
+            kind = "slide"
+        else:
+            header = index_frames(url, storage_options=storage_options).header.dataset
+            kind = "slide" if is_tiled(header) else "frames"
+    if kind == "slide":
+        from dicom_dask.errors import NoImagesError
+        from dicom_dask.slide import open_slide
+
+        try:
+            refs = open_slide(url, storage_options=storage_options).to_index()["refs"]
+            return {"version": 1, "refs": refs}
+        except NoImagesError:
+            if not auto or _os.path.isdir(_os.fspath(url)):
+                raise
+            kind = "frames"  # a LABEL or OVERVIEW alone: its frames
+    if kind == "frames":
+        return open_frames(url, storage_options=storage_options).to_kerchunk()
+    raise ValueError(f"kind must be 'slide' or 'frames', got {kind!r}")

@@ -1,5 +1,8 @@
-"""The ``dicom-dask`` command: ``info`` about a file, ``index`` to save a sidecar,
-``refs`` for kerchunk references, and ``demo`` on generated data."""
+"""The ``dicom-dask`` command: ``info`` about a file or folder, ``index`` to save a
+sidecar, ``refs`` for kerchunk references, ``convert`` to (OME-)Zarr, and ``demo``.
+
+Exit status: 0 on success, 2 for a DICOM problem (the message names the file),
+1 for anything else."""
 
 from __future__ import annotations
 
@@ -30,17 +33,33 @@ def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _info(args: argparse.Namespace) -> int:
+def _kind(url: str, options: dict[str, Any]) -> str:
+    """``"folder"``, ``"slide"``, ``"volume"`` or ``"frames"`` for a URL."""
+    import os
+
+    from dicom_dask.frames import index_frames
+    from dicom_dask.parsers.tiled import is_tiled
+
+    if os.path.isdir(url) or any(c in url for c in "*?["):
+        return "folder"
+    ds = index_frames(url, storage_options=options).header.dataset
+    if is_tiled(ds) and "TotalPixelMatrixRows" in ds:
+        return "slide"
+    if "PerFrameFunctionalGroupsSequence" in ds and int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return "volume"
+    return "frames"
+
+
+def _frames_info(url: str, options: dict[str, Any]) -> dict[str, Any]:
     from dicom_dask import open_frames
 
-    frames = open_frames(args.url, storage_options=_storage_options(args.storage_option))
+    frames = open_frames(url, storage_options=options)
     header = frames.index.header
     desc = header.description
-    info = {
+    sop = header.dataset.get("SOPClassUID")
+    return {
         "url": frames.url,
-        "sop_class": header.dataset.get("SOPClassUID", "").name
-        if header.dataset.get("SOPClassUID")
-        else "",
+        "sop_class": sop.name if sop else "",
         "transfer_syntax": f"{header.transfer_syntax} ({header.transfer_syntax.name})",
         "shape": list(frames.shape),
         "dtype": str(frames.dtype),
@@ -50,28 +69,141 @@ def _info(args: argparse.Namespace) -> int:
         "header_requests": frames.index.requests,
         "codecs": frames.codecs,
     }
-    print(json.dumps(info, indent=2))
+
+
+def _slide_info(slide: Any) -> dict[str, Any]:
+    return {
+        "levels": [
+            {
+                "shape": list(level.shape),
+                "tile": list(level.tile_shape),
+                "tiles_present": f"{len(level.manifest)}/{level.tiles_present.size}",
+                "pixel_spacing_mm": level.pixel_spacing,
+                "downsample": ds,
+                "instances": list(level.urls),
+            }
+            for level, ds in zip(slide.pyramid, slide.downsamples, strict=True)
+        ],
+        "optical_paths": [ch.to_dict() for ch in slide.optical_paths],
+        "focal_planes_um": list(slide.focal_planes),
+        "associated": {k: list(v.shape) for k, v in slide.associated.items()},
+    }
+
+
+def _volume_info(volume: Any) -> dict[str, Any]:
+    return {
+        "shape": list(volume.shape),
+        "dtype": str(volume.dtype),
+        "spacing_mm": list(volume.spacing),
+        "affine": volume.affine.round(6).tolist(),
+        "frame_of_reference_uid": volume.frame_of_reference_uid,
+        "channels": {k: list(v) for k, v in volume.channels.items()},
+        "geometry": volume.metadata["geometry"],
+        "files": len(volume.metadata["urls"]),
+    }
+
+
+def _info(args: argparse.Namespace) -> int:
+    from dicom_dask import list_series, list_slides, open_slide, open_volume
+
+    options = _storage_options(args.storage_option)
+    kind = _kind(args.url, options)
+    info: dict[str, Any] = {"url": args.url, "kind": kind}
+    if kind == "folder":
+        try:
+            info["slides"] = list_slides(args.url, storage_options=options)
+        except DicomDaskError as exc:
+            info["slides"] = f"none ({exc})"
+        try:
+            info["series"] = list_series(args.url, storage_options=options)
+        except DicomDaskError as exc:
+            info["series"] = f"none ({exc})"
+    elif kind == "slide":
+        info.update(_frames_info(args.url, options))
+        try:
+            info["slide"] = _slide_info(open_slide(args.url, storage_options=options))
+        except DicomDaskError as exc:
+            info["slide"] = f"not a slide level ({exc})"
+    else:
+        info.update(_frames_info(args.url, options))
+        if kind == "volume":
+            info["volume"] = _volume_info(open_volume(args.url, storage_options=options))
+    print(json.dumps(info, indent=2, default=str))
     return 0
 
 
 def _index(args: argparse.Namespace) -> int:
-    from dicom_dask import open_frames
+    from dicom_dask import open_frames, open_slide
 
-    frames = open_frames(args.url, storage_options=_storage_options(args.storage_option))
+    options = _storage_options(args.storage_option)
+    if _kind(args.url, options) in ("slide", "folder"):
+        slide = open_slide(args.url, storage_options=options)
+        slide.save_index(args.output)
+        print(
+            f"wrote {args.output}: slide index of {sum(len(lv.images) for lv in slide.pyramid)}"
+            " level instance(s)"
+        )
+        return 0
+    frames = open_frames(args.url, storage_options=options)
     frames.save_index(args.output)
     print(f"wrote {args.output}: {len(frames.manifest)} chunks ({frames.index.ranges.method})")
     return 0
 
 
 def _refs(args: argparse.Namespace) -> int:
-    from dicom_dask import open_frames
+    from dicom_dask import to_kerchunk
 
-    frames = open_frames(args.url, storage_options=_storage_options(args.storage_option))
-    text = json.dumps(frames.to_kerchunk())
+    refs = to_kerchunk(args.url, storage_options=_storage_options(args.storage_option))
+    text = json.dumps(refs)
     if args.output:
         Path(args.output).write_text(text)
+        print(f"wrote {args.output}: {len(refs['refs'])} references")
     else:
         print(text)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """A slide to OME-Zarr, a volume or frames to a zarr array, with a progress bar."""
+    import dask.array as da
+    import zarr
+
+    from dicom_dask import open_frames, open_slide, open_volume, to_ome_zarr
+
+    options = _storage_options(args.storage_option)
+    kind = _kind(args.url, options)
+    progress = not args.quiet
+    if kind == "slide" or (kind == "folder" and args.as_ == "slide"):
+        to_ome_zarr(
+            open_slide(args.url, storage_options=options),
+            args.dest,
+            overwrite=args.overwrite,
+            progress=progress,
+        )
+        print(f"wrote {args.dest}: OME-Zarr (NGFF 0.5)")
+        return 0
+    if kind in ("folder", "volume"):
+        source: Any = open_volume(args.url, storage_options=options)
+        array, attrs = source.array, {"affine": source.affine.tolist(), **_volume_info(source)}
+    else:
+        frames = open_frames(args.url, storage_options=options)
+        array, attrs = frames.array, {"dicom_dask": frames.metadata["attributes"]}
+    target = zarr.create_array(
+        args.dest,
+        shape=array.shape,
+        chunks=array.chunksize,
+        dtype=array.dtype,
+        overwrite=args.overwrite,
+        attributes=json.loads(json.dumps(attrs, default=str)),
+    )
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            da.store(array, target, lock=False)  # type: ignore[arg-type]
+    else:
+        da.store(array, target, lock=False)  # type: ignore[arg-type]
+    print(f"wrote {args.dest}: zarr array {list(array.shape)} {array.dtype}")
     return 0
 
 
@@ -212,9 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dicom-dask", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_ in (
-        ("info", _info, "describe one DICOM file"),
-        ("index", _index, "save the index sidecar of one file"),
-        ("refs", _refs, "print kerchunk references of one file"),
+        ("info", _info, "describe a file or folder: frames, slide levels, series, geometry"),
+        ("index", _index, "save the index sidecar of a file or slide"),
+        ("refs", _refs, "write kerchunk references (slide: its OME-Zarr group)"),
+        ("convert", _convert, "copy a slide to OME-Zarr, a volume or frames to zarr"),
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("url")
@@ -223,6 +356,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("output")
         if name == "refs":
             p.add_argument("--output", "-o")
+        if name == "convert":
+            p.add_argument("dest")
+            p.add_argument("--overwrite", action="store_true")
+            p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+            p.add_argument(
+                "--as",
+                dest="as_",
+                choices=["slide", "volume"],
+                default="volume",
+                help="what a folder holds (default: volume)",
+            )
         p.set_defaults(func=func)
     p = sub.add_parser("demo", help="generate a tiled JPEG file and read it lazily")
     p.add_argument("--frames", type=int, default=1024)
