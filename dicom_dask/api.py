@@ -350,44 +350,53 @@ def open_frames(
 
 
 def to_kerchunk(
-    url: str | os.PathLike[str],
+    url: str | os.PathLike[str] | list[str],
     *,
     storage_options: Mapping[str, Any] | None = None,
     kind: str | None = None,
 ) -> dict[str, Any]:
-    """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``) for ``url``.
+    """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``).
 
-    A tiled instance (or a folder of them) gives the slide's virtual OME-Zarr group
-    (``kind="slide"``); any other file its frames array (``kind="frames"``). Opened
-    with fsspec's ``ReferenceFileSystem``, plain zarr reads the DICOM bytes through
-    the registered ``dicom_dask.frame`` codec. Frames split over several fragments are
-    one reference covering their items (the codec strips the item headers); deflated
-    datasets, which cannot be range-read, are carried inline (base64).
+    ``kind`` (default: guessed):
+
+    * ``"frames"`` (one file): its frames array, as :func:`open_frames` gives it;
+    * ``"slide"`` (a tiled file, folder or list): the slide's virtual OME-Zarr group;
+    * ``"volume"`` (a series folder, glob or list, or an enhanced file): the volume
+      array across files, as :func:`open_volume` gives it.
+
+    Opened with fsspec's ``ReferenceFileSystem``, plain zarr reads the DICOM bytes
+    through the registered ``dicom_dask.frame`` codec. A frame split over several
+    fragments is one reference covering its items (the codec strips the item
+    headers); deflated datasets, which cannot be range-read, are carried inline.
     """
     import os as _os
 
-    from dicom_dask.frames import index_frames
-    from dicom_dask.parsers.tiled import is_tiled
-
-    auto = kind is None
     if kind is None:
-        text = _os.fspath(url)
-        if _os.path.isdir(text) or any(c in text for c in "*?["):
-            kind = "slide"
+        many = (
+            isinstance(url, list)
+            or _os.path.isdir(_os.fspath(url))
+            or any(c in _os.fspath(url) for c in "*?[")
+        )
+        if many:
+            from dicom_dask.errors import NoImagesError
+            from dicom_dask.slide import open_slide
+
+            try:
+                slide = open_slide(url, storage_options=storage_options)
+                return {"version": 1, "refs": slide.to_index()["refs"]}
+            except NoImagesError:
+                kind = "volume"
         else:
-            header = index_frames(url, storage_options=storage_options).header.dataset
-            kind = "slide" if is_tiled(header) else "frames"
+            kind = "frames"
+    if kind == "frames":
+        return open_frames(url, storage_options=storage_options).to_kerchunk()  # type: ignore[arg-type]
     if kind == "slide":
-        from dicom_dask.errors import NoImagesError
         from dicom_dask.slide import open_slide
 
-        try:
-            refs = open_slide(url, storage_options=storage_options).to_index()["refs"]
-            return {"version": 1, "refs": refs}
-        except NoImagesError:
-            if not auto or _os.path.isdir(_os.fspath(url)):
-                raise
-            kind = "frames"  # a LABEL or OVERVIEW alone: its frames
-    if kind == "frames":
-        return open_frames(url, storage_options=storage_options).to_kerchunk()
-    raise ValueError(f"kind must be 'slide' or 'frames', got {kind!r}")
+        slide = open_slide(url, storage_options=storage_options)
+        return {"version": 1, "refs": slide.to_index()["refs"]}
+    if kind == "volume":
+        from dicom_dask.volume import open_volume
+
+        return open_volume(url, storage_options=storage_options).to_kerchunk()
+    raise ValueError(f"kind must be 'frames', 'slide' or 'volume', got {kind!r}")

@@ -153,7 +153,9 @@ def _index(args: argparse.Namespace) -> int:
 def _refs(args: argparse.Namespace) -> int:
     from dicom_dask import to_kerchunk
 
-    refs = to_kerchunk(args.url, storage_options=_storage_options(args.storage_option))
+    refs = to_kerchunk(
+        args.url, storage_options=_storage_options(args.storage_option), kind=args.kind
+    )
     text = json.dumps(refs)
     if args.output:
         Path(args.output).write_text(text)
@@ -356,6 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("output")
         if name == "refs":
             p.add_argument("--output", "-o")
+            p.add_argument(
+                "--kind",
+                choices=["frames", "slide", "volume"],
+                help="what to reference (default: frames of a file; the slide or "
+                "volume of a folder)",
+            )
         if name == "convert":
             p.add_argument("dest")
             p.add_argument("--overwrite", action="store_true")

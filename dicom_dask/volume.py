@@ -342,6 +342,17 @@ class Volume:
         }
         return xr.DataArray(self.array, dims=dims, coords=coords, attrs=attrs)
 
+    def to_kerchunk(self) -> dict[str, Any]:
+        """Kerchunk references of the volume array (opened volumes only)."""
+        import json
+
+        if self.store is None:
+            raise ValueError("a derived or computed Volume has no zarr store")
+        refs: dict[str, Any] = {key: value.decode() for key, value in self.store.documents.items()}
+        refs.update(self.store.manifests[""].to_references())
+        json.dumps(refs)  # JSON-serialisable
+        return {"version": 1, "refs": refs}
+
     @cached_property
     def zarr(self) -> Any:
         """The volume as a :class:`zarr.Array` over its store (opened volumes only)."""

@@ -41,7 +41,7 @@ def test_info_on_folder_slide_and_volume(real_dir, capsys) -> None:
 def test_refs_of_a_slide_open_in_plain_zarr(real_dir, capsys, tmp_path) -> None:
     path = REAL / "wsi" / "cmu1_napari" / "volume.dcm"
     out_file = tmp_path / "refs.json"
-    code, out, _ = _run(capsys, "refs", str(path), "-o", str(out_file))
+    code, out, _ = _run(capsys, "refs", str(path), "-o", str(out_file), "--kind", "slide")
     assert code == 0 and "references" in out
     refs = json.loads(out_file.read_text())
     fs = fsspec.filesystem("reference", fo=refs)
@@ -85,3 +85,44 @@ def test_errors_exit_2_with_the_file_named(tmp_path, capsys) -> None:
     assert str(bad) in err and "error" in err
     with pytest.raises(SystemExit):
         main(["info", str(bad), "--storage-option", "novalue"])
+
+
+def _subprocess(*argv: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "dicom_dask.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_end_to_end_in_a_subprocess(real_dir, tmp_path) -> None:
+    path = REAL / "wsi" / "highdicom_sm_image.dcm"
+    done = _subprocess("info", str(path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["kind"] == "slide"
+    done = _subprocess("refs", str(path), "-o", str(tmp_path / "r.json"))
+    assert done.returncode == 0 and (tmp_path / "r.json").exists()
+    done = _subprocess("convert", str(path), str(tmp_path / "o.zarr"), "-q")
+    assert done.returncode == 0, done.stderr
+    done = _subprocess("index", str(path), str(tmp_path / "i.json"))
+    assert done.returncode == 0, done.stderr
+
+
+def test_bad_urls_and_options_in_a_subprocess(tmp_path) -> None:
+    missing = tmp_path / "missing.dcm"
+    done = _subprocess("info", str(missing))
+    assert done.returncode == 2
+    assert str(missing) in done.stderr and "no such file" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = _subprocess("info", "nosuchprotocol://bucket/x.dcm")
+    assert done.returncode == 2 and "nosuchprotocol://bucket/x.dcm" in done.stderr
+    done = _subprocess("info", str(missing), "--storage-option", "novalue")
+    assert done.returncode != 0 and "key=value" in done.stderr
+    done = _subprocess("frobnicate")
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+    done = _subprocess("convert", str(missing))
+    assert done.returncode == 2 and "dest" in done.stderr
