@@ -368,6 +368,9 @@ def to_kerchunk(
     through the registered ``dicom_dask.frame`` codec. A frame split over several
     fragments is one reference covering its items (the codec strips the item
     headers); deflated datasets, which cannot be range-read, are carried inline.
+    References are JSON: fsspec's Parquet reference format (``LazyReferenceMapper``)
+    describes zarr v2 arrays only (it sizes chunks from ``.zarray``), and these arrays
+    are zarr v3.
     """
     import os as _os
 

@@ -53,6 +53,7 @@ def _level_dataset(level: Any) -> xr.Dataset:
         "image_type": level.image_type,
         "urls": list(level.urls),
         "photometric_interpretation": level.photometric_interpretation,
+        "dicom_json": _header_json(level.image.dataset),
     }
     return xr.Dataset({"image": xr.DataArray(array, dims=dims, coords=coords, attrs=attrs)})
 

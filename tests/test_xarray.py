@@ -43,6 +43,7 @@ def test_slide_as_dataset_and_datatree(real_dir) -> None:
     first = level.affine[:3, 3]
     direction = level.affine[:3, 1] / np.linalg.norm(level.affine[:3, 1])
     np.testing.assert_allclose(image["x"].values[0], first @ direction)
+    assert "00480006" in image.attrs["dicom_json"]  # Total Pixel Matrix Columns
     tree = xr.open_datatree(REAL / "wsi" / "cmu1_napari", engine="dicom")
     assert sorted(tree.children) == ["label", "level0", "overview", "thumbnail"]
     assert tree["level0"]["image"].shape == (2967, 2220, 3)
