@@ -43,6 +43,49 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL[1]
 
 
+#: Largest gap (bytes) between two chunks read in one request, largest request, and
+#: the largest share of a request that may be bytes nobody asked for.
+MERGE_GAP = 64 * 1024
+MERGE_MAX = 16 * 2**20
+MERGE_WASTE = 0.1
+
+
+def merge_ranges(
+    ranges: list[tuple[int, int]],
+    *,
+    gap: int = MERGE_GAP,
+    limit: int = MERGE_MAX,
+    waste: float = MERGE_WASTE,
+) -> list[tuple[int, int, list[int]]]:
+    """Merge byte ranges closer than ``gap`` into requests of at most ``limit`` bytes.
+
+    Returns ``(start, stop, members)`` per request, ``members`` indexing ``ranges``.
+    Neighbouring tiles of a row, or slices of a series file, become one request; a
+    merge that would make more than ``waste`` of a request unrequested bytes is not
+    made (tile rows of a narrow region stay separate requests).
+    """
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
+    spans: list[tuple[int, int, list[int]]] = []
+    useful: list[int] = []
+    for i in order:
+        start, stop = ranges[i]
+        if spans:
+            s0, s1, members = spans[-1]
+            new_stop = max(stop, s1)
+            wanted = useful[-1] + (stop - start)
+            if (
+                start - s1 <= gap
+                and new_stop - s0 <= limit
+                and (new_stop - s0) - wanted <= waste * (new_stop - s0)
+            ):
+                spans[-1] = (s0, new_stop, [*members, i])
+                useful[-1] = wanted
+                continue
+        spans.append((start, stop, [i]))
+        useful.append(stop - start)
+    return spans
+
+
 def _read_local(path: str, refs: list[ChunkRef]) -> list[bytes]:
     """Read byte ranges of a local file through one descriptor (``os.pread``)."""
     fd = os.open(path, os.O_RDONLY)
@@ -304,15 +347,22 @@ class ManifestArray:
                 for i, blob in zip(indices, call_fs(url, _read_local, path, refs), strict=True):
                     result[i] = blob
                 continue
+            spans = merge_ranges([(r.offset, r.offset + r.length) for r in refs])
             blobs = call_fs(
                 url,
                 fs.cat_ranges,
-                [path] * len(refs),
-                [r.offset for r in refs],
-                [r.offset + r.length for r in refs],
+                [path] * len(spans),
+                [start for start, _, _ in spans],
+                [stop for _, stop, _ in spans],
             )
-            for i, blob in zip(indices, blobs, strict=True):
+            for (start, _, members), blob in zip(spans, blobs, strict=True):
                 if isinstance(blob, BaseException):
-                    raise ReadError(f"{url}: {self.label(wanted[i][0])}: read failed: {blob}")
-                result[i] = bytes(blob)
+                    first = indices[members[0]]
+                    raise ReadError(f"{url}: {self.label(wanted[first][0])}: read failed: {blob}")
+                view = memoryview(blob)
+                for m in members:  # split the merged request back into chunks
+                    ref = refs[m]
+                    result[indices[m]] = bytes(
+                        view[ref.offset - start : ref.offset - start + ref.length]
+                    )
         return [r if r is not None else b"" for r in result]

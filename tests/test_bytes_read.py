@@ -70,3 +70,39 @@ def test_one_frame_reads_header_plus_o1_frames(big_files, table: str, tmp_path) 
     np.testing.assert_array_equal(opened.zarr[2345], frames[2345])
     assert counting.requests == 1
     assert counting.bytes_read <= 2 * per_frame
+
+
+def test_region_reads_merge_tile_rows(tmp_path) -> None:
+    """A 2048 x 2048 region of a 4096-tile slide: one request per tile row touched."""
+    from dicom_dask.testing import write_slide
+
+    tiles = np.random.default_rng(3).integers(0, 255, (64 * 64, 32, 32), dtype=np.uint8)
+    matrix = tiles.reshape(64, 64, 32, 32).transpose(0, 2, 1, 3).reshape(2048, 2048)
+    path = write_slide(tmp_path / "s.dcm", matrix, tile=(32, 32), transfer_syntax=uid.RLELossless)
+    slide = dicom_dask.open_slide(path)
+    level = slide.pyramid[0]
+    counting = CountingFileSystem()
+    reader = level.reader(squeeze=False)
+    reader.store._filesystems["file"] = counting
+    y, x, h, w = 100, 250, 1024, 1024  # unaligned: 33 x 33 tiles touched
+    region = reader[0, 0, y : y + h, x : x + w][0, 0]
+    np.testing.assert_array_equal(region, matrix[y : y + h, x : x + w])
+    rows = (y + h - 1) // 32 - y // 32 + 1
+    cols = (x + w - 1) // 32 - x // 32 + 1
+    touched = level.manifest.lengths[0, 0, y // 32 : y // 32 + rows, x // 32 : x // 32 + cols]
+    assert counting.requests <= rows
+    assert counting.bytes_read < 1.2 * int(touched.sum())
+
+
+def test_merge_ranges_rules() -> None:
+    from dicom_dask._reader import merge_ranges
+
+    # neighbours merge; a large gap splits; results map back to the inputs
+    spans = merge_ranges([(100, 200), (0, 100), (200, 250), (10_000_000, 10_000_010)])
+    assert spans == [(0, 250, [1, 0, 2]), (10_000_000, 10_000_010, [3])]
+    # a merge that would be mostly unrequested bytes is not made
+    assert len(merge_ranges([(0, 100), (50_000, 50_100)])) == 2
+    # the size limit holds
+    assert len(merge_ranges([(0, 10), (10, 30)], limit=20)) == 2
+    # duplicates share one request
+    assert merge_ranges([(5, 9), (5, 9)]) == [(5, 9, [0, 1])]
