@@ -1,7 +1,7 @@
-"""The napari reader's contract (npe2 manifest + layer data), tested without a viewer.
+"""The napari reader: its npe2 manifest, its layer data, and napari itself opening files.
 
-napari itself (Qt) is not installed in CI; the manifest is validated with npe2 and
-the reader's layer data are checked directly.
+napari's ``ViewerModel`` (no Qt, no OpenGL) opens the files through the registered
+plugin, as a viewer would; the reader's layer data are also checked directly.
 """
 
 from __future__ import annotations
@@ -60,3 +60,21 @@ def test_not_dicom_is_declined(tmp_path) -> None:
     assert get_reader(str(tmp_path / "a.txt")) is None
     (tmp_path / "b.dcm").write_bytes(b"not dicom")
     assert get_reader(str(tmp_path / "b.dcm")) is None
+
+
+def test_napari_opens_slide_and_volume_headless(real_dir) -> None:
+    """napari's own (Qt-free) ViewerModel opens both through the registered plugin."""
+    pytest.importorskip("napari")
+    from napari.components import ViewerModel
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins()
+    viewer = ViewerModel()
+    [slide] = viewer.open(str(REAL / "wsi" / "cmu1_napari"), plugin="dicom_dask")
+    assert slide.multiscale and slide.rgb
+    assert slide.data[0].shape == (2967, 2220, 3)
+    [ct] = viewer.open(str(REAL / "volume_series" / "ct_3slice"), plugin="dicom_dask")
+    volume = dicom_dask.open_volume(REAL / "volume_series" / "ct_3slice")
+    assert ct.data.shape == (3, 512, 512)
+    np.testing.assert_allclose(ct.affine.affine_matrix, volume.affine, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(ct.data[1]), volume.array[1].compute())
