@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,16 +105,76 @@ def _pread(path: str, start: int, stop: int) -> bytes:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient read failures are retried: exponential backoff, bounded.
+
+    Transient: timeouts, connection resets/refusals, HTTP 5xx and 429 (anything with
+    a ``status`` or ``code`` attribute in that range). Everything else fails at once.
+    """
+
+    attempts: int = 5
+    first_delay: float = 0.05
+    max_delay: float = 2.0
+    budget: float = 20.0
+
+    def delays(self) -> list[float]:
+        """The waits before each retry, within the total budget."""
+        out, total = [], 0.0
+        for k in range(self.attempts - 1):
+            delay = min(self.first_delay * 2**k, self.max_delay)
+            if total + delay > self.budget:
+                break
+            out.append(delay)
+            total += delay
+        return out
+
+
+#: The policy every read uses (replace it to tune retries process-wide).
+RETRY = RetryPolicy()
+_TRANSIENT_ERRNO = {
+    errno.ECONNRESET,
+    errno.ECONNREFUSED,
+    errno.ETIMEDOUT,
+    errno.EPIPE,
+    errno.ECONNABORTED,
+    errno.EAGAIN,
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth retrying (network hiccup, server overload)."""
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+        return False
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNO:
+        return True
+    status = getattr(exc, "status", None) or getattr(exc, "code", None)
+    if isinstance(status, int) and (500 <= status < 600 or status == 429):
+        return True
+    name = type(exc).__name__
+    return name in {"ServerDisconnectedError", "ClientConnectionError", "ClientOSError"}
+
+
 def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call an fsspec method, turning its failures into errors that name ``url``."""
-    try:
-        return func(*args, **kwargs)
-    except FileNotFoundError as exc:
-        raise SourceNotFoundError(f"{url}: no such file or object") from exc
-    except ReadError:
-        raise
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ReadError(f"{url}: read failed: {exc}") from exc
+    """Call an fsspec method, retrying transient failures (:data:`RETRY`), and turn
+    its failures into errors that name ``url``."""
+    delays = RETRY.delays()
+    for attempt in range(len(delays) + 1):
+        try:
+            return func(*args, **kwargs)
+        except FileNotFoundError as exc:
+            raise SourceNotFoundError(f"{url}: no such file or object") from exc
+        except ReadError:
+            raise
+        except Exception as exc:
+            if is_transient(exc) and attempt < len(delays):
+                time.sleep(delays[attempt])
+                continue
+            tries = f" after {attempt + 1} attempts" if attempt else ""
+            raise ReadError(f"{url}: read failed{tries}: {exc!r}") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def open_source(
