@@ -16,21 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _timing import best  # benchmarks/_timing.py
 
 import dicom_dask
 from dicom_dask._backends import unwrap_items
 
 HERE = Path(__file__).resolve().parent
 warnings.simplefilter("ignore")
-
-
-def best(func: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def frame_bytes(path: Path) -> list[bytes]:

@@ -27,11 +27,12 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from _timing import best  # benchmarks/_timing.py
 
 import dicom_dask
 from dicom_dask.enums import FrameEncoding
@@ -40,15 +41,6 @@ HERE = Path(__file__).resolve().parent
 warnings.simplefilter("ignore")
 LOCATION = (3037, 5101)  # (x, y), not on the 256-pixel tile grid
 SIZE = (2048, 2048)  # (width, height)
-
-
-def best(func: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 class Ceiling:
@@ -192,22 +184,23 @@ def slide_rows(folder: Path, repeat: int, slow: bool) -> list[tuple[str, str, fl
         c_region,
     )
     wsi.close()
+
+    def hd_region(image: Any) -> np.ndarray:
+        return image.get_total_pixel_matrix(
+            row_start=y,
+            row_end=y + h,
+            column_start=x,
+            column_end=x + w,
+            as_indices=True,
+            dtype=np.uint8,
+            apply_icc_profile=False,
+        )
+
     im = hd.imread(path, lazy_frame_retrieval=True)
     add(
         "2048² region",
         "highdicom get_total_pixel_matrix(region)",
-        best(
-            lambda: im.get_total_pixel_matrix(
-                row_start=y,
-                row_end=y + h,
-                column_start=x,
-                column_end=x + w,
-                as_indices=True,
-                dtype=np.uint8,
-                apply_icc_profile=False,
-            ),
-            1,
-        ),
+        best(lambda: hd_region(im), 1),
         c_region,
     )
 
@@ -227,16 +220,7 @@ def slide_rows(folder: Path, repeat: int, slow: bool) -> list[tuple[str, str, fl
     add("open + region", "wsidicom open + read_region", best(wsi_first, repeat * 3), c_region)
 
     def hd_first() -> np.ndarray:
-        im = hd.imread(path, lazy_frame_retrieval=True)
-        return im.get_total_pixel_matrix(
-            row_start=y,
-            row_end=y + h,
-            column_start=x,
-            column_end=x + w,
-            as_indices=True,
-            dtype=np.uint8,
-            apply_icc_profile=False,
-        )
+        return hd_region(hd.imread(path, lazy_frame_retrieval=True))
 
     add("open + region", "highdicom imread(lazy) + region", best(hd_first, 1), c_region)
     return rows

@@ -17,28 +17,17 @@ the cost of the chain itself. ICC with ``dtype=numpy.uint8`` keeps the bytes equ
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import dask.array as da
 import numpy as np
+from _timing import interleaved  # benchmarks/_timing.py
 
 import dicom_dask
 
 HERE = Path(__file__).resolve().parent
 warnings.simplefilter("ignore")
-
-
-def interleaved(funcs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in funcs}
-    for _ in range(repeat):
-        for name, func in funcs.items():
-            t0 = time.perf_counter()
-            func()
-            times[name].append(time.perf_counter() - t0)
-    return {name: min(values) for name, values in times.items()}
 
 
 def store(array: da.Array) -> np.ndarray:

@@ -20,37 +20,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _timing import best, interleaved  # benchmarks/_timing.py
 
 import dicom_dask
 
 HERE = Path(__file__).resolve().parent
 warnings.simplefilter("ignore")
-
-
-def best(func: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def interleaved(funcs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Best time of each function, runs interleaved so that machine drift hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in funcs}
-    for _ in range(repeat):
-        for name, func in funcs.items():
-            t0 = time.perf_counter()
-            func()
-            times[name].append(time.perf_counter() - t0)
-    return {name: min(values) for name, values in times.items()}
 
 
 def ceiling(files: list[str]) -> np.ndarray:

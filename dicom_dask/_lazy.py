@@ -21,23 +21,16 @@ def transformed_dask(array: Any, transformer: FrameTransformer, roles: str) -> A
     import dask.array as da
 
     dtype = np.dtype(transformer.options.dtype)
-    shared = dask.delayed(transformer, pure=True)
+    extra: dict[str, Any] = {}
     if transformer.adds_samples:  # palette colour: a new RGB axis
-        return da.map_blocks(
-            apply_block,
-            array,
-            shared,
-            roles,
-            dtype=dtype,
-            new_axis=array.ndim,
-            chunks=(*array.chunks, (3,)),
-            meta=np.empty((0,) * (array.ndim + 1), dtype=dtype),
-        )
+        extra = {"new_axis": array.ndim, "chunks": (*array.chunks, (3,))}
+    ndim = array.ndim + (1 if transformer.adds_samples else 0)
     return da.map_blocks(
         apply_block,
         array,
-        shared,
+        dask.delayed(transformer, pure=True),
         roles,
         dtype=dtype,
-        meta=np.empty((0,) * array.ndim, dtype=dtype),
+        meta=np.empty((0,) * ndim, dtype=dtype),
+        **extra,
     )

@@ -17,18 +17,17 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def _kind(path: str) -> str | None:
-    from dicom_dask.frames import index_frames
-    from dicom_dask.parsers.tiled import is_tiled
+    from dicom_dask.sources import classify
 
     if os.path.isdir(path):
         return "folder"
     if not path.lower().endswith((".dcm", ".dicom")):
         return None
     try:
-        ds = index_frames(path).header.dataset
+        kind, _ = classify(path)
     except Exception:  # not a file we read: let napari try other readers
         return None
-    return "slide" if is_tiled(ds) and "TotalPixelMatrixRows" in ds else "volume"
+    return "slide" if kind == "slide" else "volume"
 
 
 def _slide_layers(slide: Any) -> list[LayerData]:

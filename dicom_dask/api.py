@@ -91,8 +91,10 @@ def _build_index(
     *,
     storage_options: Mapping[str, Any] | None,
     filesystem: fsspec.AbstractFileSystem | None,
-    index: str | os.PathLike[str] | Mapping[str, Any] | None,
+    index: str | os.PathLike[str] | Mapping[str, Any] | FrameIndex | None,
 ) -> FrameIndex:
+    if isinstance(index, FrameIndex):
+        return index
     if index is not None:
         return index_from_dict(
             load_index(index, storage_options=storage_options), source=str(index)[:200]
@@ -247,18 +249,7 @@ class Frames:
         Frame VOI LUT functional groups) reach their own frames. What was applied is
         in ``.transform.applied`` and ``.transform.options``.
         """
-        options = TransformOptions.coerce(
-            dtype=dtype,
-            apply_real_world_transform=apply_real_world_transform,
-            real_world_value_map_selector=real_world_value_map_selector,
-            apply_modality_transform=apply_modality_transform,
-            apply_voi_transform=apply_voi_transform,
-            voi_transform_selector=voi_transform_selector,
-            voi_output_range=voi_output_range,
-            apply_presentation_lut=apply_presentation_lut,
-            apply_palette_color_lut=apply_palette_color_lut,
-            apply_icc_profile=apply_icc_profile,
-        )
+        options = TransformOptions.from_arguments(locals())
         n = self.shape[0]
         frames = np.stack([np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64)], axis=-1)
         transformer = FrameTransformer([self.header], frames, options, names=[self.url])
@@ -302,7 +293,7 @@ def open_frames(
     storage_options: Mapping[str, Any] | None = None,
     raw: bool = False,
     backend: str = "auto",
-    index: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    index: str | os.PathLike[str] | Mapping[str, Any] | FrameIndex | None = None,
     filesystem: fsspec.AbstractFileSystem | None = None,
 ) -> Frames:
     """Open the frames of one DICOM instance lazily.
@@ -322,9 +313,9 @@ def open_frames(
     backend : str
         Decoder: ``"auto"`` (fastest installed), ``"pydicom"`` (pydicom's own
         plugin, identical to ``pixel_array``), or ``"imagecodecs"``.
-    index : path, URL or mapping, optional
-        A sidecar written by :meth:`Frames.save_index`: nothing is read from the
-        file until pixels are.
+    index : path, URL, mapping or FrameIndex, optional
+        A sidecar written by :meth:`Frames.save_index` (or an index already built):
+        nothing is read from the file until pixels are.
     filesystem : fsspec.AbstractFileSystem, optional
         A ready filesystem for ``url`` (header reads only; chunk reads use
         ``storage_options``).
@@ -372,15 +363,11 @@ def to_kerchunk(
     describes zarr v2 arrays only (it sizes chunks from ``.zarray``), and these arrays
     are zarr v3.
     """
-    import os as _os
 
     if kind is None:
-        many = (
-            isinstance(url, list)
-            or _os.path.isdir(_os.fspath(url))
-            or any(c in _os.fspath(url) for c in "*?[")
-        )
-        if many:
+        from dicom_dask.sources import is_collection
+
+        if is_collection(url):
             from dicom_dask.errors import NoImagesError
             from dicom_dask.slide import open_slide
 

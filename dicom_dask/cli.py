@@ -33,27 +33,20 @@ def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _kind(url: str, options: dict[str, Any]) -> str:
-    """``"folder"``, ``"slide"``, ``"volume"`` or ``"frames"`` for a URL."""
-    import os
+def _kind(url: str, options: dict[str, Any]) -> tuple[str, Any]:
+    """``"folder"``, ``"slide"``, ``"volume"`` or ``"frames"`` for a URL, and its index."""
+    from dicom_dask.sources import classify, is_collection
 
-    from dicom_dask.frames import index_frames
-    from dicom_dask.parsers.tiled import is_tiled
-
-    if os.path.isdir(url) or any(c in url for c in "*?["):
-        return "folder"
-    ds = index_frames(url, storage_options=options).header.dataset
-    if is_tiled(ds) and "TotalPixelMatrixRows" in ds:
-        return "slide"
-    if "PerFrameFunctionalGroupsSequence" in ds and int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        return "volume"
-    return "frames"
+    if is_collection(url):
+        return "folder", None
+    kind, index = classify(url, storage_options=options)
+    return {"enhanced": "volume", "image": "frames"}.get(kind, kind), index
 
 
-def _frames_info(url: str, options: dict[str, Any]) -> dict[str, Any]:
+def _frames_info(url: str, options: dict[str, Any], index: Any) -> dict[str, Any]:
     from dicom_dask import open_frames
 
-    frames = open_frames(url, storage_options=options)
+    frames = open_frames(url, storage_options=options, index=index)
     header = frames.index.header
     desc = header.description
     sop = header.dataset.get("SOPClassUID")
@@ -107,7 +100,7 @@ def _info(args: argparse.Namespace) -> int:
     from dicom_dask import list_series, list_slides, open_slide, open_volume
 
     options = _storage_options(args.storage_option)
-    kind = _kind(args.url, options)
+    kind, index = _kind(args.url, options)
     info: dict[str, Any] = {"url": args.url, "kind": kind}
     if kind == "folder":
         try:
@@ -119,13 +112,13 @@ def _info(args: argparse.Namespace) -> int:
         except DicomDaskError as exc:
             info["series"] = f"none ({exc})"
     elif kind == "slide":
-        info.update(_frames_info(args.url, options))
+        info.update(_frames_info(args.url, options, index))
         try:
             info["slide"] = _slide_info(open_slide(args.url, storage_options=options))
         except DicomDaskError as exc:
             info["slide"] = f"not a slide level ({exc})"
     else:
-        info.update(_frames_info(args.url, options))
+        info.update(_frames_info(args.url, options, index))
         if kind == "volume":
             info["volume"] = _volume_info(open_volume(args.url, storage_options=options))
     print(json.dumps(info, indent=2, default=str))
@@ -136,7 +129,8 @@ def _index(args: argparse.Namespace) -> int:
     from dicom_dask import open_frames, open_slide
 
     options = _storage_options(args.storage_option)
-    if _kind(args.url, options) in ("slide", "folder"):
+    kind, index = _kind(args.url, options)
+    if kind in ("slide", "folder"):
         slide = open_slide(args.url, storage_options=options)
         slide.save_index(args.output)
         print(
@@ -144,7 +138,7 @@ def _index(args: argparse.Namespace) -> int:
             " level instance(s)"
         )
         return 0
-    frames = open_frames(args.url, storage_options=options)
+    frames = open_frames(args.url, storage_options=options, index=index)
     frames.save_index(args.output)
     print(f"wrote {args.output}: {len(frames.manifest)} chunks ({frames.index.ranges.method})")
     return 0
@@ -173,7 +167,7 @@ def _convert(args: argparse.Namespace) -> int:
     from dicom_dask import open_frames, open_slide, open_volume, to_ome_zarr
 
     options = _storage_options(args.storage_option)
-    kind = _kind(args.url, options)
+    kind, index = _kind(args.url, options)
     progress = not args.quiet
     if kind == "slide" or (kind == "folder" and args.as_ == "slide"):
         to_ome_zarr(
@@ -188,7 +182,7 @@ def _convert(args: argparse.Namespace) -> int:
         source: Any = open_volume(args.url, storage_options=options)
         array, attrs = source.array, {"affine": source.affine.tolist(), **_volume_info(source)}
     else:
-        frames = open_frames(args.url, storage_options=options)
+        frames = open_frames(args.url, storage_options=options, index=index)
         array, attrs = frames.array, {"dicom_dask": frames.metadata["attributes"]}
     target = zarr.create_array(
         args.dest,

@@ -39,7 +39,7 @@ class _TileLabel:
         self.axes = axes
 
     def __call__(self, coords: tuple[int, ...]) -> str:
-        parts = [f"{a}={c}" for a, c in zip(self.axes, coords, strict=False) if a not in "s"]
+        parts = [f"{a}={c}" for a, c in zip(self.axes, coords, strict=False) if a != "s"]
         return "tile " + ", ".join(parts)
 
 
@@ -259,7 +259,10 @@ class Level:
 
         Each optical path (or segment) gets the transform of the instance that holds it.
         """
-        options = TransformOptions.coerce(**switches)
+        return self.with_transform(TransformOptions.coerce(**switches))
+
+    def with_transform(self, options: TransformOptions) -> Level:
+        """The level with ``options``' transform chain (see :meth:`transformed`)."""
         datasets = [im.dataset for im in self.images]
         owner = {
             (ch.kind, ch.identifier): i for i, im in enumerate(self.images) for ch in im.channels

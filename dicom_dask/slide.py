@@ -28,6 +28,7 @@ from dicom_dask.ome import multiscales_attributes
 from dicom_dask.parsers.tiled import TiledImage, is_tiled, tiled_image
 from dicom_dask.sources import expand_sources, index_many
 from dicom_dask.store import DicomStore
+from dicom_dask.transforms import TransformOptions
 
 if TYPE_CHECKING:
     import dask.array
@@ -224,22 +225,11 @@ class Slide:
         Switches as highdicom's ``get_total_pixel_matrix``; levels, associated images
         and ``read_region`` are transformed; :attr:`store` still serves stored values.
         """
-        switches = {
-            "dtype": dtype,
-            "apply_real_world_transform": apply_real_world_transform,
-            "real_world_value_map_selector": real_world_value_map_selector,
-            "apply_modality_transform": apply_modality_transform,
-            "apply_voi_transform": apply_voi_transform,
-            "voi_transform_selector": voi_transform_selector,
-            "voi_output_range": voi_output_range,
-            "apply_presentation_lut": apply_presentation_lut,
-            "apply_palette_color_lut": apply_palette_color_lut,
-            "apply_icc_profile": apply_icc_profile,
-        }
+        options = TransformOptions.from_arguments(locals())
         return replace(
             self,
-            pyramid=tuple(level.transformed(**switches) for level in self.pyramid),
-            associated={k: v.transformed(**switches) for k, v in self.associated.items()},
+            pyramid=tuple(level.with_transform(options) for level in self.pyramid),
+            associated={k: v.with_transform(options) for k, v in self.associated.items()},
         )
 
     # -- virtual OME-Zarr ---------------------------------------------------------------

@@ -12,7 +12,7 @@ from fsspec.core import url_to_fs
 from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError, ReadError
 from dicom_dask.frames import FrameIndex, canonical_url, index_frames
 
-__all__ = ["expand_sources", "index_many"]
+__all__ = ["classify", "expand_sources", "index_many", "is_collection"]
 
 T = TypeVar("T")
 _GLOB = set("*?[")
@@ -107,3 +107,28 @@ def index_many(
     if all("://" not in u or u.startswith("file://") for u in urls):
         threads = 1
     return [ix for ix in _map(one, urls, threads) if ix is not None]
+
+
+def is_collection(source: Any) -> bool:
+    """Whether ``source`` names several files: a list, a local folder or a glob."""
+    if not isinstance(source, str | os.PathLike):
+        return True
+    text = os.fspath(source)
+    return os.path.isdir(text) or bool(_GLOB & set(text))
+
+
+def classify(
+    url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> tuple[str, FrameIndex]:
+    """What one file holds, from its header: ``"slide"`` (a total pixel matrix),
+    ``"enhanced"`` (several frames with per-frame functional groups) or ``"image"``,
+    with the file's index (pass it on as ``open_frames(..., index=...)``)."""
+    from dicom_dask.parsers.tiled import is_tiled
+
+    index = index_frames(url, storage_options=storage_options)
+    ds = index.header.dataset
+    if is_tiled(ds) and "TotalPixelMatrixRows" in ds:
+        return "slide", index
+    if "PerFrameFunctionalGroupsSequence" in ds and index.header.description.number_of_frames > 1:
+        return "enhanced", index
+    return "image", index

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,12 @@ class TransformOptions:
             low, high = switches["voi_output_range"]
             switches["voi_output_range"] = (float(low), float(high))
         return cls(dtype=np.dtype(dtype).name, **switches)
+
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> TransformOptions:
+        """Build from a ``transformed()`` method's ``locals()``: its switch arguments."""
+        names = {f.name for f in fields(cls)}
+        return cls.coerce(**{k: v for k, v in arguments.items() if k in names})
 
     def highdicom_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of highdicom's ``_CombinedPixelTransform``."""

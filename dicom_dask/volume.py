@@ -228,18 +228,7 @@ class Volume:
                 "this Volume has no record of its source frames (computed, converted, or "
                 "permuted so that slices are no longer axis 0): call transformed() first"
             )
-        options = TransformOptions.coerce(
-            dtype=dtype,
-            apply_real_world_transform=apply_real_world_transform,
-            real_world_value_map_selector=real_world_value_map_selector,
-            apply_modality_transform=apply_modality_transform,
-            apply_voi_transform=apply_voi_transform,
-            voi_transform_selector=voi_transform_selector,
-            voi_output_range=voi_output_range,
-            apply_presentation_lut=apply_presentation_lut,
-            apply_palette_color_lut=apply_palette_color_lut,
-            apply_icc_profile=apply_icc_profile,
-        )
+        options = TransformOptions.from_arguments(locals())
         datasets, frames = self.sources[0], self.sources[1]
         # one dataset per distinct set of transform parameters travels with the graph
         keys: dict[str, int] = {}

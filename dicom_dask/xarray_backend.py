@@ -74,16 +74,15 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         return text.lower().endswith(_SUFFIXES) or os.path.isdir(text)
 
     def _kind(self, source: Any, storage_options: Any) -> str:
-        from dicom_dask.frames import index_frames
-        from dicom_dask.parsers.tiled import is_tiled
+        from dicom_dask.sources import classify, is_collection
 
-        text = os.fspath(source) if isinstance(source, str | os.PathLike) else None
-        if text is None or os.path.isdir(text) or any(c in text for c in "*?["):
+        if is_collection(source):
             return "volume"
-        header = index_frames(text, storage_options=storage_options).header.dataset
-        if is_tiled(header):
+        kind, index = classify(source, storage_options=storage_options)
+        ds = index.header.dataset
+        if kind == "slide":
             return "slide"
-        if "PerFrameFunctionalGroupsSequence" in header or "ImagePositionPatient" in header:
+        if "PerFrameFunctionalGroupsSequence" in ds or "ImagePositionPatient" in ds:
             return "volume"
         return "frames"
 

@@ -83,3 +83,13 @@ def test_volume_on_cluster(client, tmp_path) -> None:
     np.testing.assert_array_equal(client.compute(volume.array).result(), vol[::-1])
     mip = client.compute(volume.array.max(axis=0)).result()
     np.testing.assert_array_equal(mip, vol.max(axis=0))
+
+
+def test_transformed_graph_on_cluster(client, tmp_path) -> None:
+    from dicom_dask.testing import write_series
+
+    vol = np.random.default_rng(21).integers(0, 4000, (6, 16, 16)).astype(np.int16)
+    write_series(tmp_path, vol, extra=[{"RescaleIntercept": -1000.0, "RescaleSlope": 2.0}] * 6)
+    hu = dicom_dask.open_volume(tmp_path, chunk_bytes=2 * 16 * 16 * 2).transformed()
+    got = client.compute(hu.array).result()
+    np.testing.assert_allclose(got, vol[::-1] * 2.0 - 1000.0)

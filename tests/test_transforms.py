@@ -233,22 +233,3 @@ def test_building_the_transformed_array_reads_no_pixels(tmp_path, monkeypatch) -
     assert reads == []
     np.testing.assert_allclose(arr.compute(), (vol[::-1][1:3].astype(np.float64) - 1024).sum())
     assert reads
-
-
-def test_transformed_graph_on_cluster(tmp_path) -> None:
-    distributed = pytest.importorskip("distributed")
-    vol = RNG.integers(0, 4000, (6, 16, 16)).astype(np.int16)
-    write_series(tmp_path, vol, extra=[{"RescaleIntercept": -1000.0, "RescaleSlope": 2.0}] * 6)
-    hu = dicom_dask.open_volume(tmp_path, chunk_bytes=2 * 16 * 16 * 2).transformed()
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=40,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        got = client.compute(hu.array).result()
-    np.testing.assert_allclose(got, vol[::-1] * 2.0 - 1000.0)
