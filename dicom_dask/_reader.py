@@ -21,7 +21,7 @@ from fsspec.implementations.local import LocalFileSystem
 from dicom_dask.codecs import CODEC_NAME, DicomFrameCodec
 from dicom_dask.enums import ITEM_TAG, FrameEncoding
 from dicom_dask.errors import CorruptFrameError, ReadError
-from dicom_dask.frames._io import call_fs
+from dicom_dask.frames._io import call_fs, fetch_ranges
 from dicom_dask.manifest import ChunkManifest, ChunkRef
 from dicom_dask.store import DicomStore
 
@@ -271,8 +271,19 @@ class ManifestArray:
             for item, data in zip(batch, self._fetch(batch), strict=True):
                 paste(item, data)
 
-        if self.threads > 1 and len(wanted) > 1:
-            # each unit fetches and decodes its own chunks: reads overlap decoding
+        if self.threads > 1 and len(wanted) > 1 and self._remote(wanted):
+            # remote: every byte in one call of merged, concurrent requests, then decode
+            fetched = dict(zip(range(len(wanted)), self._fetch(wanted), strict=True))
+            size = max(1, min(BATCH, -(-len(wanted) // self.threads)))
+
+            def decode(lo: int) -> None:
+                for i in range(lo, min(lo + size, len(wanted))):
+                    paste(wanted[i], fetched.pop(i))
+
+            for _ in _pool().map(decode, range(0, len(wanted), size)):
+                pass
+        elif self.threads > 1 and len(wanted) > 1:
+            # local: each unit reads and decodes its own chunks, reads overlap decoding
             size = max(1, min(BATCH, -(-len(wanted) // self.threads)))
             batches = [wanted[i : i + size] for i in range(0, len(wanted), size)]
             for _ in _pool().map(work, batches):
@@ -280,6 +291,11 @@ class ManifestArray:
         else:
             work(wanted)
         return out
+
+    def _remote(self, wanted: list[tuple[tuple[int, ...], ChunkRef]]) -> bool:
+        """Whether some of ``wanted`` lie on a filesystem other than the local disk."""
+        urls = {ref.url for _, ref in wanted if ref.url is not None}
+        return any(type(self.store.filesystem(u)[0]) is not LocalFileSystem for u in urls)
 
     def _read_direct(
         self,
@@ -334,12 +350,14 @@ class ManifestArray:
         """Read the bytes of ``wanted`` references, one ``cat_ranges`` call per URL."""
         result: list[bytes | None] = [None] * len(wanted)
         by_url: dict[str, list[int]] = {}
+        parts: list[tuple[int, list[int]]] = []
         for i, (_, ref) in enumerate(wanted):
             if ref.data is not None:
                 result[i] = ref.data
             else:
                 assert ref.url is not None
                 by_url.setdefault(ref.url, []).append(i)
+        remote: dict[int, tuple[Any, list[tuple[str, str, int, int]], list[int]]] = {}
         for url, indices in by_url.items():
             fs, path = self.store.filesystem(url)
             refs = [wanted[i][1] for i in indices]
@@ -347,22 +365,33 @@ class ManifestArray:
                 for i, blob in zip(indices, call_fs(url, _read_local, path, refs), strict=True):
                     result[i] = blob
                 continue
-            spans = merge_ranges([(r.offset, r.offset + r.length) for r in refs])
-            blobs = call_fs(
-                url,
-                fs.cat_ranges,
-                [path] * len(spans),
-                [start for start, _, _ in spans],
-                [stop for _, stop, _ in spans],
-            )
-            for (start, _, members), blob in zip(spans, blobs, strict=True):
-                if isinstance(blob, BaseException):
-                    first = indices[members[0]]
-                    raise ReadError(f"{url}: {self.label(wanted[first][0])}: read failed: {blob}")
+            # merged requests of every URL on one filesystem go out in one concurrent call
+            _, requests, owners = remote.setdefault(id(fs), (fs, [], []))
+            for start, stop, members in merge_ranges(
+                [(r.offset, r.offset + r.length) for r in refs]
+            ):
+                requests.append((url, path, start, stop))
+                owners.append(len(parts))
+                parts.append((start, [indices[m] for m in members]))
+        for fs, requests, owners in remote.values():
+            try:
+                blobs = fetch_ranges(fs, requests)
+            except ReadError as exc:
+                failed = getattr(exc, "request", None)
+                if failed is None:
+                    raise
+                members = parts[owners[failed]][1]
+                first, last = wanted[members[0]][0], wanted[members[-1]][0]
+                what = (
+                    self.label(first)
+                    if first == last
+                    else f"{self.label(first)} to {self.label(last)}"
+                )
+                raise ReadError(f"{exc} (needed for {what})") from exc
+            for owner, blob in zip(owners, blobs, strict=True):
+                start, members = parts[owner]
                 view = memoryview(blob)
-                for m in members:  # split the merged request back into chunks
-                    ref = refs[m]
-                    result[indices[m]] = bytes(
-                        view[ref.offset - start : ref.offset - start + ref.length]
-                    )
+                for i in members:  # split the merged request back into chunks
+                    ref = wanted[i][1]
+                    result[i] = bytes(view[ref.offset - start : ref.offset - start + ref.length])
         return [r if r is not None else b"" for r in result]

@@ -13,6 +13,7 @@ import fsspec
 import numpy as np
 
 from dicom_dask.frames import FrameIndex, index_frames
+from dicom_dask.frames._io import StorageOptions
 from dicom_dask.index import index_from_dict, index_to_dict, load_index, save_index
 from dicom_dask.manifest import INLINE, ChunkManifest
 from dicom_dask.metadata import array_metadata, frame_codecs, output_photometric
@@ -89,7 +90,7 @@ def _frames_document(index: FrameIndex, *, raw: bool, backend: str) -> dict[str,
 def _build_index(
     url: str | os.PathLike[str],
     *,
-    storage_options: Mapping[str, Any] | None,
+    storage_options: StorageOptions,
     filesystem: fsspec.AbstractFileSystem | None,
     index: str | os.PathLike[str] | Mapping[str, Any] | FrameIndex | None,
 ) -> FrameIndex:
@@ -105,7 +106,7 @@ def _build_index(
 def open_store(
     url: str | os.PathLike[str],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
     raw: bool = False,
     backend: str = "auto",
     index: str | os.PathLike[str] | Mapping[str, Any] | None = None,
@@ -267,7 +268,7 @@ class Frames:
         return {"version": 1, "refs": doc["refs"]}
 
     def save_index(
-        self, path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+        self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
     ) -> None:
         """Save the index sidecar so that the next open reads no header or table."""
         save_index(self.to_index(), path, storage_options=storage_options)
@@ -290,7 +291,7 @@ def _token(frames: Frames, frames_per_chunk: int) -> str:
 def open_frames(
     url: str | os.PathLike[str],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
     raw: bool = False,
     backend: str = "auto",
     index: str | os.PathLike[str] | Mapping[str, Any] | FrameIndex | None = None,
@@ -343,7 +344,7 @@ def open_frames(
 def to_kerchunk(
     url: str | os.PathLike[str] | list[str],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
     kind: str | None = None,
 ) -> dict[str, Any]:
     """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``).

@@ -15,7 +15,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import fsspec
 import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -25,6 +24,7 @@ from pydicom.uid import UID
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import ManifestError
 from dicom_dask.frames import FrameIndex, FrameRanges
+from dicom_dask.frames._io import StorageOptions, canonical_url, resolve_fs
 from dicom_dask.frames.functional_groups import PER_FRAME_TAG, per_frame_raw
 from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescription
 
@@ -170,23 +170,25 @@ def save_index(
     doc: Mapping[str, Any],
     path: str | os.PathLike[str],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
 ) -> None:
     """Write a sidecar document to ``path`` (any fsspec URL)."""
-    with fsspec.open(os.fspath(path), "w", **dict(storage_options or {})) as f:
+    fs, fpath = resolve_fs(canonical_url(path), storage_options)
+    with fs.open(fpath, "w") as f:
         json.dump(doc, f, separators=(",", ":"))
 
 
 def load_index(
     path: str | os.PathLike[str] | Mapping[str, Any],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
 ) -> dict[str, Any]:
     """Read a sidecar document from ``path`` (or return a mapping unchanged)."""
     if isinstance(path, Mapping):
         return dict(path)
     try:
-        with fsspec.open(os.fspath(path), "r", **dict(storage_options or {})) as f:
+        fs, fpath = resolve_fs(canonical_url(path), storage_options)
+        with fs.open(fpath, "r") as f:
             return dict(json.load(f))
     except (OSError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{os.fspath(path)}: cannot read the index: {exc}") from exc

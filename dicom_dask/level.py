@@ -9,7 +9,7 @@ codec configuration zarr uses; regions are read directly, decoding in threads.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dicom_dask.errors import LayoutError
+from dicom_dask.frames._io import StorageOptions
 from dicom_dask.manifest import ChunkManifest
 from dicom_dask.metadata import frame_codecs, output_photometric
 from dicom_dask.parsers.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
@@ -66,7 +67,7 @@ class Level:
     raw: bool = False
     backend: str = "auto"
     fill_value: int | float = 0
-    storage_options: Mapping[str, Any] | None = None
+    storage_options: StorageOptions = None
     chunk_edge: int = CHUNK_EDGE
     #: Pixel transforms applied to :attr:`array` and regions (see :meth:`transformed`).
     transform: FrameTransformer | None = None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dicom_dask.errors import LayoutError, NoImagesError
+from dicom_dask.frames._io import StorageOptions, resolve_fs
 from dicom_dask.frames.functional_groups import SlidePositions
 from dicom_dask.index import index_from_dict, index_to_dict, load_index, save_index
 from dicom_dask.level import Level, merge_level
@@ -134,7 +135,7 @@ class Slide:
 
     pyramid: tuple[Level, ...]
     associated: Mapping[str, Level]
-    storage_options: Mapping[str, Any] | None = None
+    storage_options: StorageOptions = None
 
     # -- arrays ---------------------------------------------------------------------
     @property
@@ -338,7 +339,7 @@ class Slide:
         }
 
     def save_index(
-        self, path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+        self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
     ) -> None:
         """Save the index so that :func:`open_slide` with ``index=path`` reads no header."""
         save_index(self.to_index(), path, storage_options=storage_options)
@@ -368,7 +369,7 @@ def _images_from_index(doc: Mapping[str, Any], source: str) -> list[TiledImage]:
     return images
 
 
-def _discover(source: Any, *, storage_options: Mapping[str, Any] | None) -> list[TiledImage]:
+def _discover(source: Any, *, storage_options: StorageOptions) -> list[TiledImage]:
     urls, discovered = expand_sources(source, storage_options=storage_options)
     images = []
     for index in index_many(urls, storage_options=storage_options, skip_non_images=discovered):
@@ -386,7 +387,7 @@ def _discover(source: Any, *, storage_options: Mapping[str, Any] | None) -> list
 def list_slides(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
 ) -> list[dict[str, Any]]:
     """Describe the slides in a folder, glob or list (series, container, instances)."""
     return [_describe(g) for g in _group(_discover(source, storage_options=storage_options))]
@@ -395,7 +396,7 @@ def list_slides(
 def open_slide(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
     select: int | str | None = None,
     index: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     raw: bool = False,
@@ -476,7 +477,7 @@ def open_slide(
 def open_tiled(
     url: str | os.PathLike[str],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
     raw: bool = False,
     backend: str = "auto",
     fill_value: int | float = 0,
@@ -505,7 +506,7 @@ def to_ome_zarr(
     slide: Slide,
     dest: Any,
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
     chunk_edge: int = 1024,
     compressor: str | None = "zstd",
     overwrite: bool = False,
@@ -537,9 +538,12 @@ def to_ome_zarr(
     if isinstance(dest, str | os.PathLike):
         text = os.fspath(dest)
         if "://" in text:
-            dest = zarr.storage.FsspecStore.from_url(
-                text, storage_options=dict(storage_options or {}), read_only=False
-            )
+            fs, path = resolve_fs(text, storage_options)
+            if not fs.async_impl:
+                from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+                fs = AsyncFileSystemWrapper(fs)
+            dest = zarr.storage.FsspecStore(fs, path=path, read_only=False)
         else:
             dest = zarr.storage.LocalStore(text)
     group = zarr.open_group(dest, mode="w" if overwrite else "w-", zarr_format=3)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from fsspec.core import url_to_fs
-
-from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError, ReadError
+from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError
 from dicom_dask.frames import FrameIndex, canonical_url, index_frames
+from dicom_dask.frames._io import StorageOptions, resolve_fs
 
 __all__ = ["classify", "expand_sources", "index_many", "is_collection"]
 
@@ -18,10 +17,18 @@ T = TypeVar("T")
 _GLOB = set("*?[")
 
 
+def _is_folder(fs: Any, path: str) -> bool:
+    # HTTP has no folders: isdir() GETs the whole URL to look for links in it, which
+    # for a file means downloading it. A listing page is asked for with a trailing "/".
+    if {"http", "https"} & set(fs.protocol if isinstance(fs.protocol, tuple) else [fs.protocol]):
+        return path.endswith("/")
+    return bool(fs.isdir(path))
+
+
 def expand_sources(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
 ) -> tuple[list[str], bool]:
     """The file URLs behind ``source``, sorted, and whether they were discovered.
 
@@ -39,15 +46,12 @@ def expand_sources(
     discovered = False
     for item in items:
         url = canonical_url(item)
-        try:
-            fs, path = url_to_fs(url, **dict(storage_options or {}))
-        except (ValueError, ImportError) as exc:
-            raise ReadError(f"{url}: cannot open a filesystem for this URL: {exc}") from exc
+        fs, path = resolve_fs(url, storage_options)
         protocol = url.split("://")[0] + "://" if "://" in url else ""
         if _GLOB & set(path):
             found = sorted(fs.glob(path))
             discovered = True
-        elif fs.isdir(path):
+        elif _is_folder(fs, path):
             found = sorted(p for p in fs.find(path) if not os.path.basename(p).startswith("."))
             discovered = True
         else:
@@ -55,7 +59,10 @@ def expand_sources(
             continue
         if not found:
             raise NoImagesError(f"{url}: matches no file")
-        urls.extend(protocol + p if protocol and "::" not in url else p for p in found)
+        # most filesystems list bare paths; HTTP lists full URLs
+        urls.extend(
+            protocol + p if protocol and "::" not in url and "://" not in p else p for p in found
+        )
     return urls, discovered
 
 
@@ -69,7 +76,7 @@ def _map(func: Callable[[str], T], urls: Sequence[str], threads: int) -> list[T]
 def index_many(
     urls: Sequence[str],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
     skip_non_images: bool = False,
     threads: int = 16,
     first_block: int = 65536,
@@ -86,7 +93,7 @@ def index_many(
     for url in urls:
         protocol = url.split("://")[0] if "://" in url else "file"
         if "::" not in url and protocol not in filesystems:
-            filesystems[protocol] = url_to_fs(url, **dict(storage_options or {}))[0]
+            filesystems[protocol] = resolve_fs(url, storage_options)[0]
 
     def one(url: str) -> FrameIndex | None:
         protocol = url.split("://")[0] if "://" in url else "file"
@@ -118,7 +125,7 @@ def is_collection(source: Any) -> bool:
 
 
 def classify(
-    url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+    url: str | os.PathLike[str], *, storage_options: StorageOptions = None
 ) -> tuple[str, FrameIndex]:
     """What one file holds, from its header: ``"slide"`` (a total pixel matrix),
     ``"enhanced"`` (several frames with per-frame functional groups) or ``"image"``,

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import fsspec
-from fsspec.core import url_to_fs
 from zarr.abc.store import (
     ByteRequest,
     OffsetByteRequest,
@@ -25,7 +24,7 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype
 
-from dicom_dask.frames._io import call_fs
+from dicom_dask.frames._io import StorageOptions, call_fs, resolve_fs
 from dicom_dask.manifest import ChunkManifest, ChunkRef, parse_chunk_key
 
 __all__ = ["DicomStore"]
@@ -59,8 +58,10 @@ class DicomStore(Store):
         Array path (``""`` for a root array) -> its chunk manifest.
     documents : mapping of str to dict or bytes, optional
         Metadata documents by key (``"zarr.json"``, ``"level0/zarr.json"``, ...).
-    storage_options : mapping, optional
-        fsspec options used to open every URL in the manifests.
+    storage_options : mapping or callable, optional
+        fsspec options used to open every URL in the manifests, or a picklable
+        zero-argument filesystem factory called in each process that reads (see
+        :func:`dicom_dask.frames._io.resolve_fs`): credentials stay out of pickles.
     read_only : bool
         Stores built from DICOM are read-only (the source is never written to);
         a writable store keeps written keys in memory only.
@@ -76,7 +77,7 @@ class DicomStore(Store):
         manifests: Mapping[str, ChunkManifest] | None = None,
         documents: Mapping[str, Any] | None = None,
         *,
-        storage_options: Mapping[str, Any] | None = None,
+        storage_options: StorageOptions = None,
         read_only: bool = True,
     ) -> None:
         super().__init__(read_only=read_only)
@@ -84,7 +85,9 @@ class DicomStore(Store):
         self._documents = {k: _encode_document(v) for k, v in (documents or {}).items()}
         self._memory: dict[str, bytes] = {}
         self._deleted: set[str] = set()
-        self.storage_options = dict(storage_options or {})
+        self.storage_options: StorageOptions = (
+            storage_options if callable(storage_options) else dict(storage_options or {})
+        )
         self._filesystems: dict[str, fsspec.AbstractFileSystem] = {}
 
     @staticmethod
@@ -145,12 +148,11 @@ class DicomStore(Store):
     def filesystem(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         """The (cached) filesystem and path of ``url``."""
         if "::" in url:  # chained URLs carry their own options per link
-            fs, path = url_to_fs(url, **self.storage_options)
-            return fs, path
+            return resolve_fs(url, self.storage_options)
         protocol = url.split("://")[0] if "://" in url else "file"
         fs = self._filesystems.get(protocol)
         if fs is None:
-            fs, path = url_to_fs(url, **self.storage_options)
+            fs, path = resolve_fs(url, self.storage_options)
             self._filesystems[protocol] = fs
             return fs, path
         return fs, fs._strip_protocol(url)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dicom_dask.errors import LayoutError, NoImagesError
+from dicom_dask.frames._io import StorageOptions
 from dicom_dask.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
 from dicom_dask.manifest import MISSING, ChunkManifest
 from dicom_dask.metadata import array_metadata, frame_codecs, output_photometric
@@ -422,7 +423,7 @@ def _check_consistent(records: Sequence[SliceRecord], where: str) -> None:
 def _placed(
     items: list[tuple[tuple[int, ...], SliceRecord]],
     grid: tuple[int, ...],
-    storage_options: Mapping[str, Any] | None,
+    storage_options: StorageOptions,
 ) -> ChunkManifest:
     """The manifest of ``items`` (chunk coordinates, slice) on ``grid``."""
     simple = all(
@@ -469,7 +470,7 @@ def _build(
     raw: bool,
     backend: str,
     fill_value: Any,
-    storage_options: Mapping[str, Any] | None,
+    storage_options: StorageOptions,
     chunk_bytes: int,
 ) -> Volume:
     records = list(stack.records)
@@ -611,7 +612,7 @@ def _dask(
     )
 
 
-def _stacks(source: Any, storage_options: Mapping[str, Any] | None) -> tuple[list[Stack], str]:
+def _stacks(source: Any, storage_options: StorageOptions) -> tuple[list[Stack], str]:
     urls, discovered = expand_sources(source, storage_options=storage_options)
     where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
     records: list[SliceRecord] = []
@@ -634,7 +635,7 @@ def _stacks(source: Any, storage_options: Mapping[str, Any] | None) -> tuple[lis
 def list_series(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
 ) -> list[dict[str, Any]]:
     """Describe the stacks (series, orientations, stack IDs) a folder, glob or list holds."""
     stacks, _ = _stacks(source, storage_options)
@@ -644,7 +645,7 @@ def list_series(
 def open_volume(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
     select: int | str | None = None,
     geometry: GeometryPolicy | str = "raise",
     raw: bool = False,

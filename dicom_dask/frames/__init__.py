@@ -6,15 +6,13 @@ Nothing here imports zarr or dask.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import fsspec
 import numpy as np
 
 from dicom_dask.enums import FrameEncoding
-from dicom_dask.frames._io import BlockReader, Source, canonical_url, open_source
+from dicom_dask.frames._io import BlockReader, Source, StorageOptions, canonical_url, open_source
 from dicom_dask.frames.encapsulated import encapsulated_ranges, scan_fragments
 from dicom_dask.frames.header import DicomHeader, PixelDescription, read_header
 from dicom_dask.frames.native import native_ranges
@@ -52,7 +50,7 @@ class FrameIndex:
 def index_frames(
     url: str | os.PathLike[str],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
     filesystem: fsspec.AbstractFileSystem | None = None,
     first_block: int = 65536,
 ) -> FrameIndex:

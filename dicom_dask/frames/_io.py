@@ -7,7 +7,7 @@ import io
 import os
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,18 @@ from fsspec.implementations.local import LocalFileSystem
 
 from dicom_dask.errors import ReadError, SourceNotFoundError
 
-__all__ = ["BlockReader", "Source", "call_fs", "canonical_url", "open_source"]
+__all__ = [
+    "BlockReader",
+    "Source",
+    "call_fs",
+    "canonical_url",
+    "fetch_ranges",
+    "open_source",
+    "resolve_fs",
+]
+
+#: fsspec options for every URL, or a zero-argument factory returning a ready filesystem.
+StorageOptions = Mapping[str, Any] | Callable[[], fsspec.AbstractFileSystem] | None
 
 
 def canonical_url(url: str | os.PathLike[str]) -> str:
@@ -34,6 +45,40 @@ def canonical_url(url: str | os.PathLike[str]) -> str:
     if protocol in ("file", "local"):
         return os.path.abspath(rest)
     return text
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> set[str]:
+    protocol = fs.protocol
+    names = {protocol} if isinstance(protocol, str) else set(protocol)
+    return names | ({"file", "local"} if isinstance(fs, LocalFileSystem) else set())
+
+
+def resolve_fs(
+    url: str, storage_options: StorageOptions = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and path of ``url``.
+
+    ``storage_options`` is a mapping of fsspec options, or a *filesystem factory*: a
+    picklable zero-argument callable returning a filesystem, called where the read
+    happens (on a dask worker, say) so that credentials it looks up there never travel
+    in a pickled graph. A factory serves the URLs of its own protocol; other URLs
+    (a local index file beside an ``s3://`` slide, say) get fsspec's defaults.
+    """
+    try:
+        if callable(storage_options):
+            fs = storage_options()
+            if not isinstance(fs, fsspec.AbstractFileSystem):
+                raise TypeError(
+                    f"the filesystem factory returned {type(fs).__name__}, "
+                    "expected an fsspec filesystem"
+                )
+            protocol = url.split("://")[0] if "://" in url and "::" not in url else "file"
+            if protocol in _protocols(fs):
+                return fs, fs._strip_protocol(url)
+            return url_to_fs(url)
+        return url_to_fs(url, **dict(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise ReadError(f"{url}: cannot open a filesystem for this URL: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -75,26 +120,7 @@ class Source:
             self._check_range(start, stop)
         if len(ranges) == 1:
             return [self.read(*ranges[0])]
-        starts = [r[0] for r in ranges]
-        stops = [r[1] for r in ranges]
-        out = call_fs(
-            self.url,
-            self.fs.cat_ranges,
-            [self.path] * len(ranges),
-            starts,
-            stops,
-            on_error="raise",
-        )
-        result = []
-        for (start, stop), data in zip(ranges, out, strict=True):
-            if isinstance(data, BaseException):
-                raise ReadError(f"{self.url}: reading bytes [{start}, {stop}) failed: {data}")
-            if len(data) != stop - start:
-                raise ReadError(
-                    f"{self.url}: asked for {stop - start} bytes at offset {start}, got {len(data)}"
-                )
-            result.append(bytes(data))
-        return result
+        return fetch_ranges(self.fs, [(self.url, self.path, a, b) for a, b in ranges])
 
 
 def _pread(path: str, start: int, stop: int) -> bytes:
@@ -157,6 +183,82 @@ def is_transient(exc: BaseException) -> bool:
     return name in {"ServerDisconnectedError", "ClientConnectionError", "ClientOSError"}
 
 
+def describe_error(exc: BaseException) -> str:
+    """A short description of a read failure (``HTTP 403 Forbidden``, not a page of repr)."""
+    status = getattr(exc, "status", None) or getattr(exc, "code", None)
+    if isinstance(status, int) and 100 <= status < 600:
+        reason = getattr(exc, "message", "") or ""
+        return f"HTTP {status} {reason}".strip()
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _retryable(exc: BaseException) -> bool:
+    # fsspec's HTTP info() reports any failure of its HEAD and GET as FileNotFoundError
+    if isinstance(exc, FileNotFoundError) and exc.__cause__ is not None:
+        return is_transient(exc.__cause__)
+    return is_transient(exc)
+
+
+def _not_found(exc: BaseException) -> bool:
+    return isinstance(exc, FileNotFoundError) and not _retryable(exc)
+
+
+#: Requests one read keeps in flight on an async filesystem (HTTP, S3, GCS).
+CONCURRENCY = 32
+
+
+def fetch_ranges(
+    fs: fsspec.AbstractFileSystem, requests: Sequence[tuple[str, str, int, int]]
+) -> list[bytes]:
+    """Read ``(url, path, start, stop)`` byte ranges of ``fs`` in one ``cat_ranges`` call.
+
+    Async filesystems send the requests concurrently (at most :data:`CONCURRENCY` in
+    flight). Requests that fail transiently are sent again, with the backoff of
+    :data:`RETRY`; a permanent failure raises :class:`ReadError` naming the URL and
+    the byte range, a missing object :class:`SourceNotFoundError`.
+    """
+    out: list[bytes | None] = [None] * len(requests)
+    todo = list(range(len(requests)))
+    delays = RETRY.delays()
+    extra = {"batch_size": CONCURRENCY} if getattr(fs, "async_impl", False) else {}
+    for attempt in range(len(delays) + 1):
+        first = requests[todo[0]][0]
+        got = call_fs(
+            first,
+            fs.cat_ranges,
+            [requests[i][1] for i in todo],
+            [requests[i][2] for i in todo],
+            [requests[i][3] for i in todo],
+            on_error="return",
+            **extra,
+        )
+        failed = []
+        for i, data in zip(todo, got, strict=True):
+            url, _, start, stop = requests[i]
+            if isinstance(data, BaseException):
+                if _retryable(data) and attempt < len(delays):
+                    failed.append(i)
+                    continue
+                if _not_found(data):
+                    raise SourceNotFoundError(f"{url}: no such file or object") from data
+                tries = f" after {attempt + 1} attempts" if attempt else ""
+                error = ReadError(
+                    f"{url}: reading bytes [{start}, {stop}) failed{tries}: {describe_error(data)}"
+                )
+                error.request = i  # type: ignore[attr-defined]
+                raise error from data
+            if len(data) != stop - start:
+                raise ReadError(
+                    f"{url}: asked for {stop - start} bytes at offset {start}, got {len(data)}"
+                )
+            out[i] = bytes(data)
+        if not failed:
+            return [b if b is not None else b"" for b in out]
+        todo = failed
+        time.sleep(delays[attempt])
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
     """Call an fsspec method, retrying transient failures (:data:`RETRY`), and turn
     its failures into errors that name ``url``."""
@@ -164,23 +266,23 @@ def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
     for attempt in range(len(delays) + 1):
         try:
             return func(*args, **kwargs)
-        except FileNotFoundError as exc:
-            raise SourceNotFoundError(f"{url}: no such file or object") from exc
         except ReadError:
             raise
         except Exception as exc:
-            if is_transient(exc) and attempt < len(delays):
+            if _not_found(exc):
+                raise SourceNotFoundError(f"{url}: no such file or object") from exc
+            if _retryable(exc) and attempt < len(delays):
                 time.sleep(delays[attempt])
                 continue
             tries = f" after {attempt + 1} attempts" if attempt else ""
-            raise ReadError(f"{url}: read failed{tries}: {exc!r}") from exc
+            raise ReadError(f"{url}: read failed{tries}: {describe_error(exc)}") from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def open_source(
     url: str | os.PathLike[str],
     *,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions = None,
     filesystem: fsspec.AbstractFileSystem | None = None,
 ) -> Source:
     """Resolve ``url`` to a :class:`Source` (one metadata request for its size)."""
@@ -188,10 +290,7 @@ def open_source(
     if filesystem is not None:
         fs, path = filesystem, filesystem._strip_protocol(curl)
     else:
-        try:
-            fs, path = url_to_fs(curl, **dict(storage_options or {}))
-        except (ValueError, ImportError) as exc:
-            raise ReadError(f"{curl}: cannot open a filesystem for this URL: {exc}") from exc
+        fs, path = resolve_fs(curl, storage_options)
     if type(fs) is LocalFileSystem:  # os.stat: fsspec's info() costs more than a header
         st = call_fs(curl, os.stat, path)
         if stat.S_ISDIR(st.st_mode):
@@ -201,6 +300,9 @@ def open_source(
     if info.get("type") == "directory":
         raise ReadError(f"{curl}: is a directory, expected a DICOM file")
     size = info.get("size")
+    target = getattr(fs, "fs", None)  # blockcache:: reports no size; its target does
+    if size is None and isinstance(target, fsspec.AbstractFileSystem):
+        size = call_fs(curl, target.info, path).get("size")
     if size is None:
         raise ReadError(f"{curl}: the filesystem does not report the size of this file")
     return Source(fs=fs, path=path, url=curl, size=int(size))
