@@ -306,8 +306,11 @@ def open_frames(
     ----------
     url : str or path-like
         Local path or fsspec URL (``s3://``, ``gs://``, ``https://``, ``simplecache::...``).
-    storage_options : mapping, optional
-        fsspec options for the URL; they travel with the store to dask workers.
+    storage_options : mapping or callable, optional
+        fsspec options for the URL; they travel with the store to dask workers. Or a
+        picklable zero-argument filesystem factory (``functools.partial(s3fs.S3FileSystem,
+        endpoint_url=...)``), called where the reads happen, so that credentials found
+        there never enter a pickled graph.
     raw : bool
         Keep the stored colour space (no YBR -> RGB conversion). The default gives
         pydicom's ``pixel_array`` result.

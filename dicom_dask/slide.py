@@ -411,8 +411,10 @@ def open_slide(
     source : str, path, or list of them
         One instance, a folder (searched recursively), a glob, or a list; local paths
         or fsspec URLs (``s3://``, ``gs://``, ``https://``...).
-    storage_options : mapping, optional
-        fsspec options; they travel with the arrays to dask workers.
+    storage_options : mapping or callable, optional
+        fsspec options; they travel with the arrays to dask workers. Or a picklable
+        filesystem factory, called where the reads happen (credentials stay out of
+        pickled graphs).
     select : int or str, optional
         Which slide when ``source`` holds several: an index into :func:`list_slides`,
         a Series Instance UID or a Container Identifier.

@@ -22,7 +22,12 @@ def _is_folder(fs: Any, path: str) -> bool:
     # for a file means downloading it. A listing page is asked for with a trailing "/".
     if {"http", "https"} & set(fs.protocol if isinstance(fs.protocol, tuple) else [fs.protocol]):
         return path.endswith("/")
-    return bool(fs.isdir(path))
+    if path.endswith("/"):
+        return bool(fs.isdir(path))
+    try:  # one request (HEAD on object stores) for the usual case, a file
+        return fs.info(path).get("type") == "directory"
+    except FileNotFoundError:
+        return False
 
 
 def expand_sources(

@@ -72,6 +72,8 @@ class Volume:
     #: ``(datasets, frames, urls)``: the header and frame behind each (slice, *channels)
     #: position, ``frames[..., 0]`` indexing ``datasets`` and ``urls`` (-1: missing slice).
     sources: tuple[Any, ...] | None = field(default=None, repr=False)
+    #: The parsed files of the series behind the volume (for :meth:`save_index`).
+    indexes: tuple[Any, ...] | None = field(default=None, repr=False)
 
     # -- geometry -----------------------------------------------------------------
     @property
@@ -343,6 +345,26 @@ class Volume:
         json.dumps(refs)  # JSON-serialisable
         return {"version": 1, "refs": refs}
 
+    def to_index(self) -> dict[str, Any]:
+        """The series index: every file's header and frame ranges (+ kerchunk references
+        of the volume when it is an opened one), for ``open_volume(index=...)``."""
+        from dicom_dask.index import index_to_dict
+
+        if not self.indexes:
+            raise ValueError("this Volume was not opened from files: it has no index")
+        refs = self.to_kerchunk()["refs"] if self.store is not None else {}
+        files = [index_to_dict(ix, {})["dicom_dask"] for ix in self.indexes]
+        return {"version": 1, "refs": refs, "dicom_dask_series": {"format": 1, "files": files}}
+
+    def save_index(
+        self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
+    ) -> None:
+        """Save :meth:`to_index` so that ``open_volume(index=path)`` reads no header: a
+        10,000-file series is parsed once, and every dask worker reuses the result."""
+        from dicom_dask.index import save_index
+
+        save_index(self.to_index(), path, storage_options=storage_options)
+
     @cached_property
     def zarr(self) -> Any:
         """The volume as a :class:`zarr.Array` over its store (opened volumes only)."""
@@ -570,6 +592,7 @@ def _build(
         metadata=meta,
         store=store,
         sources=(source_datasets, source_frames, list(source_index)),
+        indexes=tuple({id(r.index): r.index for r in records}.values()),
     )
 
 
@@ -612,16 +635,37 @@ def _dask(
     )
 
 
-def _stacks(source: Any, storage_options: StorageOptions) -> tuple[list[Stack], str]:
-    urls, discovered = expand_sources(source, storage_options=storage_options)
-    where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
+def _indexes_from_sidecar(index: Any, storage_options: StorageOptions) -> tuple[list[Any], str]:
+    from dicom_dask.index import index_from_dict, load_index
+
+    where = "index" if isinstance(index, Mapping) else os.fspath(index)[:200]
+    doc = load_index(index, storage_options=storage_options)
+    try:
+        files = doc["dicom_dask_series"]["files"]
+    except (KeyError, TypeError) as exc:
+        raise NoImagesError(f"{where}: not a dicom_dask series index ({exc!r})") from exc
+    return [index_from_dict({"dicom_dask": f}, source=where) for f in files], where
+
+
+def _stacks(
+    source: Any, storage_options: StorageOptions, index: Any = None
+) -> tuple[list[Stack], str]:
+    if index is not None:
+        indexes, where = _indexes_from_sidecar(index, storage_options)
+        discovered = False
+    elif source is None:
+        raise NoImagesError("open_volume needs a source or an index")
+    else:
+        urls, discovered = expand_sources(source, storage_options=storage_options)
+        where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
+        indexes = index_many(
+            urls,
+            storage_options=storage_options,
+            skip_non_images=discovered,
+            first_block=SERIES_FIRST_BLOCK,
+        )
     records: list[SliceRecord] = []
-    for index in index_many(
-        urls,
-        storage_options=storage_options,
-        skip_non_images=discovered,
-        first_block=SERIES_FIRST_BLOCK,
-    ):
+    for index in indexes:
         try:
             records.extend(slice_records(index))
         except LayoutError:
@@ -633,19 +677,22 @@ def _stacks(source: Any, storage_options: StorageOptions) -> tuple[list[Stack], 
 
 
 def list_series(
-    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     *,
     storage_options: StorageOptions = None,
+    index: str | os.PathLike[str] | Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Describe the stacks (series, orientations, stack IDs) a folder, glob or list holds."""
-    stacks, _ = _stacks(source, storage_options)
+    """Describe the stacks (series, orientations, stack IDs) a folder, glob, list or
+    series index holds."""
+    stacks, _ = _stacks(source, storage_options, index)
     return [s.describe() for s in stacks]
 
 
 def open_volume(
-    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     *,
     storage_options: StorageOptions = None,
+    index: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     select: int | str | None = None,
     geometry: GeometryPolicy | str = "raise",
     raw: bool = False,
@@ -660,8 +707,12 @@ def open_volume(
     source : str, path, or list of them
         A folder (searched recursively), a glob, a list of files, or one
         (enhanced) multi-frame file; local paths or fsspec URLs.
-    storage_options : mapping, optional
-        fsspec options; they travel with the array to dask workers.
+    storage_options : mapping or callable, optional
+        fsspec options; they travel with the array to dask workers. Or a picklable
+        filesystem factory, called where the reads happen (credentials stay out of
+        pickled graphs).
+    index : path, URL or mapping, optional
+        A series index written by :meth:`Volume.save_index`: no header is read.
     select : int or str, optional
         Which stack when there are several (see :func:`list_series`): an index, or a
         Series Instance UID.
@@ -674,7 +725,7 @@ def open_volume(
         Target size of a dask chunk (whole slices).
     """
     policy = GeometryPolicy.coerce(geometry)
-    stacks, where = _stacks(source, storage_options)
+    stacks, where = _stacks(source, storage_options, index)
     if select is None:
         if len(stacks) > 1:
             listing = "; ".join(

@@ -216,3 +216,20 @@ def test_simplecache_and_blockcache(proxy, data_tree, tmp_path) -> None:
         proxy.reset()
         np.testing.assert_array_equal(frames.array[::97].compute(), expected)
         assert proxy.reset() == [], f"{chain}: the second read went to the server"
+
+
+# -- index sidecars ---------------------------------------------------------------------
+def test_series_and_slide_index_reopen_without_requests(proxy, tmp_path) -> None:
+    volume = dicom_dask.open_volume(f"{proxy.endpoint}/series/")
+    slide = dicom_dask.open_slide(f"{proxy.endpoint}/slide/level0.dcm")
+    volume.save_index(tmp_path / "series.json")
+    slide.save_index(tmp_path / "slide.json")
+    assert dicom_dask.list_series(index=tmp_path / "series.json")[0]["frames"] == 24
+    proxy.reset()
+    again = dicom_dask.open_volume(index=tmp_path / "series.json")
+    slide_again = dicom_dask.open_slide(index=tmp_path / "slide.json")
+    assert proxy.reset() == [], "reopening from an index read the files"
+    np.testing.assert_array_equal(again.array.compute(), volume.array.compute())
+    np.testing.assert_allclose(again.affine, volume.affine)
+    region = slide_again.read_region(REGION[0], 0, REGION[1])
+    np.testing.assert_array_equal(region, slide.read_region(REGION[0], 0, REGION[1]))
