@@ -102,3 +102,15 @@ def real_dir() -> Path:
     if not (REAL / "REFERENCE.json").exists():
         pytest.skip(f"real data not found at {REAL}")
     return REAL
+
+
+# the servers' fixtures (nginx, moto, the GCS emulator, the counting proxy); imported last
+# because tests/servers.py uses REAL from this module
+from .servers import (  # noqa: E402, F401
+    backend,
+    data_tree,
+    gcs_server,
+    http_server,
+    proxy,
+    s3_server,
+)

@@ -16,16 +16,7 @@ from dicom_dask.errors import DicomDaskError, ReadError, SourceNotFoundError
 from dicom_dask.frames import _io
 
 from .conftest import REAL, REFERENCE
-from .servers import (  # noqa: F401  (fixtures)
-    SLIDE_SIZE,
-    SLIDE_TILE,
-    backend,
-    data_tree,
-    gcs_server,
-    http_server,
-    proxy,
-    s3_server,
-)
+from .servers import SLIDE_SIZE, SLIDE_TILE
 
 REAL_PATHS = sorted(f["path"] for f in REFERENCE["files"])
 REAL_SERIES = sorted(s["folder"] for s in REFERENCE["series"])
@@ -125,7 +116,8 @@ def test_open_and_region_request_counts(proxy, http_server) -> None:
     assert len(log) <= tile_rows, [r.range for r in log]
     assert sum(r.body_bytes for r in log) < 1.2 * encoded
     # the server's own log agrees with the proxy's
-    access = (http_server.workdir and open(f"{http_server.workdir}/access.log").read()) or ""
+    with open(f"{http_server.workdir}/access.log") as f:
+        access = f.read()
     for entry in log:
         assert f'"{entry.range}" 206' in access
     np.testing.assert_array_equal(region, dicom_dask.open_slide(url).read_region((x, y), 0, (w, h)))
@@ -181,16 +173,16 @@ def test_transient_faults_leave_results_identical(proxy, data_tree) -> None:
 
 def test_permanent_errors_name_the_url(proxy) -> None:
     missing = f"{proxy.endpoint}/slide/missing.dcm"
-    with pytest.raises(SourceNotFoundError, match="missing.dcm"):
+    with pytest.raises(SourceNotFoundError, match=r"missing\.dcm"):
         dicom_dask.open_frames(missing)
     url = f"{proxy.endpoint}/slide/level0.dcm"
     slide = dicom_dask.open_slide(url)
     proxy.deny = {"/slide/": 403}
     proxy.reset()
-    with pytest.raises(ReadError, match=r"level0\.dcm.*403.*needed for tile") as info:
+    with pytest.raises(ReadError, match=r"level0\.dcm.*403.*needed for tile"):
         slide.read_region((0, 0), 0, (256, 256))
     assert len(proxy.reset()) == 2, "a permanent error was retried"  # 2 tile rows
-    with pytest.raises(ReadError, match="level0.dcm"):
+    with pytest.raises(ReadError, match=r"level0\.dcm"):
         dicom_dask.open_frames(url)
 
 

@@ -14,13 +14,7 @@ import pytest
 
 import dicom_dask
 
-from .servers import (  # noqa: F401  (fixtures)
-    SLIDE_SIZE,
-    data_tree,
-    http_server,
-    proxy,
-    s3_server,
-)
+from .servers import SLIDE_SIZE
 
 distributed = pytest.importorskip("distributed")
 SECRET_ID = "AKIADICOMDASKNOTINPICKLES"
