@@ -6,6 +6,7 @@ from dicom_dask.api import Frames, open_frames, open_store, to_kerchunk
 from dicom_dask.codecs import DicomFrameCodec
 from dicom_dask.codecs import register as _register_codec
 from dicom_dask.errors import DicomDaskError
+from dicom_dask.facade import OpenSlide
 from dicom_dask.level import Level
 from dicom_dask.manifest import ChunkManifest
 from dicom_dask.slide import Slide, list_slides, open_slide, open_tiled, to_ome_zarr
@@ -19,6 +20,7 @@ __all__ = [
     "DicomStore",
     "Frames",
     "Level",
+    "OpenSlide",
     "Slide",
     "Volume",
     "__version__",
