@@ -114,7 +114,7 @@ class _AssociatedImages(Mapping[str, "Image.Image"]):
         level = self._slide.associated[_ASSOCIATED[name]]
         rows, cols = level.matrix_shape
         rgb = _to_rgb8(level.read_region((0, 0), (cols, rows)))
-        alpha = np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)
+        alpha = np.full((*rgb.shape[:2], 1), 255, dtype=np.uint8)
         return Image.fromarray(np.concatenate([rgb, alpha], axis=-1), "RGBA")
 
     def __iter__(self) -> Iterator[str]:

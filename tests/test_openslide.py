@@ -79,7 +79,7 @@ def _compare(reference, ours) -> None:
         _same(ours.associated_images[name], image, name)
     for level, ds in enumerate(reference.level_downsamples):
         w, h = reference.level_dimensions[level]
-        step = int(round(ds))
+        step = round(ds)
         for x, y, size in (
             (0, 0, (64, 48)),
             (-8 * step, -4 * step, (100, 60)),  # partly outside: transparent there
