@@ -22,6 +22,7 @@ from dicom_dask.codecs import CODEC_NAME, DicomFrameCodec
 from dicom_dask.enums import ITEM_TAG, FrameEncoding
 from dicom_dask.errors import CorruptFrameError, ReadError
 from dicom_dask.frames._io import call_fs, fetch_ranges
+from dicom_dask.frames.dicomweb import fetch_frames
 from dicom_dask.manifest import ChunkManifest, ChunkRef
 from dicom_dask.store import DicomStore
 
@@ -246,8 +247,10 @@ class ManifestArray:
         def paste(item: tuple[tuple[int, ...], ChunkRef], data: bytes) -> None:
             coords, ref = item
             try:
-                if len(data) != ref.length or (
-                    ref.encoding is FrameEncoding.ITEMS and data[:4] != ITEM_TAG
+                if (
+                    len(data) != ref.length
+                    or (ref.encoding is FrameEncoding.ITEMS and data[:4] != ITEM_TAG)
+                    or ref.encoding is FrameEncoding.WADO
                 ):
                     ref.check(data, self.label(coords))
                 chunk = self.decoder(data)
@@ -294,6 +297,8 @@ class ManifestArray:
 
     def _remote(self, wanted: list[tuple[tuple[int, ...], ChunkRef]]) -> bool:
         """Whether some of ``wanted`` lie on a filesystem other than the local disk."""
+        if any(ref.encoding is FrameEncoding.WADO for _, ref in wanted):
+            return True
         urls = {ref.url for _, ref in wanted if ref.url is not None}
         return any(type(self.store.filesystem(u)[0]) is not LocalFileSystem for u in urls)
 
@@ -351,12 +356,24 @@ class ManifestArray:
         result: list[bytes | None] = [None] * len(wanted)
         by_url: dict[str, list[int]] = {}
         parts: list[tuple[int, list[int]]] = []
+        wado: dict[str, list[int]] = {}
         for i, (_, ref) in enumerate(wanted):
             if ref.data is not None:
                 result[i] = ref.data
+            elif ref.encoding is FrameEncoding.WADO:
+                assert ref.url is not None
+                wado.setdefault(ref.url, []).append(i)
             else:
                 assert ref.url is not None
                 by_url.setdefault(ref.url, []).append(i)
+        for url, indices in wado.items():  # DICOMweb: frame numbers, not byte ranges
+            frames = fetch_frames(
+                url,
+                [wanted[i][1].offset for i in indices],
+                storage_options=self.store.storage_options,
+            )
+            for i in indices:
+                result[i] = frames[wanted[i][1].offset]
         remote: dict[int, tuple[Any, list[tuple[str, str, int, int]], list[int]]] = {}
         for url, indices in by_url.items():
             fs, path = self.store.filesystem(url)

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 import numpy as np
 
+from dicom_dask.errors import NoImagesError
 from dicom_dask.frames import FrameIndex, index_frames
 from dicom_dask.frames._io import StorageOptions
+from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.index import index_from_dict, index_to_dict, load_index, save_index
 from dicom_dask.manifest import INLINE, ChunkManifest
 from dicom_dask.metadata import array_metadata, frame_codecs, output_photometric
@@ -100,6 +102,14 @@ def _build_index(
         return index_from_dict(
             load_index(index, storage_options=storage_options), source=str(index)[:200]
         )
+    if is_dicomweb(url):
+        found = index_location(url, storage_options=storage_options)  # type: ignore[arg-type]
+        if len(found) != 1:
+            raise NoImagesError(
+                f"{location(url).url()}: holds {len(found)} images; open_frames reads one "
+                "instance (…/instances/<uid>)"
+            )
+        return found[0]
     return index_frames(url, storage_options=storage_options, filesystem=filesystem)
 
 

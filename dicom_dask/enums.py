@@ -58,6 +58,9 @@ class FrameEncoding(enum.Enum):
     #: The range holds one or more whole DICOM items (tag, length, value); the
     #: encoded frame is the concatenation of their values.
     ITEMS = 1
+    #: The chunk is frame ``offset`` (1-based) of the DICOMweb instance at ``url``,
+    #: fetched with WADO-RS as stored; its length is unknown until fetched.
+    WADO = 2
 
     @classmethod
     def coerce(cls, value: FrameEncoding | str | int) -> FrameEncoding:

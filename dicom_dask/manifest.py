@@ -35,6 +35,10 @@ class ChunkRef:
 
     def check(self, data: bytes | memoryview, where: str) -> None:
         """Raise :class:`CorruptFrameError` if ``data`` cannot be this chunk's bytes."""
+        if self.encoding is FrameEncoding.WADO:
+            if not len(data):
+                raise CorruptFrameError(f"{self.url}: {where}: the server sent an empty frame")
+            return
         if len(data) != self.length:
             raise CorruptFrameError(
                 f"{self.url}: {where}: expected {self.length} bytes at offset {self.offset}, "
@@ -226,6 +230,10 @@ class ChunkManifest:
             assert ref is not None
             if ref.data is not None:
                 refs[key] = "base64:" + base64.b64encode(ref.data).decode("ascii")
+            elif ref.encoding is FrameEncoding.WADO:
+                raise ManifestError(
+                    f"{ref.url}: frames served by DICOMweb have no byte ranges to reference"
+                )
             else:
                 refs[key] = [ref.url, ref.offset, ref.length]
         return refs

@@ -21,6 +21,7 @@ import numpy as np
 
 from dicom_dask.errors import LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions, resolve_fs
+from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
 from dicom_dask.index import index_from_dict, index_to_dict, load_index, save_index
 from dicom_dask.level import Level, merge_level
@@ -370,9 +371,13 @@ def _images_from_index(doc: Mapping[str, Any], source: str) -> list[TiledImage]:
 
 
 def _discover(source: Any, *, storage_options: StorageOptions) -> list[TiledImage]:
-    urls, discovered = expand_sources(source, storage_options=storage_options)
+    if is_dicomweb(source):
+        indexes, discovered = index_location(source, storage_options=storage_options), True
+    else:
+        urls, discovered = expand_sources(source, storage_options=storage_options)
+        indexes = index_many(urls, storage_options=storage_options, skip_non_images=discovered)
     images = []
-    for index in index_many(urls, storage_options=storage_options, skip_non_images=discovered):
+    for index in indexes:
         if is_tiled(index.header.dataset) or index.header.description.number_of_frames == 1:
             if discovered and not is_tiled(index.header.dataset):
                 continue

@@ -24,7 +24,9 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype
 
+from dicom_dask.enums import FrameEncoding
 from dicom_dask.frames._io import StorageOptions, call_fs, resolve_fs
+from dicom_dask.frames.dicomweb import fetch_frames
 from dicom_dask.manifest import ChunkManifest, ChunkRef, parse_chunk_key
 
 __all__ = ["DicomStore"]
@@ -170,12 +172,16 @@ class DicomStore(Store):
 
     def read_ref(self, ref: ChunkRef, start: int = 0, stop: int | None = None) -> bytes:
         """Read (part of) a reference's bytes synchronously."""
+        if ref.encoding is FrameEncoding.WADO:  # a DICOMweb frame: fetched whole
+            assert ref.url is not None
+            frames = fetch_frames(ref.url, [ref.offset], storage_options=self.storage_options)
+            return frames[ref.offset][start:stop]
         stop = ref.length if stop is None else stop
         if ref.data is not None:
             return ref.data[start:stop]
+        assert ref.url is not None
         if stop <= start:
             return b""
-        assert ref.url is not None
         fs, path = self.filesystem(ref.url)
         data = call_fs(ref.url, fs.cat_file, path, start=ref.offset + start, end=ref.offset + stop)
         return bytes(data)
@@ -204,6 +210,11 @@ class DicomStore(Store):
         ref = self.resolve(key)
         if ref is None:
             return None
+        if ref.encoding is FrameEncoding.WADO:  # length known once fetched
+            data = await asyncio.to_thread(self.read_ref, ref)
+            ref.check(data, f"chunk {key!r}")
+            start, stop = _byte_slice(len(data), byte_range)
+            return prototype.buffer.from_bytes(data[start:stop])
         start, stop = _byte_slice(ref.length, byte_range)
         if ref.data is not None:
             return prototype.buffer.from_bytes(ref.data[start:stop])
@@ -232,6 +243,8 @@ class DicomStore(Store):
         ref = self.resolve(key)
         if ref is None:
             raise FileNotFoundError(key)
+        if ref.encoding is FrameEncoding.WADO:
+            return len(await asyncio.to_thread(self.read_ref, ref))
         return ref.length
 
     # -- writes (in memory only; the source is never written to) ------------------

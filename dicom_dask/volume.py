@@ -19,6 +19,7 @@ import numpy as np
 
 from dicom_dask.errors import LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions
+from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
 from dicom_dask.manifest import MISSING, ChunkManifest
 from dicom_dask.metadata import array_metadata, frame_codecs, output_photometric
@@ -655,6 +656,9 @@ def _stacks(
         discovered = False
     elif source is None:
         raise NoImagesError("open_volume needs a source or an index")
+    elif is_dicomweb(source):
+        indexes = index_location(source, storage_options=storage_options)
+        where, discovered = location(source).url(), True
     else:
         urls, discovered = expand_sources(source, storage_options=storage_options)
         where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"

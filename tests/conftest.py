@@ -109,6 +109,7 @@ def real_dir() -> Path:
 from .servers import (  # noqa: E402, F401
     backend,
     data_tree,
+    dicomweb_server,
     gcs_server,
     http_server,
     proxy,

@@ -146,3 +146,15 @@ def proxy(http_server: loopback.ServerProcess) -> Iterator[loopback.Proxy]:
     """A counting proxy in front of nginx (set ``latency``/``fail_rate`` on it)."""
     with loopback.Proxy(http_server.endpoint) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def dicomweb_server(data_tree: Path) -> Iterator[tuple[loopback.ServerProcess, list[str]]]:
+    """Orthanc with its DICOMweb plugin, holding the slide, the series and the real
+    slide and series files; yields the server and the files it accepted."""
+    pytest.importorskip("dicomweb_client")
+    files = [data_tree / "slide" / "level0.dcm", *sorted((data_tree / "series").glob("*.dcm"))]
+    for folder in ("wsi", "volume_series"):
+        files += sorted(p for p in (data_tree / "real" / folder).rglob("*.dcm"))
+    with _server(loopback.orthanc) as server:
+        yield server, loopback.orthanc_upload(server.endpoint, files)

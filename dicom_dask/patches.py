@@ -1,0 +1,280 @@
+"""Patch sampling over a slide level, for training loops.
+
+:class:`PatchSampler` lays a grid of patches (size, stride, padding from neighbouring
+pixels) over a bounding box of a level's total pixel matrix, optionally keeps only
+patches over tissue (a mask computed lazily from a low-resolution level), and yields
+them with their positions, or returns them as a dask array ``(n, h, w, c)``.
+
+Iterating reads the level in strips of whole tile rows, each strip once, and cuts
+the patches out of the strips held in memory: a tile is read once per pass however
+many patches overlap it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import dask.array
+
+    from dicom_dask.level import Level
+    from dicom_dask.slide import Slide
+
+__all__ = ["Patch", "PatchSampler", "tissue_mask"]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One patch: ``pixels`` ``(h + 2p, w + 2p, c)`` whose core's top left is ``(x, y)``."""
+
+    x: int
+    y: int
+    pixels: np.ndarray
+
+
+def tissue_mask(
+    array: Any, *, max_brightness: float = 220.0, min_saturation: float = 15.0
+) -> dask.array.Array:
+    """A lazy boolean mask of tissue on a (low-resolution) RGB or grey level.
+
+    Tissue is darker than the glass (mean below ``max_brightness``) and, in colour,
+    saturated (max - min of R, G, B above ``min_saturation``). Nothing is computed
+    until the mask is.
+    """
+    import dask.array as da
+
+    arr = da.asarray(array)
+    if arr.ndim == 3 and arr.shape[-1] >= 3:
+        rgb = arr[..., :3].astype(np.float32)
+        bright = rgb.mean(axis=-1)
+        saturation = rgb.max(axis=-1) - rgb.min(axis=-1)
+        return (bright < max_brightness) & (saturation > min_saturation)
+    grey = arr[..., 0] if arr.ndim == 3 else arr
+    return grey.astype(np.float32) < max_brightness
+
+
+class PatchSampler:
+    """Patches of a slide level on a regular grid.
+
+    Parameters
+    ----------
+    source : Slide or Level
+        The slide (then ``level`` picks the pyramid level) or one level.
+    size : int or (width, height)
+        Core patch size in pixels of the level.
+    stride : int or (x, y), optional
+        Step between patches (default: ``size``, no overlap; smaller overlaps).
+    padding : int
+        Pixels added on every side, taken from the neighbouring pixels (and
+        ``fill_value`` beyond the matrix): each patch is ``size + 2 * padding``.
+    level : int
+        Pyramid level when ``source`` is a Slide.
+    bbox : (x, y, width, height), optional
+        The part of the level to cover (default: all of it).
+    mask : "tissue", array or callable, optional
+        Keep only patches over the mask. ``"tissue"``: :func:`tissue_mask` of the
+        slide's lowest-resolution level; an array: a boolean mask covering the whole
+        level at any resolution; a callable: called with the lowest level's dask array
+        and returning such a mask.
+    min_coverage : float
+        Fraction of a patch's core that must be under the mask.
+    channel, plane : int
+        Optical path and focal plane.
+    fill_value : number, optional
+        Value of padding beyond the matrix (default: the level's fill value).
+    """
+
+    def __init__(
+        self,
+        source: Slide | Level,
+        size: int | tuple[int, int],
+        *,
+        stride: int | tuple[int, int] | None = None,
+        padding: int = 0,
+        level: int = 0,
+        bbox: tuple[int, int, int, int] | None = None,
+        mask: str | np.ndarray | Callable[[Any], Any] | None = None,
+        min_coverage: float = 0.5,
+        channel: int = 0,
+        plane: int = 0,
+        fill_value: int | float | None = None,
+    ) -> None:
+        from dicom_dask.level import Level
+
+        if isinstance(source, Level):
+            self.level, slide = source, None
+        else:
+            self.level, slide = source.pyramid[level], source
+        self.size = _pair(size, "size")
+        self.stride = _pair(stride if stride is not None else self.size, "stride")
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        self.padding = int(padding)
+        rows, cols = self.level.matrix_shape
+        self.bbox = tuple(int(v) for v in (bbox if bbox is not None else (0, 0, cols, rows)))
+        self.channel, self.plane = int(channel), int(plane)
+        self.fill_value = self.level.fill_value if fill_value is None else fill_value
+        x0, y0, bw, bh = self.bbox
+        (w, h), (sx, sy) = self.size, self.stride
+        xs = np.arange(x0, x0 + bw - w + 1, sx, dtype=np.int64)
+        ys = np.arange(y0, y0 + bh - h + 1, sy, dtype=np.int64)
+        grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # row by row
+        if mask is not None and len(grid):
+            grid = grid[self._coverage(grid, mask, slide) >= min_coverage]
+        #: ``(n, 2)`` top-left ``(x, y)`` of every patch core, row by row.
+        self.positions = grid
+        #: Tiles read by the last completed pass of :meth:`__iter__`.
+        self.tiles_read = 0
+
+    # -- the mask --------------------------------------------------------------------------
+    def _coverage(self, grid: np.ndarray, mask: Any, slide: Slide | None) -> np.ndarray:
+        if isinstance(mask, str) or callable(mask):
+            if slide is None:
+                raise ValueError("a computed mask needs the Slide, not a single Level")
+            lowest = slide.pyramid[-1].array
+            if lowest.ndim > 3:  # (c, z, y, x[, s]) -> this channel and plane
+                lowest = lowest[self.channel, self.plane]
+            if isinstance(mask, str):
+                if mask != "tissue":
+                    raise ValueError(f"unknown mask {mask!r}: expected 'tissue'")
+                mask = tissue_mask(lowest)
+            else:
+                mask = mask(lowest)
+        m = np.asarray(mask.compute() if hasattr(mask, "compute") else mask, dtype=bool)
+        if m.ndim != 2:
+            raise ValueError(f"the mask must be 2-D (rows, columns), got shape {m.shape}")
+        # integral image of the mask, then each patch's share by scaling its core
+        rows, cols = self.level.matrix_shape
+        fy, fx = m.shape[0] / rows, m.shape[1] / cols
+        integral = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int64)
+        integral[1:, 1:] = m.cumsum(0).cumsum(1)
+        w, h = self.size
+        x0 = np.clip(np.floor(grid[:, 0] * fx).astype(np.int64), 0, m.shape[1] - 1)
+        y0 = np.clip(np.floor(grid[:, 1] * fy).astype(np.int64), 0, m.shape[0] - 1)
+        x1 = np.clip(np.ceil((grid[:, 0] + w) * fx).astype(np.int64), x0 + 1, m.shape[1])
+        y1 = np.clip(np.ceil((grid[:, 1] + h) * fy).astype(np.int64), y0 + 1, m.shape[0])
+        inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+        return np.asarray(inside / ((x1 - x0) * (y1 - y0)))
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def patch_shape(self) -> tuple[int, ...]:
+        """``(h + 2p, w + 2p, samples)`` of every patch."""
+        (w, h), p = self.size, self.padding
+        return (h + 2 * p, w + 2 * p, self.level.samples)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def _columns(self) -> tuple[int, int]:
+        """The column span every strip covers: the bbox plus padding."""
+        if not len(self.positions):
+            return 0, 0
+        p, w = self.padding, self.size[0]
+        return int(self.positions[:, 0].min()) - p, int(self.positions[:, 0].max()) + w + p
+
+    def _strip(self, row: int, columns: tuple[int, int]) -> np.ndarray:
+        """Tile row ``row`` across ``columns``: one read of the tiles under it."""
+        th = self.level.tile_shape[0]
+        x0, x1 = columns
+        out = self.level.read_region(
+            (x0, row * th), (x1 - x0, th), channel=self.channel, plane=self.plane
+        )
+        out = out if out.ndim == 3 else out[..., None]
+        cols = self.level.matrix_shape[1]
+        if self.fill_value != self.level.fill_value and (x0 < 0 or x1 > cols):
+            out = out.copy()
+            out[:, : max(0, -x0)] = self.fill_value
+            out[:, max(0, cols - x0) :] = self.fill_value
+        return out
+
+    def _band(
+        self, y0: int, y1: int, columns: tuple[int, int], strips: dict[int, np.ndarray]
+    ) -> np.ndarray:
+        """Rows ``[y0, y1)`` across ``columns``, from cached strips (read if missing)."""
+        th = self.level.tile_shape[0]
+        rows = self.level.matrix_shape[0]
+        x0, x1 = columns
+        band = np.full((y1 - y0, x1 - x0, self.level.samples), self.fill_value, self.level.dtype)
+        for row in range(max(y0, 0) // th, (min(y1, rows) - 1) // th + 1):
+            if row not in strips:
+                strips[row] = self._strip(row, columns)
+                self.tiles_read += _tiles_in(columns, self.level.tile_shape[1], self.level)
+            lo, hi = max(y0, row * th), min(y1, (row + 1) * th, rows)
+            band[lo - y0 : hi - y0] = strips[row][lo - row * th : hi - row * th]
+        return band
+
+    def __iter__(self) -> Iterator[Patch]:
+        """Patches row by row; each tile row is read once and dropped once passed."""
+        self.tiles_read = 0
+        if not len(self.positions):
+            return
+        (w, h), p = self.size, self.padding
+        th = self.level.tile_shape[0]
+        columns = self._columns()
+        strips: dict[int, np.ndarray] = {}
+        positions = self.positions
+        starts = np.flatnonzero(np.r_[True, positions[1:, 1] != positions[:-1, 1]])
+        for k, start in enumerate(starts):
+            stop = starts[k + 1] if k + 1 < len(starts) else len(positions)
+            y = int(positions[start, 1])
+            for row in [r for r in strips if (r + 1) * th <= y - p]:
+                del strips[row]  # rows above this band are never needed again
+            band = self._band(y - p, y + h + p, columns, strips)
+            for x in positions[start:stop, 0]:
+                lo = int(x) - p - columns[0]
+                yield Patch(int(x), y, band[:, lo : lo + w + 2 * p])
+
+    def to_dask(self) -> dask.array.Array:
+        """The patches as a dask array ``(n, h + 2p, w + 2p, samples)``; one chunk per
+        row of patches, so a chunk reads its tiles once (rows of patches that share a
+        tile row read it once each)."""
+        import dask
+        import dask.array as da
+
+        shape = self.patch_shape
+        if not len(self.positions):
+            return da.empty((0, *shape), dtype=self.level.dtype)
+        positions = self.positions
+        starts = np.flatnonzero(np.r_[True, positions[1:, 1] != positions[:-1, 1]])
+        stops = [*starts[1:], len(positions)]
+        parts = []
+        for start, stop in zip(starts, stops, strict=True):
+            block = dask.delayed(_patch_row)(self, int(start), int(stop))
+            parts.append(
+                da.from_delayed(block, shape=(stop - start, *shape), dtype=self.level.dtype)
+            )
+        return da.concatenate(parts, axis=0)
+
+    def __repr__(self) -> str:
+        return (
+            f"PatchSampler(n={len(self)}, size={self.size}, stride={self.stride}, "
+            f"padding={self.padding}, bbox={self.bbox})"
+        )
+
+
+def _patch_row(sampler: PatchSampler, start: int, stop: int) -> np.ndarray:
+    """The patches ``start:stop`` (one row of the grid) stacked, from one band read."""
+    (w, h), p = sampler.size, sampler.padding
+    y = int(sampler.positions[start, 1])
+    xs = sampler.positions[start:stop, 0]
+    columns = (int(xs.min()) - p, int(xs.max()) + w + p)
+    band = sampler._band(y - p, y + h + p, columns, {})
+    return np.stack([band[:, int(x) - p - columns[0] :][:, : w + 2 * p] for x in xs])
+
+
+def _tiles_in(columns: tuple[int, int], tile_width: int, level: Level) -> int:
+    cols = level.matrix_shape[1]
+    x0, x1 = max(columns[0], 0), min(columns[1], cols)
+    return 0 if x1 <= x0 else (x1 - 1) // tile_width - x0 // tile_width + 1
+
+
+def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
+    if len(pair) != 2 or min(pair) <= 0:
+        raise ValueError(f"{name} must be a positive int or (x, y) pair, got {value!r}")
+    return int(pair[0]), int(pair[1])
