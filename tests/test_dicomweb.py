@@ -163,5 +163,8 @@ def test_client_object_pickling_and_errors(dicomweb_server, data_tree) -> None:
     np.testing.assert_array_equal(again.compute(scheduler="processes", num_workers=2), expected)
     with pytest.raises(SourceNotFoundError, match=r"1\.2\.3\.4\.5"):
         dicom_dask.open_volume(f"{_root(server)}/studies/{study}/series/1.2.3.4.5")
-    with pytest.raises(DicomDaskError, match="series"):
-        dicom_dask.open_slide(f"{_root(server)}/studies/{study}")
+    # a study: QIDO-RS finds its series
+    whole_study = dicom_dask.open_volume(f"{_root(server)}/studies/{study}")
+    np.testing.assert_array_equal(whole_study.array.compute(), expected)
+    with pytest.raises(DicomDaskError, match="expected dicomweb"):
+        dicom_dask.open_slide("dicomweb+http://127.0.0.1:1/dicom-web/nothing")

@@ -189,27 +189,63 @@ def _index(loc: DicomWebLocation, metadata: Mapping[str, Any], syntax: UID) -> A
 
 
 def index_location(source: str | DicomWebLocation, *, storage_options: Any = None) -> list[Any]:
-    """Index the images of a DICOMweb series (or one instance): QIDO-RS, one WADO-RS
-    metadata request, and one probe per instance for its stored transfer syntax."""
+    """Index the images of a DICOMweb study, series or instance.
+
+    A series costs a QIDO-RS search for its instances, one WADO-RS metadata request,
+    and one probe per instance for its stored transfer syntax (concurrently); a study
+    first asks QIDO-RS for its series.
+    """
     loc = location(source)
-    if not loc.series:
-        raise NoImagesError(f"{loc.url()}: name a series (…/series/<uid>), not a study")
     client = _client(loc.base, storage_options, loc.client)
     where = loc.url()
+    if not loc.series:  # a study: every series QIDO-RS finds in it
+        found = _call(where, client.search_for_series, study_instance_uid=loc.study)
+        series = [_value(d, "0020000E") for d in found]
+        if not series:
+            raise NoImagesError(f"{where}: the study has no series")
+        out = []
+        for uid in series:
+            try:
+                out += index_location(
+                    DicomWebLocation(loc.base, loc.study, uid, client=loc.client),
+                    storage_options=storage_options,
+                )
+            except NoImagesError:
+                continue  # a series of reports, say
+        return out
     if loc.instance:
-        metadata = _call(
-            where, client.retrieve_instance_metadata, loc.study, loc.series, loc.instance
-        )
-        documents = [metadata]
+        documents = [
+            _call(where, client.retrieve_instance_metadata, loc.study, loc.series, loc.instance)
+        ]
     else:
+        listed = _call(
+            where,
+            client.search_for_instances,
+            study_instance_uid=loc.study,
+            series_instance_uid=loc.series,
+        )
+        if not listed:
+            raise SourceNotFoundError(f"{where}: QIDO-RS finds no instance in this series")
         documents = _call(where, client.retrieve_series_metadata, loc.study, loc.series)
-    images = [d for d in documents if "7FE00010" in d or "00280010" in d]
+        missing = {_value(d, "00080018") for d in listed} - {
+            _value(d, "00080018") for d in documents
+        }
+        if missing:
+            raise ReadError(
+                f"{where}: the series metadata lacks {len(missing)} instances that QIDO-RS "
+                f"lists (first: {sorted(missing)[0]})"
+            )
+    images = [d for d in documents if "00280010" in d and "00280011" in d]
     if not images:
         raise NoImagesError(f"{where}: no instance with pixel data")
-    uids = [d["00080018"]["Value"][0] for d in images]
+    uids = [_value(d, "00080018") for d in images]
     with ThreadPoolExecutor(min(8, len(uids))) as pool:
         syntaxes = list(pool.map(lambda u: _transfer_syntax(client, loc, u), uids))
     return [_index(loc, d, s) for d, s in zip(images, syntaxes, strict=True)]
+
+
+def _value(document: Mapping[str, Any], tag: str) -> str:
+    return str((document.get(tag) or {}).get("Value", [""])[0])
 
 
 def _runs(numbers: Sequence[int]) -> list[list[int]]:
