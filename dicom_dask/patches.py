@@ -230,21 +230,33 @@ class PatchSampler:
                 yield Patch(int(x), y, band[:, lo : lo + w + 2 * p])
 
     def to_dask(self) -> dask.array.Array:
-        """The patches as a dask array ``(n, h + 2p, w + 2p, samples)``; one chunk per
-        row of patches, so a chunk reads its tiles once (rows of patches that share a
-        tile row read it once each)."""
+        """The patches as a dask array ``(n, h + 2p, w + 2p, samples)``, one chunk per row
+        of patches. Each tile row is one task that the chunks needing it share, so a
+        compute reads every tile once, as iteration does."""
         import dask
         import dask.array as da
 
         shape = self.patch_shape
         if not len(self.positions):
             return da.empty((0, *shape), dtype=self.level.dtype)
+        (_, h), p = self.size, self.padding
+        th = self.level.tile_shape[0]
+        rows = self.level.matrix_shape[0]
+        columns = self._columns()
         positions = self.positions
         starts = np.flatnonzero(np.r_[True, positions[1:, 1] != positions[:-1, 1]])
         stops = [*starts[1:], len(positions)]
+        strips: dict[int, Any] = {}
         parts = []
         for start, stop in zip(starts, stops, strict=True):
-            block = dask.delayed(_patch_row)(self, int(start), int(stop))
+            y = int(positions[start, 1])
+            needed = range(max(y - p, 0) // th, (min(y + h + p, rows) - 1) // th + 1)
+            for row in needed:
+                if row not in strips:
+                    strips[row] = dask.delayed(self._strip)(row, columns)
+            block = dask.delayed(_patch_row)(
+                self, int(start), int(stop), columns, list(needed), *(strips[r] for r in needed)
+            )
             parts.append(
                 da.from_delayed(block, shape=(stop - start, *shape), dtype=self.level.dtype)
             )
@@ -257,13 +269,19 @@ class PatchSampler:
         )
 
 
-def _patch_row(sampler: PatchSampler, start: int, stop: int) -> np.ndarray:
-    """The patches ``start:stop`` (one row of the grid) stacked, from one band read."""
+def _patch_row(
+    sampler: PatchSampler,
+    start: int,
+    stop: int,
+    columns: tuple[int, int],
+    rows: list[int],
+    *strips: np.ndarray,
+) -> np.ndarray:
+    """The patches ``start:stop`` (one row of the grid) cut from the strips they span."""
     (w, h), p = sampler.size, sampler.padding
     y = int(sampler.positions[start, 1])
+    band = sampler._band(y - p, y + h + p, columns, dict(zip(rows, strips, strict=True)))
     xs = sampler.positions[start:stop, 0]
-    columns = (int(xs.min()) - p, int(xs.max()) + w + p)
-    band = sampler._band(y - p, y + h + p, columns, {})
     return np.stack([band[:, int(x) - p - columns[0] :][:, : w + 2 * p] for x in xs])
 
 

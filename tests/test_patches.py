@@ -85,6 +85,11 @@ def test_overlapping_patches_read_every_tile_once(slide, fetched) -> None:
     assert n == len(sampler) == len(range(0, COLS - 96 + 1, 40)) * len(range(0, ROWS - 96 + 1, 40))
     tiles = -(-ROWS // TILE) * -(-COLS // TILE)
     assert len(fetched) == tiles and set(fetched.values()) == {1}
+    # the dask array shares each tile row's task between the chunks that need it
+    fetched.clear()
+    stacked = sampler.to_dask().compute(scheduler="threads")
+    assert stacked.shape[0] == n
+    assert len(fetched) == tiles and set(fetched.values()) == {1}
 
 
 def test_tissue_mask_from_the_lowest_level(tmp_path) -> None:
