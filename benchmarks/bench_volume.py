@@ -6,7 +6,9 @@ Run ``python benchmarks/make_data.py`` first (writes ``benchmarks/data/ct-300``:
 * **open**: from a folder to an object that knows the volume's shape and geometry.
   dicom_dask reads headers only; highdicom (``get_volume_from_series`` over pydicom
   datasets), SimpleITK (``ImageSeriesReader``) and the pydicom loop read everything;
-* **open + full read**: the whole volume as a NumPy array;
+* **open + full read**: the whole volume as a NumPy array, through dask
+  (``.array.compute()``) and through ``Volume.compute()``, which reads an opened volume
+  straight from its manifest into one array (no dask chunks to assemble);
 * **ceiling**: headers parsed with pydicom (``stop_before_pixels``) to sort the
   slices, then the same pixel bytes read and ``frombuffer``-ed into the volume.
 
@@ -72,6 +74,9 @@ def rows(folder: Path, repeat: int) -> list[tuple[str, str, float, float | None]
     def dd_full() -> np.ndarray:
         return dicom_dask.open_volume(folder).array.compute(scheduler="threads", num_workers=2)
 
+    def dd_direct() -> np.ndarray:
+        return dicom_dask.open_volume(folder).compute().array  # type: ignore[no-any-return]
+
     def pydicom_loop() -> np.ndarray:
         datasets = [pydicom.dcmread(f) for f in files]
         normal = np.cross(
@@ -98,9 +103,11 @@ def rows(folder: Path, repeat: int) -> list[tuple[str, str, float, float | None]
         return sitk.GetArrayFromImage(reader.Execute())
 
     fast = interleaved(
-        {"ceiling": lambda: ceiling(files), "open": dd_open, "full": dd_full}, repeat
+        {"ceiling": lambda: ceiling(files), "open": dd_open, "full": dd_full, "direct": dd_direct},
+        repeat,
     )
     t_ceiling, t_open, t_full = fast["ceiling"], fast["open"], fast["full"]
+    t_direct = fast["direct"]
     slow = max(3, repeat // 3)
     anchors = [
         ("highdicom dcmread + get_volume_from_series", best(highdicom_volume, slow)),
@@ -119,6 +126,14 @@ def rows(folder: Path, repeat: int) -> list[tuple[str, str, float, float | None]
             "dicom_dask open_volume + .array.compute()",
             t_full,
             t_full / t_ceiling,
+        )
+    )
+    out.append(
+        (
+            "open + full read",
+            "dicom_dask open_volume + .compute() (manifest read, no dask)",
+            t_direct,
+            t_direct / t_ceiling,
         )
     )
     for label, seconds in anchors:

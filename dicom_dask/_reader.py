@@ -161,6 +161,9 @@ class ManifestArray:
     passes them, and returns a NumPy array.
     """
 
+    #: Name of the dask array built over this reader, when one is (set by the builder).
+    array_name: str = ""
+
     def __init__(
         self,
         store: DicomStore,

@@ -9,6 +9,7 @@ column)`` indices to LPS millimetres, as highdicom's ``Volume`` does.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -75,6 +76,8 @@ class Volume:
     sources: tuple[Any, ...] | None = field(default=None, repr=False)
     #: The parsed files of the series behind the volume (for :meth:`save_index`).
     indexes: tuple[Any, ...] | None = field(default=None, repr=False)
+    #: The manifest reader behind :attr:`array` (opened volumes only).
+    reader: Any = field(default=None, repr=False)
 
     # -- geometry -----------------------------------------------------------------
     @property
@@ -131,7 +134,7 @@ class Volume:
 
     # -- derived volumes ----------------------------------------------------------------
     def _derived(self, array: Any, affine: np.ndarray, **changes: Any) -> Volume:
-        return replace(self, array=array, affine=affine, store=None, **changes)
+        return replace(self, array=array, affine=affine, store=None, reader=None, **changes)
 
     def __getitem__(self, key: Any) -> Volume:
         """Slice the spatial axes (ints keep a length-1 axis); the affine follows."""
@@ -262,9 +265,18 @@ class Volume:
         )
 
     def compute(self, **kwargs: Any) -> Volume:
-        """A Volume holding a NumPy array (``kwargs`` go to ``dask.compute``)."""
+        """A Volume holding a NumPy array (``kwargs`` go to ``dask.compute``).
+
+        An opened, untouched volume computed without options is read straight from its
+        manifest into one array, decoding in a thread per core: the same pixels as
+        ``array.compute()`` (tested) without dask assembling the chunks."""
         array = self.array
-        if hasattr(array, "compute"):
+        untouched = getattr(array, "name", None) == getattr(self.reader, "array_name", "")
+        if untouched and self.store is not None and not kwargs:
+            reader = copy.copy(self.reader)
+            reader.threads = os.cpu_count() or 1
+            array = reader[tuple(slice(None) for _ in self.reader.shape)]
+        elif hasattr(array, "compute"):
             array = array.compute(**kwargs)
         return self._derived(np.asarray(array), self.affine.copy(), sources=None)
 
@@ -581,7 +593,9 @@ def _build(
         fill_value=fill_value,
     )
     store = DicomStore({"": manifest}, {"zarr.json": document}, storage_options=storage_options)
-    array = _dask(store, manifest, shape, chunk, desc.dtype, codecs, fill_value, chunk_bytes)
+    array, reader = _dask(
+        store, manifest, shape, chunk, desc.dtype, codecs, fill_value, chunk_bytes
+    )
     for_uid = ds.get("FrameOfReferenceUID")
     return Volume(
         array=array,
@@ -594,6 +608,7 @@ def _build(
         store=store,
         sources=(source_datasets, source_frames, list(source_index)),
         indexes=tuple({id(r.index): r.index for r in records}.values()),
+        reader=reader,
     )
 
 
@@ -606,7 +621,8 @@ def _dask(
     codecs: list[dict[str, Any]],
     fill_value: Any,
     chunk_bytes: int,
-) -> dask.array.Array:
+) -> tuple[dask.array.Array, Any]:
+    """The dask array over ``manifest`` and the manifest reader behind it."""
     import dask.array as da
     from dask.base import tokenize
 
@@ -626,7 +642,7 @@ def _dask(
     slices = max(1, min(shape[0], chunk_bytes // max(per_slice, 1)))
     chunks = (slices, *shape[1:])
     token = tokenize(manifest.urls, manifest.offsets.tobytes(), codecs, shape, chunks, fill_value)
-    return da.from_array(
+    array = da.from_array(
         reader,
         chunks=chunks,
         meta=np.empty((0,) * len(shape), dtype=dtype),
@@ -634,6 +650,8 @@ def _dask(
         fancy=False,
         name=f"dicom-volume-{token}",
     )
+    reader.array_name = array.name  # what Volume.compute checks before reading directly
+    return array, reader
 
 
 def _indexes_from_sidecar(index: Any, storage_options: StorageOptions) -> tuple[list[Any], str]:

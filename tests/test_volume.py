@@ -312,3 +312,24 @@ def test_files_with_different_encodings_are_refused(tmp_path) -> None:
     )
     with pytest.raises(LayoutError, match="one volume array needs one pixel encoding"):
         dicom_dask.open_volume(tmp_path)
+
+
+def test_compute_reads_directly_and_equals_dask(tmp_path) -> None:
+    """Volume.compute() of an opened volume bypasses dask: the same pixels, missing slices
+    filled, and a replaced or derived array is computed through dask."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(8)
+    vol = rng.integers(0, 4000, (12, 16, 20), dtype=np.uint16)
+    positions = series_positions(13, slice_spacing=1.5)
+    keep = [i for i in range(13) if i != 5]  # slice 5 missing
+    write_series(
+        tmp_path, vol[: len(keep)], positions=positions[keep], transfer_syntax=uid.RLELossless
+    )
+    v = dicom_dask.open_volume(tmp_path, geometry="positions")
+    direct = v.compute().array
+    np.testing.assert_array_equal(direct, v.array.compute())
+    assert isinstance(direct, np.ndarray)
+    np.testing.assert_array_equal(v[2:5].compute().array, v.array[2:5].compute())
+    other = replace(v, array=v.array + 1)
+    np.testing.assert_array_equal(other.compute().array, v.array.compute() + 1)

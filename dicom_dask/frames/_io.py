@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import stat
@@ -146,14 +147,20 @@ class RetryPolicy:
 
     def delays(self) -> list[float]:
         """The waits before each retry, within the total budget."""
-        out, total = [], 0.0
-        for k in range(self.attempts - 1):
-            delay = min(self.first_delay * 2**k, self.max_delay)
-            if total + delay > self.budget:
-                break
-            out.append(delay)
-            total += delay
-        return out
+        return list(_delays(self))
+
+
+@functools.cache
+def _delays(policy: RetryPolicy) -> tuple[float, ...]:
+    """:meth:`RetryPolicy.delays`, computed once per policy (every read asks for them)."""
+    out, total = [], 0.0
+    for k in range(policy.attempts - 1):
+        delay = min(policy.first_delay * 2**k, policy.max_delay)
+        if total + delay > policy.budget:
+            break
+        out.append(delay)
+        total += delay
+    return tuple(out)
 
 
 #: The policy every read uses (replace it to tune retries process-wide).

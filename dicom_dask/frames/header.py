@@ -261,8 +261,9 @@ class DicomHeader:
         return self.transfer_syntax in ENCAPSULATED_SYNTAXES
 
 
-def _parse_dataset(reader: BlockReader, url: str) -> tuple[Dataset, bool]:
-    """Parse the header; return the dataset and whether a preamble was present.
+def _parse_dataset(reader: BlockReader, url: str) -> tuple[Dataset, bool, bytes | None]:
+    """Parse the header; return the dataset, whether a preamble was present and, for a
+    local file, the 12 bytes that follow the parsed elements (else ``None``).
 
     pydicom reads element by element: a buffered view over the block reader turns
     thousands of small Python-level reads into a few; ``reader`` is left positioned
@@ -271,10 +272,12 @@ def _parse_dataset(reader: BlockReader, url: str) -> tuple[Dataset, bool]:
     source = reader.source
     if type(source.fs) is LocalFileSystem:  # pydicom is fastest on a real file
         with call_fs(url, open, source.path, "rb") as local:
-            return _parse(local, reader, url)
+            ds, preamble = _parse(local, reader, url)
+            local.seek(reader.tell())
+            return ds, preamble, local.read(12)  # the pixel data element's header
     buffered = io.BufferedReader(reader, buffer_size=8192)  # type: ignore[arg-type]
     try:
-        return _parse(buffered, reader, url)
+        return (*_parse(buffered, reader, url), None)
     finally:
         buffered.detach()
 
@@ -402,7 +405,7 @@ def read_header(reader: BlockReader) -> DicomHeader:
     size = reader.source.size
     if size == 0:
         raise NotDicomError(f"{url}: the file is empty")
-    ds, has_preamble = _parse_dataset(reader, url)
+    ds, has_preamble, local_head = _parse_dataset(reader, url)
     if not has_preamble and "Rows" not in ds:
         raise NotDicomError(
             f"{url}: no DICOM preamble ('DICM' at byte 128), and read as a raw dataset it "
@@ -417,7 +420,11 @@ def read_header(reader: BlockReader) -> DicomHeader:
             "a native, JPEG, JPEG-LS, JPEG 2000, HTJ2K, RLE or deflated syntax"
         )
     pos = reader.tell()
-    head = reader.read(12) if pos < size else b""
+    if local_head is not None:  # read with the parse: no block read of a local file
+        head = local_head
+        reader.seek(pos + len(head))
+    else:
+        head = reader.read(12) if pos < size else b""
     if len(head) < 8:
         tags = [int(t) for t in ds.keys()]  # noqa: SIM118 - iterating a Dataset yields elements
         if tags and pos >= size and not any(t in PIXEL_TAGS for t in tags):
