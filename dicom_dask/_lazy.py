@@ -8,7 +8,7 @@ import numpy as np
 
 from dicom_dask.transforms import FrameTransformer, apply_block
 
-__all__ = ["transformed_dask"]
+__all__ = ["FusedTransform", "fused_transformed_dask", "transformed_dask"]
 
 
 def transformed_dask(array: Any, transformer: FrameTransformer, roles: str) -> Any:
@@ -33,4 +33,64 @@ def transformed_dask(array: Any, transformer: FrameTransformer, roles: str) -> A
         dtype=dtype,
         meta=np.empty((0,) * ndim, dtype=dtype),
         **extra,
+    )
+
+
+class FusedTransform:
+    """Stored values read and transformed slab by slab, for ``dask.array.from_array``.
+
+    A block is read a few frames at a time into one small scratch buffer (about
+    ``slab_bytes``), and each slab is transformed into the output while it is still in
+    the CPU cache: the stored values never make a round trip through main memory.
+    Pixels equal ``apply_block`` over the stored block (same function, same frames).
+    """
+
+    def __init__(
+        self, reader: Any, transformer: FrameTransformer, roles: str, slab_bytes: int = 1 << 19
+    ) -> None:
+        self.reader = reader
+        self.transformer = transformer
+        self.roles = roles
+        self.slab_bytes = int(slab_bytes)
+        tail = (3,) if transformer.adds_samples else ()
+        self.shape = (*reader.shape, *tail)
+        self.dtype = np.dtype(transformer.options.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        sel = self.reader._normalize(key[: self.reader.ndim] if isinstance(key, tuple) else key)
+        shape = tuple(s.stop - s.start for s in sel)
+        tail = self.shape[self.reader.ndim :]
+        out = np.empty(shape + tail, dtype=self.dtype)
+        if 0 in shape:
+            return out
+        per_frame = int(np.prod(shape[1:])) * self.reader.dtype.itemsize
+        step = max(1, self.slab_bytes // max(per_frame, 1))
+        scratch = np.empty((min(step, shape[0]), *shape[1:]), dtype=self.reader.dtype)
+        rest = [(s.start, s.stop) for s in sel[1:]]
+        first = sel[0].start
+        for lo in range(first, sel[0].stop, step):
+            hi = min(lo + step, sel[0].stop)
+            slab = self.reader.read((slice(lo, hi), *sel[1:]), out=scratch[: hi - lo])
+            info = {None: {"array-location": [(lo, hi), *rest]}}
+            apply_block(slab, self.transformer, self.roles, info, out=out[lo - first : hi - first])
+        return out
+
+
+def fused_transformed_dask(
+    reader: Any, array: Any, transformer: FrameTransformer, roles: str, name: str
+) -> Any:
+    """Like :func:`transformed_dask` over ``array`` (built on ``reader``), with each block
+    read and transformed slab by slab (:class:`FusedTransform`)."""
+    import dask.array as da
+
+    fused = FusedTransform(reader, transformer, roles)
+    chunks = array.chunks + (((3,),) if transformer.adds_samples else ())
+    return da.from_array(
+        fused,
+        chunks=chunks,
+        meta=np.empty((0,) * fused.ndim, dtype=fused.dtype),
+        asarray=False,
+        fancy=False,
+        name=name,
     )

@@ -224,10 +224,20 @@ class ManifestArray:
         return tuple(out)
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        return self.read(key)
+
+    def read(self, key: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """``self[key]``, written into ``out`` when given (C-contiguous, the selection's
+        shape and this array's dtype): a caller can reuse one scratch buffer."""
         sel = self._normalize(key)
         out_shape = tuple(s.stop - s.start for s in sel)
+        if out is not None and (out.shape != out_shape or out.dtype != self.dtype):
+            raise ValueError(
+                f"out has shape {out.shape} and dtype {out.dtype}, expected {out_shape} "
+                f"and {self.dtype}"
+            )
         if 0 in out_shape:
-            return np.empty(out_shape, dtype=self.dtype)
+            return np.empty(out_shape, dtype=self.dtype) if out is None else out
         ranges = [
             range(s.start // c, (s.stop - 1) // c + 1)
             for s, c in zip(sel, self.chunk_shape, strict=True)
@@ -241,11 +251,10 @@ class ManifestArray:
             else:
                 missing = True
         # every output element is written by a present chunk unless one is missing
-        out = (
-            np.full(out_shape, self.fill_value, dtype=self.dtype)
-            if missing
-            else np.empty(out_shape, dtype=self.dtype)
-        )
+        if out is None:
+            out = np.empty(out_shape, dtype=self.dtype)
+        if missing:
+            out.fill(self.fill_value)
 
         def paste(item: tuple[tuple[int, ...], ChunkRef], data: bytes) -> None:
             coords, ref = item

@@ -257,12 +257,18 @@ class Volume:
         roles += "s" * (self.array.ndim - len(roles))
         metadata = dict(self.metadata)
         metadata["transform"] = {"options": options.to_dict(), "applied": transformer.applied}
-        return self._derived(
-            transformed_dask(self.array, transformer, roles),
-            self.affine.copy(),
-            metadata=metadata,
-            sources=None,
-        )
+        array = self.array
+        if getattr(array, "name", None) == getattr(self.reader, "array_name", ""):
+            # an opened volume: read and transform slab by slab, in cache
+            from dask.base import tokenize
+
+            from dicom_dask._lazy import fused_transformed_dask
+
+            name = f"dicom-volume-transformed-{tokenize(array.name, options.to_dict())}"
+            transformed = fused_transformed_dask(self.reader, array, transformer, roles, name)
+        else:
+            transformed = transformed_dask(array, transformer, roles)
+        return self._derived(transformed, self.affine.copy(), metadata=metadata, sources=None)
 
     def compute(self, **kwargs: Any) -> Volume:
         """A Volume holding a NumPy array (``kwargs`` go to ``dask.compute``).
