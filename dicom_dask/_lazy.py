@@ -78,14 +78,25 @@ class FusedTransform:
 
 
 def fused_transformed_dask(
-    reader: Any, array: Any, transformer: FrameTransformer, roles: str, name: str
+    reader: Any,
+    array: Any,
+    transformer: FrameTransformer,
+    roles: str,
+    name: str,
+    *,
+    chunk_bytes: int | None = None,
 ) -> Any:
     """Like :func:`transformed_dask` over ``array`` (built on ``reader``), with each block
-    read and transformed slab by slab (:class:`FusedTransform`)."""
+    read and transformed slab by slab (:class:`FusedTransform`). With ``chunk_bytes``
+    the blocks hold about that many *output* bytes (whole frames along axis 0)."""
     import dask.array as da
 
     fused = FusedTransform(reader, transformer, roles)
     chunks = array.chunks + (((3,),) if transformer.adds_samples else ())
+    if chunk_bytes:
+        per_frame = int(np.prod(fused.shape[1:])) * fused.dtype.itemsize
+        step = max(1, min(fused.shape[0], chunk_bytes // max(per_frame, 1)))
+        chunks = (step, *chunks[1:])  # dask splits axis 0 into blocks of `step` frames
     return da.from_array(
         fused,
         chunks=chunks,

@@ -265,7 +265,9 @@ class Volume:
             from dicom_dask._lazy import fused_transformed_dask
 
             name = f"dicom-volume-transformed-{tokenize(array.name, options.to_dict())}"
-            transformed = fused_transformed_dask(self.reader, array, transformer, roles, name)
+            transformed = fused_transformed_dask(
+                self.reader, array, transformer, roles, name, chunk_bytes=CHUNK_BYTES
+            )
         else:
             transformed = transformed_dask(array, transformer, roles)
         return self._derived(transformed, self.affine.copy(), metadata=metadata, sources=None)
