@@ -84,19 +84,30 @@ def _icc(ds: Any) -> bytes | None:
     return None
 
 
-def _to_rgb8(region: np.ndarray) -> np.ndarray:
-    """``(h, w[, s])`` stored values as ``(h, w, 3)`` uint8 (grey repeated)."""
-    if region.dtype != np.uint8:
-        if region.dtype == bool or region.max(initial=0) <= 1:
-            region = region.astype(np.uint8) * 255
-        else:
-            top = float(region.max(initial=1))
-            region = np.round(region.astype(np.float64) * (255.0 / top)).astype(np.uint8)
+def _to_rgb8(region: np.ndarray, bits: int = 8) -> np.ndarray:
+    """``(h, w[, s])`` stored values as ``(h, w, 3)`` uint8 (grey repeated).
+
+    ``bits`` is Bits Stored: 1-bit masks become 0/255, deeper integers are scaled from
+    their full range (the same scale for every region of a level), floats are clipped.
+    """
+    if region.dtype == bool or bits == 1:
+        region = (region != 0).astype(np.uint8) * 255
+    elif region.dtype.kind == "f":
+        region = np.clip(np.round(region), 0, 255).astype(np.uint8)
+    elif region.dtype != np.uint8 or bits != 8:
+        low = -(2 ** (bits - 1)) if region.dtype.kind == "i" else 0
+        scale = 255.0 / (2**bits - 1)
+        region = np.round((region.astype(np.float64) - low) * scale)
+        region = np.clip(region, 0, 255).astype(np.uint8)
     if region.ndim == 2:
         return np.repeat(region[..., None], 3, axis=-1)
     if region.shape[-1] == 1:
         return np.repeat(region, 3, axis=-1)
     return region[..., :3]
+
+
+def _bits(level: Any) -> int:
+    return int(level.image.index.header.description.bits_stored)
 
 
 class _AssociatedImages(Mapping[str, "Image.Image"]):
@@ -113,7 +124,7 @@ class _AssociatedImages(Mapping[str, "Image.Image"]):
             raise KeyError(name)
         level = self._slide.associated[_ASSOCIATED[name]]
         rows, cols = level.matrix_shape
-        rgb = _to_rgb8(level.read_region((0, 0), (cols, rows)))
+        rgb = _to_rgb8(level.read_region((0, 0), (cols, rows)), _bits(level))
         alpha = np.full((*rgb.shape[:2], 1), 255, dtype=np.uint8)
         return Image.fromarray(np.concatenate([rgb, alpha], axis=-1), "RGBA")
 
@@ -253,7 +264,7 @@ class OpenSlide:
         rgba = np.zeros((h, w, 4), dtype=np.uint8)
         if w and h:
             region = lv.read_region((x, y), (w, h), channel=self.channel, plane=self.plane)
-            rgba[..., :3] = _to_rgb8(region)
+            rgba[..., :3] = _to_rgb8(region, _bits(lv))
             rgba[..., 3] = self._alpha(lv, x, y, w, h)
             rgba[rgba[..., 3] == 0] = 0
         return Image.fromarray(rgba, "RGBA")

@@ -128,3 +128,7 @@ def test_real_slides(path) -> None:
         np.testing.assert_array_equal(region[..., :3], expected)
     else:  # grey or labels: the same values in all three colour channels
         assert (region[..., 0] == region[..., 1]).all() and (region[..., 1] == region[..., 2]).all()
+        bits = level.image.index.header.description.bits_stored
+        if bits == 1:  # masks are shown black and white
+            assert set(np.unique(region[..., 0])) <= {0, 255}
+            np.testing.assert_array_equal(region[..., 0] == 255, np.squeeze(expected) != 0)
