@@ -74,6 +74,8 @@ class ServerProcess:
         Extra environment variables.
     timeout : float
         Seconds to wait for the port to answer.
+    workdir : str, optional
+        The server's working folder (logs, data). Removed on :meth:`stop`.
     """
 
     def __init__(
@@ -112,21 +114,21 @@ class ServerProcess:
         try:
             _wait_for_port(self.port, self.timeout, self.proc)
         except Exception as exc:
-            self.stop()
             log_text = Path(self.log_path).read_text(errors="replace")[-2000:]
+            self.stop()
             raise RuntimeError(f"{self.command[0]} did not start: {exc}\n{log_text}") from exc
         return self
 
     def stop(self) -> None:
-        """Terminate the process (SIGKILL after 10 s)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        """Terminate the process (SIGKILL after 10 s) and remove its working folder."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -70,7 +70,7 @@ def test_full_slide_graph_is_small_and_cluster_equals_threaded(client, proxy) ->
 def test_killed_worker_does_not_change_the_result(client, proxy) -> None:
     slide = dicom_dask.open_slide(f"{proxy.endpoint}/slide/level0.dcm")
     expected = _checksum(slide.levels[0]).compute(scheduler="threads")
-    proxy.latency = 0.1  # every chunk now takes a few round trips: the kill lands mid-way
+    proxy.latency = 0.2  # every chunk now waits on the network: the kill lands mid-way
     future = client.compute(_checksum(slide.levels[0]))
     deadline = time.monotonic() + 30
     while not any(client.processing().values()) and time.monotonic() < deadline:
