@@ -338,7 +338,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, data = self._answer(proxy, body)
         finally:
             proxy._leave()
-        self._reply(status, headers, data)
+        # logged before the reply goes out: a client that has its answer finds it logged
         proxy._record(
             LoggedRequest(
                 self.command,
@@ -350,6 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
                 time.monotonic(),
             )
         )
+        self._reply(status, headers, data)
 
     def _answer(self, proxy: Proxy, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
         status = proxy._decide(self.command, self.path)
