@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def timed(func: Callable[[], T], repeat: int = 1) -> tuple[float, T]:
+    """Best wall time of ``repeat`` runs of ``func`` (seconds), and the last result."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = func()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
 
 
 def best(func: Callable[[], object], repeat: int) -> float:
     """Best wall time of ``repeat`` runs of ``func`` (seconds)."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return timed(func, repeat)[0]
 
 
 def interleaved(funcs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:

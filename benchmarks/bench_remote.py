@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import timed  # benchmarks/_timing.py
 
 import dicom_dask
 from dicom_dask import loopback
@@ -36,15 +36,6 @@ warnings.simplefilter("ignore")
 LOCATION = (3037, 5101)  # (x, y), not on the tile grid
 SIZE = (2048, 2048)
 CREDENTIALS = {"key": "bench", "secret": "bench"}
-
-
-def _timed(func: Any, repeat: int = 1) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = func()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def _row(name: str, seconds: float, log: list[loopback.LoggedRequest], latency: float) -> None:
@@ -74,7 +65,7 @@ def first_region(args: argparse.Namespace, http: loopback.Proxy, s3: loopback.Pr
     print("|---|---|---|---|---|---|")
     url = f"{http.endpoint}/slide-bot/level0.dcm"
     http.reset()
-    t, slide = _timed(lambda: dicom_dask.open_slide(url))
+    t, slide = timed(lambda: dicom_dask.open_slide(url))
     _row("dicom_dask open (HTTP)", t, http.reset(), lat)
 
     def ours(u: str, options: dict[str, Any] | None = None) -> np.ndarray:
@@ -93,12 +84,13 @@ def first_region(args: argparse.Namespace, http: loopback.Proxy, s3: loopback.Pr
         times = []
         for _ in range(args.repeat):
             proxy.reset()
-            t, region = _timed(lambda u=u, options=options: ours(u, options))
+            t, region = timed(lambda u=u, options=options: ours(u, options))
             times.append((t, proxy.reset()))
         t, log = min(times, key=lambda item: item[0])
         _row(name, t, log, lat)
     expected = region
 
+    import fsspec
     import highdicom
     import s3fs
     from pydicom.filebase import DicomFileLike
@@ -106,30 +98,32 @@ def first_region(args: argparse.Namespace, http: loopback.Proxy, s3: loopback.Pr
     level = slide.pyramid[0]
     frames = _touched(level)
 
-    def with_highdicom() -> None:
-        fs = s3fs.S3FileSystem(endpoint_url=s3.endpoint, skip_instance_cache=True, **CREDENTIALS)
-        with fs.open("bench/slide-bot/level0.dcm", "rb") as f:
+    def with_highdicom(open_file: Any) -> None:
+        """The region's tiles read one by one through highdicom over a file object."""
+        with open_file() as f:
             reader = highdicom.io.ImageFileReader(DicomFileLike(f))
             reader.open()
             for i in frames:
                 reader.read_frame(i, correct_color=False)
 
-    s3.reset()
-    t, _ = _timed(with_highdicom)
-    _row("highdicom ImageFileReader over an s3fs file", t, s3.reset(), lat)
-
-    def highdicom_http() -> None:
-        import fsspec
-
-        with fsspec.open(url, "rb") as f:
-            reader = highdicom.io.ImageFileReader(DicomFileLike(f))
-            reader.open()
-            for i in frames:
-                reader.read_frame(i, correct_color=False)
-
-    http.reset()
-    t, _ = _timed(highdicom_http)
-    _row("highdicom ImageFileReader over an fsspec HTTP file", t, http.reset(), lat)
+    s3fs_file = s3fs.S3FileSystem(
+        endpoint_url=s3.endpoint, skip_instance_cache=True, **CREDENTIALS
+    ).open
+    for name, proxy, open_file in (
+        (
+            "highdicom ImageFileReader over an s3fs file",
+            s3,
+            lambda: s3fs_file("bench/slide-bot/level0.dcm", "rb"),
+        ),
+        (
+            "highdicom ImageFileReader over an fsspec HTTP file",
+            http,
+            lambda: fsspec.open(url, "rb"),
+        ),
+    ):
+        proxy.reset()
+        t, _ = timed(lambda open_file=open_file: with_highdicom(open_file))
+        _row(name, t, proxy.reset(), lat)
 
     from wsidicom import WsiDicom
 
@@ -140,7 +134,7 @@ def first_region(args: argparse.Namespace, http: loopback.Proxy, s3: loopback.Pr
 
     s3.reset()
     try:
-        t, got = _timed(with_wsidicom)
+        t, got = timed(with_wsidicom)
         _row("wsidicom over fsspec (S3)", t, s3.reset(), lat)
         same = np.abs(got.astype(int) - expected.astype(int)).max()
         print(f"\n(wsidicom's region differs from ours by at most {same} grey levels)")
@@ -165,7 +159,7 @@ def full_slide(args: argparse.Namespace, http: loopback.Proxy) -> None:
     ):
         _io.CONCURRENCY = concurrency
         http.reset()
-        t, _ = _timed(lambda scheduler=scheduler: level.compute(scheduler=scheduler), repeat)
+        t, _ = timed(lambda scheduler=scheduler: level.compute(scheduler=scheduler), repeat)
         log = http.reset()
         rows[name] = t
         mib = sum(r.body_bytes for r in log) / 2**20 / repeat
@@ -174,7 +168,7 @@ def full_slide(args: argparse.Namespace, http: loopback.Proxy) -> None:
         )
     _io.CONCURRENCY = 32
     local = dicom_dask.open_slide(HERE / "data" / "slide-bot").levels[0]
-    t, _ = _timed(lambda: local.compute(scheduler="threads"), args.repeat)
+    t, _ = timed(lambda: local.compute(scheduler="threads"), args.repeat)
     print(f"| local file, same dask read (no latency) | {t:.2f} | | | |")
     seq, conc = (
         rows["one request at a time (synchronous)"],

@@ -200,34 +200,46 @@ class PatchSampler:
         rows = self.level.matrix_shape[0]
         x0, x1 = columns
         band = np.full((y1 - y0, x1 - x0, self.level.samples), self.fill_value, self.level.dtype)
-        for row in range(max(y0, 0) // th, (min(y1, rows) - 1) // th + 1):
+        for row in self._tile_rows(y0, y1):
             if row not in strips:
                 strips[row] = self._strip(row, columns)
-                self.tiles_read += _tiles_in(columns, self.level.tile_shape[1], self.level)
+                self.tiles_read += _tiles_in(columns, self.level)
             lo, hi = max(y0, row * th), min(y1, (row + 1) * th, rows)
             band[lo - y0 : hi - y0] = strips[row][lo - row * th : hi - row * th]
         return band
+
+    def _tile_rows(self, y0: int, y1: int) -> range:
+        """The tile rows under pixel rows ``[y0, y1)`` (clipped to the matrix)."""
+        th, rows = self.level.tile_shape[0], self.level.matrix_shape[0]
+        return range(max(y0, 0) // th, (min(y1, rows) - 1) // th + 1)
+
+    def _patch_rows(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` in :attr:`positions` of each row of the grid."""
+        y = self.positions[:, 1]
+        starts = np.flatnonzero(np.r_[True, y[1:] != y[:-1]]).tolist()
+        return list(zip(starts, [*starts[1:], len(y)], strict=True))
+
+    def _cut(self, band: np.ndarray, x: int, columns: tuple[int, int]) -> np.ndarray:
+        """The patch whose core starts at column ``x``, from a band across ``columns``."""
+        lo = int(x) - self.padding - columns[0]
+        return band[:, lo : lo + self.size[0] + 2 * self.padding]
 
     def __iter__(self) -> Iterator[Patch]:
         """Patches row by row; each tile row is read once and dropped once passed."""
         self.tiles_read = 0
         if not len(self.positions):
             return
-        (w, h), p = self.size, self.padding
+        (_, h), p = self.size, self.padding
         th = self.level.tile_shape[0]
         columns = self._columns()
         strips: dict[int, np.ndarray] = {}
-        positions = self.positions
-        starts = np.flatnonzero(np.r_[True, positions[1:, 1] != positions[:-1, 1]])
-        for k, start in enumerate(starts):
-            stop = starts[k + 1] if k + 1 < len(starts) else len(positions)
-            y = int(positions[start, 1])
+        for start, stop in self._patch_rows():
+            y = int(self.positions[start, 1])
             for row in [r for r in strips if (r + 1) * th <= y - p]:
                 del strips[row]  # rows above this band are never needed again
             band = self._band(y - p, y + h + p, columns, strips)
-            for x in positions[start:stop, 0]:
-                lo = int(x) - p - columns[0]
-                yield Patch(int(x), y, band[:, lo : lo + w + 2 * p])
+            for x in self.positions[start:stop, 0]:
+                yield Patch(int(x), y, self._cut(band, x, columns))
 
     def to_dask(self) -> dask.array.Array:
         """The patches as a dask array ``(n, h + 2p, w + 2p, samples)``, one chunk per row
@@ -240,22 +252,17 @@ class PatchSampler:
         if not len(self.positions):
             return da.empty((0, *shape), dtype=self.level.dtype)
         (_, h), p = self.size, self.padding
-        th = self.level.tile_shape[0]
-        rows = self.level.matrix_shape[0]
         columns = self._columns()
-        positions = self.positions
-        starts = np.flatnonzero(np.r_[True, positions[1:, 1] != positions[:-1, 1]])
-        stops = [*starts[1:], len(positions)]
         strips: dict[int, Any] = {}
         parts = []
-        for start, stop in zip(starts, stops, strict=True):
-            y = int(positions[start, 1])
-            needed = range(max(y - p, 0) // th, (min(y + h + p, rows) - 1) // th + 1)
+        for start, stop in self._patch_rows():
+            y = int(self.positions[start, 1])
+            needed = self._tile_rows(y - p, y + h + p)
             for row in needed:
                 if row not in strips:
                     strips[row] = dask.delayed(self._strip)(row, columns)
             block = dask.delayed(_patch_row)(
-                self, int(start), int(stop), columns, list(needed), *(strips[r] for r in needed)
+                self, start, stop, columns, list(needed), *(strips[r] for r in needed)
             )
             parts.append(
                 da.from_delayed(block, shape=(stop - start, *shape), dtype=self.level.dtype)
@@ -278,17 +285,17 @@ def _patch_row(
     *strips: np.ndarray,
 ) -> np.ndarray:
     """The patches ``start:stop`` (one row of the grid) cut from the strips they span."""
-    (w, h), p = sampler.size, sampler.padding
+    (_, h), p = sampler.size, sampler.padding
     y = int(sampler.positions[start, 1])
     band = sampler._band(y - p, y + h + p, columns, dict(zip(rows, strips, strict=True)))
-    xs = sampler.positions[start:stop, 0]
-    return np.stack([band[:, int(x) - p - columns[0] :][:, : w + 2 * p] for x in xs])
+    return np.stack([sampler._cut(band, x, columns) for x in sampler.positions[start:stop, 0]])
 
 
-def _tiles_in(columns: tuple[int, int], tile_width: int, level: Level) -> int:
-    cols = level.matrix_shape[1]
-    x0, x1 = max(columns[0], 0), min(columns[1], cols)
-    return 0 if x1 <= x0 else (x1 - 1) // tile_width - x0 // tile_width + 1
+def _tiles_in(columns: tuple[int, int], level: Level) -> int:
+    """Tiles of one tile row under ``columns`` (clipped to the matrix)."""
+    tw = level.tile_shape[1]
+    x0, x1 = max(columns[0], 0), min(columns[1], level.matrix_shape[1])
+    return 0 if x1 <= x0 else (x1 - 1) // tw - x0 // tw + 1
 
 
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:

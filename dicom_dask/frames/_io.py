@@ -183,18 +183,33 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNO:
         return True
-    status = getattr(exc, "status", None) or getattr(exc, "code", None)
-    if isinstance(status, int) and (500 <= status < 600 or status == 429):
+    status = http_status(exc)
+    if status is not None and (500 <= status < 600 or status == 429):
         return True
     name = type(exc).__name__
     return name in {"ServerDisconnectedError", "ClientConnectionError", "ClientOSError"}
 
 
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind ``exc``: aiohttp's ``status``, urllib's ``code``, or the
+    ``response.status_code`` of requests (dicomweb-client); ``None`` when there is none."""
+    response = getattr(exc, "response", None)
+    for status in (
+        getattr(exc, "status", None),
+        getattr(exc, "code", None),
+        getattr(response, "status_code", None),
+    ):
+        if isinstance(status, int) and 100 <= status < 600:
+            return status
+    return None
+
+
 def describe_error(exc: BaseException) -> str:
     """A short description of a read failure (``HTTP 403 Forbidden``, not a page of repr)."""
-    status = getattr(exc, "status", None) or getattr(exc, "code", None)
-    if isinstance(status, int) and 100 <= status < 600:
-        reason = getattr(exc, "message", "") or ""
+    status = http_status(exc)
+    if status is not None:
+        response = getattr(exc, "response", None)
+        reason = getattr(exc, "message", "") or getattr(response, "reason", "") or ""
         return f"HTTP {status} {reason}".strip()
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -207,6 +222,8 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _not_found(exc: BaseException) -> bool:
+    if http_status(exc) == 404:
+        return True
     return isinstance(exc, FileNotFoundError) and not _retryable(exc)
 
 
@@ -229,16 +246,16 @@ def fetch_ranges(
     delays = RETRY.delays()
     extra = {"batch_size": CONCURRENCY} if getattr(fs, "async_impl", False) else {}
     for attempt in range(len(delays) + 1):
-        first = requests[todo[0]][0]
-        got = call_fs(
-            first,
-            fs.cat_ranges,
-            [requests[i][1] for i in todo],
-            [requests[i][2] for i in todo],
-            [requests[i][3] for i in todo],
-            on_error="return",
-            **extra,
-        )
+        try:
+            got = fs.cat_ranges(
+                [requests[i][1] for i in todo],
+                [requests[i][2] for i in todo],
+                [requests[i][3] for i in todo],
+                on_error="return",
+                **extra,
+            )
+        except Exception as exc:  # the whole call failed: every range failed with it
+            got = [exc] * len(todo)
         failed = []
         for i, data in zip(todo, got, strict=True):
             url, _, start, stop = requests[i]

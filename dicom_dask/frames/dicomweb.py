@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,7 @@ from pydicom.uid import UID
 
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import NoImagesError, ReadError, SourceNotFoundError
-from dicom_dask.frames._io import RETRY, describe_error, is_transient
+from dicom_dask.frames._io import call_fs
 from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescription
 from dicom_dask.frames.ranges import FrameRanges
 
@@ -122,39 +122,18 @@ def _client(base: str, options: Any = None, client: Any = None) -> Any:
         return _CLIENTS.setdefault(key, made)
 
 
-def _call(url: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call the client, retrying transient HTTP failures; name ``url`` on failure."""
-    import time
-
-    delays = RETRY.delays()
-    for attempt in range(len(delays) + 1):
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            if status == 404:
-                raise SourceNotFoundError(f"{url}: not found on the DICOMweb server") from exc
-            transient = is_transient(exc) or (isinstance(status, int) and status >= 500)
-            if transient and attempt < len(delays):
-                time.sleep(delays[attempt])
-                continue
-            what = f"HTTP {status}" if status else describe_error(exc)
-            raise ReadError(f"{url}: DICOMweb request failed: {what}") from exc
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def _transfer_syntax(client: Any, loc: DicomWebLocation, instance: str) -> UID:
     """The stored transfer syntax, read off the reply to a request for frame 1."""
     url = f"{loc.base}/studies/{loc.study}/series/{loc.series}/instances/{instance}/frames/1"
     accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
-    def probe() -> Any:
-        reply = client._session.get(url, headers={"Accept": accept})
-        reply.raise_for_status()
-        return reply
+    def probe() -> Any:  # the reply's headers only: the frame itself is not downloaded
+        with client._session.get(url, headers={"Accept": accept}, stream=True) as reply:
+            reply.raise_for_status()
+            return reply
 
     try:
-        reply = _call(loc.url(instance), probe)
+        reply = call_fs(loc.url(instance), probe)
     except ReadError as exc:
         raise ReadError(
             f"{exc}: the server does not send the frames of this instance as stored "
@@ -199,7 +178,7 @@ def index_location(source: str | DicomWebLocation, *, storage_options: Any = Non
     client = _client(loc.base, storage_options, loc.client)
     where = loc.url()
     if not loc.series:  # a study: every series QIDO-RS finds in it
-        found = _call(where, client.search_for_series, study_instance_uid=loc.study)
+        found = call_fs(where, client.search_for_series, study_instance_uid=loc.study)
         series = [_value(d, "0020000E") for d in found]
         if not series:
             raise NoImagesError(f"{where}: the study has no series")
@@ -215,10 +194,10 @@ def index_location(source: str | DicomWebLocation, *, storage_options: Any = Non
         return out
     if loc.instance:
         documents = [
-            _call(where, client.retrieve_instance_metadata, loc.study, loc.series, loc.instance)
+            call_fs(where, client.retrieve_instance_metadata, loc.study, loc.series, loc.instance)
         ]
     else:
-        listed = _call(
+        listed = call_fs(
             where,
             client.search_for_instances,
             study_instance_uid=loc.study,
@@ -226,7 +205,7 @@ def index_location(source: str | DicomWebLocation, *, storage_options: Any = Non
         )
         if not listed:
             raise SourceNotFoundError(f"{where}: QIDO-RS finds no instance in this series")
-        documents = _call(where, client.retrieve_series_metadata, loc.study, loc.series)
+        documents = call_fs(where, client.retrieve_series_metadata, loc.study, loc.series)
         missing = {_value(d, "00080018") for d in listed} - {
             _value(d, "00080018") for d in documents
         }
@@ -271,7 +250,7 @@ def fetch_frames(
     media = (("application/octet-stream", "*"),)
 
     def one(run: list[int]) -> list[bytes]:
-        got = _call(
+        got = call_fs(
             f"{url} frames {run[0]}-{run[-1]}",
             client.retrieve_instance_frames,
             loc.study,
