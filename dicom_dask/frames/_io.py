@@ -193,12 +193,12 @@ def is_transient(exc: BaseException) -> bool:
 def http_status(exc: BaseException) -> int | None:
     """The HTTP status behind ``exc``: aiohttp's ``status``, urllib's ``code``, or the
     ``response.status_code`` of requests (dicomweb-client); ``None`` when there is none."""
-    response = getattr(exc, "response", None)
-    for status in (
-        getattr(exc, "status", None),
-        getattr(exc, "code", None),
-        getattr(response, "status_code", None),
+    for owner, name in (
+        (exc, "status"),
+        (exc, "code"),
+        (getattr(exc, "response", None), "status_code"),
     ):
+        status = getattr(owner, name, None)  # one at a time: aiohttp deprecates .code
         if isinstance(status, int) and 100 <= status < 600:
             return status
     return None
