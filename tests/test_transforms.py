@@ -254,3 +254,37 @@ def test_fused_volume_transform_equals_block_transform(tmp_path) -> None:
     np.testing.assert_array_equal(
         fused.array[3:17, 5:9].compute(), plain.array[3:17, 5:9].compute()
     )
+
+
+@pytest.mark.parametrize(
+    ("stored", "bits_stored", "slope", "intercept", "dtype"),
+    [
+        (np.int16, 12, 1.0, -1024.0, np.int16),  # CT in Hounsfield units, same bytes
+        (np.uint16, 12, 1.0, -1024.0, np.int16),  # unsigned stored, signed output
+        (np.uint16, 16, 3.0, -70000.0, np.int32),  # wider output, slope and intercept
+        (np.uint8, 8, 2.0, 5.0, np.uint16),
+    ],
+)
+def test_integer_output_equals_highdicom(tmp_path, stored, bits_stored, slope, intercept, dtype):
+    info = np.iinfo(stored)
+    low = max(info.min, -(2 ** (bits_stored - 1)) if info.min < 0 else 0)
+    high = min(info.max, 2 ** (bits_stored - (1 if info.min < 0 else 0)) - 1)
+    frames = RNG.integers(low, high, (3, 12, 10), endpoint=True).astype(stored)
+    frames[0, 0, :2] = low, high  # both ends of the stored range
+    ds = make_dataset(frames)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = uid.CTImageStorage
+    ds.Modality, ds.BitsStored, ds.HighBit = "CT", bits_stored, bits_stored - 1
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = slope, intercept, "HU"
+    path = _write(tmp_path, ds, "int.dcm")
+    frames_out = dicom_dask.open_frames(path).transformed(dtype=dtype)
+    assert type(frames_out.transform.get(0, 0)).__name__ == "_Rescale"  # the fast path
+    got = frames_out.array.compute()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = np.asarray(hd.imread(path).get_frames(dtype=dtype))
+    assert got.dtype == expected.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, frames.astype(np.int64) * int(slope) + int(intercept))
+    # an output highdicom refuses (values that do not fit) is refused when building
+    with pytest.raises(TransformError, match="capacity"):
+        dicom_dask.open_frames(path).transformed(dtype=np.int8)
