@@ -5,8 +5,9 @@
 * ``native-u16-1024.dcm``: 1,024 native frames of 256 x 256 uint16.
 * ``slide-bot/level0.dcm``, ``slide-nobot/level0.dcm``: the same 4,096 tiles as a
   16,384 x 16,384 TILED_FULL VL Whole Slide Microscopy level (with / without BOT).
-* ``ct-300/``: a CT series of 300 single-frame files, 512 x 512 int16, shuffled names, rescale
-  to Hounsfield units.
+* ``ct-300/``: a CT series of 300 single-frame files, 512 x 512, 12 of 16 bits stored
+  (unsigned, as most scanners write CT), shuffled names, rescale to Hounsfield units.
+* ``ct-300-jpegls/``: the same series in JPEG-LS Lossless, as archives often store CT.
 * ``slide-icc/level0.dcm``: the 4,096-tile level with an sRGB ICC profile in its optical path.
 * ``sparse-100k.dcm``: a TILED_SPARSE instance of 100,172 native 8 x 8 tiles in
   shuffled order, with its Per-Frame Functional Groups (``--sparse``).
@@ -92,12 +93,23 @@ def main() -> None:
         )
         ds.save_as(out / "sparse-100k.dcm", enforce_file_format=True)
         print("wrote", out / "sparse-100k.dcm", ds.NumberOfFrames, "frames")
-    ct = np.random.default_rng(2).integers(-1024, 3000, (300, 512, 512)).astype(np.int16)
-    rescale = [{"RescaleSlope": 1.0, "RescaleIntercept": -1024.0, "RescaleType": "HU"}] * 300
-    write_series(
-        out / "ct-300", ct, pixel_spacing=(0.7, 0.7), shuffle=0, prefix="ct", extra=rescale
-    )
-    print("wrote", out / "ct-300", "300 files")
+    ct = np.random.default_rng(2).integers(0, 4096, (300, 512, 512)).astype(np.uint16)
+    rescale = {"RescaleSlope": 1.0, "RescaleIntercept": -1024.0, "RescaleType": "HU"}
+    extra = [{**rescale, "BitsStored": 12, "HighBit": 11}] * 300
+    for folder, syntax in (
+        ("ct-300", uid.ExplicitVRLittleEndian),
+        ("ct-300-jpegls", uid.JPEGLSLossless),
+    ):
+        write_series(
+            out / folder,
+            ct,
+            pixel_spacing=(0.7, 0.7),
+            shuffle=0,
+            prefix="ct",
+            extra=extra,
+            transfer_syntax=syntax,
+        )
+        print("wrote", out / folder, "300 files")
     rng = np.random.default_rng(1)
     native = rng.integers(0, 4096, (1024, 256, 256), dtype=np.uint16)
     write_dicom(out / "native-u16-1024.dcm", native)

@@ -29,7 +29,14 @@ from dicom_dask.enums import (
 )
 from dicom_dask.errors import CorruptFrameError, MissingDecoderError
 
-__all__ = ["available_backends", "decode_chunk", "select_backend", "unwrap_items"]
+__all__ = [
+    "available_backends",
+    "correct_unused_bits",
+    "decode_chunk",
+    "masked_native",
+    "select_backend",
+    "unwrap_items",
+]
 
 _IMAGECODECS_SYNTAXES = frozenset({_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit})
 
@@ -168,11 +175,51 @@ def _frame_bits(cfg: dict[str, Any]) -> int:
     return pixels * samples * cfg["bits_allocated"]
 
 
+def masked_native(cfg: dict[str, Any]) -> tuple[np.dtype[Any], int] | None:
+    """``(dtype, shift)`` when a native frame is its bytes with the unused high bits
+    corrected (*Bits Stored* < *Bits Allocated*, little endian, one frame per chunk,
+    interleaved samples, no colour conversion), else ``None``.
+
+    Such a frame decodes as pydicom's ``_correct_unused_bits`` does: shifted left by
+    ``shift`` bits and back, in the stored dtype (zero fill when unsigned, sign
+    extension when signed), which :func:`correct_unused_bits` does in place.
+    """
+    bits, stored = int(cfg["bits_allocated"]), int(cfg["bits_stored"])
+    if (
+        cfg["transfer_syntax"] not in (_uid.ExplicitVRLittleEndian, _uid.ImplicitVRLittleEndian)
+        or cfg.get("pixel_keyword", "PixelData") != "PixelData"
+        or bits not in (8, 16, 32)
+        or not 0 < stored < bits
+        or cfg["frames"] != 1
+        or (cfg["samples_per_pixel"] > 1 and cfg["planar_configuration"] != 0)
+        or cfg["photometric_interpretation"] == "YBR_FULL_422"
+        or (cfg["as_rgb"] and cfg["photometric_interpretation"] == "YBR_FULL")
+    ):
+        return None
+    kind = "i" if cfg["pixel_representation"] else "u"
+    return np.dtype(f"<{kind}{bits // 8}"), bits - stored
+
+
+def correct_unused_bits(arr: np.ndarray, shift: int) -> np.ndarray:
+    """Clear (unsigned) or sign-extend (signed) the ``shift`` unused high bits, in place."""
+    np.left_shift(arr, shift, out=arr)
+    np.right_shift(arr, shift, out=arr)
+    return arr
+
+
 def _decode_native(data: bytes | memoryview, cfg: dict[str, Any], tsyntax: str) -> np.ndarray:
     frame_bits = _frame_bits(cfg)
     n = min(cfg["frames"], (len(data) * 8) // frame_bits)
     if n < 1:
         raise CorruptFrameError(f"{len(data)} bytes hold no whole frame of {frame_bits // 8} bytes")
+    masked = masked_native(cfg)
+    if masked is not None:  # pydicom's result without its per-call set-up
+        dtype, shift = masked
+        shape = (1, cfg["rows"], cfg["columns"])
+        shape += (cfg["samples_per_pixel"],) if cfg["samples_per_pixel"] > 1 else ()
+        arr = np.frombuffer(data, dtype=dtype, count=frame_bits // (8 * dtype.itemsize))
+        arr = arr.reshape(shape).astype(dtype.newbyteorder("="), copy=True)
+        return correct_unused_bits(arr, shift)
     nbytes = (n * frame_bits + 7) // 8
     options = _pixel_options(cfg)
     if tsyntax == _uid.ExplicitVRBigEndian:

@@ -43,6 +43,8 @@ class FusedTransform:
     ``slab_bytes``), and each slab is transformed into the output while it is still in
     the CPU cache: the stored values never make a round trip through main memory.
     Pixels equal ``apply_block`` over the stored block (same function, same frames).
+    With ``threads`` > 1 (as ``Volume.compute`` sets it), a selection is split along
+    axis 0 between that many threads, each with its own scratch buffer.
     """
 
     def __init__(
@@ -56,6 +58,13 @@ class FusedTransform:
         self.shape = (*reader.shape, *tail)
         self.dtype = np.dtype(transformer.options.dtype)
         self.ndim = len(self.shape)
+        #: Threads filling one selection; the name of the dask array built on this.
+        self.threads = 1
+        self.array_name = ""
+
+    def is_local(self) -> bool:
+        """Whether every frame lies in a file on the local disk."""
+        return bool(self.reader.is_local())
 
     def __getitem__(self, key: Any) -> np.ndarray:
         sel = self.reader._normalize(key[: self.reader.ndim] if isinstance(key, tuple) else key)
@@ -64,17 +73,31 @@ class FusedTransform:
         out = np.empty(shape + tail, dtype=self.dtype)
         if 0 in shape:
             return out
+        parts = max(1, min(self.threads, shape[0]))
+        bounds = np.linspace(sel[0].start, sel[0].stop, parts + 1).round().astype(int)
+        spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+        if len(spans) > 1:
+            from dicom_dask._reader import _pool
+
+            for _ in _pool().map(lambda span: self._fill(span, sel, out), spans):
+                pass
+        else:
+            self._fill(spans[0], sel, out)
+        return out
+
+    def _fill(self, span: tuple[int, int], sel: tuple[slice, ...], out: np.ndarray) -> None:
+        """Frames ``span`` (a part of ``sel[0]``) of the selection, into ``out``."""
+        shape = tuple(s.stop - s.start for s in sel)
         per_frame = int(np.prod(shape[1:])) * self.reader.dtype.itemsize
         step = max(1, self.slab_bytes // max(per_frame, 1))
-        scratch = np.empty((min(step, shape[0]), *shape[1:]), dtype=self.reader.dtype)
+        scratch = np.empty((min(step, span[1] - span[0]), *shape[1:]), dtype=self.reader.dtype)
         rest = [(s.start, s.stop) for s in sel[1:]]
         first = sel[0].start
-        for lo in range(first, sel[0].stop, step):
-            hi = min(lo + step, sel[0].stop)
+        for lo in range(span[0], span[1], step):
+            hi = min(lo + step, span[1])
             slab = self.reader.read((slice(lo, hi), *sel[1:]), out=scratch[: hi - lo])
             info = {None: {"array-location": [(lo, hi), *rest]}}
             apply_block(slab, self.transformer, self.roles, info, out=out[lo - first : hi - first])
-        return out
 
 
 def fused_transformed_dask(
@@ -85,10 +108,11 @@ def fused_transformed_dask(
     name: str,
     *,
     chunk_bytes: int | None = None,
-) -> Any:
+) -> tuple[Any, FusedTransform]:
     """Like :func:`transformed_dask` over ``array`` (built on ``reader``), with each block
     read and transformed slab by slab (:class:`FusedTransform`). With ``chunk_bytes``
-    the blocks hold about that many *output* bytes (whole frames along axis 0)."""
+    the blocks hold about that many *output* bytes (whole frames along axis 0).
+    Returns the dask array and the :class:`FusedTransform` behind it."""
     import dask.array as da
 
     fused = FusedTransform(reader, transformer, roles)
@@ -97,7 +121,7 @@ def fused_transformed_dask(
         per_frame = int(np.prod(fused.shape[1:])) * fused.dtype.itemsize
         step = max(1, min(fused.shape[0], chunk_bytes // max(per_frame, 1)))
         chunks = (step, *chunks[1:])  # dask splits axis 0 into blocks of `step` frames
-    return da.from_array(
+    array = da.from_array(
         fused,
         chunks=chunks,
         meta=np.empty((0,) * fused.ndim, dtype=fused.dtype),
@@ -105,3 +129,5 @@ def fused_transformed_dask(
         fancy=False,
         name=name,
     )
+    fused.array_name = array.name  # what Volume.compute checks before reading directly
+    return array, fused

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
+from dicom_dask._backends import correct_unused_bits, masked_native
 from dicom_dask.codecs import CODEC_NAME, DicomFrameCodec
 from dicom_dask.enums import ITEM_TAG, FrameEncoding
 from dicom_dask.errors import CorruptFrameError, ReadError
@@ -126,9 +127,15 @@ class ChunkDecoder:
             elif codec["name"] != CODEC_NAME:
                 raise ValueError(f"codec {codec['name']!r} is not supported by the direct reader")
         self._stored_dtype = self.dtype.newbyteorder("<" if endian == "little" else ">")
-        #: Stored bytes are the decoded array itself (read them straight into the output).
+        #: Unused high bits to correct after a direct read (native, Bits Stored < Allocated).
+        self.shift = 0
+        masked = None if self._frame_codec is None else masked_native(self._frame_codec._config)
+        if masked is not None and masked[0] == self.dtype.newbyteorder("<"):
+            self._stored_dtype, self.shift = masked
+        #: Stored bytes are the decoded array itself (read them straight into the output,
+        #: then correct ``shift`` unused bits in place).
         self.direct = (
-            self._frame_codec is None
+            (self._frame_codec is None or self.shift > 0)
             and self._order is None
             and self._stored_dtype == self.dtype.newbyteorder("=")
             and self.dtype.isnative
@@ -307,6 +314,12 @@ class ManifestArray:
             work(wanted)
         return out
 
+    def is_local(self) -> bool:
+        """Whether every chunk lies in a file on the local disk (or inline)."""
+        if (self.manifest.encoding == FrameEncoding.WADO.value).any():
+            return False
+        return all(type(self.store.filesystem(u)[0]) is LocalFileSystem for u in self.manifest.urls)
+
     def _remote(self, wanted: list[tuple[tuple[int, ...], ChunkRef]]) -> bool:
         """Whether some of ``wanted`` lie on a filesystem other than the local disk."""
         if any(ref.encoding is FrameEncoding.WADO for _, ref in wanted):
@@ -358,6 +371,8 @@ class ManifestArray:
                         f"{ref.url}: {self.label(coords)}: expected {ref.length} bytes at "
                         f"offset {ref.offset}, got {got}"
                     )
+                if self.decoder.shift:
+                    correct_unused_bits(target, self.decoder.shift)
         finally:
             for fd in fds.values():
                 os.close(fd)

@@ -134,7 +134,9 @@ class Volume:
 
     # -- derived volumes ----------------------------------------------------------------
     def _derived(self, array: Any, affine: np.ndarray, **changes: Any) -> Volume:
-        return replace(self, array=array, affine=affine, store=None, reader=None, **changes)
+        return replace(
+            self, array=array, affine=affine, **{"store": None, "reader": None, **changes}
+        )
 
     def __getitem__(self, key: Any) -> Volume:
         """Slice the spatial axes (ints keep a length-1 axis); the affine follows."""
@@ -265,11 +267,13 @@ class Volume:
             from dicom_dask._lazy import fused_transformed_dask
 
             name = f"dicom-volume-transformed-{tokenize(array.name, options.to_dict())}"
-            transformed = fused_transformed_dask(
+            transformed, fused = fused_transformed_dask(
                 self.reader, array, transformer, roles, name, chunk_bytes=CHUNK_BYTES
             )
-        else:
-            transformed = transformed_dask(array, transformer, roles)
+            return self._derived(
+                transformed, self.affine.copy(), metadata=metadata, sources=None, reader=fused
+            )
+        transformed = transformed_dask(array, transformer, roles)
         return self._derived(transformed, self.affine.copy(), metadata=metadata, sources=None)
 
     def compute(self, **kwargs: Any) -> Volume:
@@ -277,10 +281,11 @@ class Volume:
 
         An opened, untouched volume computed without options is read straight from its
         manifest into one array, decoding in a thread per core: the same pixels as
-        ``array.compute()`` (tested) without dask assembling the chunks."""
+        ``array.compute()`` (tested) without dask assembling the chunks. So is a local
+        volume just ``transformed()``, slab by slab."""
         array = self.array
         untouched = getattr(array, "name", None) == getattr(self.reader, "array_name", "")
-        if untouched and self.store is not None and not kwargs:
+        if untouched and not kwargs and (self.store is not None or self.reader.is_local()):
             reader = copy.copy(self.reader)
             reader.threads = os.cpu_count() or 1
             array = reader[tuple(slice(None) for _ in self.reader.shape)]

@@ -172,3 +172,42 @@ def test_backend_recorded_in_codec_configuration(tmp_path) -> None:
         warnings.simplefilter("ignore")
         expected = pydicom.dcmread(path).pixel_array
     np.testing.assert_array_equal(pinned.array.compute(), expected)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bits_stored", "samples", "syntax"),
+    [
+        (np.uint16, 12, 1, uid.ExplicitVRLittleEndian),
+        (np.int16, 12, 1, uid.ExplicitVRLittleEndian),
+        (np.int16, 10, 1, uid.ImplicitVRLittleEndian),
+        (np.uint8, 6, 3, uid.ExplicitVRLittleEndian),
+        (np.int32, 20, 1, uid.ExplicitVRLittleEndian),
+        (np.int16, 12, 1, uid.ExplicitVRBigEndian),  # not the fast path: pydicom decodes
+    ],
+)
+def test_unused_high_bits_are_corrected_as_pydicom(
+    tmp_path, monkeypatch, dtype, bits_stored, samples, syntax
+):
+    """Native frames whose Bits Stored < Bits Allocated, with garbage in the unused
+    high bits: the direct reads (whole frames into the output, then corrected in
+    place), partial reads, zarr and every frame equal pydicom's ``pixel_array``."""
+    info = np.iinfo(dtype)
+    shape = (4, 9, 11) + ((samples,) if samples > 1 else ())
+    frames = RNG.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    ds = make_dataset(frames, transfer_syntax=syntax)
+    ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
+    path = tmp_path / "masked.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    expected = pydicom.dcmread(path).pixel_array
+    expected = expected.astype(expected.dtype.newbyteorder("="))
+    assert not np.array_equal(expected, frames)  # the garbage bits matter
+    if syntax != uid.ExplicitVRBigEndian:  # corrected by dicom_dask itself
+        from dicom_dask import _backends
+
+        monkeypatch.setattr(_backends, "get_decoder", None)
+    frames_obj = dicom_dask.open_frames(path)
+    assert_eq(frames_obj.array, expected, check_graph=False)
+    np.testing.assert_array_equal(frames_obj.array[1:3, 2:7].compute(), expected[1:3, 2:7])
+    np.testing.assert_array_equal(frames_obj.zarr[...], expected)
+    for i in range(len(expected)):
+        np.testing.assert_array_equal(frames_obj.array[i].compute(), expected[i])
