@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 
@@ -211,3 +212,55 @@ def test_unused_high_bits_are_corrected_as_pydicom(
     np.testing.assert_array_equal(frames_obj.zarr[...], expected)
     for i in range(len(expected)):
         np.testing.assert_array_equal(frames_obj.array[i].compute(), expected[i])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bits_stored", "samples", "syntax", "near"),
+    [
+        (np.int16, 12, 1, uid.JPEGLSLossless, 0),  # signed: pydicom's sign correction
+        (np.uint16, 16, 1, uid.JPEGLSNearLossless, 3),
+        (np.uint8, 8, 3, uid.JPEGLSLossless, 0),
+    ],
+)
+def test_jpegls_plugin_equals_pydicoms_own(tmp_path, dtype, bits_stored, samples, syntax, near):
+    """JPEG-LS decodes through pydicom with imagecodecs' CharLS as the plugin (when
+    installed): the same arrays as pydicom's pylibjpeg plugin gives."""
+    from pydicom.pixels import get_encoder, pixel_array
+
+    from dicom_dask._backends import available_backends
+
+    signed = np.dtype(dtype).kind == "i"
+    low, high = (
+        (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1)
+        if signed
+        else (0, 2**bits_stored - 1)
+    )
+    shape = (3, 20, 18) + ((samples,) if samples > 1 else ())
+    frames = RNG.integers(low, high, shape, endpoint=True).astype(dtype)
+    options = {
+        "rows": 20,
+        "columns": 18,
+        "samples_per_pixel": samples,
+        "bits_allocated": np.dtype(dtype).itemsize * 8,
+        "bits_stored": bits_stored,
+        "pixel_representation": int(signed),
+        "photometric_interpretation": "RGB" if samples == 3 else "MONOCHROME2",
+        "planar_configuration": 0,
+        "number_of_frames": 1,
+    }
+    if near:
+        options["jls_error"] = near
+    encoder = get_encoder(syntax)
+    encoded = [bytes(encoder.encode(np.ascontiguousarray(f), **options)) for f in frames]
+    ds = make_dataset(frames, transfer_syntax=syntax, encoded=encoded)
+    ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
+    path = tmp_path / "jls.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    expected = pixel_array(path, decoding_plugin="pylibjpeg")
+    if near == 0:
+        np.testing.assert_array_equal(expected, frames)
+    backends = available_backends(syntax, bits_allocated=options["bits_allocated"])
+    if importlib.util.find_spec("imagecodecs") is not None:
+        assert backends[0] == "pydicom:imagecodecs"
+    got = dicom_dask.open_frames(path).array.compute()
+    np.testing.assert_array_equal(got, expected)
