@@ -223,9 +223,16 @@ def masked_native(cfg: dict[str, Any]) -> tuple[np.dtype[Any], int] | None:
 
 
 def correct_unused_bits(arr: np.ndarray, shift: int) -> np.ndarray:
-    """Clear (unsigned) or sign-extend (signed) the ``shift`` unused high bits, in place."""
-    np.left_shift(arr, shift, out=arr)
-    np.right_shift(arr, shift, out=arr)
+    """Clear (unsigned) or sign-extend (signed) the ``shift`` unused high bits, in place.
+
+    The same values as pydicom's shift left and back; unsigned data take one pass (a
+    mask) instead of two.
+    """
+    if arr.dtype.kind == "u":
+        np.bitwise_and(arr, arr.dtype.type((1 << (8 * arr.dtype.itemsize - shift)) - 1), out=arr)
+    else:
+        np.left_shift(arr, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
     return arr
 
 

@@ -145,11 +145,25 @@ class _Rescale:
         # in the output dtype, as highdicom: convert, multiply, then add. A plain
         # conversion followed by in-place arithmetic is 2-3x faster than one ufunc
         # casting through its buffers, with identical results (the same cast either way).
+        slope, intercept = self.dtype.type(self.slope), self.dtype.type(self.intercept)
+        if (
+            frame.dtype.kind in "iu"
+            and self.dtype.kind in "iu"
+            and frame.dtype.itemsize == self.dtype.itemsize
+        ):  # an integer cast to the same size is a view (modulo 2**bits): one pass fewer
+            src = frame.view(self.dtype)
+            if self.slope != 1.0:
+                src = np.multiply(src, slope, out=out)
+            if self.intercept != 0.0:
+                np.add(src, intercept, out=out)
+            elif src is not out:
+                np.copyto(out, src)
+            return out
         np.copyto(out, frame, casting="unsafe")
         if self.slope != 1.0:
-            out *= self.dtype.type(self.slope)
+            out *= slope
         if self.intercept != 0.0:
-            out += self.dtype.type(self.intercept)
+            out += intercept
         return out
 
 
@@ -362,6 +376,9 @@ def apply_block(
         dataset, frame = (int(v) for v in transformer.frames)
         _apply(transformer.get(max(dataset, 0), max(frame, 0)), block, out)
         return out
+    if axes == [0]:  # frames along axis 0 only: runs sharing an elementwise transform
+        _apply_runs(block, transformer, location[0][0], out)
+        return out
     for idx in np.ndindex(*[block.shape[a] for a in axes]):
         position = tuple(location[a][0] + j for a, j in zip(axes, idx, strict=True))
         dataset, frame = (int(v) for v in transformer.frames[position])
@@ -372,3 +389,24 @@ def apply_block(
             sel[a] = j
         _apply(transformer.get(dataset, frame), block[tuple(sel)], out[tuple(sel)])
     return out
+
+
+def _apply_runs(
+    block: np.ndarray, transformer: FrameTransformer, first: int, out: np.ndarray
+) -> None:
+    """``apply_block`` for frames along axis 0, from array position ``first``: a run of
+    frames sharing one of the elementwise fast transforms is transformed in one call."""
+    transforms = []
+    for j in range(block.shape[0]):
+        dataset, frame = (int(v) for v in transformer.frames[first + j])
+        transforms.append(transformer.get(*((0, 0) if dataset < 0 else (dataset, frame))))
+    j = 0
+    while j < len(transforms):
+        transform, k = transforms[j], j + 1
+        if isinstance(transform, _Rescale | _LookupICC):
+            while k < len(transforms) and transforms[k] is transform:
+                k += 1
+            _apply(transform, block[j:k], out[j:k])
+        else:  # highdicom's transforms take one frame
+            _apply(transform, block[j], out[j])
+        j = k
