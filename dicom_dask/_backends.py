@@ -77,7 +77,7 @@ def unwrap_items(data: bytes | memoryview) -> bytes | memoryview:
 
 #: pydicom plugins by preference: CharLS through imagecodecs releases the GIL for
 #: JPEG-LS (registered below), pyjpegls is CharLS holding it, libjpeg is ~2.5x slower.
-_PREFERRED_PLUGINS = {
+_PREFERRED_PLUGINS: dict[str, tuple[str, ...]] = {
     _uid.JPEGLSLossless: ("imagecodecs", "pyjpegls", "pylibjpeg", "gdcm"),
     _uid.JPEGLSNearLossless: ("imagecodecs", "pyjpegls", "pylibjpeg", "gdcm"),
 }
@@ -244,8 +244,8 @@ def _decode_native(data: bytes | memoryview, cfg: dict[str, Any], tsyntax: str) 
     masked = masked_native(cfg)
     if masked is not None:  # pydicom's result without its per-call set-up
         dtype, shift = masked
-        shape = (1, cfg["rows"], cfg["columns"])
-        shape += (cfg["samples_per_pixel"],) if cfg["samples_per_pixel"] > 1 else ()
+        samples = cfg["samples_per_pixel"]
+        shape = (1, cfg["rows"], cfg["columns"], *((samples,) if samples > 1 else ()))
         arr = np.frombuffer(data, dtype=dtype, count=frame_bits // (8 * dtype.itemsize))
         arr = arr.reshape(shape).astype(dtype.newbyteorder("="), copy=True)
         return correct_unused_bits(arr, shift)
