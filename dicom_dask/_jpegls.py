@@ -41,4 +41,4 @@ def _decode_frame(src: bytes, runner: Any) -> bytes:
     if arr.ndim == 3:  # imagecodecs returns (rows, columns, samples) for every interleave
         runner.set_option("planar_configuration", 0)
     runner.set_option("bits_allocated", 8 * arr.dtype.itemsize)
-    return bytes(arr.tobytes())
+    return arr.tobytes()

@@ -215,16 +215,19 @@ def test_unused_high_bits_are_corrected_as_pydicom(
 
 
 @pytest.mark.parametrize(
-    ("dtype", "bits_stored", "samples", "syntax", "near"),
+    ("dtype", "bits_stored", "samples", "syntax", "near", "planar"),
     [
-        (np.int16, 12, 1, uid.JPEGLSLossless, 0),  # signed: pydicom's sign correction
-        (np.uint16, 16, 1, uid.JPEGLSNearLossless, 3),
-        (np.uint8, 8, 3, uid.JPEGLSLossless, 0),
+        (np.int16, 12, 1, uid.JPEGLSLossless, 0, False),  # signed: pydicom's sign correction
+        (np.uint16, 16, 1, uid.JPEGLSNearLossless, 3, False),
+        (np.uint8, 8, 3, uid.JPEGLSLossless, 0, False),
+        (np.uint8, 8, 3, uid.JPEGLSLossless, 0, True),  # interleave mode 0: colour by plane
     ],
 )
-def test_jpegls_plugin_equals_pydicoms_own(tmp_path, dtype, bits_stored, samples, syntax, near):
+def test_jpegls_plugin_equals_pydicoms_own(
+    tmp_path, dtype, bits_stored, samples, syntax, near, planar
+):
     """JPEG-LS decodes through pydicom with imagecodecs' CharLS as the plugin (when
-    installed): the same arrays as pydicom's pylibjpeg plugin gives."""
+    installed): the same arrays as pydicom's pylibjpeg (or pyjpegls) plugin gives."""
     from pydicom.pixels import get_encoder, pixel_array
 
     from dicom_dask._backends import available_backends
@@ -250,13 +253,23 @@ def test_jpegls_plugin_equals_pydicoms_own(tmp_path, dtype, bits_stored, samples
     }
     if near:
         options["jls_error"] = near
-    encoder = get_encoder(syntax)
-    encoded = [bytes(encoder.encode(np.ascontiguousarray(f), **options)) for f in frames]
+    if planar:  # pydicom's encoder interleaves by sample: CharLS itself, by plane
+        jpeg_ls = pytest.importorskip("jpeg_ls")
+        encoded = [
+            bytes(
+                jpeg_ls.encode_array(np.ascontiguousarray(f.transpose(2, 0, 1)), interleave_mode=0)
+            )
+            for f in frames
+        ]
+    else:
+        encoder = get_encoder(syntax)
+        encoded = [bytes(encoder.encode(np.ascontiguousarray(f), **options)) for f in frames]
     ds = make_dataset(frames, transfer_syntax=syntax, encoded=encoded)
     ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
     path = tmp_path / "jls.dcm"
     ds.save_as(path, enforce_file_format=True)
-    expected = pixel_array(path, decoding_plugin="pylibjpeg")
+    # libjpeg refuses colour-by-plane streams as CharLS writes them; pyjpegls reads them
+    expected = pixel_array(path, decoding_plugin="pyjpegls" if planar else "pylibjpeg")
     if near == 0:
         np.testing.assert_array_equal(expected, frames)
     backends = available_backends(syntax, bits_allocated=options["bits_allocated"])
