@@ -76,7 +76,8 @@ class Volume:
     sources: tuple[Any, ...] | None = field(default=None, repr=False)
     #: The parsed files of the series behind the volume (for :meth:`save_index`).
     indexes: tuple[Any, ...] | None = field(default=None, repr=False)
-    #: The manifest reader behind :attr:`array` (opened volumes only).
+    #: What :attr:`array` reads from: the manifest reader of an opened volume, or the
+    #: slab-by-slab transform of one just ``transformed()``; ``None`` once derived.
     reader: Any = field(default=None, repr=False)
 
     # -- geometry -----------------------------------------------------------------
