@@ -83,8 +83,10 @@ _PREFERRED_PLUGINS: dict[str, tuple[str, ...]] = {
 }
 
 
+@functools.cache
 def _register_plugins() -> None:
-    """Add :mod:`dicom_dask._jpegls` to pydicom's JPEG-LS decoders (once)."""
+    """Add :mod:`dicom_dask._jpegls` to pydicom's JPEG-LS decoders (once per process,
+    when a JPEG-LS backend is first chosen or used: not at import)."""
     for tsyntax in (_uid.JPEGLSLossless, _uid.JPEGLSNearLossless):
         decoder = get_decoder(tsyntax)
         if "imagecodecs" not in decoder.available_plugins:
@@ -92,11 +94,10 @@ def _register_plugins() -> None:
                 decoder.add_plugin("imagecodecs", ("dicom_dask._jpegls", "_decode_frame"))
 
 
-_register_plugins()
-
-
 @functools.cache
 def _pydicom_plugin(tsyntax: str) -> str:
+    if tsyntax in _PREFERRED_PLUGINS:
+        _register_plugins()
     decoder = get_decoder(tsyntax)
     plugins = list(decoder.available_plugins)
     if not plugins:
@@ -169,6 +170,8 @@ def _encapsulate_one(frame: bytes | memoryview) -> bytes:
 def _decode_pydicom_encapsulated(
     data: bytes | memoryview, cfg: dict[str, Any], plugin: str
 ) -> np.ndarray:
+    if plugin == "imagecodecs":  # a codec resolved in another process
+        _register_plugins()
     decoder = get_decoder(cfg["transfer_syntax"])
     options = _pixel_options(cfg)
     options.update(number_of_frames=1, as_rgb=cfg["as_rgb"])

@@ -8,7 +8,35 @@ import numpy as np
 
 from dicom_dask.transforms import FrameTransformer, apply_block
 
-__all__ = ["FusedTransform", "fused_transformed_dask", "transformed_dask"]
+__all__ = [
+    "FusedTransform",
+    "frames_per_block",
+    "fused_transformed_dask",
+    "reader_dask",
+    "transformed_dask",
+]
+
+
+def frames_per_block(shape: tuple[int, ...], dtype: Any, chunk_bytes: int) -> int:
+    """Whole frames (axis 0 of ``shape``) in a block of about ``chunk_bytes``."""
+    per_frame = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
+    return max(1, min(shape[0], chunk_bytes // max(per_frame, 1)))
+
+
+def reader_dask(reader: Any, chunks: Any, name: str | None = None) -> Any:
+    """A dask array over ``reader`` (``shape``, ``dtype``, ``ndim`` and ``__getitem__``
+    of a tuple of step-1 slices), one task per block; ``meta`` is declared, so nothing
+    is read to find the dtype."""
+    import dask.array as da
+
+    return da.from_array(
+        reader,
+        chunks=chunks,
+        meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
+        asarray=False,
+        fancy=False,
+        name=name,
+    )
 
 
 def transformed_dask(array: Any, transformer: FrameTransformer, roles: str) -> Any:
@@ -113,21 +141,10 @@ def fused_transformed_dask(
     read and transformed slab by slab (:class:`FusedTransform`). With ``chunk_bytes``
     the blocks hold about that many *output* bytes (whole frames along axis 0).
     Returns the dask array and the :class:`FusedTransform` behind it."""
-    import dask.array as da
-
     fused = FusedTransform(reader, transformer, roles)
     chunks = array.chunks + (((3,),) if transformer.adds_samples else ())
-    if chunk_bytes:
-        per_frame = int(np.prod(fused.shape[1:])) * fused.dtype.itemsize
-        step = max(1, min(fused.shape[0], chunk_bytes // max(per_frame, 1)))
-        chunks = (step, *chunks[1:])  # dask splits axis 0 into blocks of `step` frames
-    array = da.from_array(
-        fused,
-        chunks=chunks,
-        meta=np.empty((0,) * fused.ndim, dtype=fused.dtype),
-        asarray=False,
-        fancy=False,
-        name=name,
-    )
+    if chunk_bytes:  # dask splits axis 0 into blocks of that many frames
+        chunks = (frames_per_block(fused.shape, fused.dtype, chunk_bytes), *chunks[1:])
+    array = reader_dask(fused, chunks, name)
     fused.array_name = array.name  # what Volume.compute checks before reading directly
     return array, fused

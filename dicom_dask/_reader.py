@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -316,16 +316,17 @@ class ManifestArray:
 
     def is_local(self) -> bool:
         """Whether every chunk lies in a file on the local disk (or inline)."""
-        if (self.manifest.encoding == FrameEncoding.WADO.value).any():
-            return False
-        return all(type(self.store.filesystem(u)[0]) is LocalFileSystem for u in self.manifest.urls)
+        wado = (self.manifest.encoding == FrameEncoding.WADO.value).any()
+        return not wado and self._on_local_disk(self.manifest.urls)
 
     def _remote(self, wanted: list[tuple[tuple[int, ...], ChunkRef]]) -> bool:
         """Whether some of ``wanted`` lie on a filesystem other than the local disk."""
         if any(ref.encoding is FrameEncoding.WADO for _, ref in wanted):
             return True
-        urls = {ref.url for _, ref in wanted if ref.url is not None}
-        return any(type(self.store.filesystem(u)[0]) is not LocalFileSystem for u in urls)
+        return not self._on_local_disk({ref.url for _, ref in wanted if ref.url is not None})
+
+    def _on_local_disk(self, urls: Iterable[str]) -> bool:
+        return all(type(self.store.filesystem(u)[0]) is LocalFileSystem for u in urls)
 
     def _read_direct(
         self,

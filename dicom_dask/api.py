@@ -218,24 +218,15 @@ class Frames:
 
     def to_dask(self, *, frames_per_chunk: int = 1) -> dask.array.Array:
         """A dask array of the frames with ``frames_per_chunk`` frames per dask chunk."""
-        import dask.array as da
+        from dicom_dask._lazy import reader_dask, transformed_dask
 
         if frames_per_chunk < 1:
             raise ValueError(f"frames_per_chunk must be >= 1, got {frames_per_chunk}")
         reader = self.reader()
         chunks = (frames_per_chunk, *self.shape[1:])
-        array = da.from_array(
-            reader,
-            chunks=chunks,
-            meta=np.empty((0,) * len(self.shape), dtype=self.dtype),
-            asarray=False,
-            fancy=False,
-            name=f"dicom-frames-{_token(self, frames_per_chunk)}",
-        )
+        array = reader_dask(reader, chunks, f"dicom-frames-{_token(self, frames_per_chunk)}")
         if self.transform is None:
             return array
-        from dicom_dask._lazy import transformed_dask
-
         return transformed_dask(array, self.transform, "f" + "yxs"[: len(self.shape) - 1])
 
     def transformed(

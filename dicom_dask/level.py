@@ -218,8 +218,9 @@ class Level:
 
     def to_dask(self, *, chunks: Any = None, squeeze: bool | None = None) -> dask.array.Array:
         """The level as a dask array (see :attr:`array`); ``chunks`` as in dask."""
-        import dask.array as da
         from dask.base import tokenize
+
+        from dicom_dask._lazy import reader_dask, transformed_dask
 
         reader = self.reader(squeeze=squeeze)
         chunks = self.default_chunks(squeeze=squeeze) if chunks is None else chunks
@@ -232,18 +233,9 @@ class Level:
             chunks,
             self.fill_value,
         )
-        array = da.from_array(
-            reader,
-            chunks=chunks,
-            meta=np.empty((0,) * reader.ndim, dtype=self.dtype),
-            asarray=False,
-            fancy=False,
-            name=f"dicom-slide-{token}",
-        )
+        array = reader_dask(reader, chunks, f"dicom-slide-{token}")
         if self.transform is None:
             return array
-        from dicom_dask._lazy import transformed_dask
-
         axes = self._view(self.squeezed if squeeze is None else squeeze)[0]
         transformer = self.transform
         if axes.startswith("yx"):  # one channel and plane: its transform for every block

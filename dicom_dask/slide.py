@@ -590,8 +590,7 @@ def to_ome_zarr(
 
 def _ome_dask(slide: Slide, level: int, chunks: tuple[int, ...]) -> dask.array.Array:
     """Level ``level`` of the virtual OME-Zarr as a dask array read through the manifest."""
-    import dask.array as da
-
+    from dicom_dask._lazy import reader_dask
     from dicom_dask._reader import ManifestArray
 
     doc = json.loads(slide.store.documents[f"{level}/zarr.json"])
@@ -604,10 +603,4 @@ def _ome_dask(slide: Slide, level: int, chunks: tuple[int, ...]) -> dask.array.A
         codecs=doc["codecs"],
         fill_value=doc["fill_value"],
     )
-    return da.from_array(
-        reader,
-        chunks=chunks,
-        meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
-        asarray=False,
-        fancy=False,
-    )
+    return reader_dask(reader, chunks)

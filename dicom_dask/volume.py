@@ -637,9 +637,9 @@ def _dask(
     chunk_bytes: int,
 ) -> tuple[dask.array.Array, Any]:
     """The dask array over ``manifest`` and the manifest reader behind it."""
-    import dask.array as da
     from dask.base import tokenize
 
+    from dicom_dask._lazy import frames_per_block, reader_dask
     from dicom_dask._reader import ManifestArray
 
     reader = ManifestArray(
@@ -652,18 +652,9 @@ def _dask(
         fill_value=fill_value,
         manifest=manifest,
     )
-    per_slice = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
-    slices = max(1, min(shape[0], chunk_bytes // max(per_slice, 1)))
-    chunks = (slices, *shape[1:])
+    chunks = (frames_per_block(shape, dtype, chunk_bytes), *shape[1:])
     token = tokenize(manifest.urls, manifest.offsets.tobytes(), codecs, shape, chunks, fill_value)
-    array = da.from_array(
-        reader,
-        chunks=chunks,
-        meta=np.empty((0,) * len(shape), dtype=dtype),
-        asarray=False,
-        fancy=False,
-        name=f"dicom-volume-{token}",
-    )
+    array = reader_dask(reader, chunks, f"dicom-volume-{token}")
     reader.array_name = array.name  # what Volume.compute checks before reading directly
     return array, reader
 

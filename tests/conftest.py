@@ -97,6 +97,24 @@ def hang_guard(seconds: int = 10) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+@contextmanager
+def process_cluster(threads_per_worker: int = 1) -> Iterator[Any]:
+    """A client of a LocalCluster with two process workers, closed on exit."""
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=50,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
     if not (REAL / "REFERENCE.json").exists():

@@ -53,6 +53,15 @@ def _local_or_error(opener, source):
         return None, type(exc)
 
 
+def _local_or_same_error(opener, paths, url):
+    """The local object, or ``None`` once checked that ``url`` raises as the files do."""
+    local, error = _local_or_error(opener, paths)
+    if local is None:
+        with pytest.raises(error):
+            opener(url)
+    return local
+
+
 def test_every_uploaded_file_as_frames(dicomweb_server) -> None:
     server, files = dicomweb_server
     real = [p for f in ("wsi", "volume_series") for p in (REAL / f).rglob("*.dcm")]
@@ -83,11 +92,9 @@ def test_slides_equal_the_files(dicomweb_server) -> None:
     slides = [p for p in files if "/wsi/" in p or p.endswith("level0.dcm")]
     compared = 0
     for (study, series), paths in _series(slides).items():
-        local, error = _local_or_error(dicom_dask.open_slide, paths)
         url = f"{_root(server)}/studies/{study}/series/{series}"
+        local = _local_or_same_error(dicom_dask.open_slide, paths, url)
         if local is None:
-            with pytest.raises(error):
-                dicom_dask.open_slide(url)
             continue
         if _refused(paths):
             with pytest.raises(ReadError, match=r"HTTP 400.*as stored"):
@@ -118,11 +125,9 @@ def test_volumes_equal_the_files(dicomweb_server) -> None:
     series = [p for p in files if "/volume_series/" in p or "/series/" in p]
     compared = 0
     for (study, uid), paths in _series(series).items():
-        local, error = _local_or_error(dicom_dask.open_volume, paths)
         url = f"{_root(server)}/studies/{study}/series/{uid}"
+        local = _local_or_same_error(dicom_dask.open_volume, paths, url)
         if local is None:
-            with pytest.raises(error):
-                dicom_dask.open_volume(url)
             continue
         remote = dicom_dask.open_volume(url)
         np.testing.assert_array_equal(remote.array.compute(), local.array.compute())

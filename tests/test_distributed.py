@@ -11,21 +11,14 @@ from pydicom import uid
 import dicom_dask
 from dicom_dask.testing import write_dicom
 
+from .conftest import process_cluster
+
 distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
 def client():
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=40,
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
+    with process_cluster() as c:
         yield c
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import dicom_dask
 
+from .conftest import process_cluster
 from .servers import SLIDE_SIZE
 
 distributed = pytest.importorskip("distributed")
@@ -27,16 +28,7 @@ def client():
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     os.environ.update(AWS_ACCESS_KEY_ID=SECRET_ID, AWS_SECRET_ACCESS_KEY=SECRET)
     try:
-        with (
-            distributed.LocalCluster(
-                n_workers=2,
-                threads_per_worker=2,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=50,
-            ) as cluster,
-            distributed.Client(cluster) as c,
-        ):
+        with process_cluster(threads_per_worker=2) as c:
             yield c
     finally:
         for key, value in saved.items():
