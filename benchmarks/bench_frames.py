@@ -19,7 +19,7 @@ import numpy as np
 from _timing import best  # benchmarks/_timing.py
 
 import dicom_dask
-from dicom_dask._backends import unwrap_items
+from dicom_dask.chunks.decoders import unwrap_items
 
 HERE = Path(__file__).resolve().parent
 warnings.simplefilter("ignore")

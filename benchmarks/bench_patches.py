@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import dicom_dask
-from dicom_dask._reader import ManifestArray
+from dicom_dask.chunks.reader import ManifestArray
 
 HERE = Path(__file__).resolve().parent
 warnings.simplefilter("ignore")

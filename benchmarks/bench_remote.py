@@ -28,8 +28,8 @@ import numpy as np
 from _timing import timed  # benchmarks/_timing.py
 
 import dicom_dask
-from dicom_dask import loopback
 from dicom_dask.frames import _io
+from dicom_dask.testing import loopback
 
 HERE = Path(__file__).resolve().parent
 warnings.simplefilter("ignore")

@@ -1,20 +1,38 @@
-"""dicom_dask: very large DICOM images as lazy dask arrays over a Zarr v3 store."""
+"""dicom_dask: very large DICOM images as lazy dask arrays over a Zarr v3 store.
+
+The package's folders are its data flow, each importing only from the ones before it: ``frames``
+(bytes) -> ``chunks`` (zarr) -> ``images`` (slides, volumes, dask) -> ``integrations`` (xarray,
+napari, CLI, OpenSlide facade, patches, kerchunk). ``testing`` holds the synthetic writers and
+loopback servers used by the tests, benchmarks and demo.
+"""
 
 from __future__ import annotations
 
-from dicom_dask.api import Frames, open_frames, open_store, to_kerchunk
-from dicom_dask.codecs import DicomFrameCodec
-from dicom_dask.codecs import register as _register_codec
+from dicom_dask.api import (
+    Frames,
+    list_series,
+    list_slides,
+    open_frames,
+    open_slide,
+    open_store,
+    open_tiled,
+    open_volume,
+    tissue_mask,
+    to_kerchunk,
+    to_ome_zarr,
+)
+from dicom_dask.chunks.codec import DicomFrameCodec
+from dicom_dask.chunks.codec import register as _register_codec
+from dicom_dask.chunks.manifest import ChunkManifest
+from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import DicomDaskError
-from dicom_dask.facade import OpenSlide
 from dicom_dask.frames.dicomweb import DicomWebLocation
 from dicom_dask.frames.dicomweb import location as dicomweb
-from dicom_dask.level import Level
-from dicom_dask.manifest import ChunkManifest
-from dicom_dask.patches import PatchSampler, tissue_mask
-from dicom_dask.slide import Slide, list_slides, open_slide, open_tiled, to_ome_zarr
-from dicom_dask.store import DicomStore
-from dicom_dask.volume import Volume, list_series, open_volume
+from dicom_dask.images.level import Level
+from dicom_dask.images.slide import Slide
+from dicom_dask.images.volume import Volume
+from dicom_dask.integrations.facade import OpenSlide
+from dicom_dask.integrations.patches import PatchSampler
 
 __all__ = [
     "ChunkManifest",

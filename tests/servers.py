@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 from pydicom import uid
 
-from dicom_dask import loopback
-from dicom_dask.testing import series_positions, write_series, write_slide
+from dicom_dask.testing import loopback, series_positions, write_series, write_slide
 
 from .conftest import REAL
 

@@ -95,7 +95,7 @@ def test_region_reads_merge_tile_rows(tmp_path) -> None:
 
 
 def test_merge_ranges_rules() -> None:
-    from dicom_dask._reader import merge_ranges
+    from dicom_dask.chunks.reader import merge_ranges
 
     # neighbours merge; a large gap splits; results map back to the inputs
     spans = merge_ranges([(100, 200), (0, 100), (200, 250), (10_000_000, 10_000_010)])

@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 import dicom_dask
-from dicom_dask.cli import main
+from dicom_dask.integrations.cli import main
 
 from .conftest import REAL
 
@@ -92,7 +92,7 @@ def _subprocess(*argv: str):
     import sys
 
     return subprocess.run(
-        [sys.executable, "-m", "dicom_dask.cli", *argv],
+        [sys.executable, "-m", "dicom_dask.integrations.cli", *argv],
         capture_output=True,
         text=True,
         timeout=120,

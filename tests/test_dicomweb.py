@@ -11,8 +11,8 @@ import pydicom
 import pytest
 
 import dicom_dask
-from dicom_dask import loopback
 from dicom_dask.errors import DicomDaskError, ReadError, SourceNotFoundError
+from dicom_dask.testing import loopback
 
 from .conftest import REAL
 from .servers import SLIDE_SIZE, SLIDE_TILE

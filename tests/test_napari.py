@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dicom_dask
-from dicom_dask._napari import get_reader
+from dicom_dask.integrations.napari_reader import get_reader
 
 from .conftest import REAL
 
@@ -20,12 +20,12 @@ npe2 = pytest.importorskip("npe2")
 def test_manifest_is_valid_and_discoverable() -> None:
     from importlib.resources import files
 
-    manifest = npe2.PluginManifest.from_file(files("dicom_dask") / "napari.yaml")
+    manifest = npe2.PluginManifest.from_file(files("dicom_dask.integrations") / "napari.yaml")
     assert manifest.name == "dicom_dask"
     reader = manifest.contributions.readers[0]
     assert reader.accepts_directories
     command = manifest.contributions.commands[0]
-    assert command.python_name == "dicom_dask._napari:get_reader"
+    assert command.python_name == "dicom_dask.integrations.napari_reader:get_reader"
     from importlib.metadata import entry_points
 
     names = [ep.name for ep in entry_points(group="napari.manifest")]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydicom import uid
 
 import dicom_dask
-from dicom_dask._reader import ManifestArray
+from dicom_dask.chunks.reader import ManifestArray
 from dicom_dask.testing import make_slide_dataset, write_slide
 
 ROWS, COLS, TILE = 300, 420, 64

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import dicom_dask
-from dicom_dask import loopback
 from dicom_dask.errors import DicomDaskError, ReadError, SourceNotFoundError
 from dicom_dask.frames import _io
+from dicom_dask.testing import loopback
 
 from .conftest import REAL, REFERENCE
 from .servers import SLIDE_SIZE, SLIDE_TILE

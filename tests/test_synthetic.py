@@ -203,7 +203,7 @@ def test_unused_high_bits_are_corrected_as_pydicom(
     expected = expected.astype(expected.dtype.newbyteorder("="))
     assert not np.array_equal(expected, frames)  # the garbage bits matter
     if syntax != uid.ExplicitVRBigEndian:  # corrected by dicom_dask itself
-        from dicom_dask import _backends
+        from dicom_dask.chunks import decoders as _backends
 
         monkeypatch.setattr(_backends, "get_decoder", None)
     frames_obj = dicom_dask.open_frames(path)
@@ -230,7 +230,7 @@ def test_jpegls_plugin_equals_pydicoms_own(
     installed): the same arrays as pydicom's pylibjpeg (or pyjpegls) plugin gives."""
     from pydicom.pixels import get_encoder, pixel_array
 
-    from dicom_dask._backends import available_backends
+    from dicom_dask.chunks.decoders import available_backends
 
     signed = np.dtype(dtype).kind == "i"
     low, high = (

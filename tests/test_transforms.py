@@ -11,8 +11,8 @@ from pydicom import uid
 from pydicom.dataset import Dataset
 
 import dicom_dask
+from dicom_dask.images.transforms import TransformError
 from dicom_dask.testing import make_dataset, make_enhanced_dataset, series_positions, write_series
-from dicom_dask.transforms import TransformError
 
 from .conftest import REAL, REFERENCE
 
@@ -213,7 +213,7 @@ def test_icc_profile_and_required_switch(tmp_path) -> None:
 
 
 def test_building_the_transformed_array_reads_no_pixels(tmp_path, monkeypatch) -> None:
-    from dicom_dask._reader import ManifestArray
+    from dicom_dask.chunks.reader import ManifestArray
 
     vol = RNG.integers(0, 4000, (6, 16, 16)).astype(np.int16)
     write_series(tmp_path, vol, extra=[{"RescaleIntercept": -1024.0, "RescaleSlope": 1.0}] * 6)

@@ -14,7 +14,7 @@ from pydicom import uid
 
 import dicom_dask
 from dicom_dask.errors import LayoutError, NoImagesError
-from dicom_dask.geometry import affine_from_geometry, slice_direction
+from dicom_dask.images.geometry import affine_from_geometry, slice_direction
 from dicom_dask.testing import make_enhanced_dataset, series_positions, write_series
 
 RNG = np.random.default_rng(11)

@@ -16,7 +16,7 @@ import numpy as np
 from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 
-from dicom_dask._backends import decode_chunk, select_backend
+from dicom_dask.chunks.decoders import decode_chunk, select_backend
 from dicom_dask.errors import DicomDaskError
 
 if TYPE_CHECKING:

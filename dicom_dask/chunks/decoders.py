@@ -85,13 +85,13 @@ _PREFERRED_PLUGINS: dict[str, tuple[str, ...]] = {
 
 @functools.cache
 def _register_plugins() -> None:
-    """Add :mod:`dicom_dask._jpegls` to pydicom's JPEG-LS decoders (once per process,
+    """Add :mod:`dicom_dask.chunks.jpegls` to pydicom's JPEG-LS decoders (once per process,
     when a JPEG-LS backend is first chosen or used: not at import)."""
     for tsyntax in (_uid.JPEGLSLossless, _uid.JPEGLSNearLossless):
         decoder = get_decoder(tsyntax)
         if "imagecodecs" not in decoder.available_plugins:
             with contextlib.suppress(ValueError):  # already known (as unavailable)
-                decoder.add_plugin("imagecodecs", ("dicom_dask._jpegls", "_decode_frame"))
+                decoder.add_plugin("imagecodecs", ("dicom_dask.chunks.jpegls", "_decode_frame"))
 
 
 @functools.cache
@@ -328,7 +328,7 @@ _DECODERS: dict[str, Callable[[bytes | memoryview, dict[str, Any], str], np.ndar
 def decode_chunk(data: bytes | memoryview, cfg: dict[str, Any]) -> np.ndarray:
     """Decode one chunk's bytes to ``(frames, rows, columns[, samples])``.
 
-    ``cfg`` is the codec configuration (see :class:`dicom_dask.codecs.DicomFrameCodec`).
+    ``cfg`` is the codec configuration (see :class:`dicom_dask.chunks.codec.DicomFrameCodec`).
     Raises :class:`CorruptFrameError` when the bytes do not decode to that shape.
     """
     tsyntax = cfg["transfer_syntax"]

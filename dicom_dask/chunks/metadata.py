@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from pydicom import uid as _uid
 
-from dicom_dask.codecs import DicomFrameCodec
+from dicom_dask.chunks.codec import DicomFrameCodec
 from dicom_dask.enums import NATIVE_SYNTAXES
 from dicom_dask.frames.header import DicomHeader, PixelDescription
 

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
-from dicom_dask._backends import correct_unused_bits, masked_native
-from dicom_dask.codecs import CODEC_NAME, DicomFrameCodec
+from dicom_dask.chunks.codec import CODEC_NAME, DicomFrameCodec
+from dicom_dask.chunks.decoders import correct_unused_bits, masked_native
+from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef
+from dicom_dask.chunks.store import DicomStore
 from dicom_dask.enums import ITEM_TAG, FrameEncoding
 from dicom_dask.errors import CorruptFrameError, ReadError
 from dicom_dask.frames._io import call_fs, fetch_ranges
 from dicom_dask.frames.dicomweb import fetch_frames
-from dicom_dask.manifest import ChunkManifest, ChunkRef
-from dicom_dask.store import DicomStore
 
 __all__ = ["ChunkDecoder", "FrameLabel", "ManifestArray"]
 

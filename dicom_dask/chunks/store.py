@@ -24,10 +24,10 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype
 
+from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef, parse_chunk_key
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.frames._io import StorageOptions, call_fs, resolve_fs
 from dicom_dask.frames.dicomweb import fetch_frames
-from dicom_dask.manifest import ChunkManifest, ChunkRef, parse_chunk_key
 
 __all__ = ["DicomStore"]
 

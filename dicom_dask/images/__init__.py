@@ -1,16 +1,9 @@
-"""Parsers: DICOM instances -> chunk grids (tiled slides; volumes).
+"""Images: what users open.
 
-Nothing here imports dask.
+In: frame indexes ([`dicom_dask.frames`][]) and chunk manifests, stores and readers
+([`dicom_dask.chunks`][]). Out: [`Frames`][dicom_dask.images.instance.Frames],
+[`Level`][dicom_dask.images.level.Level], [`Slide`][dicom_dask.images.slide.Slide] and
+[`Volume`][dicom_dask.images.volume.Volume] with their dask arrays, geometry and lazy pixel
+transforms.
+The tiled and series parsers (instances -> chunk grids) live here too.
 """
-
-from __future__ import annotations
-
-from dicom_dask.parsers.tiled import (
-    ChannelInfo,
-    TiledImage,
-    frame_chunks,
-    place_frames,
-    tiled_image,
-)
-
-__all__ = ["ChannelInfo", "TiledImage", "frame_chunks", "place_frames", "tiled_image"]

@@ -1,4 +1,9 @@
-"""Open DICOM frames as zarr and dask arrays: ``open_frames`` and ``open_store``."""
+"""The frames of one DICOM instance as zarr and dask arrays.
+
+[`open_frames`][dicom_dask.images.instance.open_frames] gives a
+[`Frames`][dicom_dask.images.instance.Frames]; [`open_store`][dicom_dask.images.instance.open_store]
+its read-only zarr store.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +17,22 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 import numpy as np
 
+from dicom_dask.chunks.manifest import INLINE, ChunkManifest
+from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
+from dicom_dask.chunks.sidecar import index_from_dict, index_to_dict, load_index, save_index
+from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import NoImagesError
 from dicom_dask.frames import FrameIndex, index_frames
 from dicom_dask.frames._io import StorageOptions
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
-from dicom_dask.index import index_from_dict, index_to_dict, load_index, save_index
-from dicom_dask.manifest import INLINE, ChunkManifest
-from dicom_dask.metadata import array_metadata, frame_codecs, output_photometric
-from dicom_dask.store import DicomStore
-from dicom_dask.transforms import FrameTransformer, TransformOptions
+from dicom_dask.images.transforms import FrameTransformer, TransformOptions
 
 if TYPE_CHECKING:
     import dask.array
     import zarr
     from pydicom.dataset import Dataset
 
-__all__ = ["Frames", "open_frames", "open_store", "to_kerchunk"]
+__all__ = ["Frames", "open_frames", "open_store"]
 
 
 def _manifest(index: FrameIndex, ndim: int) -> ChunkManifest:
@@ -198,7 +203,7 @@ class Frames:
 
     def reader(self) -> Any:
         """The array-like the dask graph reads through (manifest + decoder)."""
-        from dicom_dask._reader import FrameLabel, ManifestArray
+        from dicom_dask.chunks.reader import FrameLabel, ManifestArray
 
         chunk = tuple(self.metadata["chunk_grid"]["configuration"]["chunk_shape"])
         return ManifestArray(
@@ -218,7 +223,7 @@ class Frames:
 
     def to_dask(self, *, frames_per_chunk: int = 1) -> dask.array.Array:
         """A dask array of the frames with ``frames_per_chunk`` frames per dask chunk."""
-        from dicom_dask._lazy import reader_dask, transformed_dask
+        from dicom_dask.images.lazy import reader_dask, transformed_dask
 
         if frames_per_chunk < 1:
             raise ValueError(f"frames_per_chunk must be >= 1, got {frames_per_chunk}")
@@ -343,55 +348,3 @@ def open_frames(
         read_only=True,
     )
     return Frames(index=frame_index, store=store, raw=raw)
-
-
-def to_kerchunk(
-    url: str | os.PathLike[str] | list[str],
-    *,
-    storage_options: StorageOptions = None,
-    kind: str | None = None,
-) -> dict[str, Any]:
-    """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``).
-
-    ``kind`` (default: guessed):
-
-    * ``"frames"`` (one file): its frames array, as :func:`open_frames` gives it;
-    * ``"slide"`` (a tiled file, folder or list): the slide's virtual OME-Zarr group;
-    * ``"volume"`` (a series folder, glob or list, or an enhanced file): the volume
-      array across files, as :func:`open_volume` gives it.
-
-    Opened with fsspec's ``ReferenceFileSystem``, plain zarr reads the DICOM bytes
-    through the registered ``dicom_dask.frame`` codec. A frame split over several
-    fragments is one reference covering its items (the codec strips the item
-    headers); deflated datasets, which cannot be range-read, are carried inline.
-    References are JSON: fsspec's Parquet reference format (``LazyReferenceMapper``)
-    describes zarr v2 arrays only (it sizes chunks from ``.zarray``), and these arrays
-    are zarr v3.
-    """
-
-    if kind is None:
-        from dicom_dask.sources import is_collection
-
-        if is_collection(url):
-            from dicom_dask.errors import NoImagesError
-            from dicom_dask.slide import open_slide
-
-            try:
-                slide = open_slide(url, storage_options=storage_options)
-                return {"version": 1, "refs": slide.to_index()["refs"]}
-            except NoImagesError:
-                kind = "volume"
-        else:
-            kind = "frames"
-    if kind == "frames":
-        return open_frames(url, storage_options=storage_options).to_kerchunk()  # type: ignore[arg-type]
-    if kind == "slide":
-        from dicom_dask.slide import open_slide
-
-        slide = open_slide(url, storage_options=storage_options)
-        return {"version": 1, "refs": slide.to_index()["refs"]}
-    if kind == "volume":
-        from dicom_dask.volume import open_volume
-
-        return open_volume(url, storage_options=storage_options).to_kerchunk()
-    raise ValueError(f"kind must be 'frames', 'slide' or 'volume', got {kind!r}")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from dicom_dask.transforms import FrameTransformer, apply_block
+from dicom_dask.images.transforms import FrameTransformer, apply_block
 
 __all__ = [
     "FusedTransform",
@@ -40,7 +40,7 @@ def reader_dask(reader: Any, chunks: Any, name: str | None = None) -> Any:
 
 
 def transformed_dask(array: Any, transformer: FrameTransformer, roles: str) -> Any:
-    """``array`` with each block mapped through :func:`~dicom_dask.transforms.apply_block`.
+    """``array`` with each block mapped through :func:`~dicom_dask.images.transforms.apply_block`.
 
     The transformer (header datasets and switches) is one node of the graph, shared
     by every task; the output dtype and shape are declared, nothing is computed.
@@ -105,7 +105,7 @@ class FusedTransform:
         bounds = np.linspace(sel[0].start, sel[0].stop, parts + 1).round().astype(int)
         spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
         if len(spans) > 1:
-            from dicom_dask._reader import _pool
+            from dicom_dask.chunks.reader import _pool
 
             for _ in _pool().map(lambda span: self._fill(span, sel, out), spans):
                 pass

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dicom_dask.chunks.manifest import ChunkManifest
+from dicom_dask.chunks.metadata import frame_codecs, output_photometric
+from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames._io import StorageOptions
-from dicom_dask.manifest import ChunkManifest
-from dicom_dask.metadata import frame_codecs, output_photometric
-from dicom_dask.parsers.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
-from dicom_dask.store import DicomStore
-from dicom_dask.transforms import FrameTransformer, TransformOptions, apply_block
+from dicom_dask.images.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
+from dicom_dask.images.transforms import FrameTransformer, TransformOptions, apply_block
 
 if TYPE_CHECKING:
     import dask.array
@@ -187,7 +187,7 @@ class Level:
 
     def reader(self, *, squeeze: bool | None = None, threads: int = 1) -> Any:
         """The array-like (manifest + decoder) the dask graph reads through."""
-        from dicom_dask._reader import ManifestArray
+        from dicom_dask.chunks.reader import ManifestArray
 
         squeeze = self.squeezed if squeeze is None else squeeze
         axes, shape, chunk, grid = self._view(squeeze)
@@ -220,7 +220,7 @@ class Level:
         """The level as a dask array (see :attr:`array`); ``chunks`` as in dask."""
         from dask.base import tokenize
 
-        from dicom_dask._lazy import reader_dask, transformed_dask
+        from dicom_dask.images.lazy import reader_dask, transformed_dask
 
         reader = self.reader(squeeze=squeeze)
         chunks = self.default_chunks(squeeze=squeeze) if chunks is None else chunks
@@ -327,7 +327,7 @@ class Level:
         self, region: np.ndarray, channel: int, plane: int, threads: int
     ) -> np.ndarray:
         """Apply the level's transform to a region, in bands of rows across threads."""
-        from dicom_dask._reader import _pool
+        from dicom_dask.chunks.reader import _pool
 
         single = self._single(channel, plane)
         tail = (3,) if single.adds_samples else ()

@@ -5,7 +5,7 @@ Image Position/Orientation (Patient), pixel spacing, and a *channel key* for the
 dimensions that are not spatial: temporal position, echo, segment, b-value...).
 Records are grouped into stacks (series, orientation, stack ID, and whatever
 channel dimension does not fill a complete grid), then sorted in space by
-:mod:`dicom_dask.geometry`. Nothing here imports dask.
+:mod:`dicom_dask.images.geometry`. Nothing here imports dask.
 """
 
 from __future__ import annotations

@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dicom_dask.chunks.metadata import array_metadata
+from dicom_dask.chunks.sidecar import index_from_dict, index_to_dict, load_index, save_index
+from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions, resolve_fs
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
-from dicom_dask.index import index_from_dict, index_to_dict, load_index, save_index
-from dicom_dask.level import Level, merge_level
-from dicom_dask.metadata import array_metadata
-from dicom_dask.ome import multiscales_attributes
-from dicom_dask.parsers.tiled import TiledImage, is_tiled, tiled_image
-from dicom_dask.sources import expand_sources, index_many
-from dicom_dask.store import DicomStore
-from dicom_dask.transforms import TransformOptions
+from dicom_dask.images.level import Level, merge_level
+from dicom_dask.images.ome import multiscales_attributes
+from dicom_dask.images.sources import expand_sources, index_many
+from dicom_dask.images.tiled import TiledImage, is_tiled, tiled_image
+from dicom_dask.images.transforms import TransformOptions
 
 if TYPE_CHECKING:
     import dask.array
@@ -590,8 +590,8 @@ def to_ome_zarr(
 
 def _ome_dask(slide: Slide, level: int, chunks: tuple[int, ...]) -> dask.array.Array:
     """Level ``level`` of the virtual OME-Zarr as a dask array read through the manifest."""
-    from dicom_dask._lazy import reader_dask
-    from dicom_dask._reader import ManifestArray
+    from dicom_dask.chunks.reader import ManifestArray
+    from dicom_dask.images.lazy import reader_dask
 
     doc = json.loads(slide.store.documents[f"{level}/zarr.json"])
     reader = ManifestArray(

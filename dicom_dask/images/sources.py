@@ -135,7 +135,7 @@ def classify(
     """What one file holds, from its header: ``"slide"`` (a total pixel matrix),
     ``"enhanced"`` (several frames with per-frame functional groups) or ``"image"``,
     with the file's index (pass it on as ``open_frames(..., index=...)``)."""
-    from dicom_dask.parsers.tiled import is_tiled
+    from dicom_dask.images.tiled import is_tiled
 
     index = index_frames(url, storage_options=storage_options)
     ds = index.header.dataset

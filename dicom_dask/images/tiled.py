@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from dicom_dask.chunks.manifest import INLINE, MISSING, ChunkManifest
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames import FrameIndex, open_source
 from dicom_dask.frames.functional_groups import SlidePositions, slide_positions
-from dicom_dask.manifest import INLINE, MISSING, ChunkManifest
 
 __all__ = [
     "ChannelInfo",

@@ -2,7 +2,7 @@
 
 A folder (glob, list) of single-frame files, or an enhanced multi-frame file, is
 read header-first: files are grouped into stacks, slices sorted along their normal
-(:mod:`dicom_dask.geometry`), and one chunk manifest built across files, so the
+(:mod:`dicom_dask.images.geometry`), and one chunk manifest built across files, so the
 dask array reads each slice from its own file. The affine maps ``(slice, row,
 column)`` indices to LPS millimetres, as highdicom's ``Volume`` does.
 """
@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dicom_dask.chunks.manifest import MISSING, ChunkManifest
+from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
+from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
-from dicom_dask.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
-from dicom_dask.manifest import MISSING, ChunkManifest
-from dicom_dask.metadata import array_metadata, frame_codecs, output_photometric
-from dicom_dask.parsers.series import SliceRecord, Stack, group_stacks, slice_records
-from dicom_dask.parsers.tiled import frame_chunks, place_frames
-from dicom_dask.sources import expand_sources, index_many
-from dicom_dask.store import DicomStore
+from dicom_dask.images.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
+from dicom_dask.images.series import SliceRecord, Stack, group_stacks, slice_records
+from dicom_dask.images.sources import expand_sources, index_many
+from dicom_dask.images.tiled import frame_chunks, place_frames
 
 if TYPE_CHECKING:
     import dask.array
@@ -230,8 +230,8 @@ class Volume:
         Switches as highdicom's ``get_volume``; every slice (and channel) gets its own
         file's or frame's parameters. The chain is recorded in ``metadata["transform"]``.
         """
-        from dicom_dask._lazy import transformed_dask
-        from dicom_dask.transforms import FrameTransformer, TransformOptions, dataset_key
+        from dicom_dask.images.lazy import transformed_dask
+        from dicom_dask.images.transforms import FrameTransformer, TransformOptions, dataset_key
 
         if self.sources is None:
             raise ValueError(
@@ -265,7 +265,7 @@ class Volume:
             # an opened volume: read and transform slab by slab, in cache
             from dask.base import tokenize
 
-            from dicom_dask._lazy import fused_transformed_dask
+            from dicom_dask.images.lazy import fused_transformed_dask
 
             name = f"dicom-volume-transformed-{tokenize(array.name, options.to_dict())}"
             transformed, fused = fused_transformed_dask(
@@ -375,7 +375,7 @@ class Volume:
     def to_index(self) -> dict[str, Any]:
         """The series index: every file's header and frame ranges (+ kerchunk references
         of the volume when it is an opened one), for ``open_volume(index=...)``."""
-        from dicom_dask.index import index_to_dict
+        from dicom_dask.chunks.sidecar import index_to_dict
 
         if not self.indexes:
             raise ValueError("this Volume was not opened from files: it has no index")
@@ -388,7 +388,7 @@ class Volume:
     ) -> None:
         """Save :meth:`to_index` so that ``open_volume(index=path)`` reads no header: a
         10,000-file series is parsed once, and every dask worker reuses the result."""
-        from dicom_dask.index import save_index
+        from dicom_dask.chunks.sidecar import save_index
 
         save_index(self.to_index(), path, storage_options=storage_options)
 
@@ -639,8 +639,8 @@ def _dask(
     """The dask array over ``manifest`` and the manifest reader behind it."""
     from dask.base import tokenize
 
-    from dicom_dask._lazy import frames_per_block, reader_dask
-    from dicom_dask._reader import ManifestArray
+    from dicom_dask.chunks.reader import ManifestArray
+    from dicom_dask.images.lazy import frames_per_block, reader_dask
 
     reader = ManifestArray(
         store,
@@ -660,7 +660,7 @@ def _dask(
 
 
 def _indexes_from_sidecar(index: Any, storage_options: StorageOptions) -> tuple[list[Any], str]:
-    from dicom_dask.index import index_from_dict, load_index
+    from dicom_dask.chunks.sidecar import index_from_dict, load_index
 
     where = "index" if isinstance(index, Mapping) else os.fspath(index)[:200]
     doc = load_index(index, storage_options=storage_options)
@@ -744,7 +744,7 @@ def open_volume(
         Which stack when there are several (see :func:`list_series`): an index, or a
         Series Instance UID.
     geometry : {"raise", "positions", "shear"}
-        Handling of irregular stacks (see :class:`~dicom_dask.geometry.GeometryPolicy`);
+        Handling of irregular stacks (see :class:`~dicom_dask.images.geometry.GeometryPolicy`);
         recorded in ``volume.metadata["geometry"]``.
     raw, backend, fill_value
         As in :func:`open_frames`; ``fill_value`` fills missing slices.

@@ -35,7 +35,7 @@ def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _kind(url: str, options: dict[str, Any]) -> tuple[str, Any]:
     """``"folder"``, ``"slide"``, ``"volume"`` or ``"frames"`` for a URL, and its index."""
-    from dicom_dask.sources import classify, is_collection
+    from dicom_dask.images.sources import classify, is_collection
 
     if is_collection(url):
         return "folder", None
@@ -44,7 +44,7 @@ def _kind(url: str, options: dict[str, Any]) -> tuple[str, Any]:
 
 
 def _frames_info(url: str, options: dict[str, Any], index: Any) -> dict[str, Any]:
-    from dicom_dask import open_frames
+    from dicom_dask.images.instance import open_frames
 
     frames = open_frames(url, storage_options=options, index=index)
     header = frames.index.header
@@ -97,7 +97,8 @@ def _volume_info(volume: Any) -> dict[str, Any]:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from dicom_dask import list_series, list_slides, open_slide, open_volume
+    from dicom_dask.images.slide import list_slides, open_slide
+    from dicom_dask.images.volume import list_series, open_volume
 
     options = _storage_options(args.storage_option)
     kind, index = _kind(args.url, options)
@@ -126,7 +127,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from dicom_dask import open_frames, open_slide
+    from dicom_dask.images.instance import open_frames
+    from dicom_dask.images.slide import open_slide
 
     options = _storage_options(args.storage_option)
     kind, index = _kind(args.url, options)
@@ -145,7 +147,7 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _refs(args: argparse.Namespace) -> int:
-    from dicom_dask import to_kerchunk
+    from dicom_dask.integrations.kerchunk import to_kerchunk
 
     refs = to_kerchunk(
         args.url, storage_options=_storage_options(args.storage_option), kind=args.kind
@@ -164,7 +166,9 @@ def _convert(args: argparse.Namespace) -> int:
     import dask.array as da
     import zarr
 
-    from dicom_dask import open_frames, open_slide, open_volume, to_ome_zarr
+    from dicom_dask.images.instance import open_frames
+    from dicom_dask.images.slide import open_slide, to_ome_zarr
+    from dicom_dask.images.volume import open_volume
 
     options = _storage_options(args.storage_option)
     kind, index = _kind(args.url, options)
@@ -208,7 +212,7 @@ def _demo(args: argparse.Namespace) -> int:
     import numpy as np
     from pydicom import uid
 
-    from dicom_dask import open_frames
+    from dicom_dask.images.instance import open_frames
     from dicom_dask.testing import write_dicom
 
     rng = np.random.default_rng(0)
@@ -245,7 +249,7 @@ def _demo_volume(out: Path) -> bool:
     """Write a shuffled CT series, open it as a Volume, transform it to HU lazily."""
     import numpy as np
 
-    from dicom_dask import open_volume
+    from dicom_dask.images.volume import open_volume
     from dicom_dask.testing import series_positions, write_series
 
     rng = np.random.default_rng(1)
@@ -284,7 +288,7 @@ def _demo_slide(out: Path, tiles: Any) -> bool:
     from pydicom import uid
     from pydicom.uid import generate_uid
 
-    from dicom_dask import open_slide, to_ome_zarr
+    from dicom_dask.images.slide import open_slide, to_ome_zarr
     from dicom_dask.testing import make_slide_dataset
 
     side = int(np.sqrt(len(tiles)))

@@ -1,4 +1,4 @@
-"""``OpenSlide``: the openslide-python API over a :class:`~dicom_dask.slide.Slide`.
+"""``OpenSlide``: the openslide-python API over a :class:`~dicom_dask.images.slide.Slide`.
 
 Existing OpenSlide code runs unchanged on DICOM slides, local or remote: sizes are
 ``(width, height)``, ``read_region`` takes its location in level-0 pixels and returns
@@ -22,8 +22,8 @@ from dicom_dask.frames._io import StorageOptions
 if TYPE_CHECKING:
     from PIL import Image
 
-    from dicom_dask.level import Level
-    from dicom_dask.slide import Slide
+    from dicom_dask.images.level import Level
+    from dicom_dask.images.slide import Slide
 
 __all__ = ["OpenSlide"]
 
@@ -141,7 +141,7 @@ class OpenSlide:
     Parameters
     ----------
     slide : Slide, str or path
-        An opened :class:`~dicom_dask.slide.Slide`, or anything :func:`open_slide` opens
+        An opened :class:`~dicom_dask.images.slide.Slide`, or anything :func:`open_slide` opens
         (a folder, a file of the slide, a URL).
     storage_options : mapping or callable, optional
         Passed to :func:`open_slide` when ``slide`` is not opened yet.
@@ -160,7 +160,7 @@ class OpenSlide:
         plane: int = 0,
         **kwargs: Any,
     ) -> None:
-        from dicom_dask.slide import Slide, open_slide
+        from dicom_dask.images.slide import Slide, open_slide
 
         if not isinstance(slide, Slide):
             slide = open_slide(slide, storage_options=storage_options, **kwargs)
@@ -171,7 +171,7 @@ class OpenSlide:
     # -- openslide-python's API ----------------------------------------------------------
     @property
     def slide(self) -> Slide:
-        """The underlying :class:`~dicom_dask.slide.Slide` (raises once closed)."""
+        """The underlying :class:`~dicom_dask.images.slide.Slide` (raises once closed)."""
         if self._slide is None:
             raise ValueError("the slide is closed")
         return self._slide

@@ -17,7 +17,7 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def _kind(path: str) -> str | None:
-    from dicom_dask.sources import classify
+    from dicom_dask.images.sources import classify
 
     if os.path.isdir(path):
         return "folder"
@@ -72,21 +72,22 @@ def _volume_layers(volume: Any) -> list[LayerData]:
 
 def read(path: str | list[str]) -> list[LayerData]:
     """Layer data for ``path``: a slide (file or folder) or a volume (folder or file)."""
-    import dicom_dask
     from dicom_dask.errors import DicomDaskError
+    from dicom_dask.images.slide import open_slide
+    from dicom_dask.images.volume import open_volume
 
     target = path[0] if isinstance(path, list) and len(path) == 1 else path
     if isinstance(target, list):
-        return _volume_layers(dicom_dask.open_volume(target))
+        return _volume_layers(open_volume(target))
     kind = _kind(target)
     if kind == "slide":
-        return _slide_layers(dicom_dask.open_slide(target))
+        return _slide_layers(open_slide(target))
     if kind == "folder":
         try:
-            return _slide_layers(dicom_dask.open_slide(target))
+            return _slide_layers(open_slide(target))
         except DicomDaskError:
             pass
-    return _volume_layers(dicom_dask.open_volume(target))
+    return _volume_layers(open_volume(target))
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:

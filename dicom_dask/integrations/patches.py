@@ -21,8 +21,8 @@ import numpy as np
 if TYPE_CHECKING:
     import dask.array
 
-    from dicom_dask.level import Level
-    from dicom_dask.slide import Slide
+    from dicom_dask.images.level import Level
+    from dicom_dask.images.slide import Slide
 
 __all__ = ["Patch", "PatchSampler", "tissue_mask"]
 
@@ -103,7 +103,7 @@ class PatchSampler:
         plane: int = 0,
         fill_value: int | float | None = None,
     ) -> None:
-        from dicom_dask.level import Level
+        from dicom_dask.images.level import Level
 
         if isinstance(source, Level):
             self.level, slide = source, None

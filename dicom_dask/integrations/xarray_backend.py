@@ -74,7 +74,7 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         return text.lower().endswith(_SUFFIXES) or os.path.isdir(text)
 
     def _kind(self, source: Any, storage_options: Any) -> str:
-        from dicom_dask.sources import classify, is_collection
+        from dicom_dask.images.sources import classify, is_collection
 
         if is_collection(source):
             return "volume"
@@ -95,20 +95,22 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         storage_options: dict[str, Any] | None = None,
     ) -> xr.Dataset:
         # docstring inherited
-        import dicom_dask
+        from dicom_dask.images.instance import open_frames
+        from dicom_dask.images.slide import open_slide
+        from dicom_dask.images.volume import open_volume
 
         kind = kind or self._kind(filename_or_obj, storage_options)
         if kind == "volume":
-            volume = dicom_dask.open_volume(filename_or_obj, storage_options=storage_options)
+            volume = open_volume(filename_or_obj, storage_options=storage_options)
             data = volume.to_xarray()
             data.attrs["dicom_json"] = _header_json(volume.sources[0][0]) if volume.sources else ""
             out = xr.Dataset({"image": data})
         elif kind == "slide":
-            slide = dicom_dask.open_slide(filename_or_obj, storage_options=storage_options)
+            slide = open_slide(filename_or_obj, storage_options=storage_options)
             out = _level_dataset(slide.pyramid[0])
             out.attrs["downsamples"] = slide.downsamples
         elif kind == "frames":
-            frames = dicom_dask.open_frames(filename_or_obj, storage_options=storage_options)
+            frames = open_frames(filename_or_obj, storage_options=storage_options)
             dims = ["frame", "row", "column", "sample"][: len(frames.shape)]
             data = xr.DataArray(frames.array, dims=dims)
             data.attrs["dicom_json"] = _header_json(frames.header)
@@ -143,9 +145,9 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         **kwargs: Any,
     ) -> dict[str, xr.Dataset]:
         """A slide's pyramid: ``/level0``, ``/level1``... and its associated images."""
-        import dicom_dask
+        from dicom_dask.images.slide import open_slide
 
-        slide = dicom_dask.open_slide(filename_or_obj, storage_options=storage_options)
+        slide = open_slide(filename_or_obj, storage_options=storage_options)
         groups: dict[str, xr.Dataset] = {
             "/": xr.Dataset(attrs={"downsamples": slide.downsamples, "units": "mm"})
         }

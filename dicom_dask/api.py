@@ -1,0 +1,37 @@
+"""The public functions, gathered from the stages that define them.
+
+``dicom_dask`` re-exports everything here; import from ``dicom_dask`` in user code.
+
+* [`open_frames`][dicom_dask.images.instance.open_frames] and
+  [`open_store`][dicom_dask.images.instance.open_store]: the frames of one instance;
+* [`open_slide`][dicom_dask.images.slide.open_slide],
+  [`open_tiled`][dicom_dask.images.slide.open_tiled],
+  [`list_slides`][dicom_dask.images.slide.list_slides] and
+  [`to_ome_zarr`][dicom_dask.images.slide.to_ome_zarr]: whole-slide pyramids;
+* [`open_volume`][dicom_dask.images.volume.open_volume] and
+  [`list_series`][dicom_dask.images.volume.list_series]: CT/MR volumes;
+* [`to_kerchunk`][dicom_dask.integrations.kerchunk.to_kerchunk]: kerchunk references;
+* [`tissue_mask`][dicom_dask.integrations.patches.tissue_mask]: a tissue mask of a slide.
+"""
+
+from __future__ import annotations
+
+from dicom_dask.images.instance import Frames, open_frames, open_store
+from dicom_dask.images.slide import list_slides, open_slide, open_tiled, to_ome_zarr
+from dicom_dask.images.volume import list_series, open_volume
+from dicom_dask.integrations.kerchunk import to_kerchunk
+from dicom_dask.integrations.patches import tissue_mask
+
+__all__ = [
+    "Frames",
+    "list_series",
+    "list_slides",
+    "open_frames",
+    "open_slide",
+    "open_store",
+    "open_tiled",
+    "open_volume",
+    "tissue_mask",
+    "to_kerchunk",
+    "to_ome_zarr",
+]
