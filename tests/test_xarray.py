@@ -1,4 +1,4 @@
-"""The xarray backend (engine="dicom"): lazy arrays, values and coordinates."""
+"""The xarray backend (engine="dicom"): lazy arrays, CF decoding, coordinates, options."""
 
 from __future__ import annotations
 
@@ -6,32 +6,148 @@ import numpy as np
 import pytest
 
 import dicom_dask
+from dicom_dask.testing import series_positions, write_series
 
 from .conftest import REAL
 
 xr = pytest.importorskip("xarray")
 
 
+def _ct_series(folder, *, slopes=None, n=6, gap=False):
+    """A CT series whose rescale differs from identity (intercept -1024, slope 1 or 2)."""
+    rng = np.random.default_rng(5)
+    stored = rng.integers(0, 3000, (n, 16, 20)).astype(np.int16)
+    slopes = slopes or [1.0] * n
+    extra = [
+        {
+            "RescaleSlope": s,
+            "RescaleIntercept": -1024.0,
+            "RescaleType": "HU",
+            "WindowCenter": 40,
+            "WindowWidth": 400,
+        }
+        for s in slopes
+    ]
+    positions = series_positions(n, slice_spacing=2.0)
+    if gap:  # one slice missing: only geometry="positions" opens it
+        keep = [i for i in range(n) if i != 2]
+        stored, positions, extra = stored[keep], positions[keep], [extra[i] for i in keep]
+    write_series(
+        folder, stored, positions=positions, pixel_spacing=(0.5, 0.5), extra=extra, shuffle=1
+    )
+    # stored values in the volume's slice order (sorted along the normal, as highdicom)
+    return dicom_dask.open_volume(folder, geometry="positions").array.compute()
+
+
 def test_entry_point_is_registered() -> None:
     assert "dicom" in xr.backends.list_engines()
 
 
-def test_series_as_dataset(real_dir) -> None:
+def test_ct_decodes_to_hounsfield_units_by_default(tmp_path) -> None:
+    stored = _ct_series(tmp_path / "ct")
+    ds = xr.open_dataset(tmp_path / "ct", engine="dicom")
+    image = ds["image"]
+    assert image.name == "image" and image.dtype == np.float32
+    assert not image.variable._in_memory  # lazily indexed: nothing read yet
+    np.testing.assert_array_equal(image.values, stored.astype(np.float32) - 1024)
+    assert image.attrs["units"] == "HU"
+    assert image.encoding["scale_factor"] == 1.0 and image.encoding["add_offset"] == -1024.0
+    assert image.encoding["dtype"] == np.int16
+    # stored values with the CF attributes; xarray's own decode_cf gives the same HU
+    raw = xr.open_dataset(tmp_path / "ct", engine="dicom", mask_and_scale=False)["image"]
+    assert raw.dtype == np.int16
+    np.testing.assert_array_equal(raw.values, stored)
+    assert (raw.attrs["scale_factor"], raw.attrs["add_offset"]) == (1.0, -1024.0)
+    decoded = xr.decode_cf(raw.to_dataset())["image"]
+    np.testing.assert_array_equal(decoded.values, image.values)
+    off = xr.open_dataset(tmp_path / "ct", engine="dicom", decode_cf=False)["image"]
+    assert off.dtype == np.int16
+
+
+def test_coordinates_have_units_and_names(tmp_path) -> None:
+    _ct_series(tmp_path / "ct")
+    image = xr.open_dataset(tmp_path / "ct", engine="dicom")["image"]
+    for name in ("slice", "row", "column", "position_x", "position_y", "position_z"):
+        assert image[name].attrs["units"] == "mm", name
+        assert image[name].attrs["long_name"], name
+    np.testing.assert_allclose(np.diff(image["slice"].values), 2.0)
+    assert "units" not in image.attrs or image.attrs["units"] == "HU"
+
+
+def test_per_slice_rescale_becomes_coordinates(tmp_path) -> None:
+    slopes = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]
+    _ct_series(tmp_path / "ct", slopes=slopes)
+    volume = dicom_dask.open_volume(tmp_path / "ct")
+    image = xr.open_dataset(tmp_path / "ct", engine="dicom")["image"]
+    np.testing.assert_array_equal(image.values, volume.transformed().array.compute())
+    assert "scale_factor" not in image.encoding
+    raw = xr.open_dataset(tmp_path / "ct", engine="dicom", mask_and_scale=False)["image"]
+    expected = (
+        raw.values * raw["rescale_slope"].values[:, None, None]
+        + raw["rescale_intercept"].values[:, None, None]
+    )
+    np.testing.assert_array_equal(image.values, expected.astype(np.float32))
+
+
+def test_volume_options_are_accepted(tmp_path) -> None:
+    _ct_series(tmp_path / "gap", gap=True)
+    with pytest.raises(dicom_dask.errors.DicomDaskError):
+        xr.open_dataset(tmp_path / "gap", engine="dicom")
+    ds = xr.open_dataset(tmp_path / "gap", engine="dicom", geometry="positions")
+    image = ds["image"]
+    volume = dicom_dask.open_volume(tmp_path / "gap", geometry="positions")
+    [missing] = np.flatnonzero(volume.missing_slices)
+    assert image.shape[0] == 6
+    assert np.isnan(image.values[missing]).all()  # the missing slice: NaN, not -1024 HU
+    assert not np.isnan(np.delete(image.values, missing, axis=0)).any()
+    raw = xr.open_dataset(
+        tmp_path / "gap", engine="dicom", geometry="positions", mask_and_scale=False, fill_value=7
+    )["image"]
+    assert (raw.values[missing] == 7).all()
+    volume.save_index(tmp_path / "series.json")
+    again = xr.open_dataset(
+        tmp_path / "gap", engine="dicom", index=tmp_path / "series.json", geometry="positions"
+    )
+    np.testing.assert_array_equal(again["image"].values, image.values)
+
+
+def test_sel_stays_lazy(tmp_path) -> None:
+    stored = _ct_series(tmp_path / "ct")
+    image = xr.open_dataset(tmp_path / "ct", engine="dicom", chunks={})["image"]
+    picked = image.sel(slice=image["slice"][3], row=image["row"][4:9])
+    assert picked.chunks is not None  # still a dask array
+    np.testing.assert_array_equal(picked.values, stored[3, 4:9].astype(np.float32) - 1024)
+    lazy = xr.open_dataset(tmp_path / "ct", engine="dicom")["image"]  # chunks=None
+    picked = lazy.sel(slice=lazy["slice"][3])
+    assert not picked.variable._in_memory
+    np.testing.assert_array_equal(picked.values, stored[3].astype(np.float32) - 1024)
+
+
+def test_real_ct_equals_highdicom_hounsfield_units(real_dir) -> None:
+    hd = pytest.importorskip("highdicom")
     folder = REAL / "volume_series" / "ct_3slice"
     ds = xr.open_dataset(folder, engine="dicom", chunks={})
     image = ds["image"]
     assert image.dims == ("slice", "row", "column")
-    assert image.chunks is not None  # dask-backed, in the volume's own chunks
+    reference = hd.get_volume_from_series([hd.imread(p) for p in sorted(folder.iterdir())])
+    np.testing.assert_allclose(np.array(image.attrs["affine"]), reference.affine)
+    np.testing.assert_array_equal(image.values, reference.array)  # HU, as highdicom
+    raw = xr.open_dataset(folder, engine="dicom", mask_and_scale=False)["image"]
     volume = dicom_dask.open_volume(folder)
-    np.testing.assert_array_equal(image.values, volume.array.compute())
+    np.testing.assert_array_equal(raw.values, volume.array.compute())
     np.testing.assert_allclose(np.diff(image["column"].values), volume.spacing[2])
     np.testing.assert_allclose(np.diff(image["slice"].values), volume.spacing[0])
-    np.testing.assert_allclose(np.array(image.attrs["affine"]), volume.affine)
     assert image.attrs["frame_of_reference_uid"] == volume.frame_of_reference_uid
     assert "00280010" in image.attrs["dicom_json"]  # Rows, as DICOM JSON
 
 
-def test_slide_as_dataset_and_datatree(real_dir) -> None:
+def test_stored_values_without_rescale_stay_stored(real_dir) -> None:
+    folder = REAL / "volume_series" / "mr_siemens_4slice"
+    image = xr.open_dataset(folder, engine="dicom")["image"]
+    assert image.dtype == np.uint16 and "scale_factor" not in image.encoding
+
+
+def test_slide_file_and_folder_as_dataset_and_datatree(real_dir) -> None:
     path = REAL / "wsi" / "cmu1_napari" / "volume.dcm"
     ds = xr.open_dataset(path, engine="dicom")
     image = ds["image"]
@@ -39,15 +155,46 @@ def test_slide_as_dataset_and_datatree(real_dir) -> None:
     level = dicom_dask.open_tiled(path)
     np.testing.assert_array_equal(image[100:200, 50:80].values, level.array[100:200, 50:80])
     np.testing.assert_allclose(np.diff(image["x"].values), level.pixel_spacing[1])
+    assert image["x"].attrs["units"] == "mm" and image["y"].attrs["long_name"]
     # the coordinates follow the level's affine: pixel (0, 0) sits at the matrix origin
     first = level.affine[:3, 3]
     direction = level.affine[:3, 1] / np.linalg.norm(level.affine[:3, 1])
     np.testing.assert_allclose(image["x"].values[0], first @ direction)
     assert "00480006" in image.attrs["dicom_json"]  # Total Pixel Matrix Columns
+    # a slide folder is recognised as a slide (not taken for a series)
+    folder = xr.open_dataset(REAL / "wsi" / "cmu1_napari", engine="dicom")
+    assert folder["image"].shape == (2967, 2220, 3)
     tree = xr.open_datatree(REAL / "wsi" / "cmu1_napari", engine="dicom")
     assert sorted(tree.children) == ["label", "level0", "overview", "thumbnail"]
     assert tree["level0"]["image"].shape == (2967, 2220, 3)
     assert tree["label"]["image"].shape == (463, 387, 3)
+
+
+def test_slide_level_and_select(tmp_path) -> None:
+    import pydicom
+
+    from dicom_dask.testing import make_slide_dataset
+
+    rng = np.random.default_rng(0)
+    level0 = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    for i in range(2):
+        ds = make_slide_dataset(
+            np.ascontiguousarray(level0[:: 2**i, :: 2**i]),
+            tile=(16, 16),
+            transfer_syntax=pydicom.uid.ExplicitVRLittleEndian,
+            pixel_spacing=0.001 * 2**i,
+            frame_of_reference="1.2.826.0.1.3680043.8.498.77",
+            container_id="XR-1",
+        )
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.78"
+        ds.save_as(tmp_path / f"level{i}.dcm", enforce_file_format=True)
+    one = xr.open_dataset(tmp_path, engine="dicom", level=1)
+    np.testing.assert_array_equal(one["image"].values, level0[::2, ::2])
+    assert one.attrs["level"] == 1
+    same = xr.open_dataset(tmp_path, engine="dicom", select=0, kind="slide")
+    np.testing.assert_array_equal(same["image"].values, level0)
+    with pytest.raises(dicom_dask.errors.DicomDaskError, match="level=5"):
+        xr.open_dataset(tmp_path, engine="dicom", level=5)
 
 
 def test_frames_of_a_plain_image(real_dir) -> None:

@@ -11,7 +11,7 @@ from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError
 from dicom_dask.frames import FrameIndex, canonical_url, index_frames
 from dicom_dask.frames._io import StorageOptions, resolve_fs
 
-__all__ = ["classify", "expand_sources", "index_many", "is_collection"]
+__all__ = ["classify", "classify_source", "expand_sources", "index_many", "is_collection"]
 
 T = TypeVar("T")
 _GLOB = set("*?[")
@@ -144,3 +144,52 @@ def classify(
     if "PerFrameFunctionalGroupsSequence" in ds and index.header.description.number_of_frames > 1:
         return "enhanced", index
     return "image", index
+
+
+def classify_source(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    storage_options: StorageOptions = None,
+) -> tuple[str, FrameIndex | None, list[str]]:
+    """What a file, folder, glob or list holds, reading as few headers as possible.
+
+    One named file gives what [`classify`][dicom_dask.images.sources.classify] gives
+    (``"slide"``, ``"enhanced"`` or ``"image"``) with its index. Several files give
+    ``"slides"`` when the first DICOM image among them is a tiled instance (a slide
+    level or associated image), else ``"series"``, with that file's index. The third
+    item lists the files read before it that are not DICOM images (skipped). A DICOMweb
+    location gives ``("dicomweb", None, [])``: ask ``open_slide`` or ``open_volume``.
+
+    Raises
+    ------
+    NoImagesError
+        When no file of a folder, glob or list is a DICOM image (the message names
+        some of them).
+    """
+    from dicom_dask.frames.dicomweb import is_dicomweb
+    from dicom_dask.images.tiled import is_tiled
+
+    if is_dicomweb(source):
+        return "dicomweb", None, []
+    urls, discovered = expand_sources(source, storage_options=storage_options)
+    if len(urls) == 1 and not discovered:
+        kind, index = classify(urls[0], storage_options=storage_options)
+        return kind, index, []
+    skipped: list[str] = []
+    for url in urls:
+        try:
+            index = index_frames(url, storage_options=storage_options)
+        except (NotDicomError, NoPixelDataError):
+            if not discovered:
+                raise
+            skipped.append(url)
+            continue
+        ds = index.header.dataset
+        return ("slides" if is_tiled(ds) else "series"), index, skipped
+    where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
+    names = ", ".join(os.path.basename(u.rstrip("/")) for u in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    raise NoImagesError(
+        f"{where}: no DICOM image among its {len(urls)} file(s) (not DICOM, or without "
+        f"pixel data: {names}{more})"
+    )

@@ -1,14 +1,26 @@
 """xarray backend: ``xr.open_dataset(path, engine="dicom")`` and ``xr.open_datatree``.
 
-It only builds and delegates: a volume (folder, glob, list, enhanced file) becomes
-:meth:`Volume.to_xarray`, a slide becomes one dataset per pyramid level with
-coordinates in millimetres, any other file its frames. Arrays stay lazy (dask).
+It only builds and delegates: a series (folder, glob, list) or an enhanced file
+becomes a volume dataset, a slide (file or folder) one dataset per pyramid level with
+coordinates in millimetres, any other file its frames. The data variable is always
+named ``image``; arrays stay lazy (dask), so ``.sel``/``.isel`` read only what they
+select.
+
+CF decoding follows xarray's conventions: with ``mask_and_scale=True`` (xarray's
+default) the values are those of the pixel transform chain (``Volume.transformed()``,
+highdicom's: Hounsfield units for CT, as float32), and a linear rescale shared by every
+frame is kept in ``.encoding`` as ``scale_factor`` / ``add_offset``; with
+``mask_and_scale=False`` (or ``decode_cf=False``) the values are the stored ones and
+``scale_factor`` / ``add_offset`` are attributes, as in a netCDF file. A rescale that
+changes from slice to slice is given as ``rescale_slope`` / ``rescale_intercept``
+coordinates instead.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,12 +32,113 @@ from dicom_dask.errors import DicomDaskError
 __all__ = ["DicomBackendEntrypoint"]
 
 _SUFFIXES = (".dcm", ".dicom", ".dic")
+NAME = "image"
+_KINDS = ("volume", "slide", "frames")
+_AXIS_NAMES = {
+    "slice": "position along the slice normal",
+    "row": "position along the column direction (down the rows)",
+    "column": "position along the row direction (across the columns)",
+    "y": "position along the column direction of the slide (down the rows)",
+    "x": "position along the row direction of the slide (across the columns)",
+}
 
 
 def _header_json(ds: Any) -> str:
-    import json
-
     return json.dumps(ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=None))
+
+
+def _axis_attrs(name: str, frame: str) -> dict[str, str]:
+    # no CF standard_name describes patient or slide coordinates: units and long_name only
+    return {"units": "mm", "long_name": f"{_AXIS_NAMES[name]} ({frame})"}
+
+
+def _describe_coords(data: xr.DataArray, frame: str) -> None:
+    for name in ("slice", "row", "column", "y", "x"):
+        if name in data.coords:
+            data.coords[name].attrs.update(_axis_attrs(name, frame))
+    for axis in "xyz":
+        name = f"position_{axis}"
+        if name in data.coords:
+            data.coords[name].attrs.update(
+                {"units": "mm", "long_name": f"Image Position (Patient) {axis} (LPS)"}
+            )
+    if "z" in data.coords and "c" in data.coords:  # slide focal planes, in mm
+        data.coords["z"].attrs.update({"units": "mm", "long_name": "focal plane offset"})
+
+
+def _decoded(
+    stored: xr.DataArray, source: Any, *, mask_and_scale: bool, roles: int
+) -> xr.DataArray:
+    """``stored`` with CF-style rescale decoding (see the module docstring).
+
+    ``source`` is a Volume or Frames; ``roles`` how many leading axes select frames
+    (the frame table's dimensions).
+    """
+    from dicom_dask.integrations.pixels import rescale_of, transformed_with
+
+    try:
+        out, transformer = transformed_with(source)
+    except DicomDaskError:  # no chain highdicom can build: the stored values as they are
+        return stored
+    rescale = rescale_of(transformer)
+    modality = str(transformer.datasets[0].get("Modality", "") or "")
+    stored.attrs["long_name"] = f"{modality} stored pixel values".strip()
+    if rescale.identity:
+        return stored
+    frame_dims = stored.dims[:roles]
+    scale_offset = rescale.scale_offset
+    coords: dict[str, Any] = {}
+    if rescale.linear and scale_offset is None:  # per-slice rescale: say it per slice
+        coords = {
+            "rescale_slope": (frame_dims, rescale.slope),
+            "rescale_intercept": (frame_dims, rescale.intercept),
+        }
+    if not mask_and_scale:
+        data = stored.assign_coords(coords)
+        if scale_offset is not None:
+            data.attrs["scale_factor"], data.attrs["add_offset"] = scale_offset
+        if rescale.units:
+            data.attrs["units"] = rescale.units
+        if not rescale.linear:
+            data.attrs["comment"] = (
+                "stored values; the pixel transform (a lookup table or palette) is not "
+                "linear: open with mask_and_scale=True for transformed values"
+            )
+        return data
+    data = xr.DataArray(
+        out.array, dims=stored.dims, coords=stored.coords, attrs=dict(stored.attrs), name=NAME
+    ).assign_coords(coords)
+    data.attrs["long_name"] = (
+        f"{modality} values ({rescale.units})" if rescale.units else f"{modality} values"
+    ).strip()
+    if rescale.units:
+        data.attrs["units"] = rescale.units
+    data.encoding["dtype"] = stored.dtype
+    if scale_offset is not None:
+        data.encoding["scale_factor"], data.encoding["add_offset"] = scale_offset
+    missing = np.asarray(getattr(source, "missing_slices", np.zeros(0, dtype=bool)))
+    if missing.any():  # slices absent from the series (geometry="positions"): NaN
+        data = data.where(xr.DataArray(~missing, dims=stored.dims[:1]))
+    return data
+
+
+def _volume_dataset(volume: Any, *, mask_and_scale: bool) -> xr.Dataset:
+    stored = volume.to_xarray().rename(NAME)
+    stored.attrs.pop("units", None)  # the coordinates' (mm); the values' units come below
+    stored.attrs["affine_units"] = "mm"
+    _describe_coords(stored, "LPS, mm from the origin of the frame of reference")
+    stored.attrs["dicom_json"] = _header_json(volume.sources[0][0]) if volume.sources else ""
+    stored.attrs["geometry"] = json.dumps(volume.metadata.get("geometry", {}), default=str)
+    data = _decoded(stored, volume, mask_and_scale=mask_and_scale, roles=1 + len(volume.channels))
+    return xr.Dataset({NAME: data})
+
+
+def _frames_dataset(frames: Any, *, mask_and_scale: bool) -> xr.Dataset:
+    dims = ["frame", "row", "column", "sample"][: len(frames.shape)]
+    stored = xr.DataArray(frames.array, dims=dims, name=NAME)
+    stored.attrs["dicom_json"] = _header_json(frames.header)
+    data = _decoded(stored, frames, mask_and_scale=mask_and_scale, roles=1)
+    return xr.Dataset({NAME: data})
 
 
 def _level_dataset(level: Any) -> xr.Dataset:
@@ -48,22 +161,82 @@ def _level_dataset(level: Any) -> xr.Dataset:
     if array.ndim > len(dims):
         dims.append("sample")
     attrs = {
+        "long_name": f"slide {level.image_type.lower()} image ({level.photometric_interpretation})",
         "affine": affine.tolist(),
-        "units": "mm",
         "image_type": level.image_type,
         "urls": list(level.urls),
         "photometric_interpretation": level.photometric_interpretation,
         "dicom_json": _header_json(level.image.dataset),
     }
-    return xr.Dataset({"image": xr.DataArray(array, dims=dims, coords=coords, attrs=attrs)})
+    data = xr.DataArray(array, dims=dims, coords=coords, attrs=attrs, name=NAME)
+    if level.pixel_spacing:
+        _describe_coords(data, "slide coordinate system, mm")
+    return xr.Dataset({NAME: data})
+
+
+def _index_kind(index: Any, storage_options: Any) -> tuple[str, Any]:
+    """What a sidecar describes, and the loaded document (read once)."""
+    from dicom_dask.chunks.sidecar import load_index
+
+    doc = load_index(index, storage_options=storage_options)
+    if "dicom_dask_slide" in doc:
+        return "slide", doc
+    if "dicom_dask_series" in doc:
+        return "volume", doc
+    return "frames", doc
+
+
+def source_kind(source: Any, *, storage_options: Any = None) -> str:
+    """``"slide"``, ``"volume"`` or ``"frames"``: what ``source`` opens as in xarray.
+
+    A folder, glob or list is a slide when its first DICOM image is a tiled instance,
+    else a series; one file is a slide (tiled), a volume (enhanced, or a single image
+    with a position in patient space) or frames.
+    """
+    from dicom_dask.images.sources import classify_source
+
+    kind, index, _ = classify_source(source, storage_options=storage_options)
+    if kind in ("slide", "slides"):
+        return "slide"
+    if kind == "image" and index is not None:
+        ds = index.header.dataset
+        return "volume" if "ImagePositionPatient" in ds else "frames"
+    return "volume"  # series, enhanced, DICOMweb
 
 
 class DicomBackendEntrypoint(BackendEntrypoint):
-    """Open DICOM images, volumes and slides lazily with ``engine="dicom"``."""
+    """Open DICOM volumes, slides and frames lazily with ``engine="dicom"``.
+
+    Options (keywords of ``xr.open_dataset`` / ``xr.open_datatree``):
+
+    - ``mask_and_scale`` (default True): transformed values (HU for CT) or stored ones;
+    - ``kind``: ``"volume"``, ``"slide"`` or ``"frames"`` instead of guessing;
+    - ``level``: which pyramid level of a slide ``open_dataset`` gives (default 0);
+    - ``geometry``, ``select``, ``index``, ``storage_options``, ``raw``, ``backend``,
+      ``fill_value``: as in ``open_volume`` / ``open_slide`` / ``open_frames``.
+    """
 
     description = "Lazy DICOM volumes, slides and frames through dicom_dask (dask arrays)"
     url = "https://github.com/dicom-dask/dicom_dask"
-    open_dataset_parameters = ("filename_or_obj", "drop_variables", "kind", "storage_options")
+    open_dataset_parameters = (
+        "filename_or_obj",
+        "drop_variables",
+        "mask_and_scale",
+        "decode_times",
+        "decode_timedelta",
+        "use_cftime",
+        "concat_characters",
+        "decode_coords",
+        "kind",
+        "level",
+        "geometry",
+        "select",
+        "index",
+        "storage_options",
+        "raw",
+        "backend",
+        "fill_value",
+    )
     supports_groups = True
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
@@ -73,50 +246,92 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         text = os.fspath(filename_or_obj)
         return text.lower().endswith(_SUFFIXES) or os.path.isdir(text)
 
-    def _kind(self, source: Any, storage_options: Any) -> str:
-        from dicom_dask.images.sources import classify, is_collection
+    def _open(
+        self,
+        source: Any,
+        *,
+        kind: str | None,
+        index: Any,
+        storage_options: Any,
+        options: Mapping[str, Any],
+    ) -> tuple[str, Any]:
+        """``(kind, object)``: the Volume, Slide or Frames ``source`` opens as."""
+        from dicom_dask.images.instance import open_frames
+        from dicom_dask.images.slide import open_slide
+        from dicom_dask.images.volume import open_volume
 
-        if is_collection(source):
-            return "volume"
-        kind, index = classify(source, storage_options=storage_options)
-        ds = index.header.dataset
+        if kind is not None and kind not in _KINDS:
+            raise DicomDaskError(f"kind must be one of {_KINDS}, got {kind!r}")
+        if index is not None:
+            guessed, index = _index_kind(index, storage_options)
+            kind = kind or guessed
+        elif kind is None:
+            kind = source_kind(source, storage_options=storage_options)
+        common = {"storage_options": storage_options, "index": index}
+        for name in ("raw", "backend", "fill_value"):
+            if options.get(name) is not None:
+                common[name] = options[name]
+        if kind == "volume":
+            extra = {k: options[k] for k in ("geometry", "select") if options.get(k) is not None}
+            return kind, open_volume(source, **common, **extra)
         if kind == "slide":
-            return "slide"
-        if "PerFrameFunctionalGroupsSequence" in ds or "ImagePositionPatient" in ds:
-            return "volume"
-        return "frames"
+            extra = {"select": options["select"]} if options.get("select") is not None else {}
+            return kind, open_slide(source, **common, **extra)
+        for name in ("geometry", "select"):
+            if options.get(name) is not None:
+                raise DicomDaskError(f"{name}= applies to volumes and slides, not to frames")
+        return kind, open_frames(source, **common)
 
     def open_dataset(  # type: ignore[override]
         self,
         filename_or_obj: Any,
         *,
         drop_variables: str | Iterable[str] | None = None,
+        mask_and_scale: bool = True,
+        decode_times: bool | None = None,
+        decode_timedelta: bool | None = None,
+        use_cftime: bool | None = None,
+        concat_characters: bool | None = None,
+        decode_coords: bool | str | None = None,
         kind: str | None = None,
+        level: int = 0,
+        geometry: str | None = None,
+        select: int | str | None = None,
+        index: Any = None,
         storage_options: dict[str, Any] | None = None,
+        raw: bool | None = None,
+        backend: str | None = None,
+        fill_value: int | float | None = None,
     ) -> xr.Dataset:
-        # docstring inherited
-        from dicom_dask.images.instance import open_frames
-        from dicom_dask.images.slide import open_slide
-        from dicom_dask.images.volume import open_volume
+        """One dataset: a volume, one level of a slide (``level=``), or a file's frames.
 
-        kind = kind or self._kind(filename_or_obj, storage_options)
+        The time and character decoders are accepted and have nothing to decode.
+        """
+        options = {
+            "geometry": geometry,
+            "select": select,
+            "raw": raw,
+            "backend": backend,
+            "fill_value": fill_value,
+        }
+        kind, obj = self._open(
+            filename_or_obj,
+            kind=kind,
+            index=index,
+            storage_options=storage_options,
+            options=options,
+        )
         if kind == "volume":
-            volume = open_volume(filename_or_obj, storage_options=storage_options)
-            data = volume.to_xarray()
-            data.attrs["dicom_json"] = _header_json(volume.sources[0][0]) if volume.sources else ""
-            out = xr.Dataset({"image": data})
+            out = _volume_dataset(obj, mask_and_scale=mask_and_scale)
         elif kind == "slide":
-            slide = open_slide(filename_or_obj, storage_options=storage_options)
-            out = _level_dataset(slide.pyramid[0])
-            out.attrs["downsamples"] = slide.downsamples
-        elif kind == "frames":
-            frames = open_frames(filename_or_obj, storage_options=storage_options)
-            dims = ["frame", "row", "column", "sample"][: len(frames.shape)]
-            data = xr.DataArray(frames.array, dims=dims)
-            data.attrs["dicom_json"] = _header_json(frames.header)
-            out = xr.Dataset({"image": data})
+            levels = len(obj.pyramid)
+            if not -levels <= level < levels:
+                raise DicomDaskError(f"level={level} but the slide has {levels} level(s)")
+            out = _level_dataset(obj.pyramid[level])
+            out.attrs["downsamples"] = obj.downsamples
+            out.attrs["level"] = level % levels
         else:
-            raise DicomDaskError(f"kind must be 'volume', 'slide' or 'frames', got {kind!r}")
+            out = _frames_dataset(obj, mask_and_scale=mask_and_scale)
         if drop_variables:
             out = out.drop_vars(drop_variables, errors="ignore")
         return out
@@ -126,14 +341,12 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         filename_or_obj: Any,
         *,
         drop_variables: str | Iterable[str] | None = None,
-        storage_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> xr.DataTree:
-        # docstring inherited
+        """A slide's pyramid (``/level0``, ``/level1``..., ``/label``...), or the one
+        dataset of a volume or frames at the root; the options of ``open_dataset``."""
         return xr.DataTree.from_dict(
-            self.open_groups_as_dict(
-                filename_or_obj, drop_variables=drop_variables, storage_options=storage_options
-            )
+            self.open_groups_as_dict(filename_or_obj, drop_variables=drop_variables, **kwargs)
         )
 
     def open_groups_as_dict(  # type: ignore[override]
@@ -141,20 +354,41 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         filename_or_obj: Any,
         *,
         drop_variables: str | Iterable[str] | None = None,
-        storage_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> dict[str, xr.Dataset]:
-        """A slide's pyramid: ``/level0``, ``/level1``... and its associated images."""
-        from dicom_dask.images.slide import open_slide
-
-        slide = open_slide(filename_or_obj, storage_options=storage_options)
-        groups: dict[str, xr.Dataset] = {
-            "/": xr.Dataset(attrs={"downsamples": slide.downsamples, "units": "mm"})
-        }
-        for i, level in enumerate(slide.pyramid):
-            groups[f"/level{i}"] = _level_dataset(level)
-        for name, level in slide.associated.items():
-            groups[f"/{name}"] = _level_dataset(level)
+        """A slide's pyramid: ``/level0``, ``/level1``... and its associated images; a
+        volume's or a file's one dataset at ``/``."""
+        unknown = set(kwargs) - set(self.open_dataset_parameters)
+        if unknown:
+            raise TypeError(f"unexpected option(s) for engine='dicom': {sorted(unknown)}")
+        kwargs.pop("level", None)
+        kind = kwargs.pop("kind", None)
+        index = kwargs.pop("index", None)
+        storage_options = kwargs.pop("storage_options", None)
+        if index is not None:
+            guessed, index = _index_kind(index, storage_options)
+            kind = kind or guessed
+        elif kind is None:
+            kind = source_kind(filename_or_obj, storage_options=storage_options)
+        if kind != "slide":
+            dataset = self.open_dataset(
+                filename_or_obj, kind=kind, index=index, storage_options=storage_options, **kwargs
+            )
+            groups = {"/": dataset}
+        else:
+            options = {k: kwargs.get(k) for k in ("select", "raw", "backend", "fill_value")}
+            _, slide = self._open(
+                filename_or_obj,
+                kind=kind,
+                index=index,
+                storage_options=storage_options,
+                options=options,
+            )
+            groups = {"/": xr.Dataset(attrs={"downsamples": slide.downsamples})}
+            for i, level in enumerate(slide.pyramid):
+                groups[f"/level{i}"] = _level_dataset(level)
+            for name, level in slide.associated.items():
+                groups[f"/{name}"] = _level_dataset(level)
         if drop_variables:
             groups = {k: v.drop_vars(drop_variables, errors="ignore") for k, v in groups.items()}
         return groups
