@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -11,6 +12,7 @@ import zarr
 
 import dicom_dask
 from dicom_dask.integrations.cli import main
+from dicom_dask.testing import write_series
 
 from .conftest import REAL
 
@@ -21,21 +23,80 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_info_on_folder_slide_and_volume(real_dir, capsys) -> None:
-    code, out, _ = _run(capsys, "info", str(REAL / "wsi" / "cmu1_napari"))
+def test_info_json_on_folder_slide_and_volume(real_dir, capsys) -> None:
+    code, out, _ = _run(capsys, "info", str(REAL / "wsi" / "cmu1_napari"), "--json")
     assert code == 0
     info = json.loads(out)
-    assert info["kind"] == "folder"
+    assert info["kind"] == "slide" and info["folder"]
     assert len(info["slides"]) == 1 and len(info["slides"][0]["instances"]) == 4
-    code, out, _ = _run(capsys, "info", str(REAL / "wsi" / "cmu1_napari" / "volume.dcm"))
-    info = json.loads(out)
-    assert info["kind"] == "slide"
     assert info["slide"]["levels"][0]["shape"] == [2967, 2220, 3]
-    code, out, _ = _run(capsys, "info", str(REAL / "enhanced" / "siemens_xa10_enhanced_mr.dcm"))
+    assert info["skipped"] == []
+    code, out, _ = _run(capsys, "info", str(REAL / "wsi" / "cmu1_napari" / "volume.dcm"), "--json")
+    info = json.loads(out)
+    assert info["kind"] == "slide" and not info["folder"]
+    assert info["slide"]["levels"][0]["shape"] == [2967, 2220, 3]
+    path = REAL / "enhanced" / "siemens_xa10_enhanced_mr.dcm"
+    code, out, _ = _run(capsys, "info", str(path), "--json")
     info = json.loads(out)
     assert info["kind"] == "volume"
     assert info["volume"]["shape"] == [6, 64, 64]
     assert len(info["volume"]["affine"]) == 4
+
+
+def test_info_summary_is_readable(real_dir, capsys) -> None:
+    code, out, _ = _run(capsys, "info", str(REAL / "wsi" / "cmu1_napari"))
+    assert code == 0
+    assert "folder holding 1 slide(s)" in out
+    assert "level 0: 2967 x 2220 x 3 uint8 RGB, tiles 240 x 240 (130/130 present)" in out
+    assert "label 463 x 387 x 3" in out
+    assert len(out.splitlines()) < 10 and "{" not in out
+    code, out, _ = _run(capsys, "info", str(REAL / "volume_series" / "ct_3slice"))
+    assert code == 0
+    assert "volume: CT 3 x 512 x 512 int16 (slices x rows x columns) from 3 file(s)" in out
+    assert "values: stored x 1 + -1024 HU (modality rescale)" in out
+    assert "display window: -160 to 239 HU" in out  # Window Center 40, Width 400
+
+
+def _ct(folder, n=5, **extra):
+    """A small CT series: stored 0..3000, intercept -1024 (HU), window 40/400."""
+    rng = np.random.default_rng(3)
+    stored = rng.integers(0, 3000, (n, 12, 14)).astype(np.int16)
+    attrs = {"RescaleSlope": 1.0, "RescaleIntercept": -1024.0, "RescaleType": "HU"}
+    attrs.update({"WindowCenter": 40, "WindowWidth": 400, **extra})
+    write_series(folder, stored, pixel_spacing=(0.5, 0.5), extra=[attrs] * n)
+    return dicom_dask.open_volume(folder)
+
+
+def test_info_names_skipped_files(tmp_path, capsys) -> None:
+    _ct(tmp_path / "ct")
+    (tmp_path / "ct" / "notes.txt").write_text("not an image")
+    pydicom = pytest.importorskip("pydicom")
+    sr = pydicom.Dataset()
+    sr.SOPClassUID = pydicom.uid.BasicTextSRStorage
+    sr.SOPInstanceUID = pydicom.uid.generate_uid()
+    sr.Modality = "SR"
+    sr.file_meta = pydicom.dataset.FileMetaDataset()
+    sr.file_meta.MediaStorageSOPClassUID = sr.SOPClassUID
+    sr.file_meta.MediaStorageSOPInstanceUID = sr.SOPInstanceUID
+    sr.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    sr.save_as(tmp_path / "ct" / "report.dcm", enforce_file_format=True)
+    code, out, _ = _run(capsys, "info", str(tmp_path / "ct"))
+    assert code == 0
+    assert "skipped 2 file(s):" in out
+    assert "notes.txt: not DICOM" in out
+    assert "report.dcm: DICOM without pixel data" in out
+    code, out, _ = _run(capsys, "info", str(tmp_path / "ct"), "--json")
+    skipped = {Path(d["url"]).name: d["reason"] for d in json.loads(out)["skipped"]}
+    assert skipped == {"notes.txt": "not DICOM", "report.dcm": "DICOM without pixel data"}
+
+
+def test_info_on_a_folder_without_dicom_fails_clearly(tmp_path, capsys) -> None:
+    for name in ("a.txt", "b.json", "c.dcm"):
+        (tmp_path / name).write_text("hello")
+    code, out, err = _run(capsys, "info", str(tmp_path))
+    assert code == 2 and out == ""
+    assert str(tmp_path) in err and "no DICOM image among its 3 file(s)" in err
+    assert "a.txt" in err and "Traceback" not in err
 
 
 def test_refs_of_a_slide_open_in_plain_zarr(real_dir, capsys, tmp_path) -> None:
@@ -65,6 +126,97 @@ def test_convert_slide_and_volume(real_dir, capsys, tmp_path) -> None:
     array = zarr.open_array(tmp_path / "v.zarr", mode="r")
     np.testing.assert_array_equal(array[...], dicom_dask.open_volume(folder).array.compute())
     assert len(array.attrs["affine"]) == 4
+    assert array.attrs["scale_factor"] == 1.0 and array.attrs["add_offset"] == -1024.0
+    assert array.metadata.dimension_names == ("slice", "row", "column")
+
+
+def test_convert_a_slide_folder_without_as(real_dir, capsys, tmp_path) -> None:
+    folder = REAL / "wsi" / "cmu1_napari"
+    code, out, err = _run(capsys, "convert", str(folder), str(tmp_path / "s.zarr"), "-q")
+    assert code == 0, err
+    assert "OME-Zarr" in out
+    written = zarr.open_group(tmp_path / "s.zarr", mode="r")
+    assert written["0"].shape == (3, 2967, 2220)
+
+
+def test_convert_ct_keeps_hounsfield_units(tmp_path, capsys) -> None:
+    volume = _ct(tmp_path / "ct")
+    hu = volume.transformed().array.compute()
+    code, out, _ = _run(capsys, "convert", str(tmp_path / "ct"), str(tmp_path / "a.zarr"), "-q")
+    assert code == 0 and "scale_factor 1 and add_offset -1024" in out
+    array = zarr.open_array(tmp_path / "a.zarr", mode="r")
+    assert array.dtype == np.int16 and array.attrs["units"] == "HU"
+    decoded = array[...] * array.attrs["scale_factor"] + array.attrs["add_offset"]
+    np.testing.assert_array_equal(decoded, hu)
+    argv = ["convert", str(tmp_path / "ct"), str(tmp_path / "b.zarr"), "-q"]
+    code, out, _ = _run(capsys, *argv, "--values", "rescaled")
+    assert code == 0 and "rescaled values as float32" in out
+    array = zarr.open_array(tmp_path / "b.zarr", mode="r")
+    assert array.dtype == np.float32
+    np.testing.assert_array_equal(array[...], hu)
+
+
+def test_convert_ct_with_per_slice_rescale_writes_hounsfield_units(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(4)
+    stored = rng.integers(0, 3000, (4, 8, 8)).astype(np.int16)
+    extra = [{"RescaleSlope": float(1 + i % 2), "RescaleIntercept": -1024.0} for i in range(4)]
+    write_series(tmp_path / "ct", stored, extra=extra)
+    hu = dicom_dask.open_volume(tmp_path / "ct").transformed().array.compute()
+    code, out, _ = _run(capsys, "convert", str(tmp_path / "ct"), str(tmp_path / "o.zarr"), "-q")
+    assert code == 0 and "the rescale differs between slices" in out
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "o.zarr", mode="r")[...], hu)
+
+
+def test_convert_into_an_existing_folder_explains_overwrite(tmp_path, capsys) -> None:
+    _ct(tmp_path / "ct")
+    dest = tmp_path / "out.zarr"
+    assert _run(capsys, "convert", str(tmp_path / "ct"), str(dest), "-q")[0] == 0
+    code, out, err = _run(capsys, "convert", str(tmp_path / "ct"), str(dest), "-q")
+    assert code == 1 and out == ""
+    assert f"{dest} already exists: pass --overwrite" in err
+    assert "Traceback" not in err
+    code, out, err = _run(capsys, "convert", str(tmp_path / "ct"), str(dest), "-q", "--overwrite")
+    assert code == 0, err
+
+
+def test_thumbnail_of_a_series_is_its_middle_slice_in_the_window(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    volume = _ct(tmp_path / "ct")
+    code, out, _ = _run(capsys, "thumbnail", str(tmp_path / "ct"), str(tmp_path / "t.png"))
+    assert code == 0 and "wrote" in out
+    picture = np.asarray(Image.open(tmp_path / "t.png"))
+    hu = volume.transformed().array[2].compute().astype(np.float64)
+    low, high = 40 - 0.5 - 399 / 2, 40 - 0.5 + 399 / 2  # DICOM's LINEAR window 40/400
+    expected = (np.clip((hu - low) / (high - low), 0, 1) * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(picture, expected)
+
+
+def test_thumbnail_of_a_slide_and_of_frames(real_dir, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    folder = REAL / "wsi" / "cmu1_napari"
+    argv = ["thumbnail", str(folder), str(tmp_path / "s.png"), "--size", "200"]
+    code, _out, _ = _run(capsys, *argv)
+    assert code == 0
+    picture = Image.open(tmp_path / "s.png")
+    assert picture.mode == "RGB" and max(picture.size) == 200
+    assert picture.size == (149, 200)  # the thumbnail image's 574 x 768, scaled
+    path = REAL / "codecs" / "jpeg_baseline" / "JPEGBaseline_1s_1f_u_08_08.dcm"
+    code, _, _ = _run(capsys, "thumbnail", str(path), str(tmp_path / "f.png"))
+    assert code == 0
+    assert Image.open(tmp_path / "f.png").size == (100, 100)
+
+
+def test_help_is_plain_words(capsys) -> None:
+    for argv in (["--help"], ["convert", "--help"], ["info", "--help"], ["thumbnail", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = capsys.readouterr().out
+        assert ":func:" not in text and ":class:" not in text and "``" not in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "thumbnail" in capsys.readouterr().out
 
 
 def test_index_then_open_from_it(real_dir, capsys, tmp_path) -> None:
@@ -103,6 +255,8 @@ def test_end_to_end_in_a_subprocess(real_dir, tmp_path) -> None:
     path = REAL / "wsi" / "highdicom_sm_image.dcm"
     done = _subprocess("info", str(path))
     assert done.returncode == 0, done.stderr
+    assert "slide: 1 level(s)" in done.stdout
+    done = _subprocess("info", str(path), "--json")
     assert json.loads(done.stdout)["kind"] == "slide"
     done = _subprocess("refs", str(path), "-o", str(tmp_path / "r.json"))
     assert done.returncode == 0 and (tmp_path / "r.json").exists()

@@ -1,13 +1,20 @@
-"""The ``dicom-dask`` command: ``info`` about a file or folder, ``index`` to save a
-sidecar, ``refs`` for kerchunk references, ``convert`` to (OME-)Zarr, and ``demo``.
+"""The dicom-dask command.
 
-Exit status: 0 on success, 2 for a DICOM problem (the message names the file),
-1 for anything else."""
+  info       describe a file or folder: a slide, a series (volume) or an image's frames
+  thumbnail  save a small PNG (or JPEG) picture of a slide or a series
+  index      save the index sidecar of a file, slide or series (no header read again)
+  refs       write kerchunk references
+  convert    copy a slide to OME-Zarr, a series or an image's frames to a zarr array
+  demo       generate test files and read them lazily (no network)
+
+Exit status: 0 on success, 2 for a DICOM problem (the message names the file), 1 for
+anything else (such as an existing destination)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -18,6 +25,10 @@ from typing import Any
 from dicom_dask.errors import DicomDaskError
 
 __all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A problem with the command line or the destination (exit status 1)."""
 
 
 def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -33,16 +44,52 @@ def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _kind(url: str, options: dict[str, Any]) -> tuple[str, Any]:
-    """``"folder"``, ``"slide"``, ``"volume"`` or ``"frames"`` for a URL, and its index."""
-    from dicom_dask.images.sources import classify, is_collection
+def _kind(url: str, options: dict[str, Any], as_: str | None = None) -> tuple[str, Any]:
+    """``"slide"``, ``"volume"`` or ``"frames"`` for a URL (file or folder), and the
+    index of the file it was decided from (None for a folder)."""
+    from dicom_dask.images.sources import classify_source
 
-    if is_collection(url):
-        return "folder", None
-    kind, index = classify(url, storage_options=options)
+    if as_ is not None:
+        return as_, None
+    kind, index, _ = classify_source(url, storage_options=options)
+    if kind in ("slides", "series", "dicomweb"):
+        return ("slide" if kind == "slides" else "volume"), None
     return {"enhanced": "volume", "image": "frames"}.get(kind, kind), index
 
 
+def _name(url: str) -> str:
+    return os.path.basename(url.rstrip("/")) or url
+
+
+def _skipped(url: str, used: Sequence[str], options: dict[str, Any]) -> list[dict[str, str]]:
+    """The files of a folder (glob) that the slide or series does not use, and why."""
+    from dicom_dask.errors import NoPixelDataError, NotDicomError
+    from dicom_dask.frames import canonical_url, index_frames
+    from dicom_dask.images.sources import expand_sources
+
+    urls, discovered = expand_sources(url, storage_options=options)
+    if not discovered:
+        return []
+    taken = {canonical_url(u) for u in used}
+    out = []
+    for other in urls:
+        if canonical_url(other) in taken:
+            continue
+        reason = "a DICOM image of another slide or series"
+        if len(out) < 100:
+            try:
+                index_frames(other, storage_options=options)
+            except NotDicomError:
+                reason = "not DICOM"
+            except NoPixelDataError:
+                reason = "DICOM without pixel data"
+            except DicomDaskError as exc:
+                reason = f"unreadable: {exc}"
+        out.append({"url": other, "reason": reason})
+    return out
+
+
+# -- info -------------------------------------------------------------------------------
 def _frames_info(url: str, options: dict[str, Any], index: Any) -> dict[str, Any]:
     from dicom_dask.images.instance import open_frames
 
@@ -53,6 +100,7 @@ def _frames_info(url: str, options: dict[str, Any], index: Any) -> dict[str, Any
     return {
         "url": frames.url,
         "sop_class": sop.name if sop else "",
+        "modality": str(header.dataset.get("Modality", "")),
         "transfer_syntax": f"{header.transfer_syntax} ({header.transfer_syntax.name})",
         "shape": list(frames.shape),
         "dtype": str(frames.dtype),
@@ -61,7 +109,37 @@ def _frames_info(url: str, options: dict[str, Any], index: Any) -> dict[str, Any
         "frame_index": frames.index.ranges.method,
         "header_requests": frames.index.requests,
         "codecs": frames.codecs,
+        "values": _values_info(frames),
     }
+
+
+def _values_info(source: Any) -> dict[str, Any]:
+    """Rescale, units and VOI window of a Volume or Frames (empty if none applies)."""
+    from dicom_dask.integrations.pixels import rescale_of, transformed_with, voi_limits
+
+    try:
+        _, transformer = transformed_with(source)
+    except DicomDaskError:
+        return {}
+    applied = transformer.applied[0] if transformer.applied else {}
+    if not str(applied.get("color", "")).endswith("MONOCHROME"):  # colour: only ICC applies
+        return {"icc_profile": True} if applied.get("icc_profile") else {}
+    rescale = rescale_of(transformer)
+    out: dict[str, Any] = {}
+    if not rescale.identity:
+        pair = rescale.scale_offset
+        out["rescale"] = (
+            {"slope": pair[0], "intercept": pair[1]}
+            if pair
+            else ("per slice" if rescale.linear else "lookup table")
+        )
+    if rescale.units:
+        out["units"] = rescale.units
+    middle = int(len(transformer.frames) // 2)
+    window = voi_limits(transformer, middle)
+    if window is not None:
+        out["window"] = [round(window[0], 3), round(window[1], 3)]
+    return out
 
 
 def _slide_info(slide: Any) -> dict[str, Any]:
@@ -69,10 +147,13 @@ def _slide_info(slide: Any) -> dict[str, Any]:
         "levels": [
             {
                 "shape": list(level.shape),
+                "dtype": str(level.dtype),
                 "tile": list(level.tile_shape),
                 "tiles_present": f"{len(level.manifest)}/{level.tiles_present.size}",
                 "pixel_spacing_mm": level.pixel_spacing,
                 "downsample": ds,
+                "photometric_interpretation": level.photometric_interpretation,
+                "transfer_syntax": str(level.image.index.header.transfer_syntax.name),
                 "instances": list(level.urls),
             }
             for level, ds in zip(slide.pyramid, slide.downsamples, strict=True)
@@ -80,6 +161,7 @@ def _slide_info(slide: Any) -> dict[str, Any]:
         "optical_paths": [ch.to_dict() for ch in slide.optical_paths],
         "focal_planes_um": list(slide.focal_planes),
         "associated": {k: list(v.shape) for k, v in slide.associated.items()},
+        "associated_instances": {k: list(v.urls) for k, v in slide.associated.items()},
     }
 
 
@@ -87,58 +169,286 @@ def _volume_info(volume: Any) -> dict[str, Any]:
     return {
         "shape": list(volume.shape),
         "dtype": str(volume.dtype),
+        "modality": volume.metadata.get("modality", ""),
         "spacing_mm": list(volume.spacing),
         "affine": volume.affine.round(6).tolist(),
         "frame_of_reference_uid": volume.frame_of_reference_uid,
+        "series_instance_uid": volume.metadata.get("series_instance_uid", ""),
         "channels": {k: list(v) for k, v in volume.channels.items()},
         "geometry": volume.metadata["geometry"],
         "files": len(volume.metadata["urls"]),
     }
 
 
-def _info(args: argparse.Namespace) -> int:
+def _info_document(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Everything ``info`` knows about ``url`` (the ``--json`` output)."""
+    from dicom_dask.errors import NoImagesError
     from dicom_dask.images.slide import list_slides, open_slide
+    from dicom_dask.images.sources import is_collection
     from dicom_dask.images.volume import list_series, open_volume
 
-    options = _storage_options(args.storage_option)
-    kind, index = _kind(args.url, options)
-    info: dict[str, Any] = {"url": args.url, "kind": kind}
-    if kind == "folder":
+    kind, index = _kind(url, options)
+    folder = index is None
+    info: dict[str, Any] = {"url": url, "kind": kind, "folder": folder}
+    used: list[str] = []
+    if kind == "slide":
+        if folder:
+            info["slides"] = list_slides(url, storage_options=options)
+        else:
+            info["file"] = _frames_info(url, options, index)
         try:
-            info["slides"] = list_slides(args.url, storage_options=options)
-        except DicomDaskError as exc:
-            info["slides"] = f"none ({exc})"
+            slide = open_slide(url, storage_options=options)
+        except NoImagesError as exc:  # several slides: the listing says which
+            info["slide"] = None
+            info["problem"] = str(exc)
+            used = [i["url"] for s in info.get("slides", []) for i in s["instances"]]
+        else:
+            info["slide"] = _slide_info(slide)
+            used = [u for lv in (*slide.pyramid, *slide.associated.values()) for u in lv.urls]
+    elif kind == "volume":
+        if folder:
+            info["series"] = list_series(url, storage_options=options)
+        else:
+            info["file"] = _frames_info(url, options, index)
         try:
-            info["series"] = list_series(args.url, storage_options=options)
-        except DicomDaskError as exc:
-            info["series"] = f"none ({exc})"
-    elif kind == "slide":
-        info.update(_frames_info(args.url, options, index))
-        try:
-            info["slide"] = _slide_info(open_slide(args.url, storage_options=options))
-        except DicomDaskError as exc:
-            info["slide"] = f"not a slide level ({exc})"
+            volume = open_volume(url, storage_options=options)
+        except (NoImagesError, DicomDaskError) as exc:
+            if not folder:
+                raise
+            info["volume"] = None
+            info["problem"] = str(exc)
+        else:
+            info["volume"] = _volume_info(volume)
+            info["volume"]["values"] = _values_info(volume)
+            used = list(volume.metadata["urls"])
     else:
-        info.update(_frames_info(args.url, options, index))
-        if kind == "volume":
-            info["volume"] = _volume_info(open_volume(args.url, storage_options=options))
-    print(json.dumps(info, indent=2, default=str))
+        info["file"] = _frames_info(url, options, index)
+    if folder or is_collection(url):
+        info["skipped"] = _skipped(url, used, options) if used else []
+    return info
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return " x ".join(str(n) for n in shape)
+
+
+def _fmt_values(values: dict[str, Any]) -> list[str]:
+    lines = []
+    rescale = values.get("rescale")
+    units = f" {values['units']}" if values.get("units") else ""
+    if isinstance(rescale, dict):
+        lines.append(
+            f"values: stored x {rescale['slope']:g} + {rescale['intercept']:g}{units}"
+            " (modality rescale)"
+        )
+    elif rescale:
+        lines.append(f"values: rescaled by a {rescale}{units}")
+    if values.get("icc_profile"):
+        lines.append("colour: an ICC profile is present (transformed() applies it)")
+    if values.get("window"):
+        low, high = values["window"]
+        lines.append(f"display window: {low:g} to {high:g}{units}")
+    return lines
+
+
+def _summary(info: dict[str, Any]) -> str:
+    """The readable ``info`` output."""
+    lines: list[str] = []
+    out = lines.append
+    file = info.get("file")
+    if file:
+        what = " ".join(p for p in (file["modality"], file["sop_class"]) if p)
+        out(f"{info['url']}: {what or 'DICOM image'}")
+        out(
+            f"  {file['frames']} frame(s), array {_fmt_shape(file['shape'])} {file['dtype']}, "
+            f"{file['photometric_interpretation']}"
+        )
+        out(
+            f"  transfer syntax: {file['transfer_syntax']}; frames located by {file['frame_index']}"
+        )
+        lines.extend("  " + line for line in _fmt_values(file.get("values", {})))
+    slide = info.get("slide")
+    if info["kind"] == "slide":
+        if info["folder"]:
+            n = len(info.get("slides", []))
+            out(f"{info['url']}: folder holding {n} slide(s)")
+            for i, s in enumerate(info.get("slides", [])):
+                out(
+                    f"  [{i}] series {s['series_instance_uid']}, container "
+                    f"{s['container_identifier'] or '-'}, {len(s['instances'])} instance(s)"
+                )
+        if slide:
+            assoc = ", ".join(f"{k} {_fmt_shape(v)}" for k, v in slide["associated"].items())
+            out(f"slide: {len(slide['levels'])} level(s)" + (f"; {assoc}" if assoc else ""))
+            for k, lv in enumerate(slide["levels"]):
+                spacing = lv["pixel_spacing_mm"]
+                um = f", {1000 * spacing[1]:.4g} um/pixel" if spacing else ""
+                out(
+                    f"  level {k}: {_fmt_shape(lv['shape'])} {lv['dtype']} "
+                    f"{lv['photometric_interpretation']}, tiles {_fmt_shape(lv['tile'])} "
+                    f"({lv['tiles_present']} present), downsample {lv['downsample']:g}{um}, "
+                    f"{lv['transfer_syntax']}"
+                )
+            if len(slide["optical_paths"]) > 1:
+                out(f"  optical paths: {len(slide['optical_paths'])}")
+            if len(slide["focal_planes_um"]) > 1:
+                out(f"  focal planes (um): {slide['focal_planes_um']}")
+    volume = info.get("volume")
+    if info["kind"] == "volume" and info["folder"]:
+        stacks = info.get("series", [])
+        out(f"{info['url']}: folder holding {len(stacks)} stack(s) of slices")
+        if len(stacks) > 1:
+            for i, d in enumerate(stacks):
+                out(
+                    f"  [{i}] series {d['series_instance_uid']} {d['stack']!r}: "
+                    f"{d['frames']} frame(s)"
+                )
+    if volume:
+        sx, sy, sz = volume["spacing_mm"]
+        out(
+            f"volume: {volume['modality'] or 'image'} {_fmt_shape(volume['shape'])} "
+            f"{volume['dtype']} (slices x rows x columns"
+            + "".join(f" x {c}" for c in volume["channels"])
+            + f") from {volume['files']} file(s)"
+        )
+        out(f"  spacing: {sx:.4g} x {sy:.4g} x {sz:.4g} mm; geometry: {_geometry(volume)}")
+        lines.extend("  " + line for line in _fmt_values(volume.get("values", {})))
+    if info.get("problem"):
+        out(f"cannot open as one {info['kind']}: {info['problem']}")
+    skipped = info.get("skipped", [])
+    if skipped:
+        out(f"skipped {len(skipped)} file(s):")
+        for item in skipped[:20]:
+            out(f"  {_name(item['url'])}: {item['reason']}")
+        if len(skipped) > 20:
+            out(f"  ... and {len(skipped) - 20} more (--json lists them all)")
+    return "\n".join(lines)
+
+
+def _geometry(volume: dict[str, Any]) -> str:
+    geometry = volume.get("geometry") or {}
+    findings = geometry.get("findings") or []
+    missing = geometry.get("missing_slices") or []
+    text = "; ".join(str(f) for f in findings) or "regular slices"
+    if missing:
+        text += f"; {len(missing)} missing slice(s) filled"
+    return f"{text} (geometry={geometry.get('policy', 'raise')!r})"
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = _info_document(args.url, _storage_options(args.storage_option))
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        print(_summary(info))
     return 0
 
 
+# -- thumbnail ----------------------------------------------------------------------------
+def _window_to_uint8(image: Any, window: tuple[float, float] | None) -> Any:
+    import numpy as np
+
+    data = np.asarray(image, dtype=np.float64)
+    if window is None:  # no window in the header: the 0.5th to 99.5th percentiles
+        finite = data[np.isfinite(data)]
+        low, high = np.percentile(finite, (0.5, 99.5)) if finite.size else (0.0, 1.0)
+    else:
+        low, high = window
+    scaled = (data - low) / max(float(high - low), 1e-12)
+    return (np.clip(np.nan_to_num(scaled), 0, 1) * 255).round().astype(np.uint8)
+
+
+def _thumbnail_array(url: str, options: dict[str, Any], as_: str | None) -> tuple[Any, Any]:
+    """The picture (2-D grey or RGB uint8) and the aspect (row, column spacing)."""
+    import numpy as np
+
+    from dicom_dask.images.instance import open_frames
+    from dicom_dask.images.slide import open_slide
+    from dicom_dask.images.volume import open_volume
+    from dicom_dask.integrations.pixels import transformed_with, voi_limits
+
+    kind, index = _kind(url, options, as_)
+    if kind == "slide":
+        slide = open_slide(url, storage_options=options)
+        level = slide.associated.get("thumbnail") or slide.pyramid[-1]
+        array = level.array
+        if not level.squeezed:  # (c, z, y, x[, s]): the first optical path and plane
+            array = array[0, 0]
+        picture = np.asarray(array.compute())
+        if picture.dtype != np.uint8:
+            picture = _window_to_uint8(picture, None)
+        return picture, None
+    if kind == "volume":
+        source: Any = open_volume(url, storage_options=options)
+        middle = source.spatial_shape[0] // 2
+        source = source[middle]
+        spacing = source.spacing[1:]
+    else:
+        source = open_frames(url, storage_options=options, index=index)
+        middle = source.shape[0] // 2
+        spacing = None
+    if source.dtype == np.uint8 and source.shape[-1] == 3 and len(source.shape) > 3:
+        array = source.array[0] if kind == "volume" else source.array[middle]
+        return np.asarray(array.compute()), spacing
+    photometric = ""
+    try:  # the modality rescale; MONOCHROME1 is inverted after the window, below
+        out, transformer = transformed_with(source, apply_presentation_lut=False)
+        window = voi_limits(transformer, 0 if kind == "volume" else middle)
+        photometric = str(transformer.datasets[0].get("PhotometricInterpretation", ""))
+    except DicomDaskError:  # no chain to apply: the stored values
+        out, window = source, None
+    array = out.array[0] if kind == "volume" else out.array[middle]
+    array = np.asarray(array.compute())
+    while array.ndim > 2 and not (array.ndim == 3 and array.shape[-1] == 3):
+        array = array[..., 0]  # the first channel (echo, temporal position...)
+    invert = photometric == "MONOCHROME1"
+    picture = _window_to_uint8(array, window)
+    return (255 - picture if invert and picture.ndim == 2 else picture), spacing
+
+
+def _thumbnail(args: argparse.Namespace) -> int:
+    """A slide's thumbnail image (or its lowest level); a series' middle slice in its
+    VOI window; an image's middle frame."""
+    from PIL import Image
+
+    options = _storage_options(args.storage_option)
+    picture, spacing = _thumbnail_array(args.url, options, args.as_)
+    image = Image.fromarray(picture)
+    width, height = image.size
+    if spacing is not None and spacing[0] > 0 and spacing[1] > 0:  # square millimetres
+        height = max(1, round(height * spacing[0] / spacing[1]))
+    scale = min(1.0, args.size / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size != image.size:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    try:
+        image.save(args.output)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"cannot write {args.output}: {exc}") from exc
+    print(f"wrote {args.output}: {size[0]} x {size[1]} picture of {args.url}")
+    return 0
+
+
+# -- index, refs ------------------------------------------------------------------------------
 def _index(args: argparse.Namespace) -> int:
     from dicom_dask.images.instance import open_frames
     from dicom_dask.images.slide import open_slide
+    from dicom_dask.images.volume import open_volume
 
     options = _storage_options(args.storage_option)
     kind, index = _kind(args.url, options)
-    if kind in ("slide", "folder"):
+    if kind == "slide":
         slide = open_slide(args.url, storage_options=options)
         slide.save_index(args.output)
         print(
             f"wrote {args.output}: slide index of {sum(len(lv.images) for lv in slide.pyramid)}"
             " level instance(s)"
         )
+        return 0
+    if kind == "volume" and index is None:  # a series folder
+        volume = open_volume(args.url, storage_options=options)
+        volume.save_index(args.output)
+        print(f"wrote {args.output}: series index of {len(volume.metadata['urls'])} file(s)")
         return 0
     frames = open_frames(args.url, storage_options=options, index=index)
     frames.save_index(args.output)
@@ -161,39 +471,93 @@ def _refs(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- convert ---------------------------------------------------------------------------------
+def _check_destination(dest: str, overwrite: bool) -> None:
+    """Refuse an existing destination unless ``overwrite`` (before reading anything)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(dest)
+    if not overwrite and fs.exists(path):
+        raise UsageError(
+            f"{dest} already exists: pass --overwrite to replace it, or choose another destination"
+        )
+
+
+def _open_source(url: str, options: dict[str, Any], as_: str | None) -> tuple[str, Any]:
+    """``(kind, object)``: the Slide, Volume or Frames that ``url`` holds."""
+    from dicom_dask.images.instance import open_frames
+    from dicom_dask.images.slide import open_slide
+    from dicom_dask.images.volume import open_volume
+
+    kind, index = _kind(url, options, as_)
+    if kind == "slide":
+        return kind, open_slide(url, storage_options=options)
+    if kind == "volume":
+        return kind, open_volume(url, storage_options=options)
+    return kind, open_frames(url, storage_options=options, index=index)
+
+
+def _array_and_attributes(
+    kind: str, source: Any, values: str
+) -> tuple[Any, dict[str, Any], list[str], str]:
+    """What ``convert`` writes for a volume or frames: the dask array, its attributes,
+    its dimension names, and a note on the values (stored or rescaled)."""
+    from dicom_dask.integrations.pixels import rescale_of, transformed_with
+
+    if kind == "volume":
+        dims = ["slice", "row", "column", *source.channels]
+        attrs: dict[str, Any] = {"affine": source.affine.tolist(), **_volume_info(source)}
+    else:
+        dims = ["frame", "row", "column"]
+        attrs = {"dicom_dask": source.metadata["attributes"]}
+    dims += ["sample"] * (len(source.shape) - len(dims))
+    try:
+        out, transformer = transformed_with(source)
+    except DicomDaskError:
+        return source.array, attrs, dims, "stored values"
+    rescale = rescale_of(transformer)
+    if rescale.units:
+        attrs["units"] = rescale.units
+    if rescale.identity:
+        return source.array, attrs, dims, "stored values (no rescale)"
+    pair = rescale.scale_offset
+    if values == "stored" and pair is not None:
+        # CF's packed-data attributes: xarray and netCDF tools decode them
+        attrs["scale_factor"], attrs["add_offset"] = pair
+        return (
+            source.array,
+            attrs,
+            dims,
+            f"stored values; scale_factor {pair[0]:g} and add_offset {pair[1]:g} in the attributes",
+        )
+    why = "" if values == "rescaled" else " (the rescale differs between slices)"
+    attrs["dicom_dask_transform"] = {"applied": transformer.applied[:4], "values": "rescaled"}
+    return out.array, attrs, dims, f"rescaled values as float32{why}"
+
+
 def _convert(args: argparse.Namespace) -> int:
     """A slide to OME-Zarr, a volume or frames to a zarr array, with a progress bar."""
     import dask.array as da
     import zarr
 
-    from dicom_dask.images.instance import open_frames
-    from dicom_dask.images.slide import open_slide, to_ome_zarr
-    from dicom_dask.images.volume import open_volume
+    from dicom_dask.images.slide import to_ome_zarr
 
     options = _storage_options(args.storage_option)
-    kind, index = _kind(args.url, options)
+    _check_destination(args.dest, args.overwrite)
+    kind, source = _open_source(args.url, options, args.as_)
     progress = not args.quiet
-    if kind == "slide" or (kind == "folder" and args.as_ == "slide"):
-        to_ome_zarr(
-            open_slide(args.url, storage_options=options),
-            args.dest,
-            overwrite=args.overwrite,
-            progress=progress,
-        )
+    if kind == "slide":
+        to_ome_zarr(source, args.dest, overwrite=args.overwrite, progress=progress)
         print(f"wrote {args.dest}: OME-Zarr (NGFF 0.5)")
         return 0
-    if kind in ("folder", "volume"):
-        source: Any = open_volume(args.url, storage_options=options)
-        array, attrs = source.array, {"affine": source.affine.tolist(), **_volume_info(source)}
-    else:
-        frames = open_frames(args.url, storage_options=options, index=index)
-        array, attrs = frames.array, {"dicom_dask": frames.metadata["attributes"]}
+    array, attrs, dims, note = _array_and_attributes(kind, source, args.values)
     target = zarr.create_array(
         args.dest,
         shape=array.shape,
         chunks=array.chunksize,
         dtype=array.dtype,
         overwrite=args.overwrite,
+        dimension_names=dims,
         attributes=json.loads(json.dumps(attrs, default=str)),
     )
     if progress:
@@ -203,7 +567,7 @@ def _convert(args: argparse.Namespace) -> int:
             da.store(array, target, lock=False)  # type: ignore[arg-type]
     else:
         da.store(array, target, lock=False)  # type: ignore[arg-type]
-    print(f"wrote {args.dest}: zarr array {list(array.shape)} {array.dtype}")
+    print(f"wrote {args.dest}: zarr array {list(array.shape)} {array.dtype}, {note}")
     return 0
 
 
@@ -339,51 +703,77 @@ def _demo_slide(out: Path, tiles: Any) -> bool:
     return same and copied
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dicom-dask",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("url", help="a file, a folder, a glob or a URL (s3://, gs://, https://...)")
+        p.add_argument(
+            "--storage-option",
+            "-s",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="an option of the file system, such as anon=true (repeat as needed)",
+        )
+        p.set_defaults(func=func)
+        return p
+
+    as_help = "what the source holds, when guessing from its first file is not wanted"
+    p = command("info", _info, "describe a file or folder: a slide, a series or frames")
+    p.add_argument("--json", action="store_true", help="print the full description as JSON")
+    p = command("thumbnail", _thumbnail, "save a small picture of a slide or a series")
+    p.add_argument("output", help="the picture to write (.png or .jpg)")
+    p.add_argument("--size", type=int, default=512, help="longest side in pixels (512)")
+    p.add_argument("--as", dest="as_", choices=["slide", "volume", "frames"], help=as_help)
+    p = command("index", _index, "save the index sidecar of a file, slide or series")
+    p.add_argument("output", help="the JSON file to write")
+    p = command("refs", _refs, "write kerchunk references (a slide: its OME-Zarr group)")
+    p.add_argument("--output", "-o", help="the JSON file to write (default: print it)")
+    p.add_argument(
+        "--kind",
+        choices=["frames", "slide", "volume"],
+        help="what to reference (default: the frames of a file; the slide or volume of a folder)",
+    )
+    p = command(
+        "convert", _convert, "copy a slide to OME-Zarr, a series or an image's frames to zarr"
+    )
+    p.add_argument("dest", help="the zarr folder or URL to write")
+    p.add_argument("--overwrite", action="store_true", help="replace dest if it exists")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--as", dest="as_", choices=["slide", "volume", "frames"], help=as_help)
+    p.add_argument(
+        "--values",
+        choices=["stored", "rescaled"],
+        default="stored",
+        help="stored: the stored values, with the modality rescale (such as Hounsfield "
+        "units) as scale_factor and add_offset attributes; rescaled: the rescaled values "
+        "as float32. A rescale that changes between slices is always applied.",
+    )
+    p = sub.add_parser("demo", help="generate test files and read them lazily (no network)")
+    p.add_argument("--frames", type=int, default=1024, help="number of tiles (1024)")
+    p.add_argument("--output", "-o", help="folder for the generated files")
+    p.set_defaults(func=_demo)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dicom-dask``."""
-    parser = argparse.ArgumentParser(prog="dicom-dask", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, func, help_ in (
-        ("info", _info, "describe a file or folder: frames, slide levels, series, geometry"),
-        ("index", _index, "save the index sidecar of a file or slide"),
-        ("refs", _refs, "write kerchunk references (slide: its OME-Zarr group)"),
-        ("convert", _convert, "copy a slide to OME-Zarr, a volume or frames to zarr"),
-    ):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("url")
-        p.add_argument("--storage-option", "-s", action="append", default=[], metavar="KEY=VALUE")
-        if name == "index":
-            p.add_argument("output")
-        if name == "refs":
-            p.add_argument("--output", "-o")
-            p.add_argument(
-                "--kind",
-                choices=["frames", "slide", "volume"],
-                help="what to reference (default: frames of a file; the slide or "
-                "volume of a folder)",
-            )
-        if name == "convert":
-            p.add_argument("dest")
-            p.add_argument("--overwrite", action="store_true")
-            p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-            p.add_argument(
-                "--as",
-                dest="as_",
-                choices=["slide", "volume"],
-                default="volume",
-                help="what a folder holds (default: volume)",
-            )
-        p.set_defaults(func=func)
-    p = sub.add_parser("demo", help="generate a tiled JPEG file and read it lazily")
-    p.add_argument("--frames", type=int, default=1024)
-    p.add_argument("--output", "-o", help="folder for the generated file")
-    p.set_defaults(func=_demo)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
     except DicomDaskError as exc:
         print(f"dicom-dask: error: {exc}", file=sys.stderr)
         return 2
+    except UsageError as exc:
+        print(f"dicom-dask: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
