@@ -71,7 +71,7 @@ def _skipped(url: str, used: Sequence[str], options: dict[str, Any]) -> list[dic
     if not discovered:
         return []
     taken = {canonical_url(u) for u in used}
-    out = []
+    out: list[dict[str, str]] = []
     for other in urls:
         if canonical_url(other) in taken:
             continue
@@ -371,10 +371,10 @@ def _thumbnail_array(url: str, options: dict[str, Any], as_: str | None) -> tupl
     if kind == "slide":
         slide = open_slide(url, storage_options=options)
         level = slide.associated.get("thumbnail") or slide.pyramid[-1]
-        array = level.array
+        level_array = level.array
         if not level.squeezed:  # (c, z, y, x[, s]): the first optical path and plane
-            array = array[0, 0]
-        picture = np.asarray(array.compute())
+            level_array = level_array[0, 0]
+        picture = np.asarray(level_array.compute())
         if picture.dtype != np.uint8:
             picture = _window_to_uint8(picture, None)
         return picture, None
@@ -397,8 +397,8 @@ def _thumbnail_array(url: str, options: dict[str, Any], as_: str | None) -> tupl
         photometric = str(transformer.datasets[0].get("PhotometricInterpretation", ""))
     except DicomDaskError:  # no chain to apply: the stored values
         out, window = source, None
-    array = out.array[0] if kind == "volume" else out.array[middle]
-    array = np.asarray(array.compute())
+    lazy = out.array[0] if kind == "volume" else out.array[middle]
+    array = np.asarray(lazy.compute())
     while array.ndim > 2 and not (array.ndim == 3 and array.shape[-1] == 3):
         array = array[..., 0]  # the first channel (echo, temporal position...)
     invert = photometric == "MONOCHROME1"
