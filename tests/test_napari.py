@@ -53,6 +53,47 @@ def test_series_opens_as_volume_with_affine(real_dir) -> None:
     assert kind == "image" and data.shape == (3, 512, 512)
     np.testing.assert_allclose(meta["affine"], volume.affine)
     assert meta["metadata"]["frame_of_reference_uid"] == volume.frame_of_reference_uid
+    # CT is shown in Hounsfield units, within the header's window (center 40, width 400)
+    np.testing.assert_array_equal(data[1].compute(), volume.transformed().array[1].compute())
+    assert meta["metadata"]["rescale"] == {"slope": 1.0, "intercept": -1024.0, "units": "HU"}
+    assert meta["contrast_limits"] == (40 - 0.5 - 399 / 2, 40 - 0.5 + 399 / 2)
+
+
+def test_contrast_limits_follow_the_window_else_bits_stored(tmp_path) -> None:
+    from dicom_dask.testing import write_series
+
+    rng = np.random.default_rng(2)
+    stored = rng.integers(0, 4000, (5, 8, 8)).astype(np.uint16)
+    window = {"WindowCenter": 300, "WindowWidth": 1000, "VOILUTFunction": "LINEAR_EXACT"}
+    rescale = {"RescaleSlope": 1.0, "RescaleIntercept": -1024.0}
+    write_series(tmp_path / "ct", stored, extra=[{**window, **rescale}] * 5)
+    [(_, meta, _)] = get_reader(str(tmp_path / "ct"))(str(tmp_path / "ct"))
+    assert meta["contrast_limits"] == (-200.0, 800.0)  # LINEAR_EXACT: center -/+ width / 2
+    # no window: the Bits Stored range (12 bits here), rescaled as the layer is
+    bits = {"BitsStored": 12, "HighBit": 11}
+    write_series(tmp_path / "nowin", stored, extra=[{**rescale, **bits}] * 5)
+    [(data, meta, _)] = get_reader(str(tmp_path / "nowin"))(str(tmp_path / "nowin"))
+    assert meta["contrast_limits"] == (-1024.0, 4095.0 - 1024.0)
+    write_series(tmp_path / "mr", stored, extra=[bits] * 5, modality="MR")
+    [(data, meta, _)] = get_reader(str(tmp_path / "mr"))(str(tmp_path / "mr"))
+    assert data.dtype == np.uint16 and "rescale" not in meta["metadata"]  # no rescale
+    assert meta["contrast_limits"] == (0.0, 4095.0)
+
+
+def test_slide_levels_and_limits_are_given_up_front(real_dir, monkeypatch) -> None:
+    from dicom_dask.integrations import napari_reader
+
+    folder = REAL / "wsi" / "cmu1_napari"
+    [(data, meta, _)] = napari_reader.read(str(folder))
+    assert meta["contrast_limits"] == (0.0, 255.0)  # napari computes nothing from pixels
+    assert len(data) == 1
+    # a smallest level too large for napari to read whole gains the THUMBNAIL image
+    monkeypatch.setattr(napari_reader, "THUMBNAIL_EDGE", 1000)
+    [(data, meta, _)] = napari_reader.read(str(folder))
+    assert [a.shape for a in data] == [(2967, 2220, 3), (768, 574, 3)]
+    assert meta["metadata"]["thumbnail_level"]
+    thumbnail = dicom_dask.open_slide(folder).thumbnail
+    np.testing.assert_array_equal(data[1][:50].compute(), thumbnail[:50].compute())
 
 
 def test_not_dicom_is_declined(tmp_path) -> None:
@@ -63,18 +104,21 @@ def test_not_dicom_is_declined(tmp_path) -> None:
 
 
 def test_napari_opens_slide_and_volume_headless(real_dir) -> None:
-    """napari's own (Qt-free) ViewerModel opens both through the registered plugin."""
+    """napari's own (Qt-free) ViewerModel opens both through the registered plugin, after
+    npe2's public discovery (what napari.Viewer() does when it starts)."""
     pytest.importorskip("napari")
     from napari.components import ViewerModel
-    from napari.plugins import _initialize_plugins
 
-    _initialize_plugins()
+    npe2.PluginManager.instance().discover()
     viewer = ViewerModel()
     [slide] = viewer.open(str(REAL / "wsi" / "cmu1_napari"), plugin="dicom_dask")
     assert slide.multiscale and slide.rgb
     assert slide.data[0].shape == (2967, 2220, 3)
+    assert tuple(slide.contrast_limits) == (0, 255)
     [ct] = viewer.open(str(REAL / "volume_series" / "ct_3slice"), plugin="dicom_dask")
     volume = dicom_dask.open_volume(REAL / "volume_series" / "ct_3slice")
     assert ct.data.shape == (3, 512, 512)
     np.testing.assert_allclose(ct.affine.affine_matrix, volume.affine, atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(ct.data[1]), volume.array[1].compute())
+    hu = volume.transformed().array[1].compute()
+    np.testing.assert_array_equal(np.asarray(ct.data[1]), hu)
+    assert tuple(ct.contrast_limits) == (-160.0, 239.0)  # the CT window 40 / 400

@@ -3,6 +3,24 @@
 Only builds layer data from the lazy arrays; napari reads the tiles or slices it
 displays, level by level. Optical paths become channels (``channel_axis``), focal
 planes a slider; a volume carries its affine, so it lands at its place in LPS mm.
+
+What napari would otherwise compute by reading pixels is given up front:
+
+* contrast limits: the VOI window of the header (Window Center / Width, as highdicom
+  resolves it, per-frame groups included) of the middle slice, else the range Bits
+  Stored allows; uint8 colour slides get ``(0, 255)``. napari computes limits from the
+  data only when none are given.
+* values: when the modality rescale is not the identity (CT in Hounsfield units, PET,
+  MR with a rescale slope), the layer shows the rescaled values
+  (``Volume.transformed()``, float32) and its ``metadata["rescale"]`` says so.
+* a slide's levels are ordered from level 0 (largest) to the smallest, as napari wants;
+  napari reads the smallest level whole for its thumbnail, so a slide whose smallest
+  pyramid level is large (more than ``THUMBNAIL_EDGE`` pixels on a side) gets its
+  THUMBNAIL image, when it has one, as an extra lowest level.
+
+With ``napari.Viewer()`` (or the ``napari`` command) the plugin is found through its
+``napari.manifest`` entry point. A headless ``ViewerModel`` (no Qt) does not discover
+plugins by itself: call npe2's ``PluginManager.instance().discover()`` first.
 """
 
 from __future__ import annotations
@@ -14,6 +32,9 @@ from typing import Any
 __all__ = ["get_reader", "read"]
 
 LayerData = tuple[Any, dict[str, Any], str]
+
+#: Longest side (pixels) of a smallest level that napari may read whole for its thumbnail.
+THUMBNAIL_EDGE = 4096
 
 
 def _kind(path: str) -> str | None:
@@ -30,13 +51,39 @@ def _kind(path: str) -> str | None:
     return "slide" if kind == "slide" else "volume"
 
 
+def _slide_limits(level: Any) -> tuple[float, float]:
+    import numpy as np
+
+    from dicom_dask.integrations.pixels import stored_range
+
+    if np.dtype(level.dtype) == np.uint8:
+        return 0.0, 255.0
+    return stored_range(level.image.dataset)
+
+
 def _slide_layers(slide: Any) -> list[LayerData]:
     level0 = slide.pyramid[0]
-    arrays = [level.array for level in slide.pyramid]
+    levels = list(slide.pyramid)
+    smallest = levels[-1]
+    extra = slide.associated.get("thumbnail")
+    if (
+        max(smallest.matrix_shape) > THUMBNAIL_EDGE
+        and extra is not None
+        and extra.squeezed == smallest.squeezed
+        and extra.samples == smallest.samples
+        and max(extra.matrix_shape) < max(smallest.matrix_shape)
+    ):
+        levels.append(extra)
+    arrays = [level.array for level in levels]
     meta: dict[str, Any] = {
         "name": str(level0.image.dataset.get("ContainerIdentifier", "") or "slide"),
         "multiscale": True,
-        "metadata": {"downsamples": slide.downsamples, "urls": list(level0.urls)},
+        "contrast_limits": _slide_limits(level0),
+        "metadata": {
+            "downsamples": slide.downsamples,
+            "urls": list(level0.urls),
+            "thumbnail_level": len(levels) > len(slide.pyramid),
+        },
     }
     if level0.pixel_spacing:
         meta["scale"] = tuple(level0.pixel_spacing)  # mm per pixel of level 0
@@ -51,7 +98,41 @@ def _slide_layers(slide: Any) -> list[LayerData]:
     return [(arrays, meta, "image")]
 
 
+def _volume_values(volume: Any) -> tuple[Any, dict[str, Any], tuple[float, float] | None]:
+    """The array to show (rescaled when the modality asks for it), what was done, and
+    the contrast limits in its values."""
+    from dicom_dask.errors import DicomDaskError
+    from dicom_dask.integrations.pixels import (
+        rescale_of,
+        stored_range,
+        transformed_with,
+        voi_limits,
+    )
+
+    if volume.array.ndim == 4 and volume.array.shape[-1] == 3 and not volume.channels:
+        return volume.array, {}, None  # colour: napari shows it as RGB
+    try:
+        out, transformer = transformed_with(volume)
+    except DicomDaskError:
+        return volume.array, {}, None
+    rescale = rescale_of(transformer)
+    middle = volume.spatial_shape[0] // 2
+    window = voi_limits(transformer, middle)
+    position = transformer.frames[middle].reshape(-1, 2)[0]
+    low, high = stored_range(transformer.datasets[max(int(position[0]), 0)])
+    if rescale.identity or not rescale.linear:
+        return volume.array, {}, window or (low, high)
+    slope, intercept = rescale.slope.reshape(-1), rescale.intercept.reshape(-1)
+    k = middle * max(1, slope.size // max(volume.spatial_shape[0], 1))
+    ends = sorted((low * slope[k] + intercept[k], high * slope[k] + intercept[k]))
+    info: dict[str, Any] = {"rescale": {"slope": float(slope[k]), "intercept": float(intercept[k])}}
+    if rescale.units:
+        info["rescale"]["units"] = rescale.units
+    return out.array, info, window or (float(ends[0]), float(ends[1]))
+
+
 def _volume_layers(volume: Any) -> list[LayerData]:
+    array, values, limits = _volume_values(volume)
     meta: dict[str, Any] = {
         "name": str(volume.metadata.get("modality") or "volume"),
         "affine": volume.affine,
@@ -59,39 +140,37 @@ def _volume_layers(volume: Any) -> list[LayerData]:
         "metadata": {
             "frame_of_reference_uid": volume.frame_of_reference_uid,
             "geometry": volume.metadata.get("geometry"),
+            **values,
         },
         "rgb": volume.array.ndim == 4 and volume.array.shape[-1] == 3 and not volume.channels,
     }
+    if limits is not None and limits[1] > limits[0]:
+        meta["contrast_limits"] = limits
     if volume.channels:
         meta["channel_axis"] = 3
-        (name, values), *_ = volume.channels.items()
-        meta["name"] = [f"{name}={v}" for v in values]
-        meta["affine"] = volume.affine
-    return [(volume.array, meta, "image")]
+        (name, channel_values), *_ = volume.channels.items()
+        meta["name"] = [f"{name}={v}" for v in channel_values]
+    return [(array, meta, "image")]
 
 
 def read(path: str | list[str]) -> list[LayerData]:
     """Layer data for ``path``: a slide (file or folder) or a volume (folder or file)."""
-    from dicom_dask.errors import DicomDaskError
     from dicom_dask.images.slide import open_slide
+    from dicom_dask.images.sources import classify_source
     from dicom_dask.images.volume import open_volume
 
     target = path[0] if isinstance(path, list) and len(path) == 1 else path
     if isinstance(target, list):
         return _volume_layers(open_volume(target))
-    kind = _kind(target)
-    if kind == "slide":
+    kind, _, _ = classify_source(target)
+    if kind in ("slide", "slides"):
         return _slide_layers(open_slide(target))
-    if kind == "folder":
-        try:
-            return _slide_layers(open_slide(target))
-        except DicomDaskError:
-            pass
     return _volume_layers(open_volume(target))
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
-    """npe2 ``reader`` contribution: :func:`read` when ``path`` is DICOM we can open."""
+    """npe2 ``reader`` contribution: [`read`][dicom_dask.integrations.napari_reader.read]
+    when ``path`` is DICOM we can open."""
     if isinstance(path, list):
         return read if all(str(p).lower().endswith((".dcm", ".dicom")) for p in path) else None
     return read if _kind(str(path)) is not None else None
