@@ -202,3 +202,14 @@ def test_frames_of_a_plain_image(real_dir) -> None:
     ds = xr.open_dataset(path, engine="dicom", kind="frames")
     assert ds["image"].dims == ("frame", "row", "column")
     np.testing.assert_array_equal(ds["image"].values, dicom_dask.open_frames(path).array.compute())
+
+
+def test_colour_and_associated_images_keep_their_values(real_dir) -> None:
+    path = REAL / "codecs" / "jpeg_baseline" / "examples_ybr_color.dcm"
+    image = xr.open_dataset(path, engine="dicom")["image"]
+    assert image.dtype == np.uint8 and image.dims == ("frame", "row", "column", "sample")
+    np.testing.assert_array_equal(image[3].values, dicom_dask.open_frames(path).array[3])
+    label = REAL / "wsi" / "cmu1_napari" / "label.dcm"  # a LABEL instance alone
+    image = xr.open_dataset(label, engine="dicom")["image"]
+    assert image.attrs["image_type"] == "LABEL"
+    np.testing.assert_array_equal(image.values, dicom_dask.open_tiled(label).array)

@@ -156,9 +156,9 @@ def classify_source(
     One named file gives what [`classify`][dicom_dask.images.sources.classify] gives
     (``"slide"``, ``"enhanced"`` or ``"image"``) with its index. Several files give
     ``"slides"`` when the first DICOM image among them is a tiled instance (a slide
-    level or associated image), else ``"series"``, with that file's index. The third
-    item lists the files read before it that are not DICOM images (skipped). A DICOMweb
-    location gives ``("dicomweb", None, [])``: ask ``open_slide`` or ``open_volume``.
+    level or associated image), else ``"series"``, with that file's index; so does a
+    DICOMweb study, series or instance. The third item lists the files read before it
+    that are not DICOM images (skipped).
 
     Raises
     ------
@@ -166,11 +166,15 @@ def classify_source(
         When no file of a folder, glob or list is a DICOM image (the message names
         some of them).
     """
-    from dicom_dask.frames.dicomweb import is_dicomweb
+    from dicom_dask.frames.dicomweb import index_location, is_dicomweb
     from dicom_dask.images.tiled import is_tiled
 
-    if is_dicomweb(source):
-        return "dicomweb", None, []
+    if is_dicomweb(source):  # a study, series or instance: its first image decides
+        indexes = index_location(source, storage_options=storage_options)  # type: ignore[arg-type]
+        if not indexes:
+            raise NoImagesError(f"{source}: no image found")
+        kind = "slides" if is_tiled(indexes[0].header.dataset) else "series"
+        return kind, indexes[0], []
     urls, discovered = expand_sources(source, storage_options=storage_options)
     if len(urls) == 1 and not discovered:
         kind, index = classify(urls[0], storage_options=storage_options)

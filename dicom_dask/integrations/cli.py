@@ -518,7 +518,7 @@ def _array_and_attributes(
     rescale = rescale_of(transformer)
     if rescale.units:
         attrs["units"] = rescale.units
-    if rescale.identity:
+    if rescale.identity or not rescale.monochrome:
         return source.array, attrs, dims, "stored values (no rescale)"
     pair = rescale.scale_offset
     if values == "stored" and pair is not None:

@@ -120,7 +120,7 @@ def _volume_values(volume: Any) -> tuple[Any, dict[str, Any], tuple[float, float
     window = voi_limits(transformer, middle)
     position = transformer.frames[middle].reshape(-1, 2)[0]
     low, high = stored_range(transformer.datasets[max(int(position[0]), 0)])
-    if rescale.identity or not rescale.linear:
+    if rescale.identity or not rescale.linear or not rescale.monochrome:
         return volume.array, {}, window or (low, high)
     slope, intercept = rescale.slope.reshape(-1), rescale.intercept.reshape(-1)
     k = middle * max(1, slope.size // max(volume.spatial_shape[0], 1))

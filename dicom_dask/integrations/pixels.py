@@ -32,12 +32,16 @@ class Rescale:
     units : str
         Rescale Type (e.g. ``"HU"``) of the first frame, ``""`` when absent or ``"US"``
         (unspecified).
+    monochrome : bool
+        Whether the frames are greyscale (colour and palette images have no rescale: the
+        front ends show their stored values).
     """
 
     slope: np.ndarray
     intercept: np.ndarray
     linear: bool
     units: str = ""
+    monochrome: bool = True
 
     @property
     def uniform(self) -> bool:
@@ -113,6 +117,7 @@ def rescale_of(transformer: Any) -> Rescale:
         slope[k], intercept[k] = seen[(d, f)]
     shape = np.asarray(transformer.frames).shape[:-1]
     first = transformer.datasets[0]
+    monochrome = str(first.get("PhotometricInterpretation", "")).startswith("MONOCHROME")
     units = str(first.get("RescaleType", "") or "")
     if not units:
         for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
@@ -126,7 +131,11 @@ def rescale_of(transformer: Any) -> Rescale:
     if not units and str(first.get("Modality", "")) == "CT" and not np.all(np.isnan(slope)):
         units = "HU"  # CT Image IOD: the rescaled values are Hounsfield units
     return Rescale(
-        slope.reshape(shape), intercept.reshape(shape), linear, "" if units == "US" else units
+        slope.reshape(shape),
+        intercept.reshape(shape),
+        linear and monochrome,
+        "" if units == "US" or not monochrome else units,
+        monochrome,
     )
 
 

@@ -83,7 +83,7 @@ def _decoded(
     rescale = rescale_of(transformer)
     modality = str(transformer.datasets[0].get("Modality", "") or "")
     stored.attrs["long_name"] = f"{modality} stored pixel values".strip()
-    if rescale.identity:
+    if rescale.identity or not rescale.monochrome:  # colour: stored values (RGB, palette)
         return stored
     frame_dims = stored.dims[:roles]
     scale_offset = rescale.scale_offset
@@ -244,6 +244,8 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         if not isinstance(filename_or_obj, str | os.PathLike):
             return False
         text = os.fspath(filename_or_obj)
+        if text.rstrip("/").lower().endswith((".zarr", ".nc", ".h5")):
+            return False
         return text.lower().endswith(_SUFFIXES) or os.path.isdir(text)
 
     def _open(
@@ -256,8 +258,10 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         options: Mapping[str, Any],
     ) -> tuple[str, Any]:
         """``(kind, object)``: the Volume, Slide or Frames ``source`` opens as."""
+        from dicom_dask.errors import NoImagesError
         from dicom_dask.images.instance import open_frames
-        from dicom_dask.images.slide import open_slide
+        from dicom_dask.images.slide import open_slide, open_tiled
+        from dicom_dask.images.sources import is_collection
         from dicom_dask.images.volume import open_volume
 
         if kind is not None and kind not in _KINDS:
@@ -276,7 +280,14 @@ class DicomBackendEntrypoint(BackendEntrypoint):
             return kind, open_volume(source, **common, **extra)
         if kind == "slide":
             extra = {"select": options["select"]} if options.get("select") is not None else {}
-            return kind, open_slide(source, **common, **extra)
+            try:
+                return kind, open_slide(source, **common, **extra)
+            except NoImagesError:
+                if index is not None or extra or is_collection(source):
+                    raise
+            # one LABEL, OVERVIEW or THUMBNAIL instance: its total pixel matrix
+            common.pop("index")
+            return "tiled", open_tiled(source, **common)
         for name in ("geometry", "select"):
             if options.get(name) is not None:
                 raise DicomDaskError(f"{name}= applies to volumes and slides, not to frames")
@@ -330,6 +341,8 @@ class DicomBackendEntrypoint(BackendEntrypoint):
             out = _level_dataset(obj.pyramid[level])
             out.attrs["downsamples"] = obj.downsamples
             out.attrs["level"] = level % levels
+        elif kind == "tiled":
+            out = _level_dataset(obj)
         else:
             out = _frames_dataset(obj, mask_and_scale=mask_and_scale)
         if drop_variables:
@@ -377,18 +390,26 @@ class DicomBackendEntrypoint(BackendEntrypoint):
             groups = {"/": dataset}
         else:
             options = {k: kwargs.get(k) for k in ("select", "raw", "backend", "fill_value")}
-            _, slide = self._open(
+            kind, slide = self._open(
                 filename_or_obj,
                 kind=kind,
                 index=index,
                 storage_options=storage_options,
                 options=options,
             )
+            if kind == "tiled":  # one associated image
+                return self._drop({"/": _level_dataset(slide)}, drop_variables)
             groups = {"/": xr.Dataset(attrs={"downsamples": slide.downsamples})}
             for i, level in enumerate(slide.pyramid):
                 groups[f"/level{i}"] = _level_dataset(level)
             for name, level in slide.associated.items():
                 groups[f"/{name}"] = _level_dataset(level)
+        return self._drop(groups, drop_variables)
+
+    @staticmethod
+    def _drop(
+        groups: dict[str, xr.Dataset], drop_variables: str | Iterable[str] | None
+    ) -> dict[str, xr.Dataset]:
         if drop_variables:
             groups = {k: v.drop_vars(drop_variables, errors="ignore") for k, v in groups.items()}
         return groups
