@@ -80,6 +80,16 @@ def test_contrast_limits_follow_the_window_else_bits_stored(tmp_path) -> None:
     assert meta["contrast_limits"] == (0.0, 4095.0)
 
 
+def test_fmri_channels_open_rescaled_within_the_window(real_dir) -> None:
+    path = REAL / "enhanced" / "philips_enhanced_fmri.dcm"
+    [(data, meta, _)] = get_reader(str(path))(str(path))
+    volume = dicom_dask.open_volume(path)
+    assert meta["channel_axis"] == 3 and len(meta["name"]) == volume.shape[3]
+    np.testing.assert_array_equal(data[4].compute(), volume.transformed().array[4].compute())
+    low, high = meta["contrast_limits"]
+    assert 0 < low < high and (low, high) != (0, 1)  # the header's window, not napari's [0, 1]
+
+
 def test_slide_levels_and_limits_are_given_up_front(real_dir, monkeypatch) -> None:
     from dicom_dask.integrations import napari_reader
 

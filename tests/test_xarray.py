@@ -62,6 +62,8 @@ def test_ct_decodes_to_hounsfield_units_by_default(tmp_path) -> None:
     np.testing.assert_array_equal(decoded.values, image.values)
     off = xr.open_dataset(tmp_path / "ct", engine="dicom", decode_cf=False)["image"]
     assert off.dtype == np.int16
+    tree = xr.open_datatree(tmp_path / "ct", engine="dicom", mask_and_scale=False)
+    np.testing.assert_array_equal(tree["image"].values, stored)
 
 
 def test_coordinates_have_units_and_names(tmp_path) -> None:
