@@ -26,6 +26,13 @@ from dicom_dask.errors import DicomDaskError
 
 __all__ = ["main"]
 
+DESCRIPTION = """Describe, picture, index and convert DICOM slides, series and files,
+reading only the bytes needed (local disk, S3, GCS, HTTP, DICOMweb). Run
+"dicom-dask COMMAND --help" for a command's options.
+
+Exit status: 0 on success, 2 for a DICOM problem (the message names the file), 1 for
+anything else (such as an existing destination)."""
+
 
 class UsageError(Exception):
     """A problem with the command line or the destination (exit status 1)."""
@@ -706,7 +713,7 @@ def _demo_slide(out: Path, tiles: Any) -> bool:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dicom-dask",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
