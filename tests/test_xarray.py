@@ -215,3 +215,17 @@ def test_colour_and_associated_images_keep_their_values(real_dir) -> None:
     image = xr.open_dataset(label, engine="dicom")["image"]
     assert image.attrs["image_type"] == "LABEL"
     np.testing.assert_array_equal(image.values, dicom_dask.open_tiled(label).array)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["enhanced/eCT_Supplemental.dcm", "codecs/jpeg_ls_near/CT1_JLSN.dcm"],
+)
+def test_real_ct_files_equal_highdicom_volume(real_dir, name) -> None:
+    hd = pytest.importorskip("highdicom")
+    path = REAL / name
+    image = xr.open_dataset(path, engine="dicom")["image"]
+    reference = hd.imread(str(path)).get_volume()  # modality rescale applied: HU
+    np.testing.assert_allclose(np.array(image.attrs["affine"]), reference.affine)
+    np.testing.assert_array_equal(image.values, reference.array)
+    assert image.encoding["add_offset"] == -1024.0
