@@ -132,3 +132,12 @@ def test_napari_opens_slide_and_volume_headless(real_dir) -> None:
     hu = volume.transformed().array[1].compute()
     np.testing.assert_array_equal(np.asarray(ct.data[1]), hu)
     assert tuple(ct.contrast_limits) == (-160.0, 239.0)  # the CT window 40 / 400
+
+
+def test_a_list_of_slide_files_opens_as_a_slide(real_dir) -> None:
+    folder = REAL / "wsi" / "cmu1_napari"
+    files = [str(folder / "volume.dcm"), str(folder / "thumbnail.dcm")]
+    reader = get_reader(files)
+    assert reader is not None
+    [(data, meta, _)] = reader(files)
+    assert meta["multiscale"] and [a.shape for a in data] == [(2967, 2220, 3)]

@@ -154,15 +154,14 @@ def _volume_layers(volume: Any) -> list[LayerData]:
 
 
 def read(path: str | list[str]) -> list[LayerData]:
-    """Layer data for ``path``: a slide (file or folder) or a volume (folder or file)."""
+    """Layer data for ``path``: a slide (file, folder or files) or a volume (series folder
+    or files, enhanced file)."""
     from dicom_dask.images.slide import open_slide
     from dicom_dask.images.sources import classify_source
     from dicom_dask.images.volume import open_volume
 
     target = path[0] if isinstance(path, list) and len(path) == 1 else path
-    if isinstance(target, list):
-        return _volume_layers(open_volume(target))
-    kind, _, _ = classify_source(target)
+    kind, _, _ = classify_source(target)  # files, a folder: slide or series
     if kind in ("slide", "slides"):
         return _slide_layers(open_slide(target))
     return _volume_layers(open_volume(target))
