@@ -102,6 +102,7 @@ def test_volume_options_are_accepted(tmp_path) -> None:
     assert image.shape[0] == 6
     assert np.isnan(image.values[missing]).all()  # the missing slice: NaN, not -1024 HU
     assert not np.isnan(np.delete(image.values, missing, axis=0)).any()
+    assert "scale_factor" not in image.encoding  # NaN cannot be packed into int16
     raw = xr.open_dataset(
         tmp_path / "gap", engine="dicom", geometry="positions", mask_and_scale=False, fill_value=7
     )["image"]

@@ -119,6 +119,7 @@ def _decoded(
     missing = np.asarray(getattr(source, "missing_slices", np.zeros(0, dtype=bool)))
     if missing.any():  # slices absent from the series (geometry="positions"): NaN
         data = data.where(xr.DataArray(~missing, dims=stored.dims[:1]))
+        data.encoding = {}  # NaN has no place among the stored integers: written as floats
     return data
 
 
