@@ -230,3 +230,22 @@ def test_real_ct_files_equal_highdicom_volume(real_dir, name) -> None:
     np.testing.assert_allclose(np.array(image.attrs["affine"]), reference.affine)
     np.testing.assert_array_equal(image.values, reference.array)
     assert image.encoding["add_offset"] == -1024.0
+
+
+def test_decoded_dataset_writes_back_as_stored_integers(tmp_path) -> None:
+    import warnings
+
+    import zarr
+
+    stored = _ct_series(tmp_path / "ct")
+    ds = xr.open_dataset(tmp_path / "ct", engine="dicom")
+    with warnings.catch_warnings():  # xarray: float -> int16 without a _FillValue
+        warnings.simplefilter("ignore")
+        ds.drop_vars(["position_x", "position_y", "position_z"]).to_zarr(
+            tmp_path / "out.zarr", consolidated=False
+        )
+    on_disk = zarr.open_group(tmp_path / "out.zarr", mode="r")["image"]
+    assert on_disk.dtype == np.int16  # the encoding packs Hounsfield units back
+    np.testing.assert_array_equal(on_disk[...], stored)
+    back = xr.open_zarr(tmp_path / "out.zarr", consolidated=False)["image"]
+    np.testing.assert_array_equal(back.values, ds["image"].values)
