@@ -51,7 +51,10 @@ def test_series_opens_as_volume_with_affine(real_dir) -> None:
     [(data, meta, kind)] = get_reader(str(folder))(str(folder))
     volume = dicom_dask.open_volume(folder)
     assert kind == "image" and data.shape == (3, 512, 512)
-    np.testing.assert_allclose(meta["affine"], volume.affine)
+    # axial: world axes (S, P, L) follow the array axes; the LPS affine is kept beside
+    assert meta["metadata"]["world_axes"] == ("S", "P", "L")
+    np.testing.assert_allclose(meta["metadata"]["affine_lps"], volume.affine)
+    np.testing.assert_allclose(meta["affine"], volume.affine[[2, 1, 0, 3]])
     assert meta["metadata"]["frame_of_reference_uid"] == volume.frame_of_reference_uid
     # CT is shown in Hounsfield units, within the header's window (center 40, width 400)
     np.testing.assert_array_equal(data[1].compute(), volume.transformed().array[1].compute())
@@ -128,7 +131,9 @@ def test_napari_opens_slide_and_volume_headless(real_dir) -> None:
     [ct] = viewer.open(str(REAL / "volume_series" / "ct_3slice"), plugin="dicom_dask")
     volume = dicom_dask.open_volume(REAL / "volume_series" / "ct_3slice")
     assert ct.data.shape == (3, 512, 512)
-    np.testing.assert_allclose(ct.affine.affine_matrix, volume.affine, atol=1e-6)
+    np.testing.assert_allclose(ct.affine.affine_matrix, volume.affine[[2, 1, 0, 3]], atol=1e-6)
+    viewer.dims.ndisplay = 2  # the 2-D view of an axial series slices (no singular block)
+    assert np.isfinite(ct._data_to_world.set_slice(list(viewer.dims.displayed)).inverse.scale).all()
     hu = volume.transformed().array[1].compute()
     np.testing.assert_array_equal(np.asarray(ct.data[1]), hu)
     assert tuple(ct.contrast_limits) == (-160.0, 239.0)  # the CT window 40 / 400
@@ -141,3 +146,43 @@ def test_a_list_of_slide_files_opens_as_a_slide(real_dir) -> None:
     assert reader is not None
     [(data, meta, _)] = reader(files)
     assert meta["multiscale"] and [a.shape for a in data] == [(2967, 2220, 3)]
+
+
+@pytest.mark.parametrize(
+    ("orientation", "axes"),
+    [
+        ((1, 0, 0, 0, 1, 0), ("S", "P", "L")),  # axial
+        ((0, 1, 0, 0, 0, -1), ("L", "S", "P")),  # sagittal
+        ((1, 0, 0, 0, 0, -1), ("P", "S", "L")),  # coronal
+        ((0.8, 0.6, 0, -0.6, 0.8, 0), ("S", "P", "L")),  # oblique axial
+    ],
+)
+def test_volume_slices_in_2d_for_every_orientation(tmp_path, orientation, axes) -> None:
+    # napari slices data and world with the same axis numbers: with world axes in LPS order
+    # an axial series has a singular displayed block and napari's 2-D view raises
+    from napari.components import ViewerModel
+
+    from dicom_dask.testing import series_positions, write_series
+
+    folder = tmp_path / "series"
+    positions = series_positions(6, orientation=orientation, slice_spacing=2.5)
+    write_series(
+        folder,
+        np.arange(6 * 8 * 8, dtype=np.int16).reshape(6, 8, 8),
+        positions=positions,
+        orientation=orientation,
+    )
+    [(data, meta, _)] = get_reader(str(folder))(str(folder))
+    assert meta["metadata"]["world_axes"] == axes
+    viewer = ViewerModel()
+    layer = viewer.add_image(data, **meta)
+    viewer.dims.ndisplay = 2
+    inverse = layer._data_to_world.set_slice(list(viewer.dims.displayed)).inverse
+    assert np.isfinite(inverse.affine_matrix).all()
+    # the world point of a voxel maps back to that voxel
+    volume = dicom_dask.open_volume(folder)
+    np.testing.assert_allclose(meta["metadata"]["affine_lps"], volume.affine)
+    world = meta["affine"] @ np.array([2, 3, 5, 1.0])
+    lps = dict(zip(axes, world[:3], strict=True))
+    np.testing.assert_allclose([lps["L"], lps["P"], lps["S"]], (volume.affine @ [2, 3, 5, 1.0])[:3])
+    np.testing.assert_allclose(layer.world_to_data(world[:3]), [2, 3, 5], atol=1e-9)

@@ -2,7 +2,8 @@
 
 Only builds layer data from the lazy arrays; napari reads the tiles or slices it
 displays, level by level. Optical paths become channels (``channel_axis``), focal
-planes a slider; a volume carries its affine, so it lands at its place in LPS mm.
+planes a slider; a volume carries its affine, so it lands at its place in patient mm (world
+axes L, P, S ordered like the array's axes, so that napari's 2-D view slices it).
 
 What napari would otherwise compute by reading pixels is given up front:
 
@@ -131,14 +132,48 @@ def _volume_values(volume: Any) -> tuple[Any, dict[str, Any], tuple[float, float
     return out.array, info, window or (float(ends[0]), float(ends[1]))
 
 
+def world_axes(affine: Any) -> tuple[Any, tuple[str, str, str]]:
+    """The volume's affine with its patient axes ordered like the array's axes.
+
+    napari slices data and world with the same axis numbers: the plane shown in 2-D is
+    that of the last two world axes, so an axial (slice, row, column) array must map to
+    world axes ordered (S, P, L), not (L, P, S) (whose displayed 2 x 2 block would be
+    singular). Each array axis gets the patient axis it moves along most; the rows of
+    the affine are permuted accordingly, which keeps the map exact.
+
+    Returns
+    -------
+    tuple
+        The 4 x 4 affine onto the reordered world axes, and their names (``"L"``, ``"P"``,
+        ``"S"`` in the new order).
+    """
+    import itertools
+
+    import numpy as np
+
+    matrix = np.asarray(affine, dtype=float)
+    weights = np.abs(matrix[:3, :3])
+    # the permutation of patient axes with the largest diagonal (ties: LPS order kept)
+    best = max(
+        itertools.permutations(range(3)),
+        key=lambda perm: sum(weights[perm[i], i] for i in range(3)),
+    )
+    order = [*best, 3]
+    names = ("L", "P", "S")
+    return matrix[order], (names[best[0]], names[best[1]], names[best[2]])
+
+
 def _volume_layers(volume: Any) -> list[LayerData]:
     array, values, limits = _volume_values(volume)
+    affine, axes = world_axes(volume.affine)
     meta: dict[str, Any] = {
         "name": str(volume.metadata.get("modality") or "volume"),
-        "affine": volume.affine,
+        "affine": affine,
         "units": ("mm", "mm", "mm"),
         "metadata": {
             "frame_of_reference_uid": volume.frame_of_reference_uid,
+            "affine_lps": volume.affine,
+            "world_axes": axes,
             "geometry": volume.metadata.get("geometry"),
             **values,
         },
