@@ -13,7 +13,8 @@ import pytest
 from pydicom import uid
 
 import dicom_dask
-from dicom_dask.testing import write_dicom
+from dicom_dask.errors import LayoutError
+from dicom_dask.testing import write_dicom, write_series
 from dicom_dask.testing.realworld import write_dose
 
 RNG = np.random.default_rng(16)
@@ -54,3 +55,46 @@ def test_rt_dose_in_gray(tmp_path, dtype) -> None:
     # stored values when the modality transform is off
     stored = volume.transformed(apply_modality_transform=False, dtype=np.float64)
     np.testing.assert_array_equal(np.asarray(stored.array), ds.pixel_array[order])
+
+
+# -- gantry tilt with a spacing that changes partway ---------------------------------------
+def test_tilted_series_with_changing_spacing_under_positions(tmp_path) -> None:
+    """7 mm then 4 mm along z, 10 degrees of gantry tilt: only ``positions`` opens it."""
+    vol = RNG.integers(-1000, 2000, (7, 8, 6)).astype(np.int16)
+    z = np.array([0.0, 7.0, 14.0, 21.0, 25.0, 29.0, 33.0])
+    positions = np.c_[np.full(7, -100.0), -120.0 + z * np.tan(np.radians(10.0)), 30.0 + z]
+    write_series(tmp_path, vol, positions=positions, shuffle=2)
+    with pytest.raises(LayoutError, match=r"non-uniform spacing.*gantry tilt"):
+        dicom_dask.open_volume(tmp_path)
+    with pytest.raises(LayoutError, match="needs uniform spacing"):
+        dicom_dask.open_volume(tmp_path, geometry="shear")
+    volume = dicom_dask.open_volume(tmp_path, geometry="positions")
+    order = np.arange(7)[::-1]  # slices run against the normal (+z): descending z
+    for k, src in enumerate(order):  # pixels equal pydicom's, file by file
+        ds = pydicom.dcmread(tmp_path / f"slice{_file_number(tmp_path, positions[src]):04d}.dcm")
+        np.testing.assert_array_equal(np.asarray(volume.array[k]), ds.pixel_array)
+    assert not volume.regular and volume.metadata["geometry"]["regular"] is False
+    np.testing.assert_allclose(volume.positions, positions[order], atol=1e-5)
+    # indices map to the real positions (not to a uniform grid) and back
+    ijk = np.c_[np.arange(7), np.full(7, 2.0), np.full(7, 3.0)]
+    xyz = volume.map_indices_to_reference(ijk)
+    np.testing.assert_allclose(xyz, positions[order] + [3 * 0.75, 2 * 0.5, 0.0], atol=1e-5)
+    np.testing.assert_allclose(volume.map_reference_to_indices(xyz), ijk, atol=1e-6)
+    # halfway between two slices 7 mm apart
+    np.testing.assert_allclose(
+        volume.map_indices_to_reference([[4.5, 0, 0]])[0], positions[order[[4, 5]]].mean(axis=0)
+    )
+    # a sub-volume keeps its own real first slice
+    np.testing.assert_allclose(volume[3:6].affine[:3, 3], positions[order[3]], atol=1e-5)
+    coords = volume.to_xarray().coords["slice"].values
+    np.testing.assert_allclose(coords, -(30.0 + z[order]))  # along the normal, as indices grow
+    with pytest.raises(ValueError, match="not regularly spaced"):
+        volume.permute_spatial_axes((2, 1, 0))
+
+
+def _file_number(folder, position) -> int:
+    for path in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if np.allclose([float(v) for v in ds.ImagePositionPatient], position, atol=1e-4):
+            return int(path.stem[5:])
+    raise AssertionError(f"no file at {position}")

@@ -120,9 +120,11 @@ def test_gantry_tilt_gives_a_sheared_affine(tmp_path) -> None:
     vol = _volume(6)
     positions = series_positions(6, slice_spacing=2.0, tilt=(0.0, 0.3, 0.0))
     write_series(tmp_path, vol, positions=positions)
-    with pytest.raises(LayoutError, match="needs geometry='shear'"):
-        dicom_dask.open_volume(tmp_path, geometry="positions")
+    kept = dicom_dask.open_volume(tmp_path, geometry="positions")  # real positions, not regular
+    assert not kept.regular
+    np.testing.assert_allclose(kept.positions, positions[::-1], atol=1e-5)
     volume = dicom_dask.open_volume(tmp_path, geometry="shear")
+    assert volume.regular
     assert_eq(volume.array, vol[::-1])
     # every slice's first pixel maps exactly to its Image Position (Patient)
     np.testing.assert_allclose(

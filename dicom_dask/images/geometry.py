@@ -35,12 +35,17 @@ ORIENTATION_TOL = 1e-4
 class GeometryPolicy(enum.Enum):
     """What to do with slices that do not form a regular, orthogonal stack.
 
-    ``RAISE``: raise :class:`~dicom_dask.errors.LayoutError` listing the gaps,
-    duplicates or tilt found (default). ``POSITIONS``: keep every slice; missing
-    slices (gaps that are whole multiples of the smallest spacing) become absent
-    chunks with a missing-slice mask, and the real per-slice positions are kept as
-    a coordinate; the affine uses the smallest spacing. ``SHEAR``: for gantry tilt,
-    an exact sheared affine whose slice axis is the real step between slices.
+    ``RAISE``: raise [`LayoutError`][dicom_dask.errors.LayoutError] listing the gaps,
+    duplicates or tilt found (default). ``POSITIONS``: open any stack of parallel
+    slices and keep the real per-slice positions. Missing slices (gaps that are whole
+    multiples of the smallest spacing, no tilt) become absent chunks with a
+    missing-slice mask, and the affine (smallest spacing) is exact. Any other
+    irregularity (spacing that changes partway, gantry tilt, both) keeps one index
+    per real slice: the stack is then *not regular* (``regular`` is false in the
+    geometry record), the affine's slice column is only the mean step from the first
+    slice to the last, and the exact position of slice ``k`` is ``positions[k]``
+    (which ``Volume.map_indices_to_reference`` follows). ``SHEAR``: for gantry tilt
+    with uniform spacing, an exact sheared affine whose slice axis is the real step.
     """
 
     RAISE = "raise"
@@ -105,6 +110,10 @@ class StackGeometry:
         Irregularities found (gaps, duplicates, tilt), empty for a regular stack.
     policy : GeometryPolicy
         How irregularities were handled.
+    regular : bool
+        Whether the affine places every slice exactly (``False``: only the first
+        slice, the others are at ``positions``; ``geometry="positions"`` with a
+        changing spacing or a tilt).
     """
 
     order: np.ndarray
@@ -113,6 +122,7 @@ class StackGeometry:
     positions: np.ndarray
     findings: list[str] = field(default_factory=list)
     policy: GeometryPolicy = GeometryPolicy.RAISE
+    regular: bool = True
 
     @property
     def missing(self) -> np.ndarray:
@@ -126,6 +136,7 @@ class StackGeometry:
             "spacing_mm": self.spacing,
             "findings": list(self.findings),
             "missing_slices": np.flatnonzero(self.missing).tolist(),
+            "regular": self.regular,
         }
 
 
@@ -215,11 +226,22 @@ def stack_geometry(
             + ". Pass geometry='positions' (keep real positions, mask missing slices)"
             + (" or geometry='shear' (exact sheared affine)" if tilt else "")
         )
-    if tilt and policy is GeometryPolicy.POSITIONS:
-        raise LayoutError(f"{where}: gantry tilt needs geometry='shear': " + "; ".join(findings))
     if not uniform and policy is GeometryPolicy.SHEAR:
         raise LayoutError(
-            f"{where}: geometry='shear' needs uniform spacing: " + "; ".join(findings)
+            f"{where}: geometry='shear' needs uniform spacing: "
+            + "; ".join(findings)
+            + ". geometry='positions' keeps every slice at its real position"
+        )
+    if policy is GeometryPolicy.POSITIONS and (tilt or not (uniform or whole)):
+        # one index per real slice; the affine holds the first slice and the mean step
+        step = (pos[order[-1]] - pos[order[0]]) / (n - 1)
+        affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], step)
+        findings.append(
+            "irregular stack kept with its real positions: the affine's slice axis is the "
+            f"mean step {_fmt(step)} mm, slice k lies at positions[k]"
+        )
+        return StackGeometry(
+            order, affine, float(np.linalg.norm(step)), pos[order], findings, policy, False
         )
     if tilt:  # SHEAR: the real mean step
         step = (pos[order[-1]] - pos[order[0]]) / (n - 1)
@@ -230,14 +252,11 @@ def stack_geometry(
     if uniform:
         affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], direction * mean)
         return StackGeometry(order, affine, mean, pos[order], findings, policy)
-    # POSITIONS: a regular grid on the smallest spacing, where it fits
-    if whole:
-        index = np.concatenate([[0], np.cumsum(np.round(multiples).astype(np.int64))])
-        full = np.full(int(index[-1]) + 1, -1, dtype=np.int64)
-        full[index] = order
-        grid_pos = np.full((len(full), 3), np.nan)
-        grid_pos[index] = pos[order]
-        affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], direction * base)
-        return StackGeometry(full, affine, base, grid_pos, findings, policy)
-    affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], direction * mean)
-    return StackGeometry(order, affine, mean, pos[order], findings, policy)
+    # POSITIONS, missing slices: a regular grid on the smallest spacing
+    index = np.concatenate([[0], np.cumsum(np.round(multiples).astype(np.int64))])
+    full = np.full(int(index[-1]) + 1, -1, dtype=np.int64)
+    full[index] = order
+    grid_pos = np.full((len(full), 3), np.nan)
+    grid_pos[index] = pos[order]
+    affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], direction * base)
+    return StackGeometry(full, affine, base, grid_pos, findings, policy)

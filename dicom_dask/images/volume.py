@@ -122,15 +122,55 @@ class Volume:
         mask[list(missing)] = True
         return mask
 
+    @property
+    def regular(self) -> bool:
+        """Whether :attr:`affine` places every slice exactly.
+
+        ``False`` only for a stack opened with ``geometry="positions"`` whose spacing
+        changes or whose slices are tilted: slice ``k`` then lies at ``positions[k]``,
+        the affine's slice column is the mean step, and the two ``map_*`` methods
+        interpolate between the real positions of neighbouring slices.
+        """
+        return bool(self.metadata.get("geometry", {}).get("regular", True))
+
+    def _slice_distances(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-slice positions and their distances along the first slice's normal."""
+        assert self.positions is not None
+        normal = np.cross(self.affine[:3, 2], self.affine[:3, 1])
+        normal /= np.linalg.norm(normal)
+        return self.positions, (self.positions - self.positions[0]) @ normal
+
     def map_indices_to_reference(self, indices: Any) -> np.ndarray:
         """``(n, 3)`` ``(slice, row, column)`` indices -> ``(n, 3)`` coordinates (mm)."""
         ijk = np.atleast_2d(np.asarray(indices, dtype=np.float64))
-        return (self.affine[:3, :3] @ ijk.T).T + self.affine[:3, 3]
+        if self.regular or self.positions is None or len(self.positions) < 2:
+            return (self.affine[:3, :3] @ ijk.T).T + self.affine[:3, 3]
+        positions, _ = self._slice_distances()
+        k = np.arange(len(positions))
+        origin = np.stack([np.interp(ijk[:, 0], k, positions[:, a]) for a in range(3)], axis=1)
+        return origin + (self.affine[:3, 1:3] @ ijk[:, 1:].T).T
 
     def map_reference_to_indices(self, coordinates: Any, *, round_output: bool = False) -> Any:
         """``(n, 3)`` coordinates (mm) -> ``(n, 3)`` indices (float, or rounded to int)."""
         xyz = np.atleast_2d(np.asarray(coordinates, dtype=np.float64))
-        ijk = np.linalg.solve(self.affine[:3, :3], (xyz - self.affine[:3, 3]).T).T
+        if self.regular or self.positions is None or len(self.positions) < 2:
+            ijk = np.linalg.solve(self.affine[:3, :3], (xyz - self.affine[:3, 3]).T).T
+        else:  # parallel slices: the slice from the distance along the normal
+            positions, distances = self._slice_distances()
+            normal = np.cross(self.affine[:3, 2], self.affine[:3, 1])
+            normal /= np.linalg.norm(normal)
+            along = (xyz - positions[0]) @ normal
+            k = np.arange(len(positions), dtype=np.float64)
+            ascending = distances[-1] >= distances[0]
+            d, kk = (distances, k) if ascending else (distances[::-1], k[::-1])
+            s = np.interp(along, d, kk, left=np.nan, right=np.nan)
+            outside = np.isnan(s)  # beyond the end slices: the nearest step, extrapolated
+            if outside.any():
+                step = (d[-1] - d[0]) / (kk[-1] - kk[0])
+                s[outside] = kk[0] + (along[outside] - d[0]) / step
+            origin = np.stack([np.interp(s, k, positions[:, a]) for a in range(3)], axis=1)
+            inplane = np.linalg.lstsq(self.affine[:3, 1:3], (xyz - origin).T, rcond=None)[0].T
+            ijk = np.column_stack([s, inplane])
         return np.round(ijk).astype(np.int64) if round_output else ijk
 
     # -- derived volumes ----------------------------------------------------------------
@@ -169,6 +209,11 @@ class Volume:
         shift[:3, :3] = np.diag(steps)
         shift[:3, 3] = starts
         positions = None if self.positions is None else self.positions[slices[0]]
+        affine = self.affine @ shift
+        if not self.regular and positions is not None:  # the first kept slice's real position
+            affine[:3, 3] = positions[0] + self.affine[:3, 1:3] @ np.asarray(starts[1:], float)
+            if len(positions) > 1:
+                affine[:3, 0] = (positions[-1] - positions[0]) / (len(positions) - 1)
         sources = None
         if self.sources is not None:
             sources = (self.sources[0], self.sources[1][slices[0]], *self.sources[2:])
@@ -177,7 +222,7 @@ class Volume:
             metadata["slice_files"] = list(metadata["slice_files"])[slices[0]]
         return self._derived(
             self.array[tuple(slices)],
-            self.affine @ shift,
+            affine,
             positions=positions,
             metadata=metadata,
             sources=sources,
@@ -196,6 +241,11 @@ class Volume:
         order = [int(i) for i in order]
         if sorted(order) != [0, 1, 2]:
             raise ValueError(f"order must be a permutation of (0, 1, 2), got {order}")
+        if order[0] != 0 and not self.regular:
+            raise ValueError(
+                "the slices of this volume are not regularly spaced (geometry='positions'): "
+                "its slice axis cannot move, the affine does not place them"
+            )
         full = order + list(range(3, self.array.ndim))
         affine = self.affine.copy()
         affine[:3, :3] = self.affine[:3, order]
@@ -335,7 +385,12 @@ class Volume:
 
         Each spatial coordinate is the distance (mm) along that axis's direction from
         the coordinate system's origin; with an oblique or sheared affine, use the
-        affine (in ``attrs``) for exact positions.
+        affine (in ``attrs``) for exact positions. For a stack that is not
+        [`regular`][dicom_dask.images.volume.Volume.regular], ``slice`` is each slice's
+        real distance along the normal. Channel dimensions (``b_value``,
+        ``temporal_position``, ``image_type``...) have their values as coordinates,
+        and per-volume values that vary within one (a gradient direction per b-value,
+        an acquisition time per volume) are coordinates along that dimension.
         """
         import xarray as xr
 
@@ -348,6 +403,9 @@ class Volume:
         for axis, name in enumerate(("slice", "row", "column")):
             start = float(origin @ direction[:, axis])
             coords[name] = start + np.arange(self.spatial_shape[axis]) * self.spacing[axis]
+        if not self.regular and self.positions is not None:  # real distances along the normal
+            normal = np.cross(direction[:, 1], direction[:, 2])  # as slice indices increase
+            coords["slice"] = self.positions @ (normal / np.linalg.norm(normal))
         for name, values in self.channels.items():
             coords[name] = list(values)
         if self.positions is not None:  # real Image Position (Patient) of each slice
