@@ -13,9 +13,9 @@ import pytest
 from pydicom import uid
 
 import dicom_dask
-from dicom_dask.errors import LayoutError
+from dicom_dask.errors import LayoutError, LayoutWarning
 from dicom_dask.testing import write_dicom, write_series
-from dicom_dask.testing.realworld import write_dose
+from dicom_dask.testing.realworld import make_overlapping_sparse_slide, write_dose
 
 RNG = np.random.default_rng(16)
 
@@ -98,3 +98,47 @@ def _file_number(folder, position) -> int:
         if np.allclose([float(v) for v in ds.ImagePositionPatient], position, atol=1e-4):
             return int(path.stem[5:])
     raise AssertionError(f"no file at {position}")
+
+
+# -- TILED_SPARSE frames on the same tile ---------------------------------------------------
+def _drawn_in_frame_order(path) -> np.ndarray:
+    """pydicom's frames pasted in frame order (later frames over earlier ones)."""
+    ds = pydicom.dcmread(path)
+    frames = ds.pixel_array
+    out = np.zeros(
+        (ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns, *frames.shape[3:]), frames.dtype
+    )
+    for k, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        pos = item.PlanePositionSlideSequence[0]
+        r, c = (
+            pos.RowPositionInTotalImagePixelMatrix - 1,
+            pos.ColumnPositionInTotalImagePixelMatrix - 1,
+        )
+        part = out[r : r + ds.Rows, c : c + ds.Columns]
+        part[...] = frames[k][: part.shape[0], : part.shape[1]]
+    return out
+
+
+@pytest.mark.parametrize("syntax", [uid.ExplicitVRLittleEndian, uid.JPEGBaseline8Bit])
+def test_overlapping_sparse_tiles_later_frames_drawn(tmp_path, syntax) -> None:
+    matrix = RNG.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    overlay = RNG.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    ds = make_overlapping_sparse_slide(
+        matrix, overlay, [(0, 0), (1, 2), (0, 0)], transfer_syntax=syntax
+    )
+    path = tmp_path / "sparse.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.warns(LayoutWarning, match=r"3 TILED_SPARSE frame\(s\).*frames \[1, 7, 9\]"):
+        slide = dicom_dask.open_slide(path)
+    got = np.asarray(slide.levels[0])
+    if syntax == uid.ExplicitVRLittleEndian:  # exact: the composite of pydicom's frames
+        expected = _drawn_in_frame_order(path)
+        np.testing.assert_array_equal(got, expected)
+        composite = matrix.copy()
+        composite[32:64, 64:96] = overlay[32:64, 64:96]
+        composite[0:32, 0:32] = overlay[0:32, 0:32]
+        np.testing.assert_array_equal(got, composite)
+    openslide = pytest.importorskip("openslide")
+    reference = openslide.OpenSlide(str(path))
+    region = np.asarray(reference.read_region((0, 0), 0, (96, 64)))[..., :3]
+    np.testing.assert_array_equal(got, region)  # OpenSlide draws the same tiles

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pydicom import uid as _uid
+from pydicom.dataset import Dataset
 
-from dicom_dask.testing.synthetic import make_dataset
+from dicom_dask.testing.synthetic import make_dataset, make_slide_dataset
 
-__all__ = ["write_dose"]
+__all__ = ["make_overlapping_sparse_slide", "write_dose"]
 
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -63,3 +65,46 @@ def write_dose(
     ds.GridFrameOffsetVector = [float(g) for g in gaps]
     ds.save_as(os.fspath(path), enforce_file_format=True)
     return os.fspath(path)
+
+
+def make_overlapping_sparse_slide(
+    matrix: np.ndarray,
+    overlay: np.ndarray,
+    tiles: Sequence[tuple[int, int]],
+    *,
+    tile: tuple[int, int] = (32, 32),
+    transfer_syntax: str = _uid.JPEGBaseline8Bit,
+    **kwargs: Any,
+) -> Dataset:
+    """A TILED_SPARSE slide whose frames cover some tiles twice.
+
+    The frames of ``matrix`` (every tile, in order) come first, then the frames of
+    ``overlay`` (same shape) at the tile positions ``tiles`` ``(tile row, tile
+    column)``, as a scanner that re-acquires tiles appends them. Drawn in frame order,
+    the total pixel matrix is ``matrix`` with those tiles taken from ``overlay``.
+    """
+    from pydicom.encaps import encapsulate, generate_frames
+
+    base = make_slide_dataset(
+        matrix, tile=tile, organization="TILED_SPARSE", transfer_syntax=transfer_syntax, **kwargs
+    )
+    over = make_slide_dataset(
+        overlay, tile=tile, organization="TILED_SPARSE", transfer_syntax=transfer_syntax, **kwargs
+    )
+    columns = -(-matrix.shape[1] // tile[1])
+    picked = [r * columns + c for r, c in tiles]
+    n = int(base.NumberOfFrames)
+    if _uid.UID(transfer_syntax).is_encapsulated:
+        frames = list(generate_frames(base.PixelData, number_of_frames=n))
+        extra = list(generate_frames(over.PixelData, number_of_frames=n))
+        base.PixelData = encapsulate(frames + [extra[k] for k in picked], has_bot=True)
+        base["PixelData"].is_undefined_length = True
+    else:
+        size = len(base.PixelData) // n
+        chunks = [over.PixelData[k * size : (k + 1) * size] for k in picked]
+        base.PixelData = base.PixelData[: n * size] + b"".join(chunks)
+    base.PerFrameFunctionalGroupsSequence = list(base.PerFrameFunctionalGroupsSequence) + [
+        over.PerFrameFunctionalGroupsSequence[k] for k in picked
+    ]
+    base.NumberOfFrames = n + len(picked)
+    return base
