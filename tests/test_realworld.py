@@ -13,9 +13,13 @@ import pytest
 from pydicom import uid
 
 import dicom_dask
-from dicom_dask.errors import LayoutError, LayoutWarning
-from dicom_dask.testing import write_dicom, write_series
-from dicom_dask.testing.realworld import make_overlapping_sparse_slide, write_dose
+from dicom_dask.errors import LayoutError, LayoutWarning, NoImagesError
+from dicom_dask.testing import write_dicom, write_series, write_slide
+from dicom_dask.testing.realworld import (
+    make_overlapping_sparse_slide,
+    write_dose,
+    write_pyramid_per_level_for,
+)
 
 RNG = np.random.default_rng(16)
 
@@ -142,3 +146,57 @@ def test_overlapping_sparse_tiles_later_frames_drawn(tmp_path, syntax) -> None:
     reference = openslide.OpenSlide(str(path))
     region = np.asarray(reference.read_region((0, 0), 0, (96, 64)))[..., :3]
     np.testing.assert_array_equal(got, region)  # OpenSlide draws the same tiles
+
+
+# -- pyramid levels with their own Frame of Reference ----------------------------------------
+def _rgb_matrix(rows: int, cols: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    return np.stack([(xx // 3) % 256, (yy // 2) % 256, ((xx + yy) // 5) % 256], -1).astype(np.uint8)
+
+
+def test_pyramid_with_one_frame_of_reference_per_level(tmp_path) -> None:
+    matrix = _rgb_matrix(300, 420)
+    paths = write_pyramid_per_level_for(
+        tmp_path, matrix, levels=4, tile=(64, 64), transfer_syntax=uid.ExplicitVRLittleEndian
+    )
+    uids = {str(pydicom.dcmread(p, stop_before_pixels=True).FrameOfReferenceUID) for p in paths}
+    assert len(uids) == 4
+    with pytest.warns(LayoutWarning, match=r"4 pyramid levels with 4 different Frame of Ref"):
+        slide = dicom_dask.open_slide(tmp_path)
+    assert len(slide.pyramid) == 4
+    for k, level in enumerate(slide.levels):  # every level, pixels as written
+        np.testing.assert_array_equal(np.asarray(level), matrix[:: 2**k, :: 2**k])
+    with pytest.warns(LayoutWarning):
+        (listed,) = dicom_dask.list_slides(tmp_path)
+    assert sorted(listed["merged_frames_of_reference"]) == sorted(uids)
+    assert sorted(listed["frame_of_reference_uids"]) == sorted(uids)
+    assert {i["frame_of_reference_uid"] for i in listed["instances"]} == uids
+    assert listed["differs_by"] == {}  # a single slide: nothing sets it apart
+    openslide = pytest.importorskip("openslide")
+    reference = openslide.OpenSlide(paths[0])  # OpenSlide groups by series: 4 levels too
+    assert reference.level_dimensions == tuple(slide.dimensions)
+
+
+def test_slides_that_really_differ_are_kept_apart_and_named(tmp_path) -> None:
+    matrix = _rgb_matrix(128, 160)
+    series = uid.generate_uid()
+    common = {"tile": (64, 64), "transfer_syntax": uid.ExplicitVRLittleEndian}
+    # same series and container, own Frames of Reference, but 5 mm apart on the glass
+    write_slide(tmp_path / "a.dcm", matrix, origin=(20.0, 40.0), series_uid=series, **common)
+    write_slide(tmp_path / "b.dcm", matrix[::2, ::2], origin=(25.0, 40.0), pixel_spacing=0.0005,
+                series_uid=series, **common)  # fmt: skip
+    listed = dicom_dask.list_slides(tmp_path)
+    assert len(listed) == 2
+    assert all("frame_of_reference_uid" in d["differs_by"] for d in listed)
+    assert "series_instance_uid" not in listed[0]["differs_by"]
+    assert any("origins" in reason for d in listed for reason in d["kept_apart_because"])
+    with pytest.raises(
+        NoImagesError, match=r"holds 2 slides \(they differ in Frame of Reference UID .*origins"
+    ):
+        dicom_dask.open_slide(tmp_path)
+    slide = dicom_dask.open_slide(tmp_path, select=listed[1]["frame_of_reference_uid"])
+    assert len(slide.pyramid) == 1
+    # another series on the same glass: the message names the series
+    write_slide(tmp_path / "c.dcm", matrix, container_id="SLIDE-2", **common)
+    with pytest.raises(NoImagesError, match=r"Container Identifier \(SLIDE-1 \| SLIDE-2\)"):
+        dicom_dask.open_slide(tmp_path)

@@ -28,9 +28,13 @@ import numpy as np
 from pydicom import uid as _uid
 from pydicom.dataset import Dataset
 
-from dicom_dask.testing.synthetic import make_dataset, make_slide_dataset
+from dicom_dask.testing.synthetic import make_dataset, make_slide_dataset, write_slide
 
-__all__ = ["make_overlapping_sparse_slide", "write_dose"]
+__all__ = [
+    "make_overlapping_sparse_slide",
+    "write_dose",
+    "write_pyramid_per_level_for",
+]
 
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -108,3 +112,46 @@ def make_overlapping_sparse_slide(
     ]
     base.NumberOfFrames = n + len(picked)
     return base
+
+
+def write_pyramid_per_level_for(
+    folder: str | os.PathLike[str],
+    matrix: np.ndarray,
+    *,
+    levels: int = 4,
+    tile: tuple[int, int] = (64, 64),
+    pixel_spacing: float = 0.00025,
+    origin: tuple[float, float] = (20.0, 40.0),
+    transfer_syntax: str = _uid.JPEGBaseline8Bit,
+    series_uid: str | None = None,
+    container_id: str = "SLIDE-1",
+    shared_frame_of_reference: bool = False,
+) -> list[str]:
+    """A pyramid written one file per level, each level with its own Frame of Reference.
+
+    As some converters write it: one Study and Series, one Container Identifier,
+    consistent pixel spacing (doubling per level) and origin, but a new Frame of
+    Reference UID for every level (``shared_frame_of_reference`` writes one).
+    Level ``k`` is ``matrix[::2**k, ::2**k]``.
+    """
+    os.makedirs(folder, exist_ok=True)
+    study = _uid.generate_uid()
+    series = series_uid or _uid.generate_uid()
+    shared = _uid.generate_uid()
+    paths = []
+    for k in range(levels):
+        path = os.path.join(os.fspath(folder), f"level{k}.dcm")
+        write_slide(
+            path,
+            matrix[:: 2**k, :: 2**k],
+            tile=tile,
+            transfer_syntax=transfer_syntax,
+            pixel_spacing=pixel_spacing * 2**k,
+            origin=origin,
+            container_id=container_id,
+            frame_of_reference=shared if shared_frame_of_reference else _uid.generate_uid(),
+            study_uid=study,
+            series_uid=series,
+        )
+        paths.append(path)
+    return paths

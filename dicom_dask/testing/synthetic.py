@@ -201,6 +201,7 @@ def make_slide_dataset(
     study_uid: str | None = None,
     offset_table: str = "bot",
     encoded_tiles: Sequence[bytes] | None = None,
+    series_uid: str | None = None,
 ) -> Dataset:
     """A VL Whole Slide Microscopy Image holding ``matrix`` as tiles.
 
@@ -275,6 +276,8 @@ def make_slide_dataset(
     ]
     if study_uid:
         ds.StudyInstanceUID = study_uid
+    if series_uid:
+        ds.SeriesInstanceUID = series_uid
     ds.FrameOfReferenceUID = frame_of_reference or _uid.generate_uid()
     ds.ContainerIdentifier = container_id
     ds.DimensionOrganizationType = organization
