@@ -1,12 +1,13 @@
-"""Whole-slide images: ``open_slide`` -> a :class:`Slide` of lazy pyramid levels.
+"""Whole-slide images: ``open_slide`` -> a [`Slide`][dicom_dask.images.slide.Slide] of lazy levels.
 
 Instances are grouped into slides by Frame of Reference, Container Identifier and
 series; levels of one series and container whose Frames of Reference differ but
-whose geometry agrees are one slide, as OpenSlide opens them (with a warning). The VOLUME instances of a slide become pyramid levels ordered by pixel
-spacing (level 0 = highest resolution); LABEL, OVERVIEW and THUMBNAIL instances
-become associated images. The slide is also a virtual OME-Zarr group
-(:attr:`Slide.store`): generic zarr and OME tools read it without a copy, and
-:func:`to_ome_zarr` streams it into a real one.
+whose geometry agrees are one slide, as OpenSlide opens them (with a warning). The
+VOLUME instances of a slide become pyramid levels ordered by pixel spacing (level 0
+= highest resolution); LABEL, OVERVIEW and THUMBNAIL instances become associated
+images. The slide is also a virtual OME-Zarr group (``Slide.store``): generic zarr
+and OME tools read it without a copy, and
+[`to_ome_zarr`][dicom_dask.images.slide.to_ome_zarr] streams it into a real one.
 """
 
 from __future__ import annotations

@@ -56,7 +56,13 @@ class Volume:
         ``"PATIENT"`` (LPS).
     frame_of_reference_uid : str or None
     channels : dict of str to tuple
-        Name and values of each channel dimension (e.g. ``TemporalPositionIndex``).
+        Name and values of each channel dimension (e.g. ``TemporalPositionIndex``,
+        ``image_type``, ``gradient``, ``temporal_position``), in the order of the
+        array's axes after ``column``. Values along ``gradient`` and
+        ``temporal_position`` (several volumes at the same positions) are the volume
+        numbers in acquisition order; their b-values, gradient directions and
+        acquisition times are in ``metadata["coordinates"]`` (and
+        [`to_xarray`][dicom_dask.images.volume.Volume.to_xarray]'s coordinates).
     positions : numpy.ndarray or None
         ``(slices, 3)`` real Image Position (Patient) of each slice (NaN if missing).
     metadata : dict
@@ -408,6 +414,11 @@ class Volume:
             coords["slice"] = self.positions @ (normal / np.linalg.norm(normal))
         for name, values in self.channels.items():
             coords[name] = list(values)
+        for name, coord in self.metadata.get("coordinates", {}).items():
+            if coord["dimension"] in self.channels:  # b-values, directions, times per volume
+                values = np.asarray(coord["values"], dtype=np.float64)
+                dims_of = (coord["dimension"],) + (("direction",) if values.ndim > 1 else ())
+                coords[name] = (dims_of, values)
         if self.positions is not None:  # real Image Position (Patient) of each slice
             for axis, name in enumerate(("position_x", "position_y", "position_z")):
                 coords[name] = ("slice", self.positions[:, axis])
@@ -653,6 +664,10 @@ def _build(
             desc, as_rgb=not raw, tsyntax=str(header.transfer_syntax)
         ),
         "geometry": geometry.to_dict(),
+        "coordinates": {
+            name: {"dimension": dim, "values": values}
+            for name, (dim, values) in stack.coordinates.items()
+        },
     }
     names = ("slice", "row", "column", *stack.channel_names) + (("sample",) if tail else ())
     document = array_metadata(
@@ -761,6 +776,23 @@ def _stacks(
     return group_stacks(records), where
 
 
+def _stack_differences(described: Sequence[Mapping[str, Any]]) -> str:
+    """What differs between stacks, for the several-stacks error."""
+    labels = {
+        "series_instance_uid": "Series Instance UID",
+        "stack": "stack (Stack ID, or the volume dimension whose repeats are irregular)",
+        "orientation": "orientation",
+        "shape": "shape",
+    }
+    parts = []
+    for key, label in labels.items():
+        values = list(dict.fromkeys(repr(d[key]) for d in described))
+        if len(values) > 1:
+            shown = " | ".join(v.strip("'") for v in values[:4])
+            parts.append(f"{label}: {shown}{' | ...' if len(values) > 4 else ''}")
+    return "they differ in " + "; ".join(parts) if parts else "they differ in nothing compared"
+
+
 def list_series(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     *,
@@ -813,14 +845,15 @@ def open_volume(
     stacks, where = _stacks(source, storage_options, index)
     if select is None:
         if len(stacks) > 1:
+            described = [s.describe() for s in stacks]
             listing = "; ".join(
                 f"[{i}] series {d['series_instance_uid']} {d['stack']!r} "
                 f"({d['frames']} frames, orientation {d['orientation']})"
-                for i, d in enumerate(s.describe() for s in stacks)
+                for i, d in enumerate(described)
             )
             raise NoImagesError(
-                f"{where}: holds {len(stacks)} stacks, pass select= (index or series UID): "
-                f"{listing}"
+                f"{where}: holds {len(stacks)} stacks ({_stack_differences(described)}), pass "
+                f"select= (index, series UID or stack label): {listing}"
             )
         stack = stacks[0]
     elif isinstance(select, int):
