@@ -416,9 +416,9 @@ class Volume:
             coords[name] = list(values)
         for name, coord in self.metadata.get("coordinates", {}).items():
             if coord["dimension"] in self.channels:  # b-values, directions, times per volume
-                values = np.asarray(coord["values"], dtype=np.float64)
-                dims_of = (coord["dimension"],) + (("direction",) if values.ndim > 1 else ())
-                coords[name] = (dims_of, values)
+                along = np.asarray(coord["values"], dtype=np.float64)
+                dims_of = (coord["dimension"],) + (("direction",) if along.ndim > 1 else ())
+                coords[name] = (dims_of, along)
         if self.positions is not None:  # real Image Position (Patient) of each slice
             for axis, name in enumerate(("position_x", "position_y", "position_z")):
                 coords[name] = ("slice", self.positions[:, axis])
