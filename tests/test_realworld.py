@@ -16,8 +16,12 @@ import dicom_dask
 from dicom_dask.errors import LayoutError, LayoutWarning, NoImagesError
 from dicom_dask.testing import write_dicom, write_series, write_slide
 from dicom_dask.testing.realworld import (
+    make_enhanced_dti_dataset,
     make_overlapping_sparse_slide,
     write_dose,
+    write_dwi_series,
+    write_fmri_series,
+    write_magnitude_phase_series,
     write_pyramid_per_level_for,
 )
 
@@ -200,3 +204,112 @@ def test_slides_that_really_differ_are_kept_apart_and_named(tmp_path) -> None:
     write_slide(tmp_path / "c.dcm", matrix, container_id="SLIDE-2", **common)
     with pytest.raises(NoImagesError, match=r"Container Identifier \(SLIDE-1 \| SLIDE-2\)"):
         dicom_dask.open_slide(tmp_path)
+
+
+# -- several volumes at the same slice positions ----------------------------------------------
+def _slice_of(volume, position) -> int:
+    distance = np.linalg.norm(volume.positions - np.asarray(position), axis=1)
+    assert distance.min() < 1e-4, f"no slice at {position}"
+    return int(distance.argmin())
+
+
+def _assert_files_equal_pydicom(volume, records, channel) -> None:
+    """Every file's pydicom pixel_array is the volume's slice at its position and channel."""
+    array = np.asarray(volume.array)
+    seen = set()
+    for rec in records:
+        key = (_slice_of(volume, rec["position"]), *channel(rec))
+        seen.add(key)
+        expected = pydicom.dcmread(rec["path"]).pixel_array
+        np.testing.assert_array_equal(array[key[0], :, :, *key[1:]], expected, err_msg=rec["path"])
+    assert len(seen) == len(records)  # no two files on the same element
+
+
+@pytest.mark.parametrize("vendor", ["GE", "SIEMENS", "PHILIPS"])
+def test_dwi_series_with_private_diffusion_tags(tmp_path, vendor: str) -> None:
+    data = RNG.integers(0, 3000, (5, 4, 6, 5)).astype(np.int16)
+    b_values = [0, 1000, 1000, 1000, 0]
+    directions = [(0, 0, 0), (1, 0, 0), (0, 0.6, 0.8), (0, 0, 1), (0, 0, 0)]
+    records = write_dwi_series(
+        tmp_path, data, b_values=b_values, directions=directions, vendor=vendor
+    )
+    (listed,) = dicom_dask.list_series(tmp_path)
+    assert listed["channels"] == {"gradient": (0, 1, 2, 3, 4)}
+    volume = dicom_dask.open_volume(tmp_path)
+    assert volume.shape == (4, 6, 5, 5)
+    assert volume.channels == {"gradient": (0, 1, 2, 3, 4)}
+    coords = volume.metadata["coordinates"]
+    assert coords["b_value"] == {"dimension": "gradient", "values": [0, 1000, 1000, 1000, 0]}
+    np.testing.assert_allclose(coords["gradient_direction"]["values"], directions, atol=1e-6)
+    _assert_files_equal_pydicom(volume, records, lambda rec: (rec["volume"],))
+    xr = pytest.importorskip("xarray")
+    array = volume.to_xarray()
+    assert isinstance(array, xr.DataArray)
+    assert array.dims == ("slice", "row", "column", "gradient")
+    np.testing.assert_array_equal(array.coords["b_value"].values, b_values)
+    for axis, suffix in enumerate("xyz"):
+        values = array.coords[f"gradient_direction_{suffix}"].values
+        np.testing.assert_allclose(values, np.asarray(directions)[:, axis])
+
+
+def test_fmri_series_with_only_acquisition_times(tmp_path) -> None:
+    data = RNG.integers(0, 4000, (6, 5, 4, 3)).astype(np.int16)
+    records = write_fmri_series(tmp_path, data, instance_numbers=True)
+    volume = dicom_dask.open_volume(tmp_path)
+    assert volume.shape == (5, 4, 3, 6)
+    assert volume.channels == {"temporal_position": tuple(range(6))}
+    times = volume.metadata["coordinates"]["acquisition_time"]["values"]
+    first = [min(r["time"] for r in records if r["volume"] == v) for v in range(6)]
+    np.testing.assert_allclose(times, first)  # volumes in time order, each at its first slice
+    _assert_files_equal_pydicom(volume, records, lambda rec: (rec["volume"],))
+    assert "b_value" not in volume.metadata["coordinates"]
+
+
+def test_magnitude_and_phase_in_one_series(tmp_path) -> None:
+    magnitude = RNG.integers(0, 4000, (4, 6, 5)).astype(np.int16)
+    phase = RNG.integers(-4096, 4096, (4, 6, 5)).astype(np.int16)
+    records = write_magnitude_phase_series(tmp_path, magnitude, phase)
+    volume = dicom_dask.open_volume(tmp_path)
+    assert volume.shape == (4, 6, 5, 2)
+    assert volume.channels == {"image_type": ("MAGNITUDE", "PHASE")}
+    names = {"M": 0, "P": 1}
+    _assert_files_equal_pydicom(volume, records, lambda rec: (names[rec["image_type"]],))
+
+
+def test_enhanced_dti_file(tmp_path) -> None:
+    data = RNG.integers(0, 3000, (4, 3, 6, 5)).astype(np.int16)
+    b_values = [0, 800, 800, 800]
+    directions = [None, (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
+    ds = make_enhanced_dti_dataset(data, b_values=b_values, directions=directions)
+    path = tmp_path / "dti.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    volume = dicom_dask.open_volume(path)
+    assert volume.shape == (3, 6, 5, 4)
+    assert volume.channels == {"gradient": (0, 1, 2, 3)}
+    coords = volume.metadata["coordinates"]
+    assert coords["b_value"]["values"] == b_values
+    gradients = np.asarray(coords["gradient_direction"]["values"])
+    assert np.isnan(gradients[0]).all()  # the isotropic b=0 frame has no direction
+    np.testing.assert_allclose(gradients[1:], directions[1:])
+    frames = pydicom.dcmread(path).pixel_array  # frames slice by slice, volumes within
+    array = np.asarray(volume.array)
+    for f, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        position = item.PlanePositionSequence[0].ImagePositionPatient
+        k, v = divmod(f, 4)
+        np.testing.assert_array_equal(array[_slice_of(volume, position), :, :, v], frames[f])
+        np.testing.assert_array_equal(frames[f], data[v, k])
+
+
+def test_irregular_repeats_become_stacks(tmp_path) -> None:
+    """A volume cut short (the scan stopped): each volume is a stack to select."""
+    data = RNG.integers(0, 4000, (3, 4, 5, 4)).astype(np.int16)
+    records = write_fmri_series(tmp_path, data)
+    (tmp_path / records[-1]["path"]).unlink()  # the last volume lacks its last slice
+    listed = dicom_dask.list_series(tmp_path)
+    assert [d["stack"] for d in listed] == [f"temporal_position={v}" for v in range(3)]
+    assert [d["shape"][0] for d in listed] == [4, 4, 3]
+    with pytest.raises(NoImagesError, match=r"holds 3 stacks \(they differ in stack .*shape"):
+        dicom_dask.open_volume(tmp_path)
+    second = dicom_dask.open_volume(tmp_path, select="temporal_position=1")
+    _assert_files_equal_pydicom(second, [r for r in records if r["volume"] == 1], lambda r: ())
+    assert second.shape == (4, 5, 4)

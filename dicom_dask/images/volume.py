@@ -417,8 +417,11 @@ class Volume:
         for name, coord in self.metadata.get("coordinates", {}).items():
             if coord["dimension"] in self.channels:  # b-values, directions, times per volume
                 along = np.asarray(coord["values"], dtype=np.float64)
-                dims_of = (coord["dimension"],) + (("direction",) if along.ndim > 1 else ())
-                coords[name] = (dims_of, along)
+                if along.ndim == 1:
+                    coords[name] = (coord["dimension"], along)
+                else:  # a direction per volume: one coordinate per axis
+                    for axis, suffix in enumerate("xyz"):
+                        coords[f"{name}_{suffix}"] = (coord["dimension"], along[:, axis])
         if self.positions is not None:  # real Image Position (Patient) of each slice
             for axis, name in enumerate(("position_x", "position_y", "position_z")):
                 coords[name] = ("slice", self.positions[:, axis])

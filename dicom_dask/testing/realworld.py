@@ -28,11 +28,20 @@ import numpy as np
 from pydicom import uid as _uid
 from pydicom.dataset import Dataset
 
-from dicom_dask.testing.synthetic import make_dataset, make_slide_dataset, write_slide
+from dicom_dask.testing.synthetic import (
+    make_dataset,
+    make_enhanced_dataset,
+    make_slide_dataset,
+    write_slide,
+)
 
 __all__ = [
+    "make_enhanced_dti_dataset",
     "make_overlapping_sparse_slide",
     "write_dose",
+    "write_dwi_series",
+    "write_fmri_series",
+    "write_magnitude_phase_series",
     "write_pyramid_per_level_for",
 ]
 
@@ -155,3 +164,238 @@ def write_pyramid_per_level_for(
         )
         paths.append(path)
     return paths
+
+
+def _mr_file(
+    path: str,
+    pixels: np.ndarray,
+    *,
+    position: Sequence[float],
+    series: dict[str, str],
+    attrs: dict[str, Any],
+    implicit: bool = False,
+) -> str:
+    """One single-frame MR Image file at ``position`` (axial, 1 x 1.2 mm pixels)."""
+    ds = make_dataset(pixels[None])
+    del ds.NumberOfFrames
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = _uid.UID(MR_IMAGE_STORAGE)
+    ds.Modality = "MR"
+    ds.StudyInstanceUID = series["study"]
+    ds.SeriesInstanceUID = series["series"]
+    ds.FrameOfReferenceUID = series["frame_of_reference"]
+    ds.ImagePositionPatient = [round(float(v), 6) for v in position]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.PixelSpacing = [1.0, 1.2]
+    ds.SliceThickness = 3.0
+    for keyword, value in attrs.items():
+        if keyword == "private":
+            for group, creator, element, vr, val in value:
+                ds.private_block(group, creator, create=True).add_new(element, vr, val)
+        else:
+            setattr(ds, keyword, value)
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = _uid.ImplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True, implicit_vr=implicit, little_endian=True)
+    return path
+
+
+def _series_uids() -> dict[str, str]:
+    return {
+        "study": _uid.generate_uid(),
+        "series": _uid.generate_uid(),
+        "frame_of_reference": _uid.generate_uid(),
+    }
+
+
+def _slice_positions(slices: int, spacing: float = 3.0) -> np.ndarray:
+    return np.array([[-60.0, -80.0, -20.0 + spacing * k] for k in range(slices)])
+
+
+def write_dwi_series(
+    folder: str | os.PathLike[str],
+    data: np.ndarray,
+    *,
+    b_values: Sequence[float],
+    directions: Sequence[Sequence[float]],
+    vendor: str = "GE",
+) -> list[dict[str, Any]]:
+    """A diffusion series, one file per slice and volume, diffusion only in private tags.
+
+    ``data`` is ``(volumes, slices, rows, columns)`` int16. As GE writes it (the
+    default): Implicit VR Little Endian, (0043,1039) b-value (with 1e9 added to
+    non-zero b-values, as GE flags them), gradient in (0019,10BB/10BC/10BD), one
+    Acquisition Time and Number for the whole series, Instance Numbers volume after
+    volume, no Temporal Position Identifier. ``vendor="SIEMENS"`` writes (0019,100C)
+    / (0019,100E), ``"PHILIPS"`` (2001,1003) / (2005,10B0-10B2).
+
+    Returns one record per file: ``path``, ``volume``, ``slice``, ``position``.
+    """
+    os.makedirs(folder, exist_ok=True)
+    uids = _series_uids()
+    volumes, slices = data.shape[:2]
+    positions = _slice_positions(slices)
+    out = []
+    for v in range(volumes):
+        b = float(b_values[v])
+        g = [float(x) for x in directions[v]]
+        private: list[tuple[int, str, int, str, Any]]
+        if vendor == "GE":
+            flagged = b + 1e9 if b > 0 else b
+            private = [
+                (0x0043, "GEMS_PARM_01", 0x39, "IS", [f"{flagged:.0f}", "8", "0", "0"]),
+                (0x0019, "GEMS_ACQU_01", 0xBB, "DS", f"{g[0]:.6f}"),
+                (0x0019, "GEMS_ACQU_01", 0xBC, "DS", f"{g[1]:.6f}"),
+                (0x0019, "GEMS_ACQU_01", 0xBD, "DS", f"{g[2]:.6f}"),
+            ]
+            maker = "GE MEDICAL SYSTEMS"
+        elif vendor == "SIEMENS":
+            private = [
+                (0x0019, "SIEMENS MR HEADER", 0x0C, "IS", f"{b:.0f}"),
+                (0x0019, "SIEMENS MR HEADER", 0x0E, "FD", g),
+            ]
+            maker = "SIEMENS"
+        else:
+            private = [
+                (0x2001, "Philips Imaging DD 001", 0x03, "FL", b),
+                (0x2005, "Philips MR Imaging DD 001", 0xB0, "FL", g[0]),
+                (0x2005, "Philips MR Imaging DD 001", 0xB1, "FL", g[1]),
+                (0x2005, "Philips MR Imaging DD 001", 0xB2, "FL", g[2]),
+            ]
+            maker = "Philips Medical Systems"
+        for k in range(slices):
+            path = os.path.join(os.fspath(folder), f"IM{v * slices + k + 1:05d}.dcm")
+            attrs = {
+                "Manufacturer": maker,
+                "AcquisitionTime": "101500.000000",
+                "AcquisitionNumber": 1,
+                "InstanceNumber": v * slices + k + 1,
+                "ImageType": ["ORIGINAL", "PRIMARY", "OTHER"],
+                "private": private,
+            }
+            _mr_file(
+                path,
+                data[v, k],
+                position=positions[k],
+                series=uids,
+                attrs=attrs,
+                implicit=vendor == "GE",
+            )
+            out.append({"path": path, "volume": v, "slice": k, "position": positions[k]})
+    return out
+
+
+def write_fmri_series(
+    folder: str | os.PathLike[str],
+    data: np.ndarray,
+    *,
+    repetition_time: float = 2.0,
+    instance_numbers: bool = False,
+) -> list[dict[str, Any]]:
+    """An fMRI (BOLD) series: ``data`` ``(volumes, slices, rows, columns)``, one file
+    per slice and volume, the same positions in every volume, no Temporal Position
+    Identifier and no Acquisition Number: only Acquisition Time (interleaved slice
+    timing within each repetition). Instance Numbers are left out unless
+    ``instance_numbers`` (then numbered against time, to show they are not used
+    when times exist). File names are shuffled."""
+    os.makedirs(folder, exist_ok=True)
+    uids = _series_uids()
+    volumes, slices = data.shape[:2]
+    positions = _slice_positions(slices)
+    slice_order = list(range(0, slices, 2)) + list(range(1, slices, 2))
+    names = np.random.default_rng(7).permutation(volumes * slices)
+    out = []
+    for v in range(volumes):
+        for k in range(slices):
+            t = 8 * 3600 + 30 * 60 + v * repetition_time
+            t += slice_order.index(k) * repetition_time / slices
+            hours, rest = divmod(t, 3600)
+            minutes, seconds = divmod(rest, 60)
+            attrs: dict[str, Any] = {
+                "Manufacturer": "SIEMENS",
+                "AcquisitionTime": f"{int(hours):02d}{int(minutes):02d}{seconds:09.6f}",
+                "ImageType": ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"],
+            }
+            if instance_numbers:
+                attrs["InstanceNumber"] = volumes * slices - (v * slices + k)
+            path = os.path.join(os.fspath(folder), f"f{names[v * slices + k]:05d}.dcm")
+            _mr_file(path, data[v, k], position=positions[k], series=uids, attrs=attrs)
+            out.append({"path": path, "volume": v, "slice": k, "position": positions[k], "time": t})
+    return out
+
+
+def write_magnitude_phase_series(
+    folder: str | os.PathLike[str], magnitude: np.ndarray, phase: np.ndarray
+) -> list[dict[str, Any]]:
+    """Magnitude and phase images of one acquisition in one series, as Philips writes
+    them: Image Type ``ORIGINAL\\PRIMARY\\M_FFE\\M\\FFE`` / ``...\\P_FFE\\P\\FFE``, the
+    same positions, times and Acquisition Number. ``magnitude`` / ``phase`` are
+    ``(slices, rows, columns)``."""
+    os.makedirs(folder, exist_ok=True)
+    uids = _series_uids()
+    positions = _slice_positions(len(magnitude))
+    out = []
+    number = 0
+    for kind, data in (("M", magnitude), ("P", phase)):
+        for k in range(len(data)):
+            number += 1
+            attrs = {
+                "Manufacturer": "Philips Medical Systems",
+                "AcquisitionTime": "093000.00",
+                "AcquisitionNumber": 2,
+                "InstanceNumber": number,
+                "ImageType": ["ORIGINAL", "PRIMARY", f"{kind}_FFE", kind, "FFE"],
+            }
+            path = os.path.join(os.fspath(folder), f"IM_{number:04d}.dcm")
+            _mr_file(path, data[k], position=positions[k], series=uids, attrs=attrs)
+            out.append({"path": path, "image_type": kind, "slice": k, "position": positions[k]})
+    return out
+
+
+def make_enhanced_dti_dataset(
+    data: np.ndarray,
+    *,
+    b_values: Sequence[float],
+    directions: Sequence[Sequence[float] | None],
+) -> Dataset:
+    """An Enhanced MR Image holding a DTI acquisition, as Philips writes it.
+
+    ``data`` is ``(volumes, slices, rows, columns)``; frames are written slice by
+    slice, volumes within each slice. Each frame has an MR Diffusion functional group
+    ((0018,9087) b-value, directionality, gradient orientation; ``None`` direction
+    for an isotropic b=0 frame) and a Frame Acquisition DateTime; the Dimension Index
+    points at In-Stack Position Number, Diffusion b-value and Diffusion Gradient
+    Orientation (so b=0 has no direction: not a complete grid).
+    """
+    volumes, slices = data.shape[:2]
+    positions = _slice_positions(slices)
+    order = [(k, v) for k in range(slices) for v in range(volumes)]
+    frames = np.stack([data[v, k] for k, v in order])
+    ds = make_enhanced_dataset(frames, positions=np.array([positions[k] for k, _ in order]))
+    ds.Manufacturer = "Philips Medical Systems"
+    pointers = [0x00209057, 0x00189087, 0x00189089]
+    ds.DimensionIndexSequence = []
+    for pointer in pointers:
+        item = Dataset()
+        item.DimensionIndexPointer = pointer
+        item.FunctionalGroupPointer = 0x00209111 if pointer == 0x00209057 else 0x00189117
+        ds.DimensionIndexSequence.append(item)
+    distinct = sorted({tuple(d) for d in directions if d is not None})
+    for (k, v), item in zip(order, ds.PerFrameFunctionalGroupsSequence, strict=True):
+        diffusion = Dataset()
+        diffusion.DiffusionBValue = float(b_values[v])
+        direction = directions[v]
+        diffusion.DiffusionDirectionality = "ISOTROPIC" if direction is None else "DIRECTIONAL"
+        if direction is not None:
+            gradient = Dataset()
+            gradient.DiffusionGradientOrientation = [float(x) for x in direction]
+            diffusion.DiffusionGradientDirectionSequence = [gradient]
+        item.MRDiffusionSequence = [diffusion]
+        content = item.FrameContentSequence[0]
+        seconds = 40 * 60 + v * 4.0 + k * 0.1
+        content.FrameAcquisitionDateTime = f"20240102{int(9 + seconds // 3600):02d}" + (
+            f"{int(seconds % 3600 // 60):02d}{seconds % 60:09.6f}"
+        )
+        index = 0 if direction is None else 1 + distinct.index(tuple(direction))
+        content.DimensionIndexValues = [k + 1, 1 + sorted(set(b_values)).index(b_values[v]),
+                                        index + 1]  # fmt: skip
+    return ds
