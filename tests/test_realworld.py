@@ -313,3 +313,22 @@ def test_irregular_repeats_become_stacks(tmp_path) -> None:
     second = dicom_dask.open_volume(tmp_path, select="temporal_position=1")
     _assert_files_equal_pydicom(second, [r for r in records if r["volume"] == 1], lambda r: ())
     assert second.shape == (4, 5, 4)
+
+
+def test_collection_kind_tells_slides_from_volumes(tmp_path) -> None:
+    """What the front ends ask before choosing open_slide or open_volume."""
+    from dicom_dask.images.sources import collection_kind, is_slide
+
+    write_pyramid_per_level_for(
+        tmp_path / "slide", _rgb_matrix(64, 64), levels=2, tile=(32, 32),
+        transfer_syntax=uid.ExplicitVRLittleEndian,
+    )  # fmt: skip
+    write_series(tmp_path / "ct", RNG.integers(0, 100, (3, 4, 4)).astype(np.int16))
+    assert collection_kind(tmp_path / "slide") == "slide"
+    assert is_slide(tmp_path / "slide") and is_slide(tmp_path / "slide" / "level0.dcm")
+    assert collection_kind(tmp_path / "ct") == "volume" and not is_slide(tmp_path / "ct")
+    assert collection_kind(tmp_path) == "mixed"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not DICOM")
+    with pytest.raises(NoImagesError, match="no DICOM image"):
+        collection_kind(tmp_path / "empty")

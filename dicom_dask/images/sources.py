@@ -11,7 +11,14 @@ from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError
 from dicom_dask.frames import FrameIndex, canonical_url, index_frames
 from dicom_dask.frames._io import StorageOptions, resolve_fs
 
-__all__ = ["classify", "expand_sources", "index_many", "is_collection"]
+__all__ = [
+    "classify",
+    "collection_kind",
+    "expand_sources",
+    "index_many",
+    "is_collection",
+    "is_slide",
+]
 
 T = TypeVar("T")
 _GLOB = set("*?[")
@@ -144,3 +151,60 @@ def classify(
     if "PerFrameFunctionalGroupsSequence" in ds and index.header.description.number_of_frames > 1:
         return "enhanced", index
     return "image", index
+
+
+def collection_kind(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    storage_options: StorageOptions = None,
+    sample: int | None = 8,
+) -> str:
+    """What a folder, glob or list holds, from the headers of its first files.
+
+    ``"slide"`` when the files read are tiled instances (a total pixel matrix: open
+    with ``open_slide``), ``"volume"`` when they are images placed in patient space
+    (``open_volume``), ``"mixed"`` when both are found, ``"images"`` otherwise.
+    ``sample`` files are read (sorted by name; ``None``: all), so that a large series
+    is not parsed twice; the front ends (xarray backend, CLI convert) use it to
+    choose the opener, as ``dicom-dask info`` does.
+
+    Raises
+    ------
+    NoImagesError
+        When no file of ``source`` is a DICOM image.
+    """
+    from dicom_dask.images.tiled import is_tiled
+
+    urls, _ = expand_sources(source, storage_options=storage_options)
+    picked = urls if sample is None else urls[: max(1, sample)]
+    indexes = index_many(
+        picked, storage_options=storage_options, skip_non_images=True, first_block=16384
+    )
+    if not indexes and sample is not None and len(urls) > len(picked):
+        indexes = index_many(urls, storage_options=storage_options, skip_non_images=True)
+    if not indexes:
+        where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
+        raise NoImagesError(f"{where}: no DICOM image among {len(urls)} file(s)")
+    kinds = set()
+    for index in indexes:
+        ds = index.header.dataset
+        if is_tiled(ds) and "TotalPixelMatrixRows" in ds:
+            kinds.add("slide")
+        elif "ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds:
+            kinds.add("volume")
+    if len(kinds) > 1:
+        return "mixed"
+    return kinds.pop() if kinds else "images"
+
+
+def is_slide(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    storage_options: StorageOptions = None,
+) -> bool:
+    """Whether ``source`` (one file, a folder, a glob or a list) is a whole-slide image
+    to open with ``open_slide``: a tiled instance, or a collection whose files read are
+    all tiled (see [`collection_kind`][dicom_dask.images.sources.collection_kind])."""
+    if is_collection(source):
+        return collection_kind(source, storage_options=storage_options) == "slide"
+    return classify(os.fspath(source), storage_options=storage_options)[0] == "slide"  # type: ignore[arg-type]
