@@ -7,6 +7,8 @@ pydicom, file by file.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pydicom
 import pytest
@@ -332,3 +334,43 @@ def test_collection_kind_tells_slides_from_volumes(tmp_path) -> None:
     (tmp_path / "empty" / "notes.txt").write_text("not DICOM")
     with pytest.raises(NoImagesError, match="no DICOM image"):
         collection_kind(tmp_path / "empty")
+
+
+# -- real files --------------------------------------------------------------------------------
+DATA = Path(__file__).parent / "data"
+
+
+def test_real_ge_dwi_series_from_dcm_qa_ge() -> None:
+    """dcm2niix's GE test series: the volumes, b-values and directions dcm2niix finds."""
+    folder = DATA / "dcm_qa_ge_dwi"
+    files = sorted(folder.glob("i*.MRDC.*"))
+    volume = dicom_dask.open_volume(folder)
+    assert volume.shape == (2, 256, 256, 7)
+    assert volume.channels == {"gradient": tuple(range(7))}
+    bval = np.loadtxt(folder / "dcm2niix.bval")
+    coords = volume.metadata["coordinates"]
+    np.testing.assert_array_equal(coords["b_value"]["values"], bval)  # dcm2niix's order too
+    array = np.asarray(volume.array)
+    by_direction = {}
+    for path in files:  # each file is one slice of one volume, as pydicom reads it
+        ds = pydicom.dcmread(path)
+        g = tuple(float(ds[t].value) for t in (0x001910BB, 0x001910BC, 0x001910BD))
+        b = float(ds[0x00431039].value[0]) % 1e9
+        matches = [
+            v
+            for v in range(7)
+            if coords["b_value"]["values"][v] == b
+            and np.allclose(coords["gradient_direction"]["values"][v], g, atol=1e-6)
+        ]
+        assert len(matches) == 1, path
+        position = [float(x) for x in ds.ImagePositionPatient]
+        s = _slice_of(volume, position)
+        np.testing.assert_array_equal(array[s, :, :, matches[0]], ds.pixel_array)
+        by_direction.setdefault(matches[0], set()).add(s)
+    assert all(slices == {0, 1} for slices in by_direction.values())
+    # the same unit directions as dcm2niix's bvec (which it gives in image axes)
+    bvec = np.loadtxt(folder / "dcm2niix.bvec").T
+    ours = np.asarray(coords["gradient_direction"]["values"])
+    np.testing.assert_allclose(
+        np.linalg.norm(ours, axis=1), np.linalg.norm(bvec, axis=1), atol=1e-5
+    )

@@ -194,29 +194,33 @@ def _diffusion(
         g = _numbers(direction.get("DiffusionGradientOrientation") if direction else None, "d")
         if len(g) == 3 and gradient is None:
             gradient = (g[0], g[1], g[2])
-    if b is not None:
+        if gradient is None:  # some writers put it outside its sequence
+            g = _numbers(source.get("DiffusionGradientOrientation"), "d")
+            gradient = (g[0], g[1], g[2]) if len(g) == 3 else None
+    if b is not None and gradient is not None:
         return b, gradient
+    # vendor elements fill what the standard ones leave out
+    vb: float | None = None
+    vg: list[float] = []
     if vendor == "GE":
         values = _numbers(_raw(ds, 0x00431039), None)
         if values:
-            b = values[0] % 1e9 if values[0] >= 1e9 else values[0]
-            parts = [_numbers(_raw(ds, t), None) for t in (0x001910BB, 0x001910BC, 0x001910BD)]
-            if all(parts):
-                gradient = (parts[0][0], parts[1][0], parts[2][0])
+            vb = values[0] % 1e9 if values[0] >= 1e9 else values[0]
+        parts = [_numbers(_raw(ds, t), None) for t in (0x001910BB, 0x001910BC, 0x001910BD)]
+        vg = [p[0] for p in parts] if all(parts) else []
     elif vendor == "SIEMENS":
         values = _numbers(_raw(ds, 0x0019100C), None)
-        if values:
-            b = values[0]
-            g = _numbers(_raw(ds, 0x0019100E), "d")
-            if len(g) == 3:
-                gradient = (g[0], g[1], g[2])
+        vb = values[0] if values else None
+        vg = _numbers(_raw(ds, 0x0019100E), "d")
     elif vendor == "PHILIPS":
         values = _numbers(_raw(ds, 0x20011003), "f")
-        if values:
-            b = values[0]
-            parts = [_numbers(_raw(ds, t), "f") for t in (0x200510B0, 0x200510B1, 0x200510B2)]
-            if all(parts):
-                gradient = (parts[0][0], parts[1][0], parts[2][0])
+        vb = values[0] if values else None
+        parts = [_numbers(_raw(ds, t), "f") for t in (0x200510B0, 0x200510B1, 0x200510B2)]
+        vg = [p[0] for p in parts] if all(parts) else []
+    if b is None:
+        b = vb
+    if gradient is None and b is not None and len(vg) == 3:
+        gradient = (vg[0], vg[1], vg[2])
     return b, gradient
 
 
