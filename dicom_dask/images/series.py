@@ -297,7 +297,7 @@ class Stack:
                 if value in per:
                     per[value].append(r)
             groups = [per[v] for v in values]
-            if any(r.facts.b_value is not None for g in groups for r in g):
+            if name == GRADIENT:
                 out["b_value"] = (
                     name,
                     [next((r.facts.b_value for r in g if r.facts.b_value is not None), None)
@@ -392,10 +392,10 @@ def _with_channel(
 def _volumes(records: list[SliceRecord]) -> list[SliceRecord]:
     """Give images at the same position (and channel) a dimension that tells them apart.
 
-    As dcm2niix and highdicom decide: first the complex component (``image_type``:
-    magnitude, phase, real, imaginary, or the Image Type), then the volume each image
-    belongs to: ``gradient`` when there are diffusion values (a volume per b-value and
-    direction, repeated b=0 volumes told apart by time), else ``temporal_position``.
+    First the complex component (``image_type``: magnitude, phase, real, imaginary, or
+    the Image Type), then the volume each image belongs to, as dcm2niix sorts them:
+    ``gradient`` when some b-value is above 0 (a volume per b-value and direction,
+    repeated b=0 volumes told apart by time), else ``temporal_position``.
     At each position the images are ordered by acquisition time, then Acquisition
     Number, then Instance (or frame) Number; the k-th of a kind is volume k. Volumes
     are numbered in order of their first acquisition.
@@ -407,7 +407,8 @@ def _volumes(records: list[SliceRecord]) -> list[SliceRecord]:
         records = _with_channel(records, IMAGE_TYPE, kinds)
         if not _duplicated(records):
             return records
-    diffusion = any(r.facts.b_value is not None for r in records)
+    # diffusion-weighted: some b-value above 0 (GE writes b=0 in every fMRI image)
+    diffusion = any(r.facts.b_value for r in records)
     name = GRADIENT if diffusion else TEMPORAL
 
     def when(r: SliceRecord) -> tuple[float, int, int]:
