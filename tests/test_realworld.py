@@ -374,3 +374,19 @@ def test_real_ge_dwi_series_from_dcm_qa_ge() -> None:
     np.testing.assert_allclose(
         np.linalg.norm(ours, axis=1), np.linalg.norm(bvec, axis=1), atol=1e-5
     )
+
+
+def test_real_philips_enhanced_magnitude_and_real_field_map() -> None:
+    """dcm2niix's Philips enhanced field map: magnitude and real frames at one set of positions."""
+    path = DATA / "dcm_qa_enh_philips_fmap" / "IM_0027_fMAP.dcm"
+    volume = dicom_dask.open_volume(path)
+    assert volume.shape == (32, 64, 64, 2)
+    assert volume.channels == {"image_type": ("MAGNITUDE", "REAL")}
+    ds = pydicom.dcmread(path)
+    frames = ds.pixel_array
+    array = np.asarray(volume.array)
+    for k, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        position = item.PlanePositionSequence[0].ImagePositionPatient
+        component = item.MRImageFrameTypeSequence[0].ComplexImageComponent
+        c = volume.channels["image_type"].index(component)
+        np.testing.assert_array_equal(array[_slice_of(volume, position), :, :, c], frames[k])

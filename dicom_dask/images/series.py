@@ -30,6 +30,9 @@ SPATIAL_POINTERS = {0x00200032, 0x00209057}
 #: Dimension index pointers of diffusion: the volumes they tell apart are found from
 #: the frames' MR Diffusion values (a b=0 volume has no direction: no complete grid).
 DIFFUSION_POINTERS = {0x00189087, 0x00189089, 0x00189075, 0x00189076}
+#: Private Dimension Index pointers (odd groups, e.g. Philips (2005,1011)) are not
+#: channel dimensions either: frames they tell apart are told apart by their complex
+#: component, diffusion values or time (see ``_volumes``).
 #: Channel dimensions added for several volumes at the same slice positions.
 IMAGE_TYPE, GRADIENT, TEMPORAL = "image_type", "gradient", "temporal_position"
 REPEAT_DIMENSIONS = (GRADIENT, TEMPORAL)
@@ -220,7 +223,9 @@ def _enhanced(index: FrameIndex) -> list[SliceRecord]:
             for (pointer, _), value in zip(pointers, values, strict=True):
                 if pointer == STACK_ID:
                     stack = str(value)
-                elif pointer not in SPATIAL_POINTERS | DIFFUSION_POINTERS:
+                elif pointer not in SPATIAL_POINTERS | DIFFUSION_POINTERS and not (
+                    (pointer >> 16) % 2  # a private dimension: what it means is unknown
+                ):
                     channel.append((keyword_for_tag(pointer) or f"{pointer:08X}", int(value)))
         elif content is not None:  # no usable Dimension Index: the Frame Content itself
             if content.get("StackID") not in (None, ""):
