@@ -244,6 +244,9 @@ def test_dwi_series_with_private_diffusion_tags(tmp_path, vendor: str) -> None:
     assert coords["b_value"] == {"dimension": "gradient", "values": [0, 1000, 1000, 1000, 0]}
     np.testing.assert_allclose(coords["gradient_direction"]["values"], directions, atol=1e-6)
     _assert_files_equal_pydicom(volume, records, lambda rec: (rec["volume"],))
+    volume.save_index(tmp_path / "index.json")  # the private tags travel in the index
+    again = dicom_dask.open_volume(index=tmp_path / "index.json")
+    assert again.channels == volume.channels and again.metadata["coordinates"] == coords
     xr = pytest.importorskip("xarray")
     array = volume.to_xarray()
     assert isinstance(array, xr.DataArray)
