@@ -393,3 +393,15 @@ def test_real_philips_enhanced_magnitude_and_real_field_map() -> None:
         component = item.MRImageFrameTypeSequence[0].ComplexImageComponent
         c = volume.channels["image_type"].index(component)
         np.testing.assert_array_equal(array[_slice_of(volume, position), :, :, c], frames[k])
+
+
+def test_a_copied_file_is_not_another_volume(tmp_path) -> None:
+    import shutil
+
+    vol = RNG.integers(0, 100, (4, 5, 6)).astype(np.int16)
+    paths = write_series(tmp_path, vol)
+    shutil.copy(paths[1], tmp_path / "copy-of-slice1.dcm")
+    with pytest.warns(LayoutWarning, match=r"1 file\(s\) repeat an instance already read"):
+        volume = dicom_dask.open_volume(tmp_path)
+    assert volume.shape == (4, 5, 6) and volume.channels == {}
+    np.testing.assert_array_equal(np.asarray(volume.array), vol[::-1])

@@ -10,6 +10,7 @@ channel dimension does not fill a complete grid), then sorted in space by
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 
-from dicom_dask.errors import LayoutError
+from dicom_dask.errors import LayoutError, LayoutWarning
 from dicom_dask.frames import FrameIndex
 from dicom_dask.frames.values import fast_get
 from dicom_dask.images.diffusion import ImageFacts, image_facts
@@ -449,9 +450,24 @@ def group_stacks(records: Sequence[SliceRecord]) -> list[Stack]:
     """Group slices by series, stack ID and orientation; tell apart the volumes at the
     same positions; then split by channel completeness."""
     groups: dict[tuple[Any, ...], list[SliceRecord]] = {}
+    seen: dict[tuple[str, int], str] = {}
+    copies: list[str] = []
     for r in records:
+        sop = str(fast_get(r.index.header.dataset, "SOPInstanceUID", "") or "")
+        if sop:  # the same instance twice (a copied file) is not another volume
+            first = seen.setdefault((sop, r.frame), r.url)
+            if first != r.url:
+                copies.append(f"{r.url} (a copy of {first})")
+                continue
         key = (r.series_uid, r.stack, tuple(round(v, _ROUND) for v in r.orientation))
         groups.setdefault(key, []).append(r)
+    if copies:
+        warnings.warn(
+            f"{len(copies)} file(s) repeat an instance already read (same SOP Instance UID) "
+            f"and are left out: {', '.join(copies[:3])}{', ...' if len(copies) > 3 else ''}",
+            LayoutWarning,
+            stacklevel=3,
+        )
     stacks: list[Stack] = []
     for group in groups.values():
         stacks.extend(_split_channels(_volumes(group)))
