@@ -56,7 +56,8 @@ class SliceRecord:
     stack: str = ""
     #: Spacing Between Slices (or Slice Thickness): the step of a single-slice volume.
     thickness: float | None = None
-    #: Complex component, diffusion and acquisition time (several volumes per position).
+    #: Complex component, diffusion and acquisition time: read only for images that
+    #: share a position (see ``record_facts``), empty otherwise.
     facts: ImageFacts = field(default_factory=ImageFacts)
     #: ``(Acquisition Number, Instance Number)``: the order of images with no time.
     number: tuple[int, int] = (0, 0)
@@ -128,7 +129,6 @@ def _single_frame(index: FrameIndex) -> list[SliceRecord]:
         if (value := fast_get(ds, name)) not in (None, "")
     )
     n = index.header.description.number_of_frames
-    facts = image_facts(ds)
     number = (_int(fast_get(ds, "AcquisitionNumber")), _int(fast_get(ds, "InstanceNumber")))
     offsets = ds.get("GridFrameOffsetVector")
     if n > 1 and offsets is not None:  # RT Dose: frames along the normal from the position
@@ -164,7 +164,6 @@ def _single_frame(index: FrameIndex) -> list[SliceRecord]:
             (spacing[0], spacing[1]),
             channel,
             thickness=_thickness(ds),
-            facts=facts,
             number=number,
         )
     ]
@@ -187,7 +186,6 @@ def _enhanced(index: FrameIndex) -> list[SliceRecord]:
         for item in ds.get("DimensionIndexSequence") or []
     ]
     records = []
-    many = n > 1  # facts tell apart volumes at one position: single frames need none
     for k, frame in enumerate(per_frame):
 
         def find(sequence: str, frame: Dataset = frame) -> Dataset | None:
@@ -243,11 +241,22 @@ def _enhanced(index: FrameIndex) -> list[SliceRecord]:
                 tuple(channel),
                 stack,
                 _thickness(measures) or _thickness(ds),
-                image_facts(ds, frame, shared_item) if many else ImageFacts(),
+                ImageFacts(),
                 (0, k + 1),
             )
         )
     return records
+
+
+def record_facts(record: SliceRecord) -> ImageFacts:
+    """The complex component, diffusion values and acquisition time of one slice,
+    from its file's header (and its frame's functional groups)."""
+    ds = record.index.header.dataset
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if not per_frame:
+        return image_facts(ds)
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    return image_facts(ds, per_frame[record.frame], shared[0] if shared else None)
 
 
 def slice_records(index: FrameIndex) -> list[SliceRecord]:
@@ -408,6 +417,7 @@ def _volumes(records: list[SliceRecord]) -> list[SliceRecord]:
     """
     if not _duplicated(records):
         return records
+    records = [replace(r, facts=record_facts(r)) for r in records]  # read only when needed
     kinds = [r.facts.image_type for r in records]
     if len(set(kinds)) > 1:
         records = _with_channel(records, IMAGE_TYPE, kinds)
