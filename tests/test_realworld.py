@@ -405,3 +405,17 @@ def test_a_copied_file_is_not_another_volume(tmp_path) -> None:
         volume = dicom_dask.open_volume(tmp_path)
     assert volume.shape == (4, 5, 6) and volume.channels == {}
     np.testing.assert_array_equal(np.asarray(volume.array), vol[::-1])
+
+
+def test_real_ge_dwi_through_xarray_and_index(tmp_path) -> None:
+    """GE's (0043,1080) holds text in a DS: the header still goes to JSON (index, xarray)."""
+    xr = pytest.importorskip("xarray")
+    folder = DATA / "dcm_qa_ge_dwi"
+    volume = dicom_dask.open_volume(folder)
+    volume.save_index(tmp_path / "ge.json")
+    again = dicom_dask.open_volume(index=tmp_path / "ge.json")
+    assert again.metadata["coordinates"] == volume.metadata["coordinates"]
+    np.testing.assert_array_equal(np.asarray(again.array), np.asarray(volume.array))
+    dataset = xr.open_dataset(folder, engine="dicom")
+    assert dict(dataset.sizes) == {"slice": 2, "row": 256, "column": 256, "gradient": 7}
+    np.testing.assert_array_equal(dataset["b_value"].values, np.loadtxt(folder / "dcm2niix.bval"))
