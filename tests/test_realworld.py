@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom import uid
 
 import dicom_dask
@@ -419,3 +421,56 @@ def test_real_ge_dwi_through_xarray_and_index(tmp_path) -> None:
     dataset = xr.open_dataset(folder, engine="dicom")
     assert dict(dataset.sizes) == {"slice": 2, "row": 256, "column": 256, "gradient": 7}
     np.testing.assert_array_equal(dataset["b_value"].values, np.loadtxt(folder / "dcm2niix.bval"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.floats(0.5, 9.0), min_size=1, max_size=8),
+    shear=st.tuples(st.floats(-0.4, 0.4), st.floats(-0.4, 0.4)),
+    order=st.randoms(use_true_random=False),
+)
+def test_positions_policy_keeps_any_parallel_stack(gaps, shear, order) -> None:
+    """Property: any parallel stack opens under ``positions``; slice k maps to its real
+    position, and coordinates map back to their indices."""
+    from dicom_dask.images.geometry import stack_geometry
+    from dicom_dask.images.volume import Volume
+
+    orientation = (0.8660254, 0.5, 0.0, -0.1294095, 0.2241439, -0.9659258)
+    o = np.asarray(orientation)
+    normal = np.cross(o[:3], o[3:])
+    distance = np.concatenate([[0.0], np.cumsum(gaps)])
+    positions = (
+        np.array([10.0, -20.0, 5.0])
+        + distance[:, None] * normal
+        + distance[:, None] * (shear[0] * o[:3] + shear[1] * o[3:])
+    )
+    shuffled = list(range(len(positions)))
+    order.shuffle(shuffled)
+    geometry = stack_geometry(positions[shuffled], orientation, (0.7, 0.9), policy="positions")
+    volume = Volume(
+        array=np.zeros((len(geometry.order), 3, 4)),
+        affine=geometry.affine,
+        positions=geometry.positions,
+        metadata={"geometry": geometry.to_dict()},
+    )
+    ijk = np.c_[
+        np.arange(len(geometry.order)),
+        np.full(len(geometry.order), 1.0),
+        np.full(len(geometry.order), 2.0),
+    ]
+    expected = np.where(
+        np.isnan(geometry.positions),
+        np.nan,
+        geometry.positions + 1.0 * 0.7 * o[3:] + 2.0 * 0.9 * o[:3],
+    )
+    present = ~np.isnan(geometry.positions[:, 0])
+    xyz = volume.map_indices_to_reference(ijk)
+    # exact when not regular; a regular affine holds every slice to 1 % of the spacing
+    atol = 1e-6 if not volume.regular else 0.01 * geometry.spacing + 1e-9
+    np.testing.assert_allclose(xyz[present], expected[present], atol=atol, rtol=0)
+    back = volume.map_reference_to_indices(xyz[present])
+    np.testing.assert_allclose(back, ijk[present], atol=1e-6)
+    # slices run against the normal, each at a real input position
+    real = geometry.positions[present]
+    assert all(np.isclose(np.linalg.norm(positions - p, axis=1), 0, atol=1e-9).any() for p in real)
+    assert np.all(np.diff(real @ normal) < 0)

@@ -232,6 +232,19 @@ def stack_geometry(
             + "; ".join(findings)
             + ". geometry='positions' keeps every slice at its real position"
         )
+    if policy is GeometryPolicy.POSITIONS and not tilt and (uniform or whole):
+        # a tilt within the tolerance still moves far slices off a normal-only affine:
+        # positions are kept exactly unless the grid holds every slice to rtol
+        step_n = mean if uniform else base
+        grid_index = np.round((d - d[0]) / step_n)
+        predicted = pos[order[0]] + grid_index[:, None] * (direction * step_n)
+        off = float(np.linalg.norm(predicted - pos[order], axis=1).max())
+        if off > rtol * step_n:
+            tilt = True
+            findings.append(
+                f"slices lie up to {off:.4g} mm off a grid along the normal (more than "
+                f"{rtol} of the {step_n:.4g} mm spacing)"
+            )
     if policy is GeometryPolicy.POSITIONS and (tilt or not (uniform or whole)):
         # one index per real slice; the affine holds the first slice and the mean step
         step = (pos[order[-1]] - pos[order[0]]) / (n - 1)
