@@ -20,6 +20,8 @@ __all__ = [
     "GeometryPolicy",
     "StackGeometry",
     "affine_from_geometry",
+    "indices_to_positions",
+    "positions_to_indices",
     "slice_direction",
     "stack_geometry",
 ]
@@ -273,3 +275,36 @@ def stack_geometry(
     grid_pos[index] = pos[order]
     affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], direction * base)
     return StackGeometry(full, affine, base, grid_pos, findings, policy)
+
+
+def _along_normal(positions: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The in-plane normal of ``affine`` and each position's distance along it."""
+    normal = np.cross(affine[:3, 2], affine[:3, 1])
+    normal /= np.linalg.norm(normal)
+    return normal, (positions - positions[0]) @ normal
+
+
+def indices_to_positions(ijk: np.ndarray, positions: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` indices -> coordinates for a stack that is not regular: slice ``k`` at
+    ``positions[k]`` (linear between neighbours), rows and columns from ``affine``."""
+    k = np.arange(len(positions))
+    origin = np.stack([np.interp(ijk[:, 0], k, positions[:, a]) for a in range(3)], axis=1)
+    return origin + (affine[:3, 1:3] @ ijk[:, 1:].T).T
+
+
+def positions_to_indices(xyz: np.ndarray, positions: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The inverse of [`indices_to_positions`][dicom_dask.images.geometry.indices_to_positions]
+    for parallel slices: the slice from the distance along the normal (extrapolated by
+    the mean step beyond the end slices), then the row and column in that plane."""
+    normal, distances = _along_normal(positions, affine)
+    along = (xyz - positions[0]) @ normal
+    k = np.arange(len(positions), dtype=np.float64)
+    d, kk = (distances, k) if distances[-1] >= distances[0] else (distances[::-1], k[::-1])
+    s = np.interp(along, d, kk, left=np.nan, right=np.nan)
+    outside = np.isnan(s)
+    if outside.any():
+        step = (d[-1] - d[0]) / (kk[-1] - kk[0])
+        s[outside] = kk[0] + (along[outside] - d[0]) / step
+    origin = np.stack([np.interp(s, k, positions[:, a]) for a in range(3)], axis=1)
+    inplane = np.linalg.lstsq(affine[:3, 1:3], (xyz - origin).T, rcond=None)[0].T
+    return np.column_stack([s, inplane])

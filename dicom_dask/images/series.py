@@ -11,7 +11,7 @@ channel dimension does not fill a complete grid), then sorted in space by
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,7 +24,14 @@ from dicom_dask.frames import FrameIndex
 from dicom_dask.frames.values import fast_get
 from dicom_dask.images.diffusion import ImageFacts, image_facts
 
-__all__ = ["SliceRecord", "Stack", "group_stacks", "slice_records"]
+__all__ = [
+    "SliceRecord",
+    "Stack",
+    "group_stacks",
+    "record_facts",
+    "slice_records",
+    "stack_differences",
+]
 
 #: Dimension index pointers that locate a frame in space (not channel dimensions).
 SPATIAL_POINTERS = {0x00200032, 0x00209057}
@@ -482,3 +489,20 @@ def group_stacks(records: Sequence[SliceRecord]) -> list[Stack]:
     for group in groups.values():
         stacks.extend(_split_channels(_volumes(group)))
     return stacks
+
+
+def stack_differences(described: Sequence[Mapping[str, Any]]) -> str:
+    """What differs between stacks (their ``describe()``), for the several-stacks error."""
+    labels = {
+        "series_instance_uid": "Series Instance UID",
+        "stack": "stack (Stack ID, or the volume dimension whose repeats are irregular)",
+        "orientation": "orientation",
+        "shape": "shape",
+    }
+    parts = []
+    for key, label in labels.items():
+        values = list(dict.fromkeys(repr(d[key]) for d in described))
+        if len(values) > 1:
+            shown = " | ".join(v.strip("'") for v in values[:4])
+            parts.append(f"{label}: {shown}{' | ...' if len(values) > 4 else ''}")
+    return "they differ in " + "; ".join(parts) if parts else "they differ in nothing compared"

@@ -24,8 +24,20 @@ from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
-from dicom_dask.images.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
-from dicom_dask.images.series import SliceRecord, Stack, group_stacks, slice_records
+from dicom_dask.images.geometry import (
+    ORIENTATION_TOL,
+    GeometryPolicy,
+    indices_to_positions,
+    positions_to_indices,
+    stack_geometry,
+)
+from dicom_dask.images.series import (
+    SliceRecord,
+    Stack,
+    group_stacks,
+    slice_records,
+    stack_differences,
+)
 from dicom_dask.images.sources import expand_sources, index_many
 from dicom_dask.images.tiled import frame_chunks, place_frames
 
@@ -139,44 +151,20 @@ class Volume:
         """
         return bool(self.metadata.get("geometry", {}).get("regular", True))
 
-    def _slice_distances(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-slice positions and their distances along the first slice's normal."""
-        assert self.positions is not None
-        normal = np.cross(self.affine[:3, 2], self.affine[:3, 1])
-        normal /= np.linalg.norm(normal)
-        return self.positions, (self.positions - self.positions[0]) @ normal
-
     def map_indices_to_reference(self, indices: Any) -> np.ndarray:
         """``(n, 3)`` ``(slice, row, column)`` indices -> ``(n, 3)`` coordinates (mm)."""
         ijk = np.atleast_2d(np.asarray(indices, dtype=np.float64))
         if self.regular or self.positions is None or len(self.positions) < 2:
             return (self.affine[:3, :3] @ ijk.T).T + self.affine[:3, 3]
-        positions, _ = self._slice_distances()
-        k = np.arange(len(positions))
-        origin = np.stack([np.interp(ijk[:, 0], k, positions[:, a]) for a in range(3)], axis=1)
-        return origin + (self.affine[:3, 1:3] @ ijk[:, 1:].T).T
+        return indices_to_positions(ijk, self.positions, self.affine)
 
     def map_reference_to_indices(self, coordinates: Any, *, round_output: bool = False) -> Any:
         """``(n, 3)`` coordinates (mm) -> ``(n, 3)`` indices (float, or rounded to int)."""
         xyz = np.atleast_2d(np.asarray(coordinates, dtype=np.float64))
         if self.regular or self.positions is None or len(self.positions) < 2:
             ijk = np.linalg.solve(self.affine[:3, :3], (xyz - self.affine[:3, 3]).T).T
-        else:  # parallel slices: the slice from the distance along the normal
-            positions, distances = self._slice_distances()
-            normal = np.cross(self.affine[:3, 2], self.affine[:3, 1])
-            normal /= np.linalg.norm(normal)
-            along = (xyz - positions[0]) @ normal
-            k = np.arange(len(positions), dtype=np.float64)
-            ascending = distances[-1] >= distances[0]
-            d, kk = (distances, k) if ascending else (distances[::-1], k[::-1])
-            s = np.interp(along, d, kk, left=np.nan, right=np.nan)
-            outside = np.isnan(s)  # beyond the end slices: the nearest step, extrapolated
-            if outside.any():
-                step = (d[-1] - d[0]) / (kk[-1] - kk[0])
-                s[outside] = kk[0] + (along[outside] - d[0]) / step
-            origin = np.stack([np.interp(s, k, positions[:, a]) for a in range(3)], axis=1)
-            inplane = np.linalg.lstsq(self.affine[:3, 1:3], (xyz - origin).T, rcond=None)[0].T
-            ijk = np.column_stack([s, inplane])
+        else:
+            ijk = positions_to_indices(xyz, self.positions, self.affine)
         return np.round(ijk).astype(np.int64) if round_output else ijk
 
     # -- derived volumes ----------------------------------------------------------------
@@ -779,23 +767,6 @@ def _stacks(
     return group_stacks(records), where
 
 
-def _stack_differences(described: Sequence[Mapping[str, Any]]) -> str:
-    """What differs between stacks, for the several-stacks error."""
-    labels = {
-        "series_instance_uid": "Series Instance UID",
-        "stack": "stack (Stack ID, or the volume dimension whose repeats are irregular)",
-        "orientation": "orientation",
-        "shape": "shape",
-    }
-    parts = []
-    for key, label in labels.items():
-        values = list(dict.fromkeys(repr(d[key]) for d in described))
-        if len(values) > 1:
-            shown = " | ".join(v.strip("'") for v in values[:4])
-            parts.append(f"{label}: {shown}{' | ...' if len(values) > 4 else ''}")
-    return "they differ in " + "; ".join(parts) if parts else "they differ in nothing compared"
-
-
 def list_series(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     *,
@@ -855,7 +826,7 @@ def open_volume(
                 for i, d in enumerate(described)
             )
             raise NoImagesError(
-                f"{where}: holds {len(stacks)} stacks ({_stack_differences(described)}), pass "
+                f"{where}: holds {len(stacks)} stacks ({stack_differences(described)}), pass "
                 f"select= (index, series UID or stack label): {listing}"
             )
         stack = stacks[0]
