@@ -11,6 +11,7 @@ __all__ = [
     "DicomDaskError",
     "InvalidHeaderError",
     "LayoutError",
+    "LayoutWarning",
     "ManifestError",
     "NoImagesError",
     "MissingDecoderError",
@@ -78,3 +79,9 @@ class ReadError(DicomDaskError, OSError):
 
 class SourceNotFoundError(ReadError, FileNotFoundError):
     """The file or object does not exist."""
+
+
+class LayoutWarning(UserWarning):
+    """Files were put together despite a difference a stricter reading would refuse
+    (e.g. pyramid levels with their own Frame of Reference, TILED_SPARSE frames on
+    the same tile); the message names the files and the difference."""

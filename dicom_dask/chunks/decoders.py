@@ -256,6 +256,8 @@ def _decode_native(data: bytes | memoryview, cfg: dict[str, Any], tsyntax: str) 
     options = _pixel_options(cfg)
     if tsyntax == _uid.ExplicitVRBigEndian:
         options["pixel_vr"] = cfg.get("pixel_vr", "OW")
+        if options["pixel_vr"] == "OW" and cfg["bits_allocated"] == 8 and nbytes % 2:
+            nbytes += 1  # 8-bit OW is swapped by 16-bit words: keep the padding byte
     options.update(number_of_frames=n, as_rgb=cfg["as_rgb"])
     arr, _ = get_decoder(tsyntax).as_array(bytes(data[:nbytes]), **options)
     if n == 1:

@@ -84,14 +84,17 @@ def _dataset_json(ds: Dataset, *, per_frame: bool) -> dict[str, Any]:
     """The dataset as DICOM JSON; an unparsed Per-Frame Functional Groups Sequence
     travels as its raw bytes (parsing 100,000 items to JSON would take minutes)."""
     raw = per_frame_raw(ds)
+    # elements whose value does not fit their VR (GE's (0043,1080) "Coil ID Data",
+    # text in a DS) are left out rather than failing the whole index
+    options: dict[str, Any] = {"bulk_data_threshold": 2**62, "suppress_invalid_tags": True}
     if raw is None:
-        return {"dataset": ds.to_json_dict(bulk_data_threshold=2**62)}
+        return {"dataset": ds.to_json_dict(**options)}
     rest = ds.copy()
     del rest[PER_FRAME_TAG]
     if not per_frame:
-        return {"dataset": rest.to_json_dict(bulk_data_threshold=2**62)}
+        return {"dataset": rest.to_json_dict(**options)}
     return {
-        "dataset": rest.to_json_dict(bulk_data_threshold=2**62),
+        "dataset": rest.to_json_dict(**options),
         "per_frame_raw": {
             "value": base64.b64encode(bytes(raw.value or b"")).decode("ascii"),
             "implicit": bool(raw.is_implicit_VR),

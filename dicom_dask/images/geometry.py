@@ -20,6 +20,8 @@ __all__ = [
     "GeometryPolicy",
     "StackGeometry",
     "affine_from_geometry",
+    "indices_to_positions",
+    "positions_to_indices",
     "slice_direction",
     "stack_geometry",
 ]
@@ -35,12 +37,17 @@ ORIENTATION_TOL = 1e-4
 class GeometryPolicy(enum.Enum):
     """What to do with slices that do not form a regular, orthogonal stack.
 
-    ``RAISE``: raise :class:`~dicom_dask.errors.LayoutError` listing the gaps,
-    duplicates or tilt found (default). ``POSITIONS``: keep every slice; missing
-    slices (gaps that are whole multiples of the smallest spacing) become absent
-    chunks with a missing-slice mask, and the real per-slice positions are kept as
-    a coordinate; the affine uses the smallest spacing. ``SHEAR``: for gantry tilt,
-    an exact sheared affine whose slice axis is the real step between slices.
+    ``RAISE``: raise [`LayoutError`][dicom_dask.errors.LayoutError] listing the gaps,
+    duplicates or tilt found (default). ``POSITIONS``: open any stack of parallel
+    slices and keep the real per-slice positions. Missing slices (gaps that are whole
+    multiples of the smallest spacing, no tilt) become absent chunks with a
+    missing-slice mask, and the affine (smallest spacing) is exact. Any other
+    irregularity (spacing that changes partway, gantry tilt, both) keeps one index
+    per real slice: the stack is then *not regular* (``regular`` is false in the
+    geometry record), the affine's slice column is only the mean step from the first
+    slice to the last, and the exact position of slice ``k`` is ``positions[k]``
+    (which ``Volume.map_indices_to_reference`` follows). ``SHEAR``: for gantry tilt
+    with uniform spacing, an exact sheared affine whose slice axis is the real step.
     """
 
     RAISE = "raise"
@@ -105,6 +112,10 @@ class StackGeometry:
         Irregularities found (gaps, duplicates, tilt), empty for a regular stack.
     policy : GeometryPolicy
         How irregularities were handled.
+    regular : bool
+        Whether the affine places every slice exactly (``False``: only the first
+        slice, the others are at ``positions``; ``geometry="positions"`` with a
+        changing spacing or a tilt).
     """
 
     order: np.ndarray
@@ -113,6 +124,7 @@ class StackGeometry:
     positions: np.ndarray
     findings: list[str] = field(default_factory=list)
     policy: GeometryPolicy = GeometryPolicy.RAISE
+    regular: bool = True
 
     @property
     def missing(self) -> np.ndarray:
@@ -126,6 +138,7 @@ class StackGeometry:
             "spacing_mm": self.spacing,
             "findings": list(self.findings),
             "missing_slices": np.flatnonzero(self.missing).tolist(),
+            "regular": self.regular,
         }
 
 
@@ -215,11 +228,35 @@ def stack_geometry(
             + ". Pass geometry='positions' (keep real positions, mask missing slices)"
             + (" or geometry='shear' (exact sheared affine)" if tilt else "")
         )
-    if tilt and policy is GeometryPolicy.POSITIONS:
-        raise LayoutError(f"{where}: gantry tilt needs geometry='shear': " + "; ".join(findings))
     if not uniform and policy is GeometryPolicy.SHEAR:
         raise LayoutError(
-            f"{where}: geometry='shear' needs uniform spacing: " + "; ".join(findings)
+            f"{where}: geometry='shear' needs uniform spacing: "
+            + "; ".join(findings)
+            + ". geometry='positions' keeps every slice at its real position"
+        )
+    if policy is GeometryPolicy.POSITIONS and not tilt and (uniform or whole):
+        # a tilt within the tolerance still moves far slices off a normal-only affine:
+        # positions are kept exactly unless the grid holds every slice to rtol
+        step_n = mean if uniform else base
+        grid_index = np.round((d - d[0]) / step_n)
+        predicted = pos[order[0]] + grid_index[:, None] * (direction * step_n)
+        off = float(np.linalg.norm(predicted - pos[order], axis=1).max())
+        if off > rtol * step_n:
+            tilt = True
+            findings.append(
+                f"slices lie up to {off:.4g} mm off a grid along the normal (more than "
+                f"{rtol} of the {step_n:.4g} mm spacing)"
+            )
+    if policy is GeometryPolicy.POSITIONS and (tilt or not (uniform or whole)):
+        # one index per real slice; the affine holds the first slice and the mean step
+        step = (pos[order[-1]] - pos[order[0]]) / (n - 1)
+        affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], step)
+        findings.append(
+            "irregular stack kept with its real positions: the affine's slice axis is the "
+            f"mean step {_fmt(step)} mm, slice k lies at positions[k]"
+        )
+        return StackGeometry(
+            order, affine, float(np.linalg.norm(step)), pos[order], findings, policy, False
         )
     if tilt:  # SHEAR: the real mean step
         step = (pos[order[-1]] - pos[order[0]]) / (n - 1)
@@ -230,14 +267,44 @@ def stack_geometry(
     if uniform:
         affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], direction * mean)
         return StackGeometry(order, affine, mean, pos[order], findings, policy)
-    # POSITIONS: a regular grid on the smallest spacing, where it fits
-    if whole:
-        index = np.concatenate([[0], np.cumsum(np.round(multiples).astype(np.int64))])
-        full = np.full(int(index[-1]) + 1, -1, dtype=np.int64)
-        full[index] = order
-        grid_pos = np.full((len(full), 3), np.nan)
-        grid_pos[index] = pos[order]
-        affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], direction * base)
-        return StackGeometry(full, affine, base, grid_pos, findings, policy)
-    affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], direction * mean)
-    return StackGeometry(order, affine, mean, pos[order], findings, policy)
+    # POSITIONS, missing slices: a regular grid on the smallest spacing
+    index = np.concatenate([[0], np.cumsum(np.round(multiples).astype(np.int64))])
+    full = np.full(int(index[-1]) + 1, -1, dtype=np.int64)
+    full[index] = order
+    grid_pos = np.full((len(full), 3), np.nan)
+    grid_pos[index] = pos[order]
+    affine = affine_from_geometry(orientation, pixel_spacing, pos[order[0]], direction * base)
+    return StackGeometry(full, affine, base, grid_pos, findings, policy)
+
+
+def _along_normal(positions: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The in-plane normal of ``affine`` and each position's distance along it."""
+    normal = np.cross(affine[:3, 2], affine[:3, 1])
+    normal /= np.linalg.norm(normal)
+    return normal, (positions - positions[0]) @ normal
+
+
+def indices_to_positions(ijk: np.ndarray, positions: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` indices -> coordinates for a stack that is not regular: slice ``k`` at
+    ``positions[k]`` (linear between neighbours), rows and columns from ``affine``."""
+    k = np.arange(len(positions))
+    origin = np.stack([np.interp(ijk[:, 0], k, positions[:, a]) for a in range(3)], axis=1)
+    return origin + (affine[:3, 1:3] @ ijk[:, 1:].T).T
+
+
+def positions_to_indices(xyz: np.ndarray, positions: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The inverse of [`indices_to_positions`][dicom_dask.images.geometry.indices_to_positions]
+    for parallel slices: the slice from the distance along the normal (extrapolated by
+    the mean step beyond the end slices), then the row and column in that plane."""
+    normal, distances = _along_normal(positions, affine)
+    along = (xyz - positions[0]) @ normal
+    k = np.arange(len(positions), dtype=np.float64)
+    d, kk = (distances, k) if distances[-1] >= distances[0] else (distances[::-1], k[::-1])
+    s = np.interp(along, d, kk, left=np.nan, right=np.nan)
+    outside = np.isnan(s)
+    if outside.any():
+        step = (d[-1] - d[0]) / (kk[-1] - kk[0])
+        s[outside] = kk[0] + (along[outside] - d[0]) / step
+    origin = np.stack([np.interp(s, k, positions[:, a]) for a in range(3)], axis=1)
+    inplane = np.linalg.lstsq(affine[:3, 1:3], (xyz - origin).T, rcond=None)[0].T
+    return np.column_stack([s, inplane])

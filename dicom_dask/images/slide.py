@@ -1,19 +1,22 @@
-"""Whole-slide images: ``open_slide`` -> a :class:`Slide` of lazy pyramid levels.
+"""Whole-slide images: ``open_slide`` -> a [`Slide`][dicom_dask.images.slide.Slide] of lazy levels.
 
 Instances are grouped into slides by Frame of Reference, Container Identifier and
-series. The VOLUME instances of a slide become pyramid levels ordered by pixel
-spacing (level 0 = highest resolution); LABEL, OVERVIEW and THUMBNAIL instances
-become associated images. The slide is also a virtual OME-Zarr group
-(:attr:`Slide.store`): generic zarr and OME tools read it without a copy, and
-:func:`to_ome_zarr` streams it into a real one.
+series; levels of one series and container whose Frames of Reference differ but
+whose geometry agrees are one slide, as OpenSlide opens them (with a warning). The
+VOLUME instances of a slide become pyramid levels ordered by pixel spacing (level 0
+= highest resolution); LABEL, OVERVIEW and THUMBNAIL instances become associated
+images. The slide is also a virtual OME-Zarr group (``Slide.store``): generic zarr
+and OME tools read it without a copy, and
+[`to_ome_zarr`][dicom_dask.images.slide.to_ome_zarr] streams it into a real one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +25,7 @@ import numpy as np
 from dicom_dask.chunks.metadata import array_metadata
 from dicom_dask.chunks.sidecar import index_from_dict, index_to_dict, load_index, save_index
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import LayoutError, NoImagesError
+from dicom_dask.errors import LayoutError, LayoutWarning, NoImagesError
 from dicom_dask.frames._io import StorageOptions, resolve_fs
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
@@ -42,6 +45,15 @@ ASSOCIATED = ("LABEL", "OVERVIEW", "THUMBNAIL")
 INDEX_FORMAT = 1
 
 
+#: What tells slides apart, in the order the error messages name them.
+DISTINGUISHING = {
+    "frame_of_reference_uid": "Frame of Reference UID",
+    "container_identifier": "Container Identifier",
+    "series_instance_uid": "Series Instance UID",
+    "optical_paths": "optical paths",
+}
+
+
 def _slide_key(im: TiledImage) -> tuple[str, str, str]:
     ds = im.dataset
     return (
@@ -51,75 +63,223 @@ def _slide_key(im: TiledImage) -> tuple[str, str, str]:
     )
 
 
-def _group(images: Sequence[TiledImage]) -> list[list[TiledImage]]:
+def _extent(im: TiledImage) -> tuple[float, float] | None:
+    """Height and width of the total pixel matrix in mm."""
+    if im.pixel_spacing is None:
+        return None
+    return (im.matrix_shape[0] * im.pixel_spacing[0], im.matrix_shape[1] * im.pixel_spacing[1])
+
+
+def _geometry_difference(a: Sequence[TiledImage], b: Sequence[TiledImage]) -> str | None:
+    """Why the pyramid levels ``a`` and ``b`` cannot be one slide's, or ``None``.
+
+    They are one slide's when, as in a pyramid written level by level, every level
+    has the same orientation and origin, covers the same area (matrix size times
+    pixel spacing, to one pixel of the coarser level), and no level (matrix size,
+    optical path and focal plane) is in both.
+    """
+    for x in a:
+        for y in b:
+            where = f"{x.url} and {y.url}"
+            if np.abs(np.subtract(x.orientation, y.orientation)).max() > 1e-4:
+                return f"{where} have orientations {list(x.orientation)} and {list(y.orientation)}"
+            ex, ey = _extent(x), _extent(y)
+            if ex is None or ey is None or x.pixel_spacing is None or y.pixel_spacing is None:
+                return f"{where}: a pixel spacing is unknown"
+            tol = max(*x.pixel_spacing, *y.pixel_spacing) * 1.01
+            if np.abs(np.subtract(x.origin, y.origin)).max() > tol:
+                return f"{where} have origins {list(x.origin)} and {list(y.origin)} mm"
+            if np.abs(np.subtract(ex, ey)).max() > tol:
+                return (
+                    f"{where} cover {ex[0]:.6g} x {ex[1]:.6g} and {ey[0]:.6g} x {ey[1]:.6g} mm "
+                    "(matrix size x pixel spacing)"
+                )
+            same_paths = {c.identifier for c in x.channels} & {c.identifier for c in y.channels}
+            same_planes = set(x.focal_planes) & set(y.focal_planes)
+            if x.matrix_shape == y.matrix_shape and same_paths and same_planes:
+                return f"{where} are both the {x.matrix_shape[1]} x {x.matrix_shape[0]} level"
+    return None
+
+
+@dataclass
+class _Group:
+    """Instances of one slide, and what was merged or kept apart on the way."""
+
+    images: list[TiledImage]
+    #: Frames of Reference merged into this slide (empty when only one).
+    merged: list[str] = field(default_factory=list)
+    #: Why a group of the same series and container was kept apart.
+    apart: list[str] = field(default_factory=list)
+
+    def volumes(self) -> list[TiledImage]:
+        return [im for im in self.images if im.image_type not in ASSOCIATED]
+
+    def values(self, key: int) -> set[str]:
+        return {_slide_key(im)[key] for im in self.images} - {""}
+
+
+def _merge_frames_of_reference(groups: list[_Group]) -> list[_Group]:
+    """Join groups of one series and container whose levels agree in geometry.
+
+    Converters that write a pyramid level by level sometimes give each level its own
+    Frame of Reference UID. OpenSlide groups instances by Series Instance UID alone;
+    here the levels must also agree in geometry (see ``_geometry_difference``).
+    """
+    buckets: dict[tuple[str, str], list[_Group]] = {}
+    for g in groups:
+        _, container, series = _slide_key(g.images[0])
+        buckets.setdefault((series, container), []).append(g)
+    out: list[_Group] = []
+    for (series, container), bucket in buckets.items():
+        if len(bucket) == 1:
+            out.extend(bucket)
+            continue
+        # largest level first: the others join it when their geometry agrees
+        bucket.sort(key=lambda g: -max(im.matrix_shape[1] for im in g.volumes()))
+        joined: list[_Group] = []
+        for g in bucket:
+            reasons = []
+            for host in joined:
+                reason = _geometry_difference(host.volumes(), g.volumes())
+                if reason is None:
+                    host.images.extend(g.images)
+                    break
+                reasons.append(reason)
+            else:
+                g.apart.extend(reasons)
+                joined.append(g)
+        for g in joined:
+            uids = sorted(g.values(0))
+            if len(uids) > 1:
+                g.merged = uids
+                warnings.warn(
+                    f"series {series} (container {container!r}): {len(g.volumes())} pyramid "
+                    f"levels with {len(uids)} different Frame of Reference UIDs "
+                    f"({', '.join(uids[:4])}{', ...' if len(uids) > 4 else ''}) agree in "
+                    "orientation, origin and extent: opened as one slide, as OpenSlide does",
+                    LayoutWarning,
+                    stacklevel=4,
+                )
+        out.extend(joined)
+    return out
+
+
+def _group(images: Sequence[TiledImage]) -> list[_Group]:
     """Instances per slide: same Frame of Reference, Container Identifier and series.
 
-    Associated images filed in a series of their own join the slide with the same
-    Frame of Reference or Container Identifier, when there is exactly one.
+    Groups of one series and container whose Frames of Reference differ but whose
+    levels agree in geometry are one slide (with a
+    [`LayoutWarning`][dicom_dask.errors.LayoutWarning]). Associated images filed in
+    a series of their own join the slide with the same Frame of Reference or
+    Container Identifier, when there is exactly one.
     """
     groups: dict[tuple[str, str, str], list[TiledImage]] = {}
     for im in images:
         groups.setdefault(_slide_key(im), []).append(im)
-    with_levels = {
-        k: g for k, g in groups.items() if any(i.image_type not in ASSOCIATED for i in g)
-    }
-    out = list(with_levels.values())
+    with_levels = [
+        _Group(g) for g in groups.values() if any(i.image_type not in ASSOCIATED for i in g)
+    ]
+    out = _merge_frames_of_reference(with_levels)
+    hosts_of = list(out)
     for key, group in groups.items():
-        if key in with_levels:
+        if any(i.image_type not in ASSOCIATED for i in group):
             continue
         hosts = [
             g
-            for k, g in with_levels.items()
-            if (key[0] and k[0] == key[0]) or (key[1] and k[1] == key[1])
+            for g in hosts_of
+            if (key[0] and key[0] in g.values(0)) or (key[1] and key[1] in g.values(1))
         ]
         if len(hosts) == 1:
-            hosts[0].extend(group)
+            hosts[0].images.extend(group)
         else:
-            out.append(group)
+            out.append(_Group(group))
     return out
 
 
-def _describe(group: Sequence[TiledImage]) -> dict[str, Any]:
-    first = group[0]
+def _describe(group: _Group) -> dict[str, Any]:
+    first = group.images[0]
     ds = first.dataset
+    paths = sorted({c.identifier for im in group.volumes() or group.images for c in im.channels})
     return {
         "series_instance_uid": str(ds.get("SeriesInstanceUID", "")),
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
         "container_identifier": str(ds.get("ContainerIdentifier", "")),
         "sop_class_uid": str(ds.get("SOPClassUID", "")),
+        "optical_paths": paths,
+        "frame_of_reference_uids": sorted(group.values(0)),
+        "merged_frames_of_reference": list(group.merged),
+        "kept_apart_because": list(group.apart),
         "instances": [
-            {"url": im.url, "image_type": im.image_type, "matrix": list(im.matrix_shape)}
-            for im in group
+            {
+                "url": im.url,
+                "image_type": im.image_type,
+                "matrix": list(im.matrix_shape),
+                "frame_of_reference_uid": _slide_key(im)[0],
+            }
+            for im in group.images
         ],
     }
 
 
-def _select(
-    groups: list[list[TiledImage]], select: int | str | None, where: str
-) -> list[TiledImage]:
+def _set_apart(described: list[dict[str, Any]]) -> None:
+    """Add to each description what tells it from the other slides (``differs_by``)."""
+    for field_name in DISTINGUISHING:
+        values = [json.dumps(d[field_name]) for d in described]
+        if len(set(values)) > 1:
+            for d in described:
+                d.setdefault("differs_by", {})[field_name] = d[field_name]
+    for d in described:
+        d.setdefault("differs_by", {})
+
+
+def _differences(described: list[dict[str, Any]]) -> str:
+    """The fields whose values differ between the slides, for an error message."""
+    parts = []
+    for field_name, label in DISTINGUISHING.items():
+        values = list(dict.fromkeys(json.dumps(d[field_name]) for d in described))
+        if len(values) > 1:
+            shown = " | ".join(v.strip('"') for v in values[:4]) + (
+                " | ..." if len(values) > 4 else ""
+            )
+            parts.append(f"{label} ({shown})")
+    apart = [reason for d in described for reason in d["kept_apart_because"]]
+    text = "they differ in " + ", ".join(parts) if parts else "they differ in nothing compared"
+    if apart:
+        text += "; same series and container kept apart because " + "; ".join(apart[:3])
+    return text
+
+
+def _select(groups: list[_Group], select: int | str | None, where: str) -> list[TiledImage]:
     if not groups:
         raise NoImagesError(f"{where}: no tiled image (slide instance) found")
+    described = [_describe(g) for g in groups]
     if select is None:
         if len(groups) == 1:
-            return groups[0]
+            return groups[0].images
         listing = "; ".join(
             f"[{i}] series {d['series_instance_uid']} container "
-            f"{d['container_identifier']!r} ({len(d['instances'])} instances)"
-            for i, d in enumerate(map(_describe, groups))
+            f"{d['container_identifier']!r} frame of reference {d['frame_of_reference_uid']} "
+            f"({len(d['instances'])} instances)"
+            for i, d in enumerate(described)
         )
         raise NoImagesError(
-            f"{where}: holds {len(groups)} slides, pass select= with an index, series UID "
-            f"or container identifier: {listing}"
+            f"{where}: holds {len(groups)} slides ({_differences(described)}); pass select= "
+            f"with an index, series UID, container identifier or Frame of Reference UID: "
+            f"{listing}"
         )
     if isinstance(select, int):
         if not -len(groups) <= select < len(groups):
             raise NoImagesError(f"{where}: select={select} but there are {len(groups)} slides")
-        return groups[select]
-    for group in groups:
-        d = _describe(group)
-        if select in (d["series_instance_uid"], d["container_identifier"]):
-            return group
-    raise NoImagesError(f"{where}: no slide with series UID or container identifier {select!r}")
+        return groups[select].images
+    for group, d in zip(groups, described, strict=True):
+        if select in (d["series_instance_uid"], d["container_identifier"]) or (
+            select in d["frame_of_reference_uids"]
+        ):
+            return group.images
+    raise NoImagesError(
+        f"{where}: no slide with series UID, container identifier or Frame of Reference UID "
+        f"{select!r}"
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -394,8 +554,18 @@ def list_slides(
     *,
     storage_options: StorageOptions = None,
 ) -> list[dict[str, Any]]:
-    """Describe the slides in a folder, glob or list (series, container, instances)."""
-    return [_describe(g) for g in _group(_discover(source, storage_options=storage_options))]
+    """Describe the slides in a folder, glob or list.
+
+    Each entry has the slide's series, container, Frame(s) of Reference, optical
+    paths and instances, and ``differs_by``: the fields (Frame of Reference,
+    Container Identifier, Series, optical paths) whose values set the slides of
+    ``source`` apart. ``merged_frames_of_reference`` lists the Frames of Reference of
+    levels opened as one slide because their geometry agrees;
+    ``kept_apart_because`` says why a group of the same series and container was not.
+    """
+    described = [_describe(g) for g in _group(_discover(source, storage_options=storage_options))]
+    _set_apart(described)
+    return described
 
 
 def open_slide(
@@ -421,8 +591,9 @@ def open_slide(
         filesystem factory, called where the reads happen (credentials stay out of
         pickled graphs).
     select : int or str, optional
-        Which slide when ``source`` holds several: an index into :func:`list_slides`,
-        a Series Instance UID or a Container Identifier.
+        Which slide when ``source`` holds several: an index into
+        [`list_slides`][dicom_dask.images.slide.list_slides], a Series Instance UID, a
+        Container Identifier or a Frame of Reference UID.
     index : path, URL or mapping, optional
         A sidecar written by :meth:`Slide.save_index`: nothing is read from the files
         until pixels are.

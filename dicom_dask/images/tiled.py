@@ -12,6 +12,7 @@ dask.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_dask.chunks.manifest import INLINE, MISSING, ChunkManifest
-from dicom_dask.errors import LayoutError
+from dicom_dask.errors import LayoutError, LayoutWarning
 from dicom_dask.frames import FrameIndex, open_source
 from dicom_dask.frames.functional_groups import SlidePositions, slide_positions
 
@@ -263,11 +264,16 @@ def _sparse(
     flat = np.ravel_multi_index(tiles.T, (len(channels), len(planes), grid[2], grid[3]))
     uniq, counts = np.unique(flat, return_counts=True)
     if (counts > 1).any():
+        # as OpenSlide (libdicom's frame index) and highdicom's total pixel matrix: the
+        # later frame is drawn over the earlier ones (see place_frames)
         dup = int(uniq[counts > 1][0])
         frames = np.flatnonzero(flat == dup) + 1
-        raise LayoutError(
-            f"{url}: frames {frames.tolist()} all lie on the same tile; overlapping "
-            "TILED_SPARSE tiles are not supported"
+        warnings.warn(
+            f"{url}: {int((counts - 1).sum())} TILED_SPARSE frame(s) lie on a tile that a later "
+            f"frame covers again (e.g. frames {frames.tolist()}); the last frame of each tile "
+            "is drawn, as OpenSlide and highdicom do",
+            LayoutWarning,
+            stacklevel=3,
         )
     return tiles, planes
 
@@ -442,6 +448,20 @@ def place_frames(
     lengths = np.zeros(grid, dtype=np.uint64)
     encoding = np.zeros(grid, dtype=np.uint8)
     for coords, manifest in placements:
+        if len(coords):  # frames of one instance on the same chunk: the last one is drawn
+            flat = np.ravel_multi_index(tuple(coords.T), grid)
+            _, last = np.unique(flat[::-1], return_index=True)
+            if len(last) < len(flat):
+                keep = np.sort(len(flat) - 1 - last)
+                coords = coords[keep]
+                manifest = ChunkManifest(
+                    manifest.urls,
+                    manifest.url_index[keep],
+                    manifest.offsets[keep],
+                    manifest.lengths[keep],
+                    manifest.encoding[keep],
+                    manifest.inline,
+                )
         where = tuple(coords.T)
         occupied = url_index[where] != MISSING
         if occupied.any():

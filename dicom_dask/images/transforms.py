@@ -22,7 +22,14 @@ from pydicom.dataset import Dataset
 
 from dicom_dask.errors import DicomDaskError
 
-__all__ = ["FrameTransformer", "TransformError", "TransformOptions", "apply_block", "dataset_key"]
+__all__ = [
+    "FrameTransformer",
+    "TransformError",
+    "TransformOptions",
+    "apply_block",
+    "dataset_key",
+    "with_dose_scaling",
+]
 
 #: Attributes whose values change a frame's pixel transform.
 TRANSFORM_KEYWORDS = (
@@ -49,7 +56,12 @@ TRANSFORM_KEYWORDS = (
     "BluePaletteColorLookupTableData",
     "SegmentedRedPaletteColorLookupTableData",
     "SharedFunctionalGroupsSequence",
+    "DoseGridScaling",
+    "DoseUnits",
 )
+
+#: RT Dose Storage: its Dose Grid Scaling is the modality transform of its pixels.
+RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 
 
 class TransformError(DicomDaskError, ValueError):
@@ -245,6 +257,30 @@ def _apply(transform: Any, frame: np.ndarray, out: np.ndarray) -> None:
         out[...] = transform(frame)
 
 
+def with_dose_scaling(ds: Dataset) -> Dataset:
+    """``ds``, or for an RT Dose a copy whose (3004,000E) Dose Grid Scaling is its
+    Rescale Slope, so that the modality transform yields doses in (3004,0002) Dose
+    Units (``GY``, or ``RELATIVE``): ``pixel_array * DoseGridScaling``, as dicompyler
+    and the standard (C.8.8.3.1) compute them.
+
+    highdicom's transform knows Rescale Slope / Intercept and Modality LUTs but not
+    Dose Grid Scaling. An RT Dose that also has a Rescale Slope (none does by the
+    standard, whose RT Dose module has no Modality LUT module) is left as it is.
+    """
+    scaling = ds.get("DoseGridScaling")
+    is_dose = str(ds.get("SOPClassUID", "")) == RT_DOSE_STORAGE or ds.get("Modality") == "RTDOSE"
+    if not is_dose or scaling in (None, "") or "RescaleSlope" in ds:
+        return ds
+    out = Dataset()
+    out.update(ds)
+    if hasattr(ds, "file_meta"):
+        out.file_meta = ds.file_meta
+    out.RescaleSlope = float(scaling)
+    out.RescaleIntercept = 0.0
+    out.RescaleType = str(ds.get("DoseUnits", "") or "GY")[:16]
+    return out
+
+
 class FrameTransformer:
     """The transform of every frame that can appear in an array, built lazily.
 
@@ -268,7 +304,7 @@ class FrameTransformer:
         options: TransformOptions,
         names: Sequence[str] | None = None,
     ) -> None:
-        self.datasets = list(datasets)
+        self.datasets = [with_dose_scaling(ds) for ds in datasets]
         self.names = (
             list(names)
             if names is not None

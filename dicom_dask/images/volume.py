@@ -24,8 +24,20 @@ from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
-from dicom_dask.images.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
-from dicom_dask.images.series import SliceRecord, Stack, group_stacks, slice_records
+from dicom_dask.images.geometry import (
+    ORIENTATION_TOL,
+    GeometryPolicy,
+    indices_to_positions,
+    positions_to_indices,
+    stack_geometry,
+)
+from dicom_dask.images.series import (
+    SliceRecord,
+    Stack,
+    group_stacks,
+    slice_records,
+    stack_differences,
+)
 from dicom_dask.images.sources import expand_sources, index_many
 from dicom_dask.images.tiled import frame_chunks, place_frames
 
@@ -56,7 +68,13 @@ class Volume:
         ``"PATIENT"`` (LPS).
     frame_of_reference_uid : str or None
     channels : dict of str to tuple
-        Name and values of each channel dimension (e.g. ``TemporalPositionIndex``).
+        Name and values of each channel dimension (e.g. ``TemporalPositionIndex``,
+        ``image_type``, ``gradient``, ``temporal_position``), in the order of the
+        array's axes after ``column``. Values along ``gradient`` and
+        ``temporal_position`` (several volumes at the same positions) are the volume
+        numbers in acquisition order; their b-values, gradient directions and
+        acquisition times are in ``metadata["coordinates"]`` (and
+        [`to_xarray`][dicom_dask.images.volume.Volume.to_xarray]'s coordinates).
     positions : numpy.ndarray or None
         ``(slices, 3)`` real Image Position (Patient) of each slice (NaN if missing).
     metadata : dict
@@ -122,15 +140,31 @@ class Volume:
         mask[list(missing)] = True
         return mask
 
+    @property
+    def regular(self) -> bool:
+        """Whether :attr:`affine` places every slice exactly.
+
+        ``False`` only for a stack opened with ``geometry="positions"`` whose spacing
+        changes or whose slices are tilted: slice ``k`` then lies at ``positions[k]``,
+        the affine's slice column is the mean step, and the two ``map_*`` methods
+        interpolate between the real positions of neighbouring slices.
+        """
+        return bool(self.metadata.get("geometry", {}).get("regular", True))
+
     def map_indices_to_reference(self, indices: Any) -> np.ndarray:
         """``(n, 3)`` ``(slice, row, column)`` indices -> ``(n, 3)`` coordinates (mm)."""
         ijk = np.atleast_2d(np.asarray(indices, dtype=np.float64))
-        return (self.affine[:3, :3] @ ijk.T).T + self.affine[:3, 3]
+        if self.regular or self.positions is None or len(self.positions) < 2:
+            return (self.affine[:3, :3] @ ijk.T).T + self.affine[:3, 3]
+        return indices_to_positions(ijk, self.positions, self.affine)
 
     def map_reference_to_indices(self, coordinates: Any, *, round_output: bool = False) -> Any:
         """``(n, 3)`` coordinates (mm) -> ``(n, 3)`` indices (float, or rounded to int)."""
         xyz = np.atleast_2d(np.asarray(coordinates, dtype=np.float64))
-        ijk = np.linalg.solve(self.affine[:3, :3], (xyz - self.affine[:3, 3]).T).T
+        if self.regular or self.positions is None or len(self.positions) < 2:
+            ijk = np.linalg.solve(self.affine[:3, :3], (xyz - self.affine[:3, 3]).T).T
+        else:
+            ijk = positions_to_indices(xyz, self.positions, self.affine)
         return np.round(ijk).astype(np.int64) if round_output else ijk
 
     # -- derived volumes ----------------------------------------------------------------
@@ -169,6 +203,11 @@ class Volume:
         shift[:3, :3] = np.diag(steps)
         shift[:3, 3] = starts
         positions = None if self.positions is None else self.positions[slices[0]]
+        affine = self.affine @ shift
+        if not self.regular and positions is not None:  # the first kept slice's real position
+            affine[:3, 3] = positions[0] + self.affine[:3, 1:3] @ np.asarray(starts[1:], float)
+            if len(positions) > 1:
+                affine[:3, 0] = (positions[-1] - positions[0]) / (len(positions) - 1)
         sources = None
         if self.sources is not None:
             sources = (self.sources[0], self.sources[1][slices[0]], *self.sources[2:])
@@ -177,7 +216,7 @@ class Volume:
             metadata["slice_files"] = list(metadata["slice_files"])[slices[0]]
         return self._derived(
             self.array[tuple(slices)],
-            self.affine @ shift,
+            affine,
             positions=positions,
             metadata=metadata,
             sources=sources,
@@ -196,6 +235,11 @@ class Volume:
         order = [int(i) for i in order]
         if sorted(order) != [0, 1, 2]:
             raise ValueError(f"order must be a permutation of (0, 1, 2), got {order}")
+        if order[0] != 0 and not self.regular:
+            raise ValueError(
+                "the slices of this volume are not regularly spaced (geometry='positions'): "
+                "its slice axis cannot move, the affine does not place them"
+            )
         full = order + list(range(3, self.array.ndim))
         affine = self.affine.copy()
         affine[:3, :3] = self.affine[:3, order]
@@ -335,7 +379,12 @@ class Volume:
 
         Each spatial coordinate is the distance (mm) along that axis's direction from
         the coordinate system's origin; with an oblique or sheared affine, use the
-        affine (in ``attrs``) for exact positions.
+        affine (in ``attrs``) for exact positions. For a stack that is not
+        [`regular`][dicom_dask.images.volume.Volume.regular], ``slice`` is each slice's
+        real distance along the normal. Channel dimensions (``b_value``,
+        ``temporal_position``, ``image_type``...) have their values as coordinates,
+        and per-volume values that vary within one (a gradient direction per b-value,
+        an acquisition time per volume) are coordinates along that dimension.
         """
         import xarray as xr
 
@@ -348,8 +397,19 @@ class Volume:
         for axis, name in enumerate(("slice", "row", "column")):
             start = float(origin @ direction[:, axis])
             coords[name] = start + np.arange(self.spatial_shape[axis]) * self.spacing[axis]
+        if not self.regular and self.positions is not None:  # real distances along the normal
+            normal = np.cross(direction[:, 1], direction[:, 2])  # as slice indices increase
+            coords["slice"] = self.positions @ (normal / np.linalg.norm(normal))
         for name, values in self.channels.items():
             coords[name] = list(values)
+        for name, coord in self.metadata.get("coordinates", {}).items():
+            if coord["dimension"] in self.channels:  # b-values, directions, times per volume
+                along = np.asarray(coord["values"], dtype=np.float64)
+                if along.ndim == 1:
+                    coords[name] = (coord["dimension"], along)
+                else:  # a direction per volume: one coordinate per axis
+                    for axis, suffix in enumerate("xyz"):
+                        coords[f"{name}_{suffix}"] = (coord["dimension"], along[:, axis])
         if self.positions is not None:  # real Image Position (Patient) of each slice
             for axis, name in enumerate(("position_x", "position_y", "position_z")):
                 coords[name] = ("slice", self.positions[:, axis])
@@ -595,6 +655,10 @@ def _build(
             desc, as_rgb=not raw, tsyntax=str(header.transfer_syntax)
         ),
         "geometry": geometry.to_dict(),
+        "coordinates": {
+            name: {"dimension": dim, "values": values}
+            for name, (dim, values) in stack.coordinates.items()
+        },
     }
     names = ("slice", "row", "column", *stack.channel_names) + (("sample",) if tail else ())
     document = array_metadata(
@@ -755,14 +819,15 @@ def open_volume(
     stacks, where = _stacks(source, storage_options, index)
     if select is None:
         if len(stacks) > 1:
+            described = [s.describe() for s in stacks]
             listing = "; ".join(
                 f"[{i}] series {d['series_instance_uid']} {d['stack']!r} "
                 f"({d['frames']} frames, orientation {d['orientation']})"
-                for i, d in enumerate(s.describe() for s in stacks)
+                for i, d in enumerate(described)
             )
             raise NoImagesError(
-                f"{where}: holds {len(stacks)} stacks, pass select= (index or series UID): "
-                f"{listing}"
+                f"{where}: holds {len(stacks)} stacks ({stack_differences(described)}), pass "
+                f"select= (index, series UID or stack label): {listing}"
             )
         stack = stacks[0]
     elif isinstance(select, int):

@@ -44,7 +44,11 @@ _AXIS_NAMES = {
 
 
 def _header_json(ds: Any) -> str:
-    return json.dumps(ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=None))
+    return json.dumps(
+        ds.to_json_dict(  # elements whose value does not fit their VR are left out
+            bulk_data_threshold=1024, bulk_data_element_handler=None, suppress_invalid_tags=True
+        )
+    )
 
 
 def _axis_attrs(name: str, frame: str) -> dict[str, str]:

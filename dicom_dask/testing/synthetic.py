@@ -72,6 +72,7 @@ def make_dataset(
     photometric_interpretation: str | None = None,
     encoded: Sequence[bytes] | None = None,
     extra: dict[str, Any] | None = None,
+    pixel_vr: str | None = None,
 ) -> Dataset:
     """A Dataset holding ``frames`` of shape ``(frames, rows, columns[, samples])``.
 
@@ -84,6 +85,10 @@ def make_dataset(
         Split each encoded frame over this many fragments (BOT or none only).
     bits_allocated : int, optional
         ``1`` packs a binary image bit by bit (native only).
+    pixel_vr : {"OB", "OW"}, optional
+        VR of native Pixel Data (default OB up to 8 bits, else OW). 8-bit data as OW
+        in Explicit VR Big Endian are byte swapped by 16-bit words, as old big-endian
+        writers stored them.
     """
     frames = np.asarray(frames)
     nframes, rows, cols = frames.shape[:3]
@@ -126,13 +131,16 @@ def make_dataset(
             value = data.astype(data.dtype.newbyteorder(">" if big else "<")).tobytes()
         if len(value) % 2:
             value += b"\x00"
+        vr = pixel_vr or ("OB" if ba <= 8 else "OW")
+        if vr == "OW" and ba == 8 and tsyntax == _uid.ExplicitVRBigEndian:
+            value = np.frombuffer(value, dtype="<u2").astype(">u2").tobytes()
         if is_float:
             keyword = "FloatPixelData" if ba == 32 else "DoubleFloatPixelData"
             setattr(ds, keyword, value)
             ds[keyword].VR = "OF" if ba == 32 else "OD"
         else:
             ds.PixelData = value
-            ds["PixelData"].VR = "OB" if ba <= 8 else "OW"
+            ds["PixelData"].VR = vr
     else:
         if encoded is None:
             encoded = [encode_frame(f, tsyntax) for f in frames]
@@ -193,6 +201,7 @@ def make_slide_dataset(
     study_uid: str | None = None,
     offset_table: str = "bot",
     encoded_tiles: Sequence[bytes] | None = None,
+    series_uid: str | None = None,
 ) -> Dataset:
     """A VL Whole Slide Microscopy Image holding ``matrix`` as tiles.
 
@@ -267,6 +276,8 @@ def make_slide_dataset(
     ]
     if study_uid:
         ds.StudyInstanceUID = study_uid
+    if series_uid:
+        ds.SeriesInstanceUID = series_uid
     ds.FrameOfReferenceUID = frame_of_reference or _uid.generate_uid()
     ds.ContainerIdentifier = container_id
     ds.DimensionOrganizationType = organization
