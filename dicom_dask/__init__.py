@@ -18,6 +18,8 @@ from dicom_dask.api import (
     open_tiled,
     open_volume,
     tissue_mask,
+    to_dicom_seg,
+    to_dicom_slide,
     to_kerchunk,
     to_ome_zarr,
 )
@@ -56,6 +58,8 @@ __all__ = [
     "open_tiled",
     "open_volume",
     "tissue_mask",
+    "to_dicom_seg",
+    "to_dicom_slide",
     "to_kerchunk",
     "to_ome_zarr",
 ]
