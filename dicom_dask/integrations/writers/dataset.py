@@ -104,6 +104,8 @@ class SlideContext:
     #: Lossy Image Compression Method and Ratio values of the source.
     lossy_methods: tuple[str, ...] = ()
     lossy_ratios: tuple[str, ...] = ()
+    #: Barcode Value and Label Text of the source's label (empty when unknown).
+    label_text: tuple[str, str] = ("", "")
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,7 @@ def slide_context(
         "PositionReferenceIndicator": "SLIDE_CORNER",
         "ContainerIdentifier": "SLIDE",
         "IssuerOfTheContainerIdentifierSequence": DicomSequence([]),
-        "ContainerTypeCodeSequence": DicomSequence(
-            [_code("433466003", "SCT", "Microscope slide")]
-        ),
+        "ContainerTypeCodeSequence": DicomSequence([_code("433466003", "SCT", "Microscope slide")]),
         "AcquisitionContextSequence": DicomSequence([]),
         "ImageOrientationSlide": [0.0, -1.0, 0.0, -1.0, 0.0, 0.0],
         "ImagedVolumeDepth": 0.001,
@@ -201,9 +201,11 @@ def slide_context(
     if path is None:
         path = Dataset()
         path.OpticalPathIdentifier = "0"
+    if not path.get("IlluminationTypeCodeSequence"):
         path.IlluminationTypeCodeSequence = DicomSequence(
             [_code("111744", "DCM", "Brightfield illumination")]
         )
+    if "IlluminationWaveLength" not in path and not path.get("IlluminationColorCodeSequence"):
         path.IlluminationColorCodeSequence = DicomSequence(
             [_code("414298005", "SCT", "Full Spectrum")]
         )
@@ -214,7 +216,10 @@ def slide_context(
         del path.ICCProfile
         if "ColorSpace" in path:
             del path.ColorSpace
-    return SlideContext(ds, path, str(ds.SeriesInstanceUID), lossy, methods, ratios)
+    label = ("", "")
+    if like is not None:
+        label = (str(like.get("BarcodeValue", "") or ""), str(like.get("LabelText", "") or ""))
+    return SlideContext(ds, path, str(ds.SeriesInstanceUID), lossy, methods, ratios, label)
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -264,7 +269,7 @@ def slide_level_dataset(
     """
     ds = Dataset()
     ds.update(copy.deepcopy(context.common))
-    sop_uid = new_uid()
+    sop_uid = _uid.UID(new_uid())
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = _uid.VLWholeSlideMicroscopyImageStorage
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -277,11 +282,19 @@ def slide_level_dataset(
     now = datetime.datetime.now()
     ds.ContentDate = now.strftime("%Y%m%d")
     ds.ContentTime = now.strftime("%H%M%S")
-    ds.ImageType = ["DERIVED", "PRIMARY", spec.image_type, "RESAMPLED" if spec.resampled else "NONE"]
+    ds.ImageType = [
+        "DERIVED",
+        "PRIMARY",
+        spec.image_type,
+        "RESAMPLED" if spec.resampled else "NONE",
+    ]
     ds.BurnedInAnnotation = "YES" if spec.image_type in ("LABEL", "OVERVIEW") else "NO"
     ds.VolumetricProperties = "VOLUME"
     if spec.image_type in ("LABEL", "OVERVIEW"):
         ds.SpecimenLabelInImage = "YES" if spec.image_type == "LABEL" else ds.SpecimenLabelInImage
+    if spec.image_type == "LABEL":  # the Slide Label module
+        ds.BarcodeValue = context.label_text[0]
+        ds.LabelText = context.label_text[1]
     th, tw = spec.tile
     nx, ny = -(-spec.columns // tw), -(-spec.rows // th)
     ds.DimensionOrganizationType = "TILED_FULL"
@@ -293,6 +306,10 @@ def slide_level_dataset(
     ds.Rows, ds.Columns = th, tw
     ds.SamplesPerPixel = spec.samples
     ds.PhotometricInterpretation = photometric_interpretation
+    if spec.samples == 1:
+        ds.PresentationLUTShape = "IDENTITY"
+        ds.RescaleIntercept = 0  # 1C for MONOCHROME2: the stored values are the values
+        ds.RescaleSlope = 1
     if spec.samples > 1:
         ds.PlanarConfiguration = 0
     ds.BitsAllocated = spec.bits

@@ -28,7 +28,7 @@ from dicom_dask.frames._io import StorageOptions
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
-from dicom_dask.integrations.writers.dataset import _ds, new_uid
+from dicom_dask.integrations.writers.dataset import _ds, new_uid, slide_context
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
 from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
 from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
@@ -64,9 +64,7 @@ class _FractionalFrame:
         return scaled.astype(np.uint8).tobytes()
 
 
-def _descriptions(
-    number: int, segment_labels: Sequence[str] | None, algorithm: str
-) -> list[Any]:
+def _descriptions(number: int, segment_labels: Sequence[str] | None, algorithm: str) -> list[Any]:
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -184,7 +182,9 @@ def _segments_axis(labels: Any, spatial: int, kind: str) -> tuple[dask.array.Arr
     return arr, -1
 
 
-def _frame_encoder(kind: str, segment: int, transfer_syntax: str, max_value: int, dtype: Any) -> Any:
+def _frame_encoder(
+    kind: str, segment: int, transfer_syntax: str, max_value: int, dtype: Any
+) -> Any:
     if kind == "BINARY":
         return _BinaryFrame(segment)
     if kind == "FRACTIONAL":
@@ -274,7 +274,9 @@ def to_dicom_seg(
     """
     kind = str(getattr(segmentation_type, "value", segmentation_type)).upper()
     if kind not in _SEG_TYPES:
-        raise ValueError(f"segmentation_type must be one of {_SEG_TYPES}, not {segmentation_type!r}")
+        raise ValueError(
+            f"segmentation_type must be one of {_SEG_TYPES}, not {segmentation_type!r}"
+        )
     ts = transfer_syntax_uid(transfer_syntax)
     if kind != "LABELMAP" and ts != "1.2.840.10008.1.2.1":
         raise LayoutError(f"{kind} segmentations are written in Explicit VR Little Endian only")
@@ -299,14 +301,25 @@ def to_dicom_seg(
     array, count = _segments_axis(labels, 2, kind)
     shape = tuple(array.shape[-2:])
     level = _matching_level(like, shape)
-    tile_shape = level.tile_shape if tile is None else (
-        (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
+    tile_shape = (
+        level.tile_shape
+        if tile is None
+        else ((tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1])))
     )
     if kind == "BINARY" and (tile_shape[0] * tile_shape[1]) % 8:
         raise LayoutError(f"BINARY frames of {tile_shape} pixels are not whole bytes")
     count, label_dtype = _count(array, kind, count, segment_labels, segment_descriptions)
     descriptions = list(segment_descriptions or _descriptions(count, segment_labels, algorithm))
     source = _completed(level.image.dataset)
+    # the specimen module is copied into the SEG: complete what the source left out
+    filled = slide_context(source, samples=level.samples).common
+    for keyword in (
+        "IssuerOfTheContainerIdentifierSequence",
+        "ContainerTypeCodeSequence",
+        "SpecimenDescriptionSequence",
+    ):
+        if keyword not in source:
+            source[keyword] = filled[keyword]
     # a one-tile source: highdicom builds the header from it without the whole array
     source.TotalPixelMatrixRows, source.TotalPixelMatrixColumns = tile_shape
     template_pixels = (

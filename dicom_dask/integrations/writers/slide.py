@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -443,10 +444,12 @@ def _write_associated(
             (float(spacing[0]), float(spacing[1])),
             image_type=name.upper(),
         )
+        source = level.image.dataset
+        text = (str(source.get("BarcodeValue", "") or ""), str(source.get("LabelText", "") or ""))
         result = write_level(
             array,
             _join(dest, f"{name}.dcm"),
-            context=context,
+            context=replace(context, label_text=text),
             spec=spec,
             encoder=encoder,
             instance_number=start + i,

@@ -279,5 +279,3 @@ def _check_bot(items: _Items, where: str) -> None:
             f"{where}: the pixel data passes 4 GiB, a Basic Offset Table cannot address "
             "it; use offset_table='eot' or 'auto'"
         )
-
-
