@@ -369,3 +369,20 @@ def test_seg_refuses_labels_off_the_source(source: Path, tmp_path) -> None:
         dicom_dask.to_dicom_seg(
             _slide_labels(), tmp_path / "x.dcm", like=slide, segmentation_type="SURFACE"
         )
+
+
+def test_cli_convert_to_dicom_from_a_slide_and_an_ome_zarr(source: Path, tmp_path) -> None:
+    from dicom_dask.integrations.cli import main
+
+    slide = dicom_dask.open_slide(source)
+    assert main(["convert", str(source), str(tmp_path / "a"), "--to", "dicom", "-q",
+                 "--transfer-syntax", "rle"]) == 0  # fmt: skip
+    again = dicom_dask.open_slide(tmp_path / "a")
+    assert_eq(again.levels[1], slide.levels[1].compute())
+    assert again.label is not None
+    dicom_dask.to_ome_zarr(slide, tmp_path / "s.ome.zarr", progress=False)
+    assert main(["convert", str(tmp_path / "s.ome.zarr"), str(tmp_path / "b"), "--to", "dicom",
+                 "-q", "--transfer-syntax", "jpegls"]) == 0  # fmt: skip
+    from_zarr = dicom_dask.open_slide(tmp_path / "b")
+    assert_eq(from_zarr.levels[0], slide.levels[0].compute())
+    assert from_zarr.pixel_spacings[0] == pytest.approx(slide.pixel_spacings[0])

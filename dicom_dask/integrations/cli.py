@@ -170,6 +170,8 @@ def _convert(args: argparse.Namespace) -> int:
     from dicom_dask.images.slide import open_slide, to_ome_zarr
     from dicom_dask.images.volume import open_volume
 
+    if getattr(args, "to", "zarr") == "dicom":
+        return _convert_to_dicom(args)
     options = _storage_options(args.storage_option)
     kind, index = _kind(args.url, options)
     progress = not args.quiet
@@ -205,6 +207,73 @@ def _convert(args: argparse.Namespace) -> int:
         da.store(array, target, lock=False)  # type: ignore[arg-type]
     print(f"wrote {args.dest}: zarr array {list(array.shape)} {array.dtype}")
     return 0
+
+
+def _convert_to_dicom(args: argparse.Namespace) -> int:
+    """``convert --to dicom``: a DICOM slide or an OME-Zarr image as a WSM pyramid."""
+    from dicom_dask.errors import LayoutError
+    from dicom_dask.images.slide import open_slide
+    from dicom_dask.integrations.writers import to_dicom_slide
+
+    options = _storage_options(args.storage_option)
+    write = {
+        "transfer_syntax": args.transfer_syntax,
+        "storage_options": options,
+        "progress": not args.quiet,
+    }
+    if args.url.rstrip("/").endswith(".zarr"):
+        data, spacing, levels = _ome_zarr_level0(args.url, options)
+        files = to_dicom_slide(data, args.dest, pixel_spacing=spacing, levels=levels, **write)
+    else:
+        kind, _ = _kind(args.url, options)
+        if kind not in ("slide", "folder"):
+            raise LayoutError(f"{args.url}: --to dicom writes slides; this is a {kind}")
+        slide = open_slide(args.url, storage_options=options)
+        files = to_dicom_slide(slide, args.dest, associated=True, **write)
+    print(f"wrote {len(files)} DICOM instances in {args.dest}")
+    return 0
+
+
+def _ome_zarr_level0(url: str, options: dict[str, Any]) -> tuple[Any, Any, int]:
+    """Level 0 of an OME-Zarr image as ``(y, x[, s])``, its spacing in mm, its level count."""
+    import dask.array as da
+    import zarr
+
+    from dicom_dask.errors import LayoutError
+
+    group = zarr.open_group(url, mode="r", storage_options=options or None)
+    attrs = dict(group.attrs)
+    multiscales = attrs.get("ome", attrs).get("multiscales")
+    if not multiscales:
+        raise LayoutError(f"{url}: no OME-Zarr multiscales")
+    ms = multiscales[0]
+    axes = [a["name"] if isinstance(a, dict) else a for a in ms["axes"]]
+    dataset = ms["datasets"][0]
+    array = da.from_zarr(group[dataset["path"]])
+    for name in [a for a in axes if a not in ("c", "y", "x")]:
+        if array.shape[axes.index(name)] != 1:
+            raise LayoutError(f"{url}: axis {name!r} has several planes; write one of them")
+        array = array.take(0, axis=axes.index(name))
+        axes.remove(name)
+    if "c" in axes:
+        array = da.moveaxis(array, axes.index("c"), -1)
+    spacing = None
+    for transform in dataset.get("coordinateTransformations", []):
+        if transform.get("type") == "scale":
+            scale = dict(zip([a for a in axes if a != "c"] + ["c"], _spatial(transform, ms)))
+            units = {a["name"]: a.get("unit") for a in ms["axes"] if isinstance(a, dict)}
+            factor = {"micrometer": 1e-3, "millimeter": 1.0, "nanometer": 1e-6}.get(
+                str(units.get("y")), 1.0
+            )
+            spacing = (scale["y"] * factor, scale["x"] * factor)
+    return array, spacing, len(ms["datasets"])
+
+
+def _spatial(transform: dict[str, Any], ms: dict[str, Any]) -> list[float]:
+    """The scale of y and x (then c) from a scale transform over the multiscale's axes."""
+    names = [a["name"] if isinstance(a, dict) else a for a in ms["axes"]]
+    scale = dict(zip(names, transform["scale"], strict=False))
+    return [float(scale.get("y", 1.0)), float(scale.get("x", 1.0)), float(scale.get("c", 1.0))]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -372,6 +441,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 choices=["slide", "volume"],
                 default="volume",
                 help="what a folder holds (default: volume)",
+            )
+            p.add_argument(
+                "--to",
+                choices=["zarr", "dicom"],
+                default="zarr",
+                help="zarr (default; a slide: OME-Zarr) or dicom (a WSM pyramid in folder dest)",
+            )
+            p.add_argument(
+                "--transfer-syntax",
+                default="jpeg",
+                help="--to dicom: jpeg, jpeg2000[-lossless], htj2k[-lossless], jpegls, rle, "
+                "explicit",
             )
         p.set_defaults(func=func)
     p = sub.add_parser("demo", help="generate a tiled JPEG file and read it lazily")
