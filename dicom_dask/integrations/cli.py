@@ -242,11 +242,11 @@ def _ome_zarr_level0(url: str, options: dict[str, Any]) -> tuple[Any, Any, int]:
     from dicom_dask.errors import LayoutError
 
     group = zarr.open_group(url, mode="r", storage_options=options or None)
-    attrs = dict(group.attrs)
-    multiscales = attrs.get("ome", attrs).get("multiscales")
+    attrs: dict[str, Any] = dict(group.attrs)
+    multiscales: Any = attrs.get("ome", attrs).get("multiscales")
     if not multiscales:
         raise LayoutError(f"{url}: no OME-Zarr multiscales")
-    ms = multiscales[0]
+    ms: dict[str, Any] = multiscales[0]
     axes = [a["name"] if isinstance(a, dict) else a for a in ms["axes"]]
     dataset = ms["datasets"][0]
     array = da.from_zarr(group[dataset["path"]])
@@ -260,12 +260,12 @@ def _ome_zarr_level0(url: str, options: dict[str, Any]) -> tuple[Any, Any, int]:
     spacing = None
     for transform in dataset.get("coordinateTransformations", []):
         if transform.get("type") == "scale":
-            scale = dict(zip([a for a in axes if a != "c"] + ["c"], _spatial(transform, ms)))
+            sy, sx, _ = _spatial(transform, ms)
             units = {a["name"]: a.get("unit") for a in ms["axes"] if isinstance(a, dict)}
             factor = {"micrometer": 1e-3, "millimeter": 1.0, "nanometer": 1e-6}.get(
                 str(units.get("y")), 1.0
             )
-            spacing = (scale["y"] * factor, scale["x"] * factor)
+            spacing = (sy * factor, sx * factor)
     return array, spacing, len(ms["datasets"])
 
 
