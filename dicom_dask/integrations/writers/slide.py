@@ -12,7 +12,9 @@ held whole.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -80,19 +82,20 @@ def encoded_bands(
     fill: Any = 0,
     progress: _Progress | None = None,
     window: int | None = None,
+    spill: Any = None,
 ) -> Iterator[list[bytes]]:
     """Encoded frames of ``array`` ``(y, x[, s])`` in TILED_FULL order, a band at a time.
 
     The array is rechunked to blocks of whole tiles; each block is encoded by one dask
     task. Bands of blocks are computed ``window`` at a time, the next window while the
-    current one is written.
+    current one is written. ``spill``, a zarr array of half the size, receives the 2 x 2
+    means of the same blocks in the same computations: the next level is then read from
+    it instead of decoding this one's source again.
     """
     import dask
 
+    blocks = _blocks(array, tile, chunk_edge)
     th, tw = tile
-    bh, bw = _band(th, chunk_edge), _band(tw, chunk_edge)
-    chunks = (bh, bw, *array.shape[2:])
-    blocks = array.rechunk(chunks)
     ny_blocks, nx_blocks = blocks.numblocks[:2]
     out_chunks = (
         tuple(-(-c // th) for c in blocks.chunks[0]),
@@ -109,15 +112,21 @@ def encoded_bands(
         meta=np.empty((0, 0), dtype=object),
     )
     delayed = encoded.to_delayed()
+    side = None if spill is None else _spilled(blocks, spill).to_delayed()
     if window is None:
         workers = _workers()
         window = max(1, -(-2 * workers // nx_blocks))
     starts = list(range(0, ny_blocks, window))
 
     def compute(start: int) -> list[Any]:
-        rows = [list(delayed[i]) for i in range(start, min(start + window, ny_blocks))]
+        stop = min(start + window, ny_blocks)
+        rows = [list(delayed[i]) for i in range(start, stop)]
         flat = [d for row in rows for d in row]
-        results = dask.compute(*flat)
+        extra = []
+        if side is not None:  # the same source blocks, shared in one computation
+            last = side.shape[0] if stop == ny_blocks else min(stop, side.shape[0])
+            extra = [d for i in range(start, last) for d in side[i]]
+        results = dask.compute(*flat, *extra)
         return [results[k : k + nx_blocks] for k in range(0, len(flat), nx_blocks)]
 
     with ThreadPoolExecutor(1) as pool:
@@ -132,6 +141,47 @@ def encoded_bands(
                 if progress is not None:
                     progress.add(len(frames))
                 yield frames
+
+
+def _blocks(array: dask.array.Array, tile: tuple[int, int], chunk_edge: int) -> Any:
+    """``array`` in blocks of whole tiles, about ``chunk_edge`` on a side."""
+    bh, bw = _band(tile[0], chunk_edge), _band(tile[1], chunk_edge)
+    return array.rechunk((bh, bw, *array.shape[2:]))
+
+
+def _spill_block(block: np.ndarray, target: Any, block_info: Any = None) -> np.ndarray:
+    """Write the block where it belongs in ``target``; a 1 x 1 token for dask."""
+    (r0, r1), (c0, c1) = block_info[0]["array-location"][:2]
+    target[r0:r1, c0:c1] = block
+    return np.ones((1, 1), dtype=bool)
+
+
+def _spilled(blocks: Any, target: Any) -> Any:
+    """Tasks writing the 2 x 2 means of ``blocks`` into ``target`` (one per block)."""
+    down: Any = downsample(blocks)
+    return down.map_blocks(
+        _spill_block,
+        target=target,
+        dtype=bool,
+        chunks=((1,) * down.numblocks[0], (1,) * down.numblocks[1]),
+        drop_axis=list(range(2, down.ndim)),
+        meta=np.empty((0, 0), dtype=bool),
+    )
+
+
+def spill_target(array: Any, tile: tuple[int, int], chunk_edge: int, folder: str) -> Any:
+    """An uncompressed zarr array for the next level, one chunk per block of this one."""
+    import zarr
+
+    down = downsample(_blocks(array, tile, chunk_edge))
+    return zarr.create_array(
+        store=folder,
+        shape=down.shape,
+        chunks=tuple(int(c) for c in down.chunksize),
+        dtype=down.dtype,
+        compressors=None,
+        fill_value=0,
+    )
 
 
 def _workers() -> int:
@@ -236,8 +286,9 @@ def write_level(
     chunk_edge: int,
     progress: bool,
     label: str,
+    spill: Any = None,
 ) -> Written:
-    """Write one level: header, then its frames as dask encodes them."""
+    """Write one level: header, then its frames as dask encodes them (and spills the next)."""
     ds = slide_level_dataset(
         context,
         spec,
@@ -251,7 +302,14 @@ def write_level(
     bar = _Progress(n, label, progress)
     return write_instance(
         ds,
-        encoded_bands(array, tile=spec.tile, encoder=encoder, chunk_edge=chunk_edge, progress=bar),
+        encoded_bands(
+            array,
+            tile=spec.tile,
+            encoder=encoder,
+            chunk_edge=chunk_edge,
+            progress=bar,
+            spill=spill,
+        ),
         path,
         number_of_frames=n,
         encapsulated=encoder.transfer_syntax != "1.2.840.10008.1.2.1",
@@ -278,6 +336,7 @@ def to_dicom_slide(
     offset_table: str = "auto",
     eot_threshold: int = EOT_THRESHOLD,
     chunk_edge: int = CHUNK_EDGE,
+    scratch: str | None = None,
     progress: bool = True,
 ) -> list[str]:
     """Write ``data`` as a VL Whole Slide Microscopy pyramid in the folder ``dest``.
@@ -316,6 +375,11 @@ def to_dicom_slide(
         ``eot_threshold`` bytes (4 GiB).
     chunk_edge : int
         Edge of the block one dask task encodes, in pixels (rounded to whole tiles).
+    scratch : str, optional
+        A local folder (default: the system's temporary folder) where each level's
+        2 x 2 means are spilled, uncompressed, while the level is written, so that the
+        next level does not decode the source again; removed at the end. With a
+        cluster of several machines it must be a folder they all see.
     progress : bool
         Print a progress bar per level.
 
@@ -349,6 +413,13 @@ def to_dicom_slide(
             while size > max(tile_shape):
                 size //= 2
                 levels += 1
+    options = {
+        "storage_options": storage_options,
+        "offset_table": offset_table,
+        "eot_threshold": eot_threshold,
+        "chunk_edge": chunk_edge,
+        "progress": progress,
+    }
     dest_text = os.fspath(dest)
     if is_local(dest_text):
         os.makedirs(dest_text.removeprefix("file://"), exist_ok=True)
@@ -358,41 +429,34 @@ def to_dicom_slide(
     spacing0 = _spacing(base.shape[:2], refs, pixel_spacing)
     written: list[str] = []
     array = base
-    for k in range(levels):
-        if k > 0:
-            same = source_levels is not None and k < len(source_levels)
-            array = source_levels[k] if same and source_levels else downsample(array)
-        rows, cols = array.shape[:2]
-        spacing = (
-            _spacing((rows, cols), refs, None)
-            if source_levels is not None and pixel_spacing is None
-            else (spacing0[0] * base.shape[0] / rows, spacing0[1] * base.shape[1] / cols)
-        )
-        spec = LevelSpec(
-            rows,
-            cols,
-            tile_shape,
-            samples,
-            base.dtype.itemsize * 8,
-            base.dtype.kind == "i",
-            spacing,
-            resampled=k > 0,
-        )
-        result = write_level(
-            array,
-            _join(dest_text, f"level-{k}.dcm"),
-            context=context,
-            spec=spec,
-            encoder=encoder,
-            instance_number=k + 1,
-            storage_options=storage_options,
-            offset_table=offset_table,
-            eot_threshold=eot_threshold,
-            chunk_edge=chunk_edge,
-            progress=progress,
-            label=f"level {k} ({cols} x {rows})",
-        )
-        written.append(result.url)
+    scratch_dir = tempfile.mkdtemp(prefix="dicom-dask-levels-", dir=scratch)
+    spill: Any = None
+    try:
+        for k in range(levels):
+            if k > 0:
+                same = source_levels is not None and k < len(source_levels)
+                array = source_levels[k] if same and source_levels else _from_spill(spill)
+            spill = None
+            if k + 1 < levels and not (source_levels and k + 1 < len(source_levels)):
+                folder = os.path.join(scratch_dir, f"level-{k + 1}.zarr")
+                spill = spill_target(array, tile_shape, chunk_edge, folder)
+            written.append(
+                _write_one(
+                    array,
+                    k,
+                    dest_text,
+                    spill=spill,
+                    base_shape=base.shape[:2],
+                    spacing0=spacing0,
+                    refs=refs if source_levels is not None and pixel_spacing is None else None,
+                    context=context,
+                    encoder=encoder,
+                    tile=tile_shape,
+                    options=options,
+                )
+            )
+    finally:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
     written += _write_associated(
         like,
         associated,
@@ -404,6 +468,57 @@ def to_dicom_slide(
         start=levels + 1,
     )
     return written
+
+
+def _from_spill(spill: Any) -> dask.array.Array:
+    import dask.array as da
+
+    return da.from_zarr(spill)
+
+
+def _write_one(
+    array: dask.array.Array,
+    k: int,
+    dest: str,
+    *,
+    spill: Any,
+    base_shape: tuple[int, ...],
+    spacing0: tuple[float, float],
+    refs: Any,
+    context: SlideContext,
+    encoder: Encoder,
+    tile: tuple[int, int],
+    options: dict[str, Any],
+) -> str:
+    """Write level ``k`` of the pyramid."""
+    rows, cols = array.shape[:2]
+    spacing = (
+        _spacing((rows, cols), refs, None)
+        if refs is not None
+        else (spacing0[0] * base_shape[0] / rows, spacing0[1] * base_shape[1] / cols)
+    )
+    spec = LevelSpec(
+        rows,
+        cols,
+        tile,
+        encoder.samples,
+        array.dtype.itemsize * 8,
+        array.dtype.kind == "i",
+        spacing,
+        resampled=k > 0,
+    )
+    result = write_level(
+        array,
+        _join(dest, f"level-{k}.dcm"),
+        context=context,
+        spec=spec,
+        encoder=encoder,
+        instance_number=k + 1,
+        label=f"level {k} ({cols} x {rows})",
+        spill=spill,
+        **options,
+    )
+    return result.url
 
 
 def _write_associated(
