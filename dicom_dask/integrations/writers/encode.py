@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pydicom import uid as _uid
 
-from dicom_dask.errors import UnsupportedTransferSyntaxError
+from dicom_dask.errors import MissingDecoderError, UnsupportedTransferSyntaxError
 
 __all__ = ["SYNTAXES", "Encoder", "downsample2", "encode_block", "pad_tile"]
 
@@ -84,6 +84,13 @@ class Encoder:
             raise UnsupportedTransferSyntaxError(
                 f"JPEG baseline holds 8-bit samples only, not {self.dtype}"
             )
+        if ts not in (_uid.ExplicitVRLittleEndian, _uid.RLELossless):
+            try:
+                import imagecodecs  # noqa: F401
+            except ImportError as exc:
+                raise MissingDecoderError(
+                    f"writing {ts.name} needs imagecodecs: pip install 'dicom_dask[fast]'"
+                ) from exc
         if self.samples not in (1, 3):
             raise UnsupportedTransferSyntaxError(
                 f"tiles must have 1 or 3 samples per pixel, not {self.samples}"
