@@ -185,14 +185,17 @@ def spill_target(array: Any, tile: tuple[int, int], chunk_edge: int, folder: str
 
 
 def _workers() -> int:
-    try:
+    """Threads that compute: the cluster's, when a distributed client is active."""
+    if "distributed" in sys.modules:  # importing it costs seconds: only if in use
         from distributed import default_client
 
-        return max(1, sum(default_client().nthreads().values()))
-    except (ImportError, ValueError):
-        import dask
+        try:
+            return max(1, sum(default_client().nthreads().values()))
+        except ValueError:
+            pass
+    import dask
 
-        return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
 def downsample(array: dask.array.Array) -> dask.array.Array:
