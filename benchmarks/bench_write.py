@@ -39,11 +39,11 @@ def run_mode(mode: str, out: str) -> dict[str, object]:
     """One write in this process; returns seconds, peak MiB and what was written."""
     import dask
 
-    t0 = time.perf_counter()
     if mode == "wsidicom":
         from wsidicom import WsiDicom
         from wsidicom.codec import JpegSettings
 
+        t0 = time.perf_counter()  # imports excluded, opening included, for both
         with WsiDicom.open(SOURCE) as wsi:
             files = wsi.save(
                 out,
@@ -56,7 +56,6 @@ def run_mode(mode: str, out: str) -> dict[str, object]:
         return {"seconds": seconds, "peak_mib": _peak_mib(), "files": len(files)}
     import dicom_dask
 
-    slide = dicom_dask.open_slide(SOURCE)
     levels = 7 if mode == "ours-all" else 3
     kwargs = {"transfer_syntax": "jpeg", "quality": 90, "levels": levels, "progress": False}
     if mode == "cluster":
@@ -68,12 +67,15 @@ def run_mode(mode: str, out: str) -> dict[str, object]:
             ) as cluster,
             distributed.Client(cluster) as client,
         ):
-            t0 = time.perf_counter()
+            t0 = time.perf_counter()  # the cluster's start is not timed
+            slide = dicom_dask.open_slide(SOURCE)
             files = dicom_dask.to_dicom_slide(slide.levels[0], out, like=slide, **kwargs)
             seconds = time.perf_counter() - t0
             workers = client.run(_peak_mib)
         peak = _peak_mib() + sum(workers.values())
         return {"seconds": seconds, "peak_mib": peak, "files": len(files), "workers": workers}
+    t0 = time.perf_counter()
+    slide = dicom_dask.open_slide(SOURCE)
     with dask.config.set(scheduler="threads", num_workers=2):
         files = dicom_dask.to_dicom_slide(slide.levels[0], out, like=slide, **kwargs)
     seconds = time.perf_counter() - t0
