@@ -44,14 +44,14 @@ def _picture(rows: int = 896, cols: int = 1024) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-level lossless source slide with a label, as a scanner would write it."""
+    """A 2-level lossless source slide with a label, in one series."""
     root = tmp_path_factory.mktemp("source")
     picture = _picture()
     common: dict[str, Any] = {
         "frame_of_reference": "1.2.826.0.1.3680043.8.498.77",
         "study_uid": "1.2.826.0.1.3680043.8.498.78",
         "container_id": "SLIDE-W",
-        "transfer_syntax": uid.JPEGLSLossless,
+        "transfer_syntax": uid.ExplicitVRLittleEndian,  # nothing to encode: fast
     }
     half = picture[::2, ::2].copy()
     label = np.full((120, 200, 3), 200, np.uint8)
@@ -359,6 +359,23 @@ def test_seg_over_a_ct_series_equals_the_labels(ct: Path, tmp_path, kind) -> Non
     np.testing.assert_array_equal(by_instance, labels)
     if DCIODVFY and kind == "BINARY":
         assert _errors(path) == []
+
+
+def test_fractional_seg_over_a_ct_series(ct: Path, tmp_path) -> None:
+    hd = pytest.importorskip("highdicom")
+    vol = dicom_dask.open_volume(ct)
+    zz, yy, xx = np.mgrid[0:10, 0:64, 0:48]
+    prob = np.stack([xx / 47.0, (yy > 20) * zz / 9.0]).astype(np.float32)
+    path = dicom_dask.to_dicom_seg(
+        da.from_array(prob, chunks=(1, 4, 64, 48)),
+        tmp_path / "prob.dcm",
+        like=vol,
+        segmentation_type="FRACTIONAL",
+        segment_labels=["gradient", "ramp"],
+        progress=False,
+    )
+    got = hd.seg.segread(path).get_volume().array  # (slices, rows, columns, segments)
+    np.testing.assert_allclose(np.moveaxis(got, -1, 0), np.rint(prob * 255) / 255, atol=1e-6)
 
 
 def test_seg_refuses_labels_off_the_source(source: Path, tmp_path) -> None:

@@ -197,7 +197,7 @@ def slide_context(
     ds.Manufacturer = _SOFTWARE
     ds.ManufacturerModelName = _SOFTWARE
     ds.DeviceSerialNumber = "0"
-    ds.SoftwareVersions = _version()
+    ds.SoftwareVersions = software_version()
     if path is None:
         path = Dataset()
         path.OpticalPathIdentifier = "0"
@@ -235,10 +235,14 @@ def _ds(value: Any) -> DSfloat:
     return DSfloat(float(value), auto_format=True)
 
 
-def _version() -> str:
-    from dicom_dask import __version__
+def software_version() -> str:
+    """The installed dicom_dask version (Software Versions of what is written)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return str(__version__)
+    try:
+        return version("dicom_dask")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return "0"
 
 
 def _dimension_index(organization_uid: str) -> DicomSequence:

@@ -28,7 +28,12 @@ from dicom_dask.frames._io import StorageOptions
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
-from dicom_dask.integrations.writers.dataset import _ds, new_uid, slide_context
+from dicom_dask.integrations.writers.dataset import (
+    _ds,
+    new_uid,
+    slide_context,
+    software_version,
+)
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
 from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
 from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
@@ -72,7 +77,7 @@ def _descriptions(number: int, segment_labels: Sequence[str] | None, algorithm: 
     if len(labels) != number:
         raise LayoutError(f"{number} segments but {len(labels)} segment_labels")
     algorithm_id = hd.AlgorithmIdentificationSequence(
-        name=algorithm, version=_version(), family=codes.cid7162.ArtificialIntelligence
+        name=algorithm, version=software_version(), family=codes.cid7162.ArtificialIntelligence
     )
     return [
         hd.seg.SegmentDescription(
@@ -85,12 +90,6 @@ def _descriptions(number: int, segment_labels: Sequence[str] | None, algorithm: 
         )
         for i, label in enumerate(labels)
     ]
-
-
-def _version() -> str:
-    from dicom_dask import __version__
-
-    return str(__version__)
 
 
 _TYPE2 = (
@@ -148,7 +147,7 @@ def _template(
         instance_number=1,
         manufacturer="dicom_dask",
         manufacturer_model_name="dicom_dask",
-        software_versions=_version(),
+        software_versions=software_version(),
         device_serial_number="0",
         max_fractional_value=max_fractional_value,
         transfer_syntax_uid=transfer_syntax,
