@@ -18,6 +18,7 @@ has a defined length and needs no table.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -195,37 +196,45 @@ def write_instance(
             table = "eot" if bound > eot_threshold else "bot"
         if not encapsulated:
             table = "none"
-        with open(path, "wb") as fh:
-            zeros = [0] * n
-            eot = table == "eot"
-            head = header_bytes(ds, offsets=zeros if eot else None, lengths=zeros if eot else None)
-            fh.write(head)
-            fh.write(_pixel_header(encapsulated, vr, native_length))
-            if encapsulated:
-                fh.write(_bot(n) if table == "bot" else _ITEM + b"\x00" * 4)
-            items = _Items(fh, encapsulated)
-            for batch in batches:
-                for frame in batch:
-                    items.write(frame)
-            _check_count(items, n, path)
-            if not encapsulated and native_length % 2:
-                fh.write(b"\x00")
-            if encapsulated:
-                fh.write(_DELIMITER)
-            if table == "bot":
-                _check_bot(items, path)
-                fh.seek(len(head) + 12 + 8)
-                fh.write(np.asarray(items.offsets, dtype="<u4").tobytes())
-            ratio_at = _ratio_position(head)
-            if ratio_at is not None:
-                fh.seek(ratio_at)
-                fh.write(_ratio_bytes(n * frame_bytes, sum(items.lengths)))
-            if table == "eot":
-                # the header ends with the EOT (12 + 8n bytes) and its lengths (12 + 8n)
-                fh.seek(len(head) - 2 * (12 + 8 * n) + 12)
-                fh.write(np.asarray(items.offsets, dtype="<u8").tobytes())
-                fh.seek(len(head) - 8 * n)
-                fh.write(np.asarray(items.lengths, dtype="<u8").tobytes())
+        try:
+            with open(path, "wb") as fh:
+                zeros = [0] * n
+                eot = table == "eot"
+                head = header_bytes(
+                    ds, offsets=zeros if eot else None, lengths=zeros if eot else None
+                )
+                fh.write(head)
+                fh.write(_pixel_header(encapsulated, vr, native_length))
+                if encapsulated:
+                    fh.write(_bot(n) if table == "bot" else _ITEM + b"\x00" * 4)
+                items = _Items(fh, encapsulated)
+                for batch in batches:
+                    for frame in batch:
+                        items.write(frame)
+                _check_count(items, n, path)
+                if not encapsulated and native_length % 2:
+                    fh.write(b"\x00")
+                if encapsulated:
+                    fh.write(_DELIMITER)
+                if table == "bot":
+                    _check_bot(items, path)
+                    fh.seek(len(head) + 12 + 8)
+                    fh.write(np.asarray(items.offsets, dtype="<u4").tobytes())
+                ratio_at = _ratio_position(head)
+                if ratio_at is not None:
+                    fh.seek(ratio_at)
+                    fh.write(_ratio_bytes(n * frame_bytes, sum(items.lengths)))
+                if table == "eot":
+                    # the header ends with the EOT (12 + 8n bytes) and its lengths (12 + 8n)
+                    fh.seek(len(head) - 2 * (12 + 8 * n) + 12)
+                    fh.write(np.asarray(items.offsets, dtype="<u8").tobytes())
+                    fh.seek(len(head) - 8 * n)
+                    fh.write(np.asarray(items.lengths, dtype="<u8").tobytes())
+        except BaseException:
+            # no truncated file left behind (a failed task, an interrupt)
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            raise
         return Written(path, table, np.asarray(items.offsets), np.asarray(items.lengths))
     fs, path = resolve_fs(os.fspath(dest), storage_options)
     with tempfile.TemporaryFile(dir=spool_dir) as spool:
