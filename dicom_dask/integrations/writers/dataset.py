@@ -295,7 +295,7 @@ def slide_level_dataset(
     ds.BurnedInAnnotation = "YES" if spec.image_type in ("LABEL", "OVERVIEW") else "NO"
     ds.VolumetricProperties = "VOLUME"
     if spec.image_type in ("LABEL", "OVERVIEW"):
-        ds.SpecimenLabelInImage = "YES" if spec.image_type == "LABEL" else ds.SpecimenLabelInImage
+        ds.SpecimenLabelInImage = "YES"  # dciodvfy requires it of both kinds
     if spec.image_type == "LABEL":  # the Slide Label module
         ds.BarcodeValue = context.label_text[0]
         ds.LabelText = context.label_text[1]
