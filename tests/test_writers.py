@@ -425,3 +425,21 @@ def test_cli_convert_to_dicom_from_a_slide_and_an_ome_zarr(source: Path, tmp_pat
     from_zarr = dicom_dask.open_slide(tmp_path / "b")
     assert_eq(from_zarr.levels[0], slide.levels[0].compute())
     assert from_zarr.pixel_spacings[0] == pytest.approx(slide.pixel_spacings[0])
+
+
+def test_a_volume_rewritten_as_a_series_and_by_the_cli(ct: Path, tmp_path) -> None:
+    from dicom_dask.integrations.cli import main
+    from dicom_dask.integrations.writers import to_dicom_series
+
+    vol = dicom_dask.open_volume(ct)
+    files = to_dicom_series(vol, tmp_path / "a", transfer_syntax="rle", progress=False)
+    assert len(files) == 10
+    again = dicom_dask.open_volume(tmp_path / "a")
+    assert_eq(again.array, vol.array.compute())
+    np.testing.assert_allclose(again.affine, vol.affine)
+    ds = pydicom.dcmread(files[0])
+    assert ds.file_meta.TransferSyntaxUID == uid.RLELossless
+    assert ds.SeriesInstanceUID != vol.sources[0][0].SeriesInstanceUID
+    assert main(["convert", str(ct), str(tmp_path / "b"), "--to", "dicom", "-q",
+                 "--transfer-syntax", "jpeg2000-lossless"]) == 0  # fmt: skip
+    assert_eq(dicom_dask.open_volume(tmp_path / "b").array, vol.array.compute())

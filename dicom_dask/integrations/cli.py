@@ -210,10 +210,12 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _convert_to_dicom(args: argparse.Namespace) -> int:
-    """``convert --to dicom``: a DICOM slide or an OME-Zarr image as a WSM pyramid."""
+    """``convert --to dicom``: a slide or an OME-Zarr image as a WSM pyramid, a volume as
+    a new single-frame series."""
     from dicom_dask.errors import LayoutError
-    from dicom_dask.images.slide import open_slide
-    from dicom_dask.integrations.writers import to_dicom_slide
+    from dicom_dask.images.slide import list_slides, open_slide
+    from dicom_dask.images.volume import open_volume
+    from dicom_dask.integrations.writers import to_dicom_series, to_dicom_slide
 
     options = _storage_options(args.storage_option)
     write = {
@@ -226,10 +228,16 @@ def _convert_to_dicom(args: argparse.Namespace) -> int:
         files = to_dicom_slide(data, args.dest, pixel_spacing=spacing, levels=levels, **write)
     else:
         kind, _ = _kind(args.url, options)
-        if kind not in ("slide", "folder"):
-            raise LayoutError(f"{args.url}: --to dicom writes slides; this is a {kind}")
-        slide = open_slide(args.url, storage_options=options)
-        files = to_dicom_slide(slide, args.dest, associated=True, **write)
+        if kind == "folder":  # a folder of slide instances, or a series
+            kind = "slide" if list_slides(args.url, storage_options=options) else "volume"
+        if kind == "slide":
+            slide = open_slide(args.url, storage_options=options)
+            files = to_dicom_slide(slide, args.dest, associated=True, **write)
+        elif kind == "volume":
+            volume = open_volume(args.url, storage_options=options)
+            files = to_dicom_series(volume, args.dest, **write)
+        else:
+            raise LayoutError(f"{args.url}: --to dicom writes slides and volumes, not {kind}")
     print(f"wrote {len(files)} DICOM instances in {args.dest}")
     return 0
 
@@ -446,7 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--to",
                 choices=["zarr", "dicom"],
                 default="zarr",
-                help="zarr (default; a slide: OME-Zarr) or dicom (a WSM pyramid in folder dest)",
+                help="zarr (default; a slide: OME-Zarr) or dicom (folder dest: a WSM pyramid, "
+                "or a volume's new series)",
             )
             p.add_argument(
                 "--transfer-syntax",
