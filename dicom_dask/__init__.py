@@ -18,6 +18,9 @@ from dicom_dask.api import (
     open_tiled,
     open_volume,
     tissue_mask,
+    to_dicom_seg,
+    to_dicom_series,
+    to_dicom_slide,
     to_kerchunk,
     to_ome_zarr,
 )
@@ -56,6 +59,9 @@ __all__ = [
     "open_tiled",
     "open_volume",
     "tissue_mask",
+    "to_dicom_seg",
+    "to_dicom_series",
+    "to_dicom_slide",
     "to_kerchunk",
     "to_ome_zarr",
 ]

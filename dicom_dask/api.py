@@ -11,7 +11,10 @@
 * [`open_volume`][dicom_dask.images.volume.open_volume] and
   [`list_series`][dicom_dask.images.volume.list_series]: CT/MR volumes;
 * [`to_kerchunk`][dicom_dask.integrations.kerchunk.to_kerchunk]: kerchunk references;
-* [`tissue_mask`][dicom_dask.integrations.patches.tissue_mask]: a tissue mask of a slide.
+* [`tissue_mask`][dicom_dask.integrations.patches.tissue_mask]: a tissue mask of a slide;
+* [`to_dicom_slide`][dicom_dask.integrations.writers.slide.to_dicom_slide] and
+  [`to_dicom_seg`][dicom_dask.integrations.writers.seg.to_dicom_seg] and
+  [`to_dicom_series`][dicom_dask.integrations.writers.series.to_dicom_series]: write DICOM.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dicom_dask.images.slide import list_slides, open_slide, open_tiled, to_ome_
 from dicom_dask.images.volume import list_series, open_volume
 from dicom_dask.integrations.kerchunk import to_kerchunk
 from dicom_dask.integrations.patches import tissue_mask
+from dicom_dask.integrations.writers import to_dicom_seg, to_dicom_series, to_dicom_slide
 
 __all__ = [
     "Frames",
@@ -32,6 +36,9 @@ __all__ = [
     "open_tiled",
     "open_volume",
     "tissue_mask",
+    "to_dicom_seg",
+    "to_dicom_series",
+    "to_dicom_slide",
     "to_kerchunk",
     "to_ome_zarr",
 ]

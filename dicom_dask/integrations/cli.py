@@ -549,6 +549,8 @@ def _convert(args: argparse.Namespace) -> int:
 
     from dicom_dask.images.slide import to_ome_zarr
 
+    if getattr(args, "to", "zarr") == "dicom":
+        return _convert_to_dicom(args)
     options = _storage_options(args.storage_option)
     _check_destination(args.dest, args.overwrite)
     kind, source = _open_source(args.url, options, args.as_)
@@ -576,6 +578,75 @@ def _convert(args: argparse.Namespace) -> int:
         da.store(array, target, lock=False)  # type: ignore[arg-type]
     print(f"wrote {args.dest}: zarr array {list(array.shape)} {array.dtype}, {note}")
     return 0
+
+
+def _convert_to_dicom(args: argparse.Namespace) -> int:
+    """``convert --to dicom``: a slide or an OME-Zarr image as a WSM pyramid, a volume as
+    a new single-frame series."""
+    from dicom_dask.errors import LayoutError
+    from dicom_dask.integrations.writers import to_dicom_series, to_dicom_slide
+
+    options = _storage_options(args.storage_option)
+    write = {
+        "transfer_syntax": args.transfer_syntax,
+        "storage_options": options,
+        "progress": not args.quiet,
+    }
+    if args.url.rstrip("/").endswith(".zarr"):
+        data, spacing, levels = _ome_zarr_level0(args.url, options)
+        files = to_dicom_slide(data, args.dest, pixel_spacing=spacing, levels=levels, **write)
+    else:
+        kind, source = _open_source(args.url, options, args.as_)
+        if kind == "slide":
+            files = to_dicom_slide(source, args.dest, associated=True, **write)
+        elif kind == "volume":
+            files = to_dicom_series(source, args.dest, **write)
+        else:
+            raise LayoutError(f"{args.url}: --to dicom writes slides and volumes, not {kind}")
+    print(f"wrote {len(files)} DICOM instances in {args.dest}")
+    return 0
+
+
+def _ome_zarr_level0(url: str, options: dict[str, Any]) -> tuple[Any, Any, int]:
+    """Level 0 of an OME-Zarr image as ``(y, x[, s])``, its spacing in mm, its level count."""
+    import dask.array as da
+    import zarr
+
+    from dicom_dask.errors import LayoutError
+
+    group = zarr.open_group(url, mode="r", storage_options=options or None)
+    attrs: dict[str, Any] = dict(group.attrs)
+    multiscales: Any = attrs.get("ome", attrs).get("multiscales")
+    if not multiscales:
+        raise LayoutError(f"{url}: no OME-Zarr multiscales")
+    ms: dict[str, Any] = multiscales[0]
+    axes = [a["name"] if isinstance(a, dict) else a for a in ms["axes"]]
+    dataset = ms["datasets"][0]
+    array = da.from_zarr(group[dataset["path"]])
+    for name in [a for a in axes if a not in ("c", "y", "x")]:
+        if array.shape[axes.index(name)] != 1:
+            raise LayoutError(f"{url}: axis {name!r} has several planes; write one of them")
+        array = array.take(0, axis=axes.index(name))
+        axes.remove(name)
+    if "c" in axes:
+        array = da.moveaxis(array, axes.index("c"), -1)
+    spacing = None
+    for transform in dataset.get("coordinateTransformations", []):
+        if transform.get("type") == "scale":
+            sy, sx, _ = _spatial(transform, ms)
+            units = {a["name"]: a.get("unit") for a in ms["axes"] if isinstance(a, dict)}
+            factor = {"micrometer": 1e-3, "millimeter": 1.0, "nanometer": 1e-6}.get(
+                str(units.get("y")), 1.0
+            )
+            spacing = (sy * factor, sx * factor)
+    return array, spacing, len(ms["datasets"])
+
+
+def _spatial(transform: dict[str, Any], ms: dict[str, Any]) -> list[float]:
+    """The scale of y and x (then c) from a scale transform over the multiscale's axes."""
+    names = [a["name"] if isinstance(a, dict) else a for a in ms["axes"]]
+    scale = dict(zip(names, transform["scale"], strict=False))
+    return [float(scale.get("y", 1.0)), float(scale.get("x", 1.0)), float(scale.get("c", 1.0))]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -762,6 +833,19 @@ def _parser() -> argparse.ArgumentParser:
         help="stored: the stored values, with the modality rescale (such as Hounsfield "
         "units) as scale_factor and add_offset attributes; rescaled: the rescaled values "
         "as float32. A rescale that changes between slices is always applied.",
+    )
+    p.add_argument(
+        "--to",
+        choices=["zarr", "dicom"],
+        default="zarr",
+        help="zarr (the default; a slide becomes OME-Zarr) or dicom (dest is a folder: a slide "
+        "or an OME-Zarr image becomes a whole-slide pyramid, a series a new series)",
+    )
+    p.add_argument(
+        "--transfer-syntax",
+        default="jpeg",
+        help="with --to dicom: jpeg, jpeg2000, jpeg2000-lossless, htj2k, htj2k-lossless, "
+        "jpegls, rle or explicit (jpeg)",
     )
     p = sub.add_parser("demo", help="generate test files and read them lazily (no network)")
     p.add_argument("--frames", type=int, default=1024, help="number of tiles (1024)")

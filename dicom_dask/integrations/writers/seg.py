@@ -1,0 +1,541 @@
+"""``to_dicom_seg``: a label or probability dask array as a DICOM Segmentation.
+
+highdicom builds the metadata: segment descriptions, code sequences, the references to
+the source, the dimension index and the functional groups. It would also need the
+whole pixel array in memory, so it is given a one-tile (slide) or one-slice (volume)
+template instead; the header is then widened to the full geometry, and the frames are
+encoded tile by tile inside dask tasks and streamed like a slide level (see
+[`write_instance`][dicom_dask.integrations.writers.stream.write_instance]).
+
+Frame order: segments outermost, then TILED_FULL tile order (slides) or slice order
+(volumes). ``BINARY`` frames are bit-packed, ``FRACTIONAL`` frames are 8-bit
+``round(p * max_fractional_value)``, ``LABELMAP`` frames hold the labels (8 or 16 bits).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicom_dask.errors import LayoutError
+from dicom_dask.frames._io import StorageOptions
+from dicom_dask.images.level import Level
+from dicom_dask.images.slide import Slide
+from dicom_dask.images.volume import Volume
+from dicom_dask.integrations.writers.dataset import (
+    _ds,
+    new_uid,
+    slide_context,
+    software_version,
+)
+from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
+from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
+from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
+
+if TYPE_CHECKING:
+    import dask.array
+
+__all__ = ["to_dicom_seg"]
+
+_SEG_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
+
+
+@dataclass(frozen=True)
+class _BinaryFrame:
+    """Bit-packs ``tile == segment`` (DICOM's little-endian bit order)."""
+
+    segment: int
+
+    def __call__(self, tile: np.ndarray) -> bytes:
+        from pydicom.pixels import pack_bits
+
+        return bytes(pack_bits(np.asarray(tile == self.segment, dtype=np.uint8)))
+
+
+@dataclass(frozen=True)
+class _FractionalFrame:
+    """``round(p * max_value)`` as 8-bit."""
+
+    max_value: int
+
+    def __call__(self, tile: np.ndarray) -> bytes:
+        scaled = np.rint(np.clip(np.asarray(tile, dtype=np.float64), 0.0, 1.0) * self.max_value)
+        return scaled.astype(np.uint8).tobytes()
+
+
+def _descriptions(number: int, segment_labels: Sequence[str] | None, algorithm: str) -> list[Any]:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    labels = list(segment_labels or [f"segment {i}" for i in range(1, number + 1)])
+    if len(labels) != number:
+        raise LayoutError(f"{number} segments but {len(labels)} segment_labels")
+    algorithm_id = hd.AlgorithmIdentificationSequence(
+        name=algorithm, version=software_version(), family=codes.cid7162.ArtificialIntelligence
+    )
+    return [
+        hd.seg.SegmentDescription(
+            segment_number=i + 1,
+            segment_label=label,
+            segmented_property_category=codes.cid7150.Tissue,
+            segmented_property_type=codes.cid7166.ConnectiveTissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm_id,
+        )
+        for i, label in enumerate(labels)
+    ]
+
+
+_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+
+
+def _completed(ds: Dataset) -> Dataset:
+    """A copy of a source header with the empty type 2 attributes highdicom reads."""
+    out = copy.deepcopy(ds)
+    for keyword in _TYPE2:
+        if keyword not in out:
+            setattr(out, keyword, "")
+    return out
+
+
+def _template(
+    source_images: list[Dataset],
+    pixels: np.ndarray,
+    *,
+    segmentation_type: str,
+    descriptions: Sequence[Any],
+    max_fractional_value: int,
+    series_description: str | None,
+    transfer_syntax: str,
+    tiled: tuple[int, int] | None,
+    further: Sequence[Dataset] = (),
+    pixel_measures: Any = None,
+) -> Dataset:
+    import highdicom as hd
+
+    kwargs: dict[str, Any] = {"pixel_measures": pixel_measures}
+    if tiled is not None:
+        kwargs = {
+            "tile_pixel_array": True,
+            "tile_size": tiled,
+            "dimension_organization_type": "TILED_FULL",
+        }
+    seg = hd.seg.Segmentation(
+        source_images=[_completed(ds) for ds in source_images],
+        pixel_array=pixels,
+        segmentation_type=segmentation_type,
+        segment_descriptions=descriptions,
+        series_instance_uid=new_uid(),
+        series_number=901,
+        sop_instance_uid=new_uid(),
+        instance_number=1,
+        manufacturer="dicom_dask",
+        manufacturer_model_name="dicom_dask",
+        software_versions=software_version(),
+        device_serial_number="0",
+        max_fractional_value=max_fractional_value,
+        transfer_syntax_uid=transfer_syntax,
+        omit_empty_frames=False,
+        further_source_images=list(further) or None,
+        **kwargs,
+    )
+    if series_description:
+        seg.SeriesDescription = series_description
+    for keyword in ("PixelData", "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if keyword in seg:
+            del seg[keyword]
+    return seg
+
+
+def _segments_axis(labels: Any, spatial: int, kind: str) -> tuple[dask.array.Array, int]:
+    """``(segments, *spatial)`` probabilities, or ``spatial`` labels; and the segment count."""
+    import dask.array as da
+
+    arr = labels if isinstance(labels, da.Array) else da.asarray(labels)
+    if kind == "FRACTIONAL":
+        if arr.ndim == spatial:
+            arr = arr[np.newaxis]
+        if arr.ndim != spatial + 1:
+            raise LayoutError(f"FRACTIONAL expects (segments, ...) probabilities, got {arr.shape}")
+        return arr, int(arr.shape[0])
+    if arr.ndim != spatial:
+        raise LayoutError(f"expected a {spatial}-d label array, got shape {arr.shape}")
+    if arr.dtype.kind not in "uib":
+        raise LayoutError(f"{kind} labels must be integers, not {arr.dtype}")
+    return arr, -1
+
+
+def _frame_encoder(
+    kind: str, segment: int, transfer_syntax: str, max_value: int, dtype: Any
+) -> Any:
+    if kind == "BINARY":
+        return _BinaryFrame(segment)
+    if kind == "FRACTIONAL":
+        return _FractionalFrame(max_value)
+    return Encoder(transfer_syntax, 1, str(np.dtype(dtype)))
+
+
+def _passes(
+    array: dask.array.Array,
+    kind: str,
+    count: int,
+    *,
+    tile: tuple[int, int],
+    transfer_syntax: str,
+    max_value: int,
+    label_dtype: Any,
+    chunk_edge: int,
+    progress: _Progress,
+) -> Iterator[list[bytes]]:
+    """Frames of every segment in turn (one pass over the labels per segment)."""
+    if kind == "LABELMAP":
+        encoder = _frame_encoder(kind, 0, transfer_syntax, max_value, label_dtype)
+        yield from encoded_bands(
+            array.astype(label_dtype),
+            tile=tile,
+            encoder=encoder,
+            chunk_edge=chunk_edge,
+            progress=progress,
+        )
+        return
+    for s in range(count):
+        plane = array[s] if kind == "FRACTIONAL" else array
+        encoder = _frame_encoder(kind, s + 1, transfer_syntax, max_value, label_dtype)
+        yield from encoded_bands(
+            plane, tile=tile, encoder=encoder, chunk_edge=chunk_edge, progress=progress
+        )
+
+
+def to_dicom_seg(
+    labels: Any,
+    dest: str | os.PathLike[str],
+    *,
+    like: Slide | Level | Volume,
+    segmentation_type: str = "BINARY",
+    segment_labels: Sequence[str] | None = None,
+    segment_descriptions: Sequence[Any] | None = None,
+    algorithm: str = "dicom_dask",
+    max_fractional_value: int = 255,
+    tile: int | tuple[int, int] | None = None,
+    transfer_syntax: str = "explicit",
+    series_description: str | None = None,
+    storage_options: StorageOptions = None,
+    offset_table: str = "auto",
+    eot_threshold: int = EOT_THRESHOLD,
+    chunk_edge: int = CHUNK_EDGE,
+    progress: bool = True,
+) -> str:
+    """Write ``labels`` over a slide level or a volume as a DICOM Segmentation file ``dest``.
+
+    Parameters
+    ----------
+    labels : dask or numpy array
+        ``BINARY`` and ``LABELMAP``: integer labels, 0 = background, segment ``i`` =
+        value ``i``; ``(y, x)`` over a slide level, ``(slices, rows, columns)`` over a
+        volume. ``FRACTIONAL``: probabilities in [0, 1], ``(segments, ...)`` or one
+        segment without the leading axis.
+    dest : str or path
+        The file to write, local or an fsspec URL.
+    like : Slide, Level or Volume
+        The source the segmentation references: a slide level with the labels' shape
+        (a ``Slide``: the level whose matrix has that shape), or a volume opened from a
+        series of single-frame images.
+    segmentation_type : {"BINARY", "FRACTIONAL", "LABELMAP"}
+    segment_labels : sequence of str, optional
+        One label per segment (default ``"segment 1"``...).
+    segment_descriptions : sequence of highdicom.seg.SegmentDescription, optional
+        Full descriptions (property category/type codes...), instead of labels.
+    tile : int or (int, int), optional
+        Tile of a slide SEG (default: the source level's tile).
+    transfer_syntax : str
+        ``"explicit"``; ``LABELMAP`` also ``"rle"``, ``"jpegls"``, ``"jpeg2000-lossless"``.
+
+    Returns
+    -------
+    str
+        The written file.
+    """
+    kind = str(getattr(segmentation_type, "value", segmentation_type)).upper()
+    if kind not in _SEG_TYPES:
+        raise ValueError(
+            f"segmentation_type must be one of {_SEG_TYPES}, not {segmentation_type!r}"
+        )
+    ts = transfer_syntax_uid(transfer_syntax)
+    if kind != "LABELMAP" and ts != "1.2.840.10008.1.2.1":
+        raise LayoutError(f"{kind} segmentations are written in Explicit VR Little Endian only")
+    if isinstance(like, Volume):
+        return _volume_seg(
+            labels,
+            dest,
+            like,
+            kind=kind,
+            ts=ts,
+            segment_labels=segment_labels,
+            segment_descriptions=segment_descriptions,
+            algorithm=algorithm,
+            max_value=max_fractional_value,
+            series_description=series_description,
+            storage_options=storage_options,
+            offset_table=offset_table,
+            eot_threshold=eot_threshold,
+            chunk_edge=chunk_edge,
+            progress=progress,
+        )
+    array, count = _segments_axis(labels, 2, kind)
+    shape = tuple(array.shape[-2:])
+    level = _matching_level(like, shape)
+    tile_shape = (
+        level.tile_shape
+        if tile is None
+        else ((tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1])))
+    )
+    if kind == "BINARY" and (tile_shape[0] * tile_shape[1]) % 8:
+        raise LayoutError(f"BINARY frames of {tile_shape} pixels are not whole bytes")
+    count, label_dtype = _count(array, kind, count, segment_labels, segment_descriptions)
+    descriptions = list(segment_descriptions or _descriptions(count, segment_labels, algorithm))
+    source = _completed(level.image.dataset)
+    # the specimen module is copied into the SEG: complete what the source left out
+    filled = slide_context(source, samples=level.samples).common
+    for keyword in (
+        "IssuerOfTheContainerIdentifierSequence",
+        "ContainerTypeCodeSequence",
+        "SpecimenDescriptionSequence",
+    ):
+        if keyword not in source:
+            source[keyword] = filled[keyword]
+    # a one-tile source: highdicom builds the header from it without the whole array
+    source.TotalPixelMatrixRows, source.TotalPixelMatrixColumns = tile_shape
+    template_pixels = (
+        np.zeros((1, *tile_shape, count), np.float32)
+        if kind == "FRACTIONAL"
+        else np.zeros((1, *tile_shape), label_dtype if kind == "LABELMAP" else np.uint8)
+    )
+    if kind == "FRACTIONAL" and count == 1:
+        template_pixels = template_pixels[..., 0]
+    ds = _template(
+        [source],
+        template_pixels,
+        segmentation_type=kind,
+        descriptions=descriptions,
+        max_fractional_value=max_fractional_value,
+        series_description=series_description,
+        transfer_syntax=ts,
+        tiled=tile_shape,
+    )
+    rows, cols = shape
+    real = level.image.dataset
+    ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = rows, cols
+    for keyword in ("ImagedVolumeWidth", "ImagedVolumeHeight"):
+        if keyword in real:
+            ds[keyword] = copy.deepcopy(real[keyword])
+    tiles = -(-rows // tile_shape[0]) * -(-cols // tile_shape[1])
+    per_pass = 1 if kind == "LABELMAP" else count
+    ds.NumberOfFrames = tiles * per_pass
+    return _write(
+        ds,
+        _passes(
+            array,
+            kind,
+            count,
+            tile=tile_shape,
+            transfer_syntax=ts,
+            max_value=max_fractional_value,
+            label_dtype=label_dtype,
+            chunk_edge=chunk_edge,
+            progress=_Progress(int(ds.NumberOfFrames), "segmentation", progress),
+        ),
+        dest,
+        frame_shape=tile_shape,
+        storage_options=storage_options,
+        offset_table=offset_table,
+        eot_threshold=eot_threshold,
+    )
+
+
+def _count(
+    array: dask.array.Array,
+    kind: str,
+    count: int,
+    segment_labels: Sequence[str] | None,
+    segment_descriptions: Sequence[Any] | None,
+) -> tuple[int, Any]:
+    """The number of segments (from the descriptions, or the labels' maximum) and pixel dtype."""
+    if kind == "FRACTIONAL":
+        return count, np.uint8
+    given = segment_descriptions or segment_labels
+    n = len(given) if given else int(array.max().compute())
+    if n < 1:
+        raise LayoutError("the labels hold no segment (all zero) and no segment was described")
+    return n, np.uint8 if n < 256 else np.uint16
+
+
+def _matching_level(like: Slide | Level, shape: tuple[int, ...]) -> Level:
+    levels = like.pyramid if isinstance(like, Slide) else (like,)
+    for level in levels:
+        if tuple(level.matrix_shape) == tuple(shape):
+            return level
+    raise LayoutError(
+        f"labels of shape {shape} match no level of the source "
+        f"({[lv.matrix_shape for lv in levels]})"
+    )
+
+
+def _write(
+    ds: Dataset,
+    batches: Iterator[list[bytes]],
+    dest: str | os.PathLike[str],
+    *,
+    frame_shape: tuple[int, int],
+    storage_options: StorageOptions,
+    offset_table: str,
+    eot_threshold: int,
+) -> str:
+    bits = int(ds.BitsAllocated)
+    frame_bytes = frame_shape[0] * frame_shape[1] * bits // 8
+    written = write_instance(
+        ds,
+        batches,
+        dest,
+        number_of_frames=int(ds.NumberOfFrames),
+        encapsulated=ds.file_meta.TransferSyntaxUID.is_encapsulated,
+        frame_bytes=frame_bytes,
+        storage_options=storage_options,
+        offset_table=offset_table,
+        eot_threshold=eot_threshold,
+    )
+    return written.url
+
+
+def _pixel_measures(source: Dataset, volume: Volume) -> Any:
+    import highdicom as hd
+
+    step = float(volume.spacing[0])
+    thickness = source.get("SliceThickness")
+    return hd.PixelMeasuresSequence(
+        pixel_spacing=[float(v) for v in volume.spacing[1:]],
+        slice_thickness=float(thickness) if thickness else step,
+        spacing_between_slices=step,
+    )
+
+
+def _volume_seg(
+    labels: Any,
+    dest: str | os.PathLike[str],
+    volume: Volume,
+    *,
+    kind: str,
+    ts: str,
+    segment_labels: Sequence[str] | None,
+    segment_descriptions: Sequence[Any] | None,
+    algorithm: str,
+    max_value: int,
+    series_description: str | None,
+    storage_options: StorageOptions,
+    offset_table: str,
+    eot_threshold: int,
+    chunk_edge: int,
+    progress: bool,
+) -> str:
+    array, count = _segments_axis(labels, 3, kind)
+    if volume.sources is None or volume.channels:
+        raise LayoutError(
+            "a volume SEG references the slices of a volume opened with open_volume "
+            "(not derived, no channel dimensions)"
+        )
+    if tuple(array.shape[-3:]) != tuple(volume.spatial_shape):
+        raise LayoutError(f"labels {array.shape} do not match the volume {volume.spatial_shape}")
+    datasets, frames, _ = volume.sources
+    frames = np.asarray(frames).reshape(volume.spatial_shape[0], -1)
+    if (frames[:, 0] < 0).any():
+        raise LayoutError("the volume has missing slices: nothing to reference there")
+    slices = [datasets[int(i)] for i in frames[:, 0]]
+    if len({str(ds.SOPInstanceUID) for ds in slices}) != len(slices):
+        raise LayoutError("a volume SEG needs one single-frame source image per slice")
+    count, label_dtype = _count(array, kind, count, segment_labels, segment_descriptions)
+    descriptions = list(segment_descriptions or _descriptions(count, segment_labels, algorithm))
+    nslices, rows, cols = volume.spatial_shape
+    if kind == "BINARY" and (rows * cols) % 8:
+        raise LayoutError(f"BINARY frames of {rows} x {cols} pixels are not whole bytes")
+    if kind == "FRACTIONAL":
+        pixels = np.zeros((1, rows, cols, count), np.float32)
+        if count == 1:
+            pixels = pixels[..., 0]
+    else:
+        pixels = np.zeros((1, rows, cols), label_dtype if kind == "LABELMAP" else np.uint8)
+    first = _completed(slices[0])
+    if not first.get("SliceThickness"):
+        first.SliceThickness = _ds(volume.spacing[0])
+    ds = _template(
+        [first],
+        pixels,
+        segmentation_type=kind,
+        descriptions=descriptions,
+        max_fractional_value=max_value,
+        series_description=series_description,
+        transfer_syntax=ts,
+        tiled=None,
+        further=slices[1:],
+        pixel_measures=_pixel_measures(slices[0], volume),
+    )
+    measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    measures.SpacingBetweenSlices = _ds(volume.spacing[0])  # the template had one slice
+    per_pass = 1 if kind == "LABELMAP" else count
+    template = list(ds.PerFrameFunctionalGroupsSequence)
+    items = []
+    for s in range(per_pass):
+        for k, source in enumerate(slices):
+            item = copy.deepcopy(template[s])
+            item.PlanePositionSequence[0].ImagePositionPatient = copy.deepcopy(
+                source.ImagePositionPatient
+            )
+            content = item.FrameContentSequence[0]
+            values = [int(v) for v in np.atleast_1d(content.DimensionIndexValues)]
+            values[-1] = k + 1
+            content.DimensionIndexValues = values if len(values) > 1 else values[0]
+            for derivation in item.get("DerivationImageSequence", []):
+                for ref in derivation.SourceImageSequence:
+                    ref.ReferencedSOPClassUID = source.SOPClassUID
+                    ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
+            items.append(item)
+    ds.PerFrameFunctionalGroupsSequence = items
+    ds.NumberOfFrames = len(items)
+    # the volume as a column of slices: one "tile" per slice, in slice order
+    if kind == "FRACTIONAL":
+        flat = array.reshape(count, nslices * rows, cols)
+    else:
+        flat = array.reshape(nslices * rows, cols)
+    return _write(
+        ds,
+        _passes(
+            flat,
+            kind,
+            count,
+            tile=(rows, cols),
+            transfer_syntax=ts,
+            max_value=max_value,
+            label_dtype=label_dtype,
+            chunk_edge=max(chunk_edge, rows),
+            progress=_Progress(len(items), "segmentation", progress),
+        ),
+        dest,
+        frame_shape=(rows, cols),
+        storage_options=storage_options,
+        offset_table=offset_table,
+        eot_threshold=eot_threshold,
+    )
