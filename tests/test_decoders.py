@@ -245,3 +245,28 @@ def test_rle_fallback_names_the_problem(tmp_path) -> None:
             return
         got = dicom_dask.open_frames(path).array.compute()
     np.testing.assert_array_equal(got[0], expected)
+
+
+def test_codec_order_folds_the_transpose(tmp_path) -> None:
+    """A channel-first zarr array of RGB tiles: the frame codec transposes as it
+    decodes (no ``transpose`` codec, a contiguous chunk for zarr to paste), with
+    the values the ``transpose`` codec chain gives; ``order`` round-trips."""
+    from dicom_dask.chunks.codec import DicomFrameCodec
+    from dicom_dask.chunks.metadata import frame_codecs
+
+    path, frames = _write(tmp_path, uid.RLELossless, np.uint8, 8, 3, "")
+    opened = dicom_dask.open_frames(path)
+    header = opened.index.header
+    folded = frame_codecs(header, frames_per_chunk=1, as_rgb=True, backend="auto", axes="fsyx")
+    assert [c["name"] for c in folded] == ["dicom_dask.frame"]
+    assert folded[0]["configuration"]["order"] == [0, 2, 3, 1]
+    codec = DicomFrameCodec.from_dict(folded[0])
+    assert codec.to_dict() == folded[0]
+    blob = bytes(unwrap_items(opened.store.read_ref(opened.manifest.get((0, 0, 0, 0)))))
+    chunk = codec.decode_bytes(blob)
+    assert chunk.flags.c_contiguous
+    np.testing.assert_array_equal(chunk, np.moveaxis(frames[:1], -1, 1))
+    unfolded = frame_codecs(header, frames_per_chunk=1, as_rgb=True, backend="auto", axes="fyxs")
+    assert "order" not in unfolded[0]["configuration"]
+    with pytest.raises(dicom_dask.DicomDaskError, match="permutation"):
+        DicomFrameCodec(**{**folded[0]["configuration"], "order": [0, 0, 1, 2]})
