@@ -76,12 +76,8 @@ def scan_fragments(reader: BlockReader, start: int, *, block: int = SCAN_BLOCK) 
     """
     source = reader.source
     if type(source.fs) is LocalFileSystem:
-        fd = os.open(source.path, os.O_RDONLY)
-        try:
-            reader.requests += 1
-            return _walk(source, start, lambda pos: (os.pread(fd, 16, pos), pos))
-        finally:
-            os.close(fd)
+        reader.requests += 1
+        return _walk_local(source, start)
     buf, buf_start = b"", start
 
     def fetch(pos: int) -> tuple[bytes, int]:
@@ -97,6 +93,46 @@ def scan_fragments(reader: BlockReader, start: int, *, block: int = SCAN_BLOCK) 
         return buf, buf_start
 
     return _walk(source, start, fetch)
+
+
+_ITEM_HEAD = struct.Struct("<HHL")
+
+
+def _walk_local(source: Source, start: int) -> list[Fragment]:
+    """[`_walk`][dicom_dask.frames.encapsulated._walk] over a local file: one ``os.pread``
+    of each 16-byte item head (the fastest of pread, a memory map and block reads
+    measured on 4,096 items), the checks and errors of ``_walk`` for the item that
+    ends the walk."""
+    size = source.size
+    fragments: list[Fragment] = []
+    append = fragments.append
+    unpack = _ITEM_HEAD.unpack_from
+    pread = os.pread
+    head = b""
+    fd = os.open(source.path, os.O_RDONLY)
+    try:
+        pos = start
+        while pos + 8 <= size:
+            head = pread(fd, 16, pos)
+            if len(head) < 8:
+                raise TruncatedFileError(
+                    f"{source.url}: the file ends inside the item header at byte {pos} "
+                    f"(it was {size} bytes when opened)"
+                )
+            group, element, length = unpack(head)
+            if group != 0xFFFE or element != 0xE000:
+                break  # the delimiter, or an error: _walk says which, from here
+            if length == 0xFFFFFFFF or pos + 8 + length > size:
+                break
+            append(Fragment(pos, length, head[8:16]))
+            pos += 8 + length
+    finally:
+        os.close(fd)
+    if pos == size:
+        return fragments
+    last = head
+    # the item at ``pos`` ends the walk: the sequence delimiter or an error
+    return fragments + _walk(source, pos, lambda _: (last, pos))
 
 
 def _walk(source: Source, start: int, fetch: Callable[[int], tuple[bytes, int]]) -> list[Fragment]:
