@@ -271,51 +271,50 @@ def _fast_jpeg(data: bytes, cfg: dict[str, Any], codec: str) -> np.ndarray | Non
     return None if out is None else out[None]
 
 
-def _rle_planes(data: bytes | memoryview, cfg: dict[str, Any]) -> np.ndarray | None:
-    """The decoded segments ``(samples, bytes per sample, pixels)``, most significant
-    byte first, or ``None`` when a header or segment is not as expected."""
+def _rle_planes(data: bytes, cfg: dict[str, Any], *, planar: bool) -> np.ndarray | None:
+    """The decoded segments as little-endian samples, ``(pixels, samples, bytes)``
+    (``planar``: ``(samples, pixels, bytes)``), or ``None`` when a header or segment
+    is not as expected. Each segment is written once, straight to its place."""
     import imagecodecs
 
-    raw = bytes(data)
-    if len(raw) < 64:
+    if len(data) < 64:
         return None
-    header = struct.unpack("<16L", raw[:64])
+    header = struct.unpack("<16L", data[:64])
     nbytes = cfg["bits_allocated"] // 8
-    nseg = cfg["samples_per_pixel"] * nbytes
+    samples = cfg["samples_per_pixel"]
+    nseg = samples * nbytes
     if header[0] != nseg or nseg > 15:
         return None
-    offsets = [*header[1 : 1 + nseg], len(raw)]
+    offsets = [*header[1 : 1 + nseg], len(data)]
     if offsets[0] != 64 or any(b < a for a, b in itertools.pairwise(offsets)):
         return None
     npix = cfg["rows"] * cfg["columns"]
-    planes = np.empty((nseg, npix), dtype=np.uint8)
+    out = np.empty((samples, npix, nbytes) if planar else (npix, samples, nbytes), np.uint8)
     for i in range(nseg):
         try:
-            segment = imagecodecs.packbits_decode(raw[offsets[i] : offsets[i + 1]])
-        except (
-            imagecodecs.PackbitsError,
-            RuntimeError,
-            ValueError,
-        ):  # pydicom's decoder is more lenient
+            segment = imagecodecs.packbits_decode(data[offsets[i] : offsets[i + 1]])
+        except (imagecodecs.PackbitsError, RuntimeError, ValueError):  # pydicom: more lenient
             return None
         if len(segment) != npix:
             return None
-        planes[i] = np.frombuffer(segment, dtype=np.uint8)
-    return planes.reshape(cfg["samples_per_pixel"], nbytes, npix)
+        sample, byte = divmod(i, nbytes)  # segments are most significant byte first
+        column = np.frombuffer(segment, dtype=np.uint8)
+        if planar:
+            out[sample, :, nbytes - 1 - byte] = column
+        else:
+            out[:, sample, nbytes - 1 - byte] = column
+    return out
 
 
 def _fast_rle(data: bytes, cfg: dict[str, Any]) -> np.ndarray | None:
     dtype = _expected_dtype(cfg)
     if dtype is None or not _no_colour_change(cfg):
         return None
-    planes = _rle_planes(data, cfg)
-    if planes is None:
+    interleaved = _rle_planes(data, cfg, planar=False)
+    if interleaved is None:
         return None
-    samples, nbytes, npix = planes.shape
-    out = np.empty((npix, samples, nbytes), dtype=np.uint8)
-    # little endian: byte k of a sample is segment nbytes - 1 - k (segments are MSB first)
-    out[...] = planes[:, ::-1, :].transpose(2, 0, 1)
-    arr = out.reshape(-1).view(dtype.newbyteorder("<"))
+    samples = cfg["samples_per_pixel"]
+    arr = interleaved.reshape(-1).view(dtype.newbyteorder("<"))
     if not arr.dtype.isnative:
         arr = arr.astype(dtype.newbyteorder("="))
     shape = (cfg["rows"], cfg["columns"], *((samples,) if samples > 1 else ()))
@@ -383,12 +382,12 @@ def _decode_frame(src: bytes, runner: Any) -> bytes:
             "samples_per_pixel": runner.samples_per_pixel,
             "bits_allocated": runner.bits_allocated,
         }
-        planes = _rle_planes(src, cfg)
+        planes = _rle_planes(src, cfg, planar=True)
         if planes is None:  # pydicom's own RLE decoder: its result, or its error
             from pydicom.pixels.decoders.rle import _decode_frame as _pydicom_rle
 
             return bytes(_pydicom_rle(src, runner))
         # planar configuration 1, little-endian samples, as pylibjpeg-rle gives them
         runner.set_option("planar_configuration", 1)
-        return planes[:, ::-1, :].transpose(0, 2, 1).tobytes()
+        return planes.tobytes()
     raise ValueError(f"imagecodecs plugin: unsupported transfer syntax {tsyntax}")
