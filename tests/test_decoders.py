@@ -270,3 +270,32 @@ def test_codec_order_folds_the_transpose(tmp_path) -> None:
     assert "order" not in unfolded[0]["configuration"]
     with pytest.raises(dicom_dask.DicomDaskError, match="permutation"):
         DicomFrameCodec(**{**folded[0]["configuration"], "order": [0, 0, 1, 2]})
+
+
+def _real_entries() -> list[dict[str, Any]]:
+    from dicom_dask.chunks.fastcodecs import DECODER_DEPENDENCIES
+
+    from .conftest import REFERENCE
+
+    return [e for e in REFERENCE["files"] if e["transfer_syntax_uid"] in DECODER_DEPENDENCIES]
+
+
+@pytest.mark.parametrize("entry", _real_entries(), ids=lambda e: e["path"])
+def test_real_files_bit_exact_with_imagecodecs(real_dir, entry) -> None:
+    """Every real JPEG 2000, HTJ2K, JPEG lossless, JPEG-LS and RLE file: the default
+    (imagecodecs) backend gives pydicom's ``pixel_array`` exactly, lossy J2K included."""
+    from .conftest import REAL, read_reference_array
+
+    expected = read_reference_array(entry)
+    if expected is None:
+        pytest.skip("pydicom cannot decode this file")
+    expected = expected.astype(expected.dtype.newbyteorder("="))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opened = dicom_dask.open_frames(REAL / entry["path"])
+    backend = opened.codecs[-1]["configuration"]["backend"]
+    assert backend.startswith("imagecodecs") or backend in ("pydicom:imagecodecs", "rle1")
+    got = opened.array.compute()
+    if entry["number_of_frames"] == 1:
+        got = got[0]
+    np.testing.assert_array_equal(got, expected)
