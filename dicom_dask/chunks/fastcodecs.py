@@ -37,7 +37,7 @@ import functools
 import importlib.util
 import itertools
 import struct
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pydicom import uid as _uid
@@ -271,7 +271,9 @@ def _fast_jpeg(data: bytes, cfg: dict[str, Any], codec: str) -> np.ndarray | Non
     return None if out is None else out[None]
 
 
-def _rle_planes(data: bytes, cfg: dict[str, Any], *, planar: bool) -> np.ndarray | None:
+def _rle_planes(
+    data: bytes | memoryview, cfg: dict[str, Any], *, planar: bool
+) -> np.ndarray | None:
     """The decoded segments as little-endian samples, ``(pixels, samples, bytes)``
     (``planar``: ``(samples, pixels, bytes)``), or ``None`` when a header or segment
     is not as expected. Each segment is written once, straight to its place."""
@@ -292,7 +294,7 @@ def _rle_planes(data: bytes, cfg: dict[str, Any], *, planar: bool) -> np.ndarray
     out = np.empty((samples, npix, nbytes) if planar else (npix, samples, nbytes), np.uint8)
     for i in range(nseg):
         try:
-            segment = imagecodecs.packbits_decode(data[offsets[i] : offsets[i + 1]])
+            segment = imagecodecs.packbits_decode(cast(bytes, data[offsets[i] : offsets[i + 1]]))
         except (imagecodecs.PackbitsError, RuntimeError, ValueError):  # pydicom: more lenient
             return None
         if len(segment) != npix:
@@ -306,7 +308,7 @@ def _rle_planes(data: bytes, cfg: dict[str, Any], *, planar: bool) -> np.ndarray
     return out
 
 
-def _fast_rle(data: bytes, cfg: dict[str, Any]) -> np.ndarray | None:
+def _fast_rle(data: bytes | memoryview, cfg: dict[str, Any]) -> np.ndarray | None:
     dtype = _expected_dtype(cfg)
     if dtype is None or not _no_colour_change(cfg):
         return None
@@ -329,14 +331,14 @@ def fast_decode(data: bytes | memoryview, cfg: dict[str, Any], codec: str) -> np
     with this module's plugin, or ``None`` when that pipeline would correct signs,
     precisions or colours (the caller then runs it).
     """
+    if codec == "packbits":  # segments are decoded from views: no copy of the frame
+        return _fast_rle(data, cfg)
     if not isinstance(data, bytes):
         data = bytes(data)
     if codec in ("jpeg2k", "htj2k"):
         return _fast_j2k(data, cfg, codec)
     if codec in ("jpeg8", "jpegls"):
         return _fast_jpeg(data, cfg, codec)
-    if codec == "packbits":
-        return _fast_rle(data, cfg)
     raise ValueError(f"unknown imagecodecs codec {codec!r}")
 
 
