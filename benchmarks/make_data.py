@@ -11,6 +11,10 @@
 * ``slide-icc/level0.dcm``: the 4,096-tile level with an sRGB ICC profile in its optical path.
 * ``sparse-100k.dcm``: a TILED_SPARSE instance of 100,172 native 8 x 8 tiles in
   shuffled order, with its Per-Frame Functional Groups (``--sparse``).
+* ``codecs/<codec>/level0.dcm`` (``--codecs``): one 4,096 x 4,096 RGB level of 256
+  tiles of 256 x 256 per codec: ``jpeg`` (baseline, quality 90), ``j2k`` (JPEG 2000
+  lossless), ``htj2k`` (HTJ2K lossless), ``jpegls`` (JPEG-LS lossless), ``rle``; with
+  a Basic Offset Table. Only these are written with ``--codecs-only``.
 """
 
 from __future__ import annotations
@@ -42,14 +46,65 @@ def tissue_tiles(n: int, size: int = 256, seed: int = 0) -> np.ndarray:
     return out
 
 
+#: ``--codecs`` slides: name -> transfer syntax (all lossless but JPEG baseline)
+CODEC_SYNTAXES = {
+    "jpeg": uid.JPEGBaseline8Bit,
+    "j2k": uid.JPEG2000Lossless,
+    "htj2k": uid.HTJ2KLossless,
+    "jpegls": uid.JPEGLSLossless,
+    "rle": uid.RLELossless,
+}
+
+
+def encode_tile(tile: np.ndarray, name: str) -> bytes:
+    """One RGB tile in codec ``name`` (an encoder other than the decoders under test
+    where one is installed: OpenJPEG/OpenJPH through imagecodecs for J2K/HTJ2K)."""
+    import imagecodecs
+
+    if name == "j2k":
+        return bytes(imagecodecs.jpeg2k_encode(tile, level=0, codecformat="J2K", reversible=True))
+    if name == "htj2k":
+        return bytes(imagecodecs.htj2k_encode(tile, reversible=True))
+    return encode_frame(tile, CODEC_SYNTAXES[name])
+
+
+def write_codec_slides(out: Path, side: int = 4096) -> None:
+    """The ``--codecs`` slides (see the module docstring)."""
+    n = (side // 256) ** 2
+    tiles = tissue_tiles(n, seed=5)
+    for name, syntax in CODEC_SYNTAXES.items():
+        folder = out / "codecs" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        ds = make_slide_dataset(
+            np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (side, side, 3)),
+            tile=(256, 256),
+            transfer_syntax=syntax,
+            offset_table="bot",
+            encoded_tiles=[encode_tile(t, name) for t in tiles],
+            container_id=f"BENCH-{name.upper()}",
+            frame_of_reference="1.2.826.0.1.3680043.8.498.2",
+        )
+        if name in ("j2k", "htj2k"):  # the reversible colour transform is in the codestream
+            ds.PhotometricInterpretation = "YBR_RCT"
+        ds.save_as(folder / "level0.dcm", enforce_file_format=True)
+        size = (folder / "level0.dcm").stat().st_size / 2**20
+        print("wrote", folder / "level0.dcm", f"{size:.1f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(HERE / "data"))
     parser.add_argument("--tiles", type=int, default=4096)
     parser.add_argument("--sparse", action="store_true", help="also the 100k-tile sparse file")
+    parser.add_argument("--codecs", action="store_true", help="also the per-codec slides")
+    parser.add_argument("--codecs-only", action="store_true", help="only the per-codec slides")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.codecs or args.codecs_only:
+        write_codec_slides(out)
+        if args.codecs_only:
+            return
     tiles = tissue_tiles(args.tiles)
     encoded = [encode_frame(t, uid.JPEGBaseline8Bit) for t in tiles]
     for table, name in (

@@ -92,3 +92,46 @@ async def test_chunk_bytes_and_ranges(rle_file) -> None:
     keys = [k async for k in store.list()]
     assert sorted(keys) == sorted(["zarr.json"] + [f"c/{i}/0/0" for i in range(6)])
     assert [k async for k in store.list_dir("")] == ["c", "zarr.json"]
+
+
+def test_concurrent_remote_gets_are_coalesced(rle_file, monkeypatch) -> None:
+    """zarr's concurrent chunk reads of a remote file become merged ranged requests
+    (neighbouring frames in one), with the same bytes and pixels as local reads; a
+    failing request fails the reads waiting on it with the store's error."""
+    import fsspec
+
+    from dicom_dask.chunks import store as store_module
+    from dicom_dask.errors import ReadError
+
+    path, arr = rle_file
+    with open(path, "rb") as f:
+        fsspec.filesystem("memory").pipe("/coalesce/f.dcm", f.read())
+    frames = dicom_dask.open_frames("memory://coalesce/f.dcm")
+    calls: list[int] = []
+    real = store_module.fetch_ranges
+
+    def counting(fs, requests):
+        calls.append(len(requests))
+        return real(fs, requests)
+
+    monkeypatch.setattr(store_module, "fetch_ranges", counting)
+    np.testing.assert_array_equal(frames.zarr[...], arr)
+    assert sum(calls) < len(arr)  # 6 frames, contiguous: fewer requests than chunks
+    local = dicom_dask.open_frames(path)
+    proto = default_buffer_prototype()
+
+    async def both(key: str) -> tuple[bytes, bytes]:
+        a = await frames.store.get(key, proto, byte_range=RangeByteRequest(1, 9))
+        b = await local.store.get(key, proto, byte_range=RangeByteRequest(1, 9))
+        assert a is not None and b is not None
+        return a.to_bytes(), b.to_bytes()
+
+    a, b = sync(both("c/3/0/0"))
+    assert a == b
+
+    def failing(fs, requests):
+        raise ReadError("memory://coalesce/f.dcm: read failed (injected)")
+
+    monkeypatch.setattr(store_module, "fetch_ranges", failing)
+    with pytest.raises(ReadError, match="injected"):
+        frames.zarr[...]

@@ -8,6 +8,7 @@ frames that need no processing use zarr's own ``bytes`` codec instead.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,15 @@ class DicomFrameCodec(ArrayBytesCodec):
         Convert YBR_FULL / YBR_FULL_422 to RGB, as pydicom's ``pixel_array`` does.
     backend : str
         Which decoder decodes: ``"auto"`` resolves to the fastest installed one
-        (``"imagecodecs"`` for 8-bit JPEG, else ``"pydicom:<plugin>"``).
+        (``"imagecodecs"`` for 8-bit JPEG, ``"imagecodecs:<codec>"`` for JPEG 2000,
+        HTJ2K, JPEG lossless and RLE, else ``"pydicom:<plugin>"``).
+    order : list of int, optional
+        The permutation a ``transpose`` codec before this one would have: the
+        decoded frame ``(rows, columns[, samples])``, with the chunk's other
+        (length 1) axes in front, is ``chunk.transpose(order)``. Transposing here
+        copies in the decoding thread (in parallel, without the GIL) instead of in
+        zarr's event loop, and hands zarr a contiguous chunk to paste. Written only
+        when set.
     """
 
     is_fixed_size = False
@@ -71,6 +80,7 @@ class DicomFrameCodec(ArrayBytesCodec):
     frames: int
     as_rgb: bool
     backend: str
+    order: tuple[int, ...] | None
 
     def __init__(
         self,
@@ -89,6 +99,7 @@ class DicomFrameCodec(ArrayBytesCodec):
         frames: int = 1,
         as_rgb: bool = True,
         backend: str = "auto",
+        order: Sequence[int] | None = None,
     ) -> None:
         values: dict[str, Any] = {
             "transfer_syntax": str(transfer_syntax),
@@ -108,6 +119,14 @@ class DicomFrameCodec(ArrayBytesCodec):
         values["backend"] = select_backend(
             values["transfer_syntax"], bits_allocated=values["bits_allocated"], backend=backend
         )
+        values["order"] = tuple(int(i) for i in order) if order else None
+        if values["order"] is not None and (
+            sorted(values["order"]) != list(range(len(values["order"]))) or values["frames"] != 1
+        ):
+            raise DicomDaskError(
+                f"{CODEC_NAME}: order {list(values['order'])} is not a permutation of the "
+                "chunk's axes, or the chunk holds more than one frame"
+            )
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -122,8 +141,13 @@ class DicomFrameCodec(ArrayBytesCodec):
         return {"name": CODEC_NAME, "configuration": self.configuration()}
 
     def configuration(self) -> dict[str, Any]:
-        """The codec's configuration as a plain dict."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The codec's configuration as a plain dict (``order`` only when set)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out["order"] is None:
+            del out["order"]
+        else:
+            out["order"] = list(out["order"])
+        return out
 
     @cached_property
     def _config(self) -> dict[str, Any]:
@@ -135,7 +159,15 @@ class DicomFrameCodec(ArrayBytesCodec):
         if arr.shape[0] < self.frames:  # the last chunk of unaligned 1-bit frames
             pad = np.zeros((self.frames - arr.shape[0], *arr.shape[1:]), dtype=arr.dtype)
             arr = np.concatenate([arr, pad])
+        if self.order is not None:  # frames == 1: the chunk's other axes have length 1
+            stored = (1,) * (len(self.order) - arr.ndim + 1) + arr.shape[1:]
+            arr = np.ascontiguousarray(arr.reshape(stored).transpose(self._inverse))
         return arr
+
+    @cached_property
+    def _inverse(self) -> tuple[int, ...]:
+        assert self.order is not None
+        return tuple(int(i) for i in np.argsort(self.order))
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         arr = self.decode_bytes(chunk_bytes.as_numpy_array().data)

@@ -6,6 +6,8 @@ with the dtype pydicom's ``pixel_array`` gives. The ``pydicom`` backend calls
 pydicom's own decoders (with the plugin pinned) so that its output is identical
 to ``Dataset.pixel_array``; ``imagecodecs`` uses libjpeg-turbo, which releases the
 GIL and is ~5x faster for JPEG baseline but rounds differently (|diff| <= a few).
+The ``imagecodecs:*`` backends of [`fastcodecs`][dicom_dask.chunks.fastcodecs]
+(JPEG 2000, HTJ2K, JPEG lossless, RLE) release the GIL and give pydicom's samples.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ import numpy as np
 from pydicom import uid as _uid
 from pydicom.pixels import get_decoder
 
+from dicom_dask.chunks.fastcodecs import (
+    DECODER_DEPENDENCIES as _IMAGECODECS_PLUGIN_SYNTAXES,
+)
+from dicom_dask.chunks.fastcodecs import (
+    JPEGLS_SYNTAXES,
+    fast_backends,
+    fast_decode,
+)
 from dicom_dask.enums import (
     DEFLATED_FRAME_SYNTAX,
     ITEM_TAG,
@@ -85,13 +95,14 @@ _PREFERRED_PLUGINS: dict[str, tuple[str, ...]] = {
 
 @functools.cache
 def _register_plugins() -> None:
-    """Add :mod:`dicom_dask.chunks.jpegls` to pydicom's JPEG-LS decoders (once per process,
-    when a JPEG-LS backend is first chosen or used: not at import)."""
-    for tsyntax in (_uid.JPEGLSLossless, _uid.JPEGLSNearLossless):
+    """Add [`fastcodecs`][dicom_dask.chunks.fastcodecs] to pydicom's decoders as the
+    ``"imagecodecs"`` plugin of JPEG-LS, JPEG 2000, HTJ2K, JPEG lossless and RLE (once
+    per process, when such a backend is first chosen or used: not at import)."""
+    for tsyntax in _IMAGECODECS_PLUGIN_SYNTAXES:
         decoder = get_decoder(tsyntax)
         if "imagecodecs" not in decoder.available_plugins:
             with contextlib.suppress(ValueError):  # already known (as unavailable)
-                decoder.add_plugin("imagecodecs", ("dicom_dask.chunks.jpegls", "_decode_frame"))
+                decoder.add_plugin("imagecodecs", ("dicom_dask.chunks.fastcodecs", "_decode_frame"))
 
 
 @functools.cache
@@ -130,6 +141,7 @@ def available_backends(tsyntax: str, *, bits_allocated: int = 8) -> list[str]:
         return ["rle1"]
     if tsyntax in _IMAGECODECS_SYNTAXES and bits_allocated == 8 and _has("imagecodecs"):
         out.append("imagecodecs")
+    out += fast_backends(tsyntax, bits_allocated=bits_allocated)
     try:
         out.append(f"pydicom:{_pydicom_plugin(tsyntax)}")
     except MissingDecoderError:
@@ -150,6 +162,10 @@ def select_backend(tsyntax: str, *, bits_allocated: int, backend: str = "auto") 
         return options[0]
     if backend in options or backend.startswith("pydicom:"):
         return backend
+    if backend == "imagecodecs":  # the fastest imagecodecs backend for the syntax
+        for option in options:
+            if option.startswith("imagecodecs"):
+                return option
     raise MissingDecoderError(
         f"backend {backend!r} cannot decode transfer syntax {tsyntax} "
         f"({_uid.UID(tsyntax).name}) here; available: {options}"
@@ -168,13 +184,15 @@ def _encapsulate_one(frame: bytes | memoryview) -> bytes:
 
 
 def _decode_pydicom_encapsulated(
-    data: bytes | memoryview, cfg: dict[str, Any], plugin: str
+    data: bytes | memoryview, cfg: dict[str, Any], plugin: str, codec: str | None = None
 ) -> np.ndarray:
     if plugin == "imagecodecs":  # a codec resolved in another process
         _register_plugins()
     decoder = get_decoder(cfg["transfer_syntax"])
     options = _pixel_options(cfg)
     options.update(number_of_frames=1, as_rgb=cfg["as_rgb"])
+    if codec is not None:
+        options["imagecodecs_codec"] = codec
     arr, _ = decoder.as_array(_encapsulate_one(data), decoding_plugin=plugin, **options)
     return arr[None]
 
@@ -343,9 +361,22 @@ def decode_chunk(data: bytes | memoryview, cfg: dict[str, Any]) -> np.ndarray:
             arr = _decode_native(data, cfg, tsyntax)
         else:
             payload = unwrap_items(data)
-            if backend.startswith("pydicom"):
+            if backend.startswith("imagecodecs:"):
+                codec = backend.partition(":")[2]
+                fast = fast_decode(payload, cfg, codec)
+                arr = (
+                    fast
+                    if fast is not None
+                    else _decode_pydicom_encapsulated(payload, cfg, "imagecodecs", codec)
+                )
+            elif backend.startswith("pydicom"):
                 plugin = backend.partition(":")[2] or _pydicom_plugin(tsyntax)
-                arr = _decode_pydicom_encapsulated(payload, cfg, plugin)
+                fast = None
+                if plugin == "imagecodecs" and tsyntax in JPEGLS_SYNTAXES:
+                    fast = fast_decode(payload, cfg, "jpegls")
+                arr = (
+                    fast if fast is not None else _decode_pydicom_encapsulated(payload, cfg, plugin)
+                )
             else:
                 arr = _DECODERS[backend](payload, cfg, tsyntax)
     except (CorruptFrameError, MissingDecoderError):

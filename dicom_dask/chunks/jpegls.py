@@ -1,20 +1,21 @@
-"""A pydicom decoding plugin for JPEG-LS: CharLS through imagecodecs.
+"""The JPEG-LS pydicom plugin: CharLS through imagecodecs (kept for its import path).
 
-pydicom's own JPEG-LS plugins (pylibjpeg's libjpeg, pyjpegls) hold the GIL, and libjpeg
-is about 2.5x slower than CharLS; imagecodecs' CharLS releases it, so frames decode in
-parallel threads. Registered with pydicom's JPEG-LS decoders by
-:mod:`dicom_dask.chunks.decoders` under the label ``"imagecodecs"``, so that pydicom's
-own processing (sign correction, unused bits, colour) applies to its output exactly
-as to any other plugin's. JPEG-LS decoding is exact integer arithmetic, lossless
-and near-lossless alike: every conforming decoder gives the same samples.
+The plugin now lives in [`fastcodecs`][dicom_dask.chunks.fastcodecs], which also
+decodes JPEG 2000, HTJ2K, JPEG lossless and RLE. pydicom's own JPEG-LS plugins
+(pylibjpeg's libjpeg, pyjpegls) hold the GIL, and libjpeg is about 2.5x slower than
+CharLS; imagecodecs' CharLS releases it. JPEG-LS decoding is exact integer
+arithmetic, lossless and near-lossless alike: every conforming decoder gives the
+same samples.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from typing import Any
-
 from pydicom import uid
+
+from dicom_dask.chunks.fastcodecs import _decode_frame
+from dicom_dask.chunks.fastcodecs import is_available as _is_available
+
+__all__ = ["DECODER_DEPENDENCIES", "is_available"]
 
 DECODER_DEPENDENCIES = {
     uid.JPEGLSLossless: ("numpy", "imagecodecs"),
@@ -24,21 +25,7 @@ DECODER_DEPENDENCIES = {
 
 def is_available(transfer_syntax: str) -> bool:
     """Whether imagecodecs (with its JPEG-LS codec) is installed."""
-    if transfer_syntax not in DECODER_DEPENDENCIES:
-        return False
-    if importlib.util.find_spec("imagecodecs") is None:
-        return False
-    import imagecodecs
-
-    return bool(getattr(imagecodecs.JPEGLS, "available", False))
+    return transfer_syntax in DECODER_DEPENDENCIES and _is_available(transfer_syntax)
 
 
-def _decode_frame(src: bytes, runner: Any) -> bytes:
-    """The decoded samples of one JPEG-LS codestream, colour by pixel."""
-    import imagecodecs
-
-    arr = imagecodecs.jpegls_decode(src)
-    if arr.ndim == 3:  # imagecodecs returns (rows, columns, samples) for every interleave
-        runner.set_option("planar_configuration", 0)
-    runner.set_option("bits_allocated", 8 * arr.dtype.itemsize)
-    return arr.tobytes()
+_ = _decode_frame  # re-exported: pydicom plugins are named (module, function)

@@ -79,15 +79,19 @@ def frame_codecs(
         tsyntax = str(_uid.ExplicitVRLittleEndian)
     vr = header.element.vr
     if needs_frame_codec(tsyntax, desc, as_rgb=as_rgb, vr=vr):
+        transpose = _transpose(axes, "yxs")
+        # one frame per chunk: the codec transposes as it decodes (in its worker thread)
+        folded = transpose and frames_per_chunk == 1
         codec = DicomFrameCodec(
             transfer_syntax=tsyntax,
             frames=frames_per_chunk,
             as_rgb=as_rgb,
             backend=backend,
             pixel_vr=vr,
+            order=transpose[0]["configuration"]["order"] if folded else None,
             **desc.decoder_options(),
         )
-        return [*_transpose(axes, "yxs"), codec.to_dict()]
+        return [*([] if folded else transpose), codec.to_dict()]
     planar = desc.samples_per_pixel > 1 and desc.planar_configuration == 1
     codecs = _transpose(axes, "syx" if planar else "yxs")
     endian = "big" if tsyntax == _uid.ExplicitVRBigEndian else "little"

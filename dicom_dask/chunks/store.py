@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 from zarr.abc.store import (
     ByteRequest,
     OffsetByteRequest,
@@ -26,10 +28,15 @@ from zarr.core.buffer import Buffer, BufferPrototype
 
 from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef, parse_chunk_key
 from dicom_dask.enums import FrameEncoding
-from dicom_dask.frames._io import StorageOptions, call_fs, resolve_fs
+from dicom_dask.frames._io import StorageOptions, call_fs, fetch_ranges, resolve_fs
 from dicom_dask.frames.dicomweb import fetch_frames
 
 __all__ = ["DicomStore"]
+
+#: Concurrent remote reads closer than this many bytes are merged into one request.
+MERGE_GAP = 4096
+#: Largest merged request (bytes).
+MERGE_MAX = 16 * 2**20
 
 
 def _encode_document(value: Any) -> bytes:
@@ -49,6 +56,21 @@ def _byte_slice(size: int, byte_range: ByteRequest | None) -> tuple[int, int]:
     if isinstance(byte_range, SuffixByteRequest):
         return max(size - byte_range.suffix, 0), size
     raise TypeError(f"Unexpected byte_range, got {byte_range}.")
+
+
+class _Pending(NamedTuple):
+    ref: ChunkRef
+    start: int
+    stop: int
+    future: asyncio.Future[bytes]
+
+
+def _pread(path: str, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
 
 
 class DicomStore(Store):
@@ -91,6 +113,9 @@ class DicomStore(Store):
             storage_options if callable(storage_options) else dict(storage_options or {})
         )
         self._filesystems: dict[str, fsspec.AbstractFileSystem] = {}
+        #: Remote reads requested in the current event-loop pass, per loop.
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        self._flushing: set[asyncio.Task[None]] = set()
 
     @staticmethod
     def _norm(path: str) -> str:
@@ -119,6 +144,8 @@ class DicomStore(Store):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_filesystems"] = {}
+        state["_pending"] = {}
+        state["_flushing"] = set()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -170,6 +197,13 @@ class DicomStore(Store):
                     return manifest.get(coords)
         return None
 
+    def _local_path(self, ref: ChunkRef) -> str | None:
+        """The path of ``ref``'s file when it is on the local disk, else ``None``."""
+        if ref.url is None or ref.data is not None or ref.encoding is FrameEncoding.WADO:
+            return None
+        fs, path = self.filesystem(ref.url)
+        return path if type(fs) is LocalFileSystem else None
+
     def read_ref(self, ref: ChunkRef, start: int = 0, stop: int | None = None) -> bytes:
         """Read (part of) a reference's bytes synchronously."""
         if ref.encoding is FrameEncoding.WADO:  # a DICOMweb frame: fetched whole
@@ -218,10 +252,79 @@ class DicomStore(Store):
         start, stop = _byte_slice(ref.length, byte_range)
         if ref.data is not None:
             return prototype.buffer.from_bytes(ref.data[start:stop])
-        data = await asyncio.to_thread(self.read_ref, ref, start, stop)
+        local = self._local_path(ref)
+        if stop <= start:
+            data = b""
+        elif local is not None:
+            # a page-cache read of one tile takes less than a hop to a worker thread
+            data = call_fs(ref.url or local, _pread, local, ref.offset + start, stop - start)
+        else:
+            data = await self._read_coalesced(ref, start, stop)
         if start == 0 and stop == ref.length:
             ref.check(data, f"chunk {key!r}")
         return prototype.buffer.from_bytes(data)
+
+    # -- coalesced remote reads ----------------------------------------------------
+    async def _read_coalesced(self, ref: ChunkRef, start: int, stop: int) -> bytes:
+        """Read ``ref[start:stop]`` together with the other remote reads asked for in
+        this pass of the event loop: zarr starts up to ``async.concurrency`` chunk
+        reads at once, and neighbouring tiles become one ranged request."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        pending.append(_Pending(ref, ref.offset + start, ref.offset + stop, future))
+        return await future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._pending.pop(loop, [])
+        by_url: dict[str, list[_Pending]] = {}
+        for item in batch:
+            assert item.ref.url is not None
+            by_url.setdefault(item.ref.url, []).append(item)
+        for url, items in by_url.items():
+            task = loop.create_task(self._fetch_group(url, items))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+
+    async def _fetch_group(self, url: str, items: list[_Pending]) -> None:
+        try:
+            blobs = await asyncio.to_thread(self._read_merged, url, items)
+        except BaseException as exc:
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        for item, blob in zip(items, blobs, strict=True):
+            if not item.future.done():
+                item.future.set_result(blob)
+
+    def _read_merged(self, url: str, items: list[_Pending]) -> list[bytes]:
+        """The bytes of ``items`` (ranges of ``url``), read as merged ranges in one
+        concurrent ``cat_ranges`` call."""
+        fs, path = self.filesystem(url)
+        order = sorted(range(len(items)), key=lambda i: items[i].start)
+        spans: list[list[int]] = []  # [start, stop, member indices...]
+        for i in order:
+            a, b = items[i].start, items[i].stop
+            if (
+                spans
+                and a - spans[-1][1] <= MERGE_GAP
+                and max(b, spans[-1][1]) - spans[-1][0] <= MERGE_MAX
+            ):
+                spans[-1][1] = max(b, spans[-1][1])
+                spans[-1].append(i)
+            else:
+                spans.append([a, b, i])
+        blobs = fetch_ranges(fs, [(url, path, sp[0], sp[1]) for sp in spans])
+        out: list[bytes] = [b""] * len(items)
+        for sp, blob in zip(spans, blobs, strict=True):
+            view = memoryview(blob)
+            for i in sp[2:]:
+                out[i] = bytes(view[items[i].start - sp[0] : items[i].stop - sp[0]])
+        return out
 
     async def get_partial_values(
         self,

@@ -12,6 +12,7 @@ import itertools
 import os
 import struct
 import warnings
+from array import array
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -76,12 +77,8 @@ def scan_fragments(reader: BlockReader, start: int, *, block: int = SCAN_BLOCK) 
     """
     source = reader.source
     if type(source.fs) is LocalFileSystem:
-        fd = os.open(source.path, os.O_RDONLY)
-        try:
-            reader.requests += 1
-            return _walk(source, start, lambda pos: (os.pread(fd, 16, pos), pos))
-        finally:
-            os.close(fd)
+        reader.requests += 1
+        return _walk_local(source, start)
     buf, buf_start = b"", start
 
     def fetch(pos: int) -> tuple[bytes, int]:
@@ -97,6 +94,61 @@ def scan_fragments(reader: BlockReader, start: int, *, block: int = SCAN_BLOCK) 
         return buf, buf_start
 
     return _walk(source, start, fetch)
+
+
+_ITEM_HEAD = struct.Struct("<HHL")
+
+
+def _scan_local(source: Source, start: int) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """The items of a local file from ``start``: ``(offsets, lengths, heads)``.
+
+    One ``os.preadv`` of each 16-byte item head into one buffer (the fastest of
+    pread, a memory map and block reads measured on 4,096 items), and no Python
+    object per item (thousands of them would trigger garbage collections that cost
+    more than the reads). ``heads`` holds the first 8 value bytes of each item.
+    The item that ends the walk gets the checks and errors of ``_walk``.
+    """
+    size = source.size
+    offsets, lengths, heads = array("q"), array("q"), bytearray()
+    buf = bytearray(16)
+    view = memoryview(buf)
+    unpack = _ITEM_HEAD.unpack_from
+    preadv = os.preadv
+    fd = os.open(source.path, os.O_RDONLY)
+    try:
+        pos = start
+        while pos + 8 <= size:
+            got = preadv(fd, [buf], pos)
+            if got < 8:
+                raise TruncatedFileError(
+                    f"{source.url}: the file ends inside the item header at byte {pos} "
+                    f"(it was {size} bytes when opened)"
+                )
+            if got < 16:
+                buf[got:] = bytes(16 - got)
+            group, element, length = unpack(buf)
+            if group != 0xFFFE or element != 0xE000:
+                break  # the delimiter, or an error: _walk says which, from here
+            if length == 0xFFFFFFFF or pos + 8 + length > size:
+                break
+            offsets.append(pos)
+            lengths.append(length)
+            heads += view[8:16]
+            pos += 8 + length
+        last = bytes(buf)
+    finally:
+        os.close(fd)
+    if pos != size:  # the item at ``pos`` ends the walk: the sequence delimiter or an error
+        _walk(source, pos, lambda _: (last, pos))
+    return np.frombuffer(offsets, np.int64), np.frombuffer(lengths, np.int64), bytes(heads)
+
+
+def _walk_local(source: Source, start: int) -> list[Fragment]:
+    offsets, lengths, heads = _scan_local(source, start)
+    return [
+        Fragment(o, n, heads[8 * i : 8 * i + 8])
+        for i, (o, n) in enumerate(zip(offsets.tolist(), lengths.tolist(), strict=True))
+    ]
 
 
 def _walk(source: Source, start: int, fetch: Callable[[int], tuple[bytes, int]]) -> list[Fragment]:
@@ -327,5 +379,18 @@ def encapsulated_ranges(reader: BlockReader, header: DicomHeader) -> FrameRanges
         warnings.warn(
             f"{url}: {problem}; scanning the fragments instead", OffsetTableWarning, stacklevel=3
         )
+    nframes = header.description.number_of_frames
+    if type(reader.source.fs) is LocalFileSystem:
+        reader.requests += 1
+        offsets, lengths, _ = _scan_local(reader.source, first)
+        if 0 < offsets.size == nframes:  # one fragment per frame: the ranges at once
+            return FrameRanges(
+                offsets=offsets.astype(np.uint64) + np.uint64(8),
+                lengths=lengths.astype(np.uint64),
+                encoding=np.full(nframes, FrameEncoding.RAW.value, dtype=np.uint8),
+                fragments=np.ones(nframes, dtype=np.uint32),
+                frames_per_chunk=1,
+                method="scan",
+            )
     groups = _group_fragments(scan_fragments(reader, first), header)
     return _ranges_from_groups(groups, "scan")

@@ -1,0 +1,304 @@
+"""Decoders per codec, the zarr path and files without an offset table, beside their ceilings.
+
+Run ``python benchmarks/make_data.py --codecs`` first (``--codecs-only`` adds just the
+per-codec slides to existing data). In one process, with runs interleaved so that
+the machine's drift hits every row alike (best of ``--repeat``), this times:
+
+* **per codec** (4,096 x 4,096 RGB, 256 tiles of 256 x 256: JPEG baseline, JPEG 2000,
+  HTJ2K, JPEG-LS lossless, RLE): ``levels[0].compute()`` through the dask array and
+  ``read_region`` of the whole level, against that codec's **ceiling**: the tiles'
+  bytes read with ``os.pread`` at offsets known beforehand (untimed), decoded by the
+  fastest imagecodecs function for the codec in 2 threads and pasted (RLE: each
+  segment through ``packbits_decode``, bytes interleaved with NumPy);
+* **the zarr path** on the 16k x 16k JPEG slide: ``slide.zarr["0"][...]`` (the full
+  level, channel first) and a 2,048 x 2,048 region, and ``frames.zarr[...]`` of the
+  4,096 tiles, against the libjpeg-turbo ceiling of the same pixels;
+* **open + first 512 x 512 without offset table**: from nothing to the pixels of
+  the top-left 512 x 512 of the 16k slide with an empty Basic Offset Table, through
+  the dask array and ``read_region``, beside wsidicom and the ceiling (4 tiles,
+  offsets known).
+
+Ratios are to the ceiling; targets (issue 15): every codec <= 1.2x, zarr path
+<= 1.5x, the no-BOT first region <= wsidicom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import struct
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _timing import interleaved  # benchmarks/_timing.py
+
+import dicom_dask
+from dicom_dask.enums import FrameEncoding
+
+HERE = Path(__file__).resolve().parent
+warnings.simplefilter("ignore")
+CODECS = ("jpeg", "j2k", "htj2k", "jpegls", "rle")
+
+
+def _rle_rgb(blob: bytes) -> np.ndarray:
+    import imagecodecs
+
+    header = struct.unpack("<16L", blob[:64])
+    offsets = [*header[1 : 1 + header[0]], len(blob)]
+    out = np.empty((256 * 256, 3), dtype=np.uint8)
+    for k in range(3):
+        segment = imagecodecs.packbits_decode(blob[offsets[k] : offsets[k + 1]])
+        out[:, k] = np.frombuffer(segment, dtype=np.uint8, count=256 * 256)
+    return out.reshape(256, 256, 3)
+
+
+def fastest_decoder(codec: str) -> Callable[[bytes], Any]:
+    """The fastest imagecodecs function for ``codec`` (one thread inside each call)."""
+    import imagecodecs
+
+    return {
+        "jpeg": lambda b: imagecodecs.jpeg8_decode(b, colorspace="YCbCr", outcolorspace="RGB"),
+        "j2k": lambda b: imagecodecs.jpeg2k_decode(b, numthreads=1),
+        "htj2k": imagecodecs.htj2k_decode,
+        "jpegls": imagecodecs.jpegls_decode,
+        "rle": _rle_rgb,
+    }[codec]
+
+
+class Ceiling:
+    """Tiles read with ``os.pread`` at known offsets, decoded in 2 threads, pasted."""
+
+    def __init__(self, path: Path, codec: str) -> None:
+        level = dicom_dask.open_tiled(path)
+        m = level.manifest
+        header = np.where(m.encoding[0, 0] == FrameEncoding.ITEMS.value, 8, 0)
+        self.offsets = m.offsets[0, 0].astype(np.int64) + header
+        self.lengths = m.lengths[0, 0].astype(np.int64) - header
+        self.path = path
+        self.tile = level.tile_shape
+        self.shape = level.matrix_shape
+        self.decode = fastest_decoder(codec)
+
+    def read(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+        th, tw = self.tile
+        out = np.empty((h, w, 3), dtype=np.uint8)
+        tiles = [
+            (r, c)
+            for r in range(y0 // th, (y0 + h - 1) // th + 1)
+            for c in range(x0 // tw, (x0 + w - 1) // tw + 1)
+        ]
+        fd = os.open(self.path, os.O_RDONLY)
+        decode = self.decode
+
+        def one(rc: tuple[int, int]) -> None:
+            r, c = rc
+            tile = decode(os.pread(fd, int(self.lengths[r, c]), int(self.offsets[r, c])))
+            ys, xs = max(y0, r * th), max(x0, c * tw)
+            ye, xe = min(y0 + h, (r + 1) * th), min(x0 + w, (c + 1) * tw)
+            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = tile[
+                ys - r * th : ye - r * th, xs - c * tw : xe - c * tw
+            ]
+
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(one, tiles))
+        finally:
+            os.close(fd)
+        return out
+
+
+def _check(got: np.ndarray, expected: np.ndarray, label: str, exact: bool) -> None:
+    if exact:
+        same = np.array_equal(got, expected)
+    else:  # libjpeg-turbo in both: equal unless a different IDCT were picked
+        same = (
+            got.shape == expected.shape
+            and np.abs(got.astype(np.int16) - expected.astype(np.int16)).max() <= 16
+        )
+    if not same:
+        raise SystemExit(f"{label}: the pixels differ from the ceiling's")
+
+
+def one_codec(folder: Path, codec: str, repeat: int) -> list[tuple[str, str, float, float]]:
+    ceiling = Ceiling(folder / "level0.dcm", codec)
+    full = ceiling.shape
+    expected = ceiling.read(0, 0, *full)
+    slide = dicom_dask.open_slide(folder)
+    backend = slide.pyramid[0]._codecs("yxs")[-1]["configuration"]["backend"]
+    _check(slide.levels[0].compute(), expected, codec, exact=True)
+
+    def dask_full() -> np.ndarray:
+        level = dicom_dask.open_slide(folder).levels[0]
+        return level.compute(scheduler="threads", num_workers=2)
+
+    def region_full() -> np.ndarray:
+        return dicom_dask.open_slide(folder).read_region((0, 0), 0, (full[1], full[0]))
+
+    times = interleaved(
+        {
+            "ceiling": lambda: ceiling.read(0, 0, *full),
+            "dask": dask_full,
+            "read_region": region_full,
+        },
+        repeat,
+    )
+    c = times["ceiling"]
+    return [
+        (codec, "ceiling (pread + fastest imagecodecs, 2 threads)", c, 1.0),
+        (codec, f"open + levels[0].compute() [{backend}]", times["dask"], times["dask"] / c),
+        ("", "open + read_region(level 0)", times["read_region"], times["read_region"] / c),
+    ]
+
+
+def codec_rows(
+    data: Path, repeat: int, codecs: tuple[str, ...] = CODECS
+) -> list[tuple[str, str, float, float]]:
+    rows = []
+    for codec in codecs:
+        folder = data / "codecs" / codec
+        if not (folder / "level0.dcm").exists():
+            raise SystemExit(f"{folder} is missing: run python benchmarks/make_data.py --codecs")
+        rows += one_codec(folder, codec, repeat)
+    return rows
+
+
+def zarr_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
+    folder = data / "slide-bot"
+    ceiling = Ceiling(folder / "level0.dcm", "jpeg")
+    full = ceiling.shape
+    y, x, h, w = 5101, 3037, 2048, 2048
+    slide = dicom_dask.open_slide(folder)
+    group = slide.zarr
+    array = group["0"]
+    _check(
+        np.moveaxis(array[:, y : y + h, x : x + w], 0, -1), ceiling.read(y, x, h, w), "zarr", False
+    )
+    frames = dicom_dask.open_frames(data / "tiles-jpeg-4096.dcm")
+    fz = frames.zarr
+    fceiling = Ceiling(folder / "level0.dcm", "jpeg")  # the same 4,096 tiles
+
+    times = interleaved(
+        {
+            "ceiling full": lambda: ceiling.read(0, 0, *full),
+            "zarr full": lambda: array[...],
+            "frames zarr": lambda: fz[...],
+            "ceiling frames": lambda: fceiling.read(0, 0, *full),
+        },
+        repeat,
+    )
+    region = interleaved(
+        {
+            "ceiling region": lambda: ceiling.read(y, x, h, w),
+            "zarr region": lambda: array[:, y : y + h, x : x + w],
+        },
+        repeat * 3,
+    )
+    cf, cr = times["ceiling full"], region["ceiling region"]
+    return [
+        ("zarr", "ceiling, full level (libjpeg-turbo, 2 threads)", cf, 1.0),
+        (
+            "zarr",
+            'slide.zarr["0"][...] (channel first)',
+            times["zarr full"],
+            times["zarr full"] / cf,
+        ),
+        (
+            "zarr",
+            "frames.zarr[...] (4,096 frames)",
+            times["frames zarr"],
+            times["frames zarr"] / times["ceiling frames"],
+        ),
+        ("zarr", "ceiling, 2048² region", cr, 1.0),
+        (
+            "zarr",
+            'slide.zarr["0"][:, y:y+h, x:x+w]',
+            region["zarr region"],
+            region["zarr region"] / cr,
+        ),
+    ]
+
+
+def nobot_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
+    from wsidicom import WsiDicom
+
+    folder = data / "slide-nobot"
+    ceiling = Ceiling(folder / "level0.dcm", "jpeg")
+
+    def dask_first() -> np.ndarray:
+        level = dicom_dask.open_slide(folder).levels[0]
+        return level[:512, :512].compute(scheduler="threads", num_workers=2)
+
+    def region_first() -> np.ndarray:
+        return dicom_dask.open_slide(folder).read_region((0, 0), 0, (512, 512))
+
+    def wsi_first() -> np.ndarray:
+        with WsiDicom.open(folder) as wsi:
+            return np.asarray(wsi.read_region((0, 0), 0, (512, 512)))
+
+    def open_only() -> Any:
+        return dicom_dask.open_slide(folder)
+
+    times = interleaved(
+        {
+            "ceiling": lambda: ceiling.read(0, 0, 512, 512),
+            "dask": dask_first,
+            "read_region": region_first,
+            "open": open_only,
+            "wsidicom": wsi_first,
+        },
+        repeat * 3,
+    )
+    c, wsi = times["ceiling"], times["wsidicom"]
+    return [
+        ("no BOT", "ceiling (4 tiles, offsets known)", c, 1.0),
+        (
+            "no BOT",
+            "dicom_dask open_slide + levels[0][:512, :512]",
+            times["dask"],
+            times["dask"] / c,
+        ),
+        (
+            "no BOT",
+            "dicom_dask open_slide + read_region",
+            times["read_region"],
+            times["read_region"] / c,
+        ),
+        ("no BOT", "dicom_dask open_slide only (fragment scan)", times["open"], times["open"] / c),
+        ("no BOT", "wsidicom open + read_region", wsi, wsi / c),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default=str(HERE / "data"))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("codecs", "zarr", "nobot"), action="append")
+    parser.add_argument("--codecs", default=",".join(CODECS), help="comma-separated subset")
+    args = parser.parse_args()
+    data = Path(args.data)
+    parts = args.only or ["codecs", "zarr", "nobot"]
+    rows: list[tuple[str, str, float, float]] = []
+    t0 = time.perf_counter()
+    if "codecs" in parts:
+        rows += codec_rows(data, args.repeat, tuple(args.codecs.split(",")))
+    if "zarr" in parts:
+        rows += zarr_rows(data, args.repeat)
+    if "nobot" in parts:
+        rows += nobot_rows(data, args.repeat)
+    print(f"| {'workload':8s} | {'reader':55s} | {'seconds':>8s} | {'x ceiling':>9s} |")
+    print(f"|{'-' * 10}|{'-' * 57}|{'-' * 10}|{'-' * 11}|")
+    for workload, label, seconds, ratio in rows:
+        print(f"| {workload:8s} | {label:55s} | {seconds:8.4f} | {ratio:9.2f} |")
+    load = os.getloadavg()[0]
+    print(
+        f"\n({time.perf_counter() - t0:.0f} s; load average {load:.1f} on {os.cpu_count()} cores)"
+    )
+
+
+if __name__ == "__main__":
+    main()
