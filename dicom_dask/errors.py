@@ -17,6 +17,7 @@ __all__ = [
     "NoPixelDataError",
     "NotDicomError",
     "OffsetTableError",
+    "RangeNotSupportedError",
     "ReadError",
     "SourceNotFoundError",
     "TruncatedFileError",
@@ -78,3 +79,13 @@ class ReadError(DicomDaskError, OSError):
 
 class SourceNotFoundError(ReadError, FileNotFoundError):
     """The file or object does not exist."""
+
+
+class RangeNotSupportedError(ReadError):
+    """The server answered a byte-range request with more than the range (it ignores
+    ``Range`` and sends the whole file with status 200).
+
+    dicom_dask reads every frame by byte range and never falls back to downloading
+    whole files: read through a local copy instead (a ``simplecache::`` URL makes
+    fsspec download the file once), or serve it with a server that honours ``Range``.
+    """
