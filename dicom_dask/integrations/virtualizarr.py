@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -142,7 +143,7 @@ class DicomParser:
 
         source: str | os.PathLike[str] = url
         if url.startswith("file://"):
-            source = url.removeprefix("file://")
+            source = unquote(url.removeprefix("file://"))
         kind = "slide" if self.level is not None else self.kind
         kind, store = open_store(source, kind=kind, storage_options=dict(self.storage_options))
         attrs, arrays = virtual_arrays(store, kind=kind)
