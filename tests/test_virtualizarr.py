@@ -21,6 +21,7 @@ from .conftest import REAL
 vz = pytest.importorskip("virtualizarr")
 icechunk = pytest.importorskip("icechunk")
 pytest.importorskip("fastparquet")
+pytest.importorskip("kerchunk")  # VirtualiZarr writes Parquet references with kerchunk.df
 
 from dicom_dask.virtualizarr import DicomParser  # noqa: E402
 from obspec_utils.registry import ObjectStoreRegistry  # noqa: E402
