@@ -6,27 +6,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# the test extra installs VirtualiZarr, Icechunk, kerchunk and fastparquet: nothing is skipped
+import fastparquet  # noqa: F401  (Parquet references)
+import icechunk
+import kerchunk  # noqa: F401  (VirtualiZarr writes Parquet references through kerchunk.df)
 import numpy as np
 import pydicom
 import pytest
+import virtualizarr as vz
 import xarray as xr
+from dicom_dask.virtualizarr import DicomParser
+from obspec_utils.registry import ObjectStoreRegistry
+from obstore.store import LocalStore
 from pydicom import uid
+from virtualizarr.parsers import KerchunkJSONParser, KerchunkParquetParser
 
 import dicom_dask
 from dicom_dask.errors import ManifestError
 from dicom_dask.testing import make_slide_dataset, write_dicom
 
 from .conftest import REAL
-
-vz = pytest.importorskip("virtualizarr")
-icechunk = pytest.importorskip("icechunk")
-pytest.importorskip("fastparquet")
-pytest.importorskip("kerchunk")  # VirtualiZarr writes Parquet references with kerchunk.df
-
-from dicom_dask.virtualizarr import DicomParser  # noqa: E402
-from obspec_utils.registry import ObjectStoreRegistry  # noqa: E402
-from obstore.store import LocalStore  # noqa: E402
-from virtualizarr.parsers import KerchunkJSONParser, KerchunkParquetParser  # noqa: E402
 
 JPEG_FILE = REAL / "wsi" / "cmu1_napari" / "volume.dcm"  # 130 JPEG tiles, YBR_FULL_422
 CT_SERIES = REAL / "volume_series" / "ct_24x38x3"
