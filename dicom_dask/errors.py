@@ -18,6 +18,7 @@ __all__ = [
     "NoPixelDataError",
     "NotDicomError",
     "OffsetTableError",
+    "RangeNotSupportedError",
     "ReadError",
     "SourceNotFoundError",
     "TruncatedFileError",
@@ -85,3 +86,13 @@ class LayoutWarning(UserWarning):
     """Files were put together despite a difference a stricter reading would refuse
     (e.g. pyramid levels with their own Frame of Reference, TILED_SPARSE frames on
     the same tile); the message names the files and the difference."""
+
+
+class RangeNotSupportedError(ReadError):
+    """The server answered a byte-range request with more than the range (it ignores
+    ``Range`` and sends the whole file with status 200).
+
+    dicom_dask reads every frame by byte range and never falls back to downloading
+    whole files: read through a local copy instead (a ``simplecache::`` URL makes
+    fsspec download the file once), or serve it with a server that honours ``Range``.
+    """

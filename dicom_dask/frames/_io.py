@@ -16,13 +16,14 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from dicom_dask.errors import ReadError, SourceNotFoundError
+from dicom_dask.errors import RangeNotSupportedError, ReadError, SourceNotFoundError
 
 __all__ = [
     "BlockReader",
     "Source",
     "call_fs",
     "canonical_url",
+    "check_range_read",
     "fetch_ranges",
     "open_source",
     "resolve_fs",
@@ -107,10 +108,7 @@ class Source:
             data = call_fs(self.url, _pread, self.path, start, stop)
         else:
             data = call_fs(self.url, self.fs.cat_file, self.path, start=start, end=stop)
-        if len(data) != stop - start:
-            raise ReadError(
-                f"{self.url}: asked for {stop - start} bytes at offset {start}, got {len(data)}"
-            )
+        check_range_read(self.url, start, stop, data, size=self.size)
         return bytes(data)
 
     def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
@@ -122,6 +120,31 @@ class Source:
         if len(ranges) == 1:
             return [self.read(*ranges[0])]
         return fetch_ranges(self.fs, [(self.url, self.path, a, b) for a, b in ranges])
+
+
+def check_range_read(
+    url: str, start: int, stop: int, data: bytes | memoryview, *, size: int | None = None
+) -> None:
+    """Check that reading ``[start, stop)`` of ``url`` gave exactly that many bytes.
+
+    More bytes than asked for means the server ignored the ``Range`` header and sent
+    the whole file (``http.server`` does this): that raises
+    [`RangeNotSupportedError`][dicom_dask.errors.RangeNotSupportedError] on the first
+    read, rather than downloading the whole file again for every frame. Fewer bytes
+    raise [`ReadError`][dicom_dask.errors.ReadError].
+    """
+    asked, got = stop - start, len(data)
+    if got > asked:
+        whole = " (the whole file)" if size is not None and got == size else ""
+        raise RangeNotSupportedError(
+            f"{url}: the server ignored the Range header: asked for bytes [{start}, {stop}) "
+            f"({asked} bytes), it sent {got} bytes{whole}. dicom_dask reads by byte range "
+            "and will not download the whole file for every read: serve the file with a "
+            "server that honours Range requests (nginx, S3, GCS, ...), or read a local copy, "
+            f"e.g. 'simplecache::{url}' (fsspec downloads it once)"
+        )
+    if got < asked:
+        raise ReadError(f"{url}: asked for {asked} bytes at offset {start}, got {got}")
 
 
 def _pread(path: str, start: int, stop: int) -> bytes:
@@ -271,10 +294,7 @@ def fetch_ranges(
                 )
                 error.request = i  # type: ignore[attr-defined]
                 raise error from data
-            if len(data) != stop - start:
-                raise ReadError(
-                    f"{url}: asked for {stop - start} bytes at offset {start}, got {len(data)}"
-                )
+            check_range_read(url, start, stop, data)
             out[i] = bytes(data)
         if not failed:
             return [b if b is not None else b"" for b in out]

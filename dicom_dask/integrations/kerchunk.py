@@ -1,18 +1,165 @@
-"""Kerchunk / fsspec reference sets of frames, slides and volumes."""
+"""Kerchunk / fsspec reference sets of frames, slides and volumes.
+
+Shared with the VirtualiZarr parser:
+[`virtual_arrays`][dicom_dask.integrations.kerchunk.virtual_arrays] names the arrays of a
+source the way kerchunk tools expect (``frames``, ``volume``, or one group per slide level
+holding ``image``).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from dicom_dask.errors import NoImagesError
+import numpy as np
+
+from dicom_dask.chunks.manifest import ChunkManifest, parse_chunk_key
+from dicom_dask.chunks.numcodec import chain_filter
+from dicom_dask.chunks.numcodec import register as _register_numcodec
+from dicom_dask.chunks.store import DicomStore
+from dicom_dask.enums import FrameEncoding
+from dicom_dask.errors import ManifestError, NoImagesError
 from dicom_dask.frames._io import StorageOptions
 from dicom_dask.images.instance import open_frames
 from dicom_dask.images.slide import open_slide
 from dicom_dask.images.sources import is_collection
 from dicom_dask.images.volume import open_volume
 
-__all__ = ["to_kerchunk"]
+__all__ = ["VirtualArray", "open_store", "to_kerchunk", "v2_references", "virtual_arrays"]
+
+_register_numcodec()
+
+KINDS = ("frames", "slide", "volume")
+
+
+@dataclass(frozen=True)
+class VirtualArray:
+    """One array of a source, placed for kerchunk / VirtualiZarr.
+
+    Attributes
+    ----------
+    group : str
+        The group holding it (``""`` for the root, ``"0"``, ``"1"``... for slide levels).
+    name : str
+        The variable name (``"frames"``, ``"volume"`` or ``"image"``).
+    metadata : dict
+        The array's zarr v3 ``zarr.json`` document (our codec chain).
+    manifest : ChunkManifest
+        Where its chunks are.
+    """
+
+    group: str
+    name: str
+    metadata: dict[str, Any]
+    manifest: ChunkManifest
+
+    @property
+    def path(self) -> str:
+        """``group/name`` (or ``name`` at the root)."""
+        return f"{self.group}/{self.name}" if self.group else self.name
+
+
+def open_store(
+    url: str | os.PathLike[str] | list[str],
+    *,
+    kind: str | None = None,
+    storage_options: StorageOptions = None,
+) -> tuple[str, DicomStore]:
+    """``(kind, store)``: the [`DicomStore`][dicom_dask.chunks.store.DicomStore] of ``url``.
+
+    ``kind`` defaults to ``"frames"`` for one file, ``"slide"`` for a collection of tiled
+    images, else ``"volume"``.
+    """
+    if kind is None:
+        if not is_collection(url):
+            kind = "frames"
+        else:
+            try:
+                return "slide", open_slide(url, storage_options=storage_options).store
+            except NoImagesError:
+                kind = "volume"
+    if kind == "frames":
+        return kind, open_frames(url, storage_options=storage_options).store  # type: ignore[arg-type]
+    if kind == "slide":
+        return kind, open_slide(url, storage_options=storage_options).store
+    if kind == "volume":
+        store = open_volume(url, storage_options=storage_options).store
+        assert store is not None  # an opened volume has one
+        return kind, store
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def virtual_arrays(store: DicomStore, *, kind: str) -> tuple[dict[str, Any], list[VirtualArray]]:
+    """The root attributes and named arrays of a store opened as ``kind``."""
+    documents = {k: json.loads(v) for k, v in store.documents.items()}
+    if kind in ("frames", "volume"):
+        doc = documents["zarr.json"]
+        return {}, [VirtualArray("", kind, doc, store.manifests[""])]
+    root = documents["zarr.json"].get("attributes", {})
+    attrs = {"dicom_dask": root.get("dicom_dask", {})}  # OME multiscales name arrays, not groups
+    arrays = [
+        VirtualArray(path.rstrip("/"), "image", documents[f"{path}zarr.json"], manifest)
+        for path, manifest in sorted(store.manifests.items(), key=lambda kv: int(kv[0][:-1]))
+    ]
+    return attrs, arrays
+
+
+def _v2_zarray(metadata: dict[str, Any]) -> dict[str, Any]:
+    codecs = list(metadata["codecs"])
+    dtype = np.dtype(metadata["data_type"])
+    chunks = metadata["chunk_grid"]["configuration"]["chunk_shape"]
+    filters = None
+    if len(codecs) == 1 and codecs[0]["name"] == "bytes":  # plain native pixels
+        endian = (codecs[0].get("configuration") or {}).get("endian", "little")
+        dtype = dtype.newbyteorder("<" if endian == "little" else ">")
+    else:
+        filters = [chain_filter(codecs, tuple(chunks), dtype.name)]
+        dtype = dtype.newbyteorder("<")
+    return {
+        "zarr_format": 2,
+        "shape": list(metadata["shape"]),
+        "chunks": list(chunks),
+        "dtype": dtype.str,
+        "compressor": None,
+        "filters": filters,
+        "fill_value": metadata.get("fill_value", 0),
+        "order": "C",
+        "dimension_separator": ".",
+    }
+
+
+def v2_references(attrs: dict[str, Any], arrays: list[VirtualArray]) -> dict[str, Any]:
+    """Kerchunk references (zarr v2: ``.zgroup``, ``name/.zarray``, ``name/0.0.0``...)."""
+    refs: dict[str, Any] = {
+        ".zgroup": json.dumps({"zarr_format": 2}),
+        ".zattrs": json.dumps(attrs),
+    }
+    for array in arrays:
+        if array.group:
+            refs[f"{array.group}/.zgroup"] = json.dumps({"zarr_format": 2})
+        refs[f"{array.path}/.zarray"] = json.dumps(_v2_zarray(array.metadata))
+        zattrs = dict(array.metadata.get("attributes") or {})
+        zattrs["_ARRAY_DIMENSIONS"] = list(array.metadata["dimension_names"])
+        refs[f"{array.path}/.zattrs"] = json.dumps(zattrs)
+        manifest = array.manifest
+        for key in manifest.keys():  # noqa: SIM118 (a method, not a dict)
+            coords = parse_chunk_key(key, len(manifest.grid_shape))
+            ref = manifest.get(coords) if coords is not None else None
+            if coords is None or ref is None:
+                continue
+            name = f"{array.path}/" + ".".join(str(c) for c in coords)
+            if ref.data is not None:
+                refs[name] = "base64:" + base64.b64encode(ref.data).decode("ascii")
+            elif ref.encoding is FrameEncoding.WADO:
+                raise ManifestError(
+                    f"{ref.url}: frames served by DICOMweb have no byte ranges to reference"
+                )
+            else:
+                refs[name] = [ref.url, ref.offset, ref.length]
+    return refs
 
 
 def to_kerchunk(
@@ -20,38 +167,47 @@ def to_kerchunk(
     *,
     storage_options: StorageOptions = None,
     kind: str | None = None,
+    zarr_format: int | None = None,
 ) -> dict[str, Any]:
     """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``).
 
-    ``kind`` (default: guessed):
+    Parameters
+    ----------
+    url : str, path or list
+        A file, folder, glob or list of files.
+    storage_options : mapping or callable, optional
+        fsspec options (or a filesystem factory) for reading ``url``.
+    kind : {"frames", "slide", "volume"}, optional
+        ``"frames"`` (one file): its frames, as
+        [`open_frames`][dicom_dask.images.instance.open_frames] gives them; ``"slide"`` (a
+        tiled file, folder or list): the pyramid; ``"volume"`` (a series folder, glob or
+        list, or an enhanced file): the volume across files, as
+        [`open_volume`][dicom_dask.images.volume.open_volume] gives it. Default: guessed.
+    zarr_format : {2, 3}, optional
+        ``2`` (the default for frames and volumes): named variables as kerchunk tools
+        expect them (``frames`` or ``volume`` at the root; for a slide, a group per level
+        ``"0"``, ``"1"``... holding ``image``), ``.zarray`` documents whose filter is the
+        numcodecs codec ``dicom_dask.frame`` (plain native pixels need none), chunk keys
+        ``name/0.0.0``. VirtualiZarr's ``KerchunkJSONParser``, xarray's ``kerchunk`` and
+        ``zarr`` engines and fsspec's Parquet references (``LazyReferenceMapper``) read
+        them. ``3`` (the default for slides): the zarr v3 documents of our stores, one
+        array at the root for frames and volumes, the OME-Zarr 0.5 group for a slide.
 
-    * ``"frames"`` (one file): its frames array, as :func:`open_frames` gives it;
-    * ``"slide"`` (a tiled file, folder or list): the slide's virtual OME-Zarr group;
-    * ``"volume"`` (a series folder, glob or list, or an enhanced file): the volume
-      array across files, as :func:`open_volume` gives it.
-
-    Opened with fsspec's ``ReferenceFileSystem``, plain zarr reads the DICOM bytes
-    through the registered ``dicom_dask.frame`` codec. A frame split over several
-    fragments is one reference covering its items (the codec strips the item
+    Notes
+    -----
+    Plain zarr reads either form through fsspec's ``ReferenceFileSystem`` with dicom_dask
+    installed (its codecs are registered through entry points). A frame split over
+    several fragments is one reference covering its items (the codec strips the item
     headers); deflated datasets, which cannot be range-read, are carried inline.
-    References are JSON: fsspec's Parquet reference format (``LazyReferenceMapper``)
-    describes zarr v2 arrays only (it sizes chunks from ``.zarray``), and these arrays
-    are zarr v3.
     """
-    if kind is None:
-        if is_collection(url):
-            try:
-                slide = open_slide(url, storage_options=storage_options)
-                return {"version": 1, "refs": slide.to_index()["refs"]}
-            except NoImagesError:
-                kind = "volume"
-        else:
-            kind = "frames"
-    if kind == "frames":
-        return open_frames(url, storage_options=storage_options).to_kerchunk()  # type: ignore[arg-type]
-    if kind == "slide":
-        slide = open_slide(url, storage_options=storage_options)
-        return {"version": 1, "refs": slide.to_index()["refs"]}
-    if kind == "volume":
-        return open_volume(url, storage_options=storage_options).to_kerchunk()
-    raise ValueError(f"kind must be 'frames', 'slide' or 'volume', got {kind!r}")
+    if zarr_format not in (None, 2, 3):
+        raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    kind, store = open_store(url, kind=kind, storage_options=storage_options)
+    if zarr_format is None:
+        zarr_format = 3 if kind == "slide" else 2
+    if zarr_format == 2:
+        return {"version": 1, "refs": v2_references(*virtual_arrays(store, kind=kind))}
+    refs: dict[str, Any] = {key: value.decode() for key, value in store.documents.items()}
+    for path, manifest in store.manifests.items():
+        refs.update(manifest.to_references(path))
+    return {"version": 1, "refs": refs}

@@ -1,0 +1,222 @@
+"""DICOM frames as a bytes-to-bytes codec, for zarr v2 references and VirtualiZarr.
+
+Our arrays decode through an array-to-bytes codec (``dicom_dask.frame``, or zarr's
+``bytes``) behind optional ``transpose`` codecs. Kerchunk references are zarr v2, whose
+codecs are numcodecs codecs from bytes to bytes, and VirtualiZarr's kerchunk writer
+keeps only the bytes-to-bytes codecs of an array. So the same chain is also offered as
+one codec that takes a chunk's encoded DICOM bytes to the decoded chunk's bytes (C
+order, little endian):
+
+* [`DicomChainCodec`][dicom_dask.chunks.numcodec.DicomChainCodec]: a numcodecs codec,
+  id ``dicom_dask.frame`` (entry point ``numcodecs.codecs``), for zarr v2 readers;
+* [`DicomChainBytesCodec`][dicom_dask.chunks.numcodec.DicomChainBytesCodec]: the zarr v3
+  codec ``numcodecs.dicom_dask.frame`` (entry point ``zarr.codecs``), the name under
+  which VirtualiZarr turns a v2 filter back into a v3 codec.
+
+The configuration holds the original v3 chain, the chunk shape and the data type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numcodecs.abc import Codec
+from zarr.abc.codec import BytesBytesCodec
+
+from dicom_dask.chunks.codec import CODEC_NAME, DicomFrameCodec
+from dicom_dask.errors import DicomDaskError, ManifestError
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from zarr.core.array_spec import ArraySpec
+    from zarr.core.buffer import Buffer
+
+__all__ = [
+    "V3_NAME",
+    "DicomChainBytesCodec",
+    "DicomChainCodec",
+    "chain_filter",
+    "decode_chain",
+    "register",
+]
+
+#: The zarr v3 name of the bytes-to-bytes form (numcodecs ids get this prefix in v3).
+V3_NAME = "numcodecs." + CODEC_NAME
+
+
+def chain_filter(
+    codecs: list[dict[str, Any]], chunk_shape: tuple[int, ...], data_type: str
+) -> dict[str, Any]:
+    """The numcodecs configuration (``{"id": "dicom_dask.frame", ...}``) of a v3 chain."""
+    _split(codecs)  # validate now, not at the first read
+    return {
+        "id": CODEC_NAME,
+        "codecs": [dict(c) for c in codecs],
+        "chunk_shape": [int(n) for n in chunk_shape],
+        "data_type": str(np.dtype(data_type).name),
+    }
+
+
+def _split(codecs: list[dict[str, Any]]) -> tuple[list[list[int]], dict[str, Any]]:
+    """``(transpose orders, array-to-bytes codec)`` of one of our chains."""
+    orders: list[list[int]] = []
+    for i, codec in enumerate(codecs):
+        name = codec.get("name")
+        if name == "transpose":
+            orders.append([int(k) for k in codec["configuration"]["order"]])
+        elif name in ("bytes", CODEC_NAME) and i == len(codecs) - 1:
+            return orders, codec
+        else:
+            break
+    raise ManifestError(
+        f"{CODEC_NAME}: cannot express the codec chain {codecs!r} as one bytes codec "
+        "(expected transposes, then 'bytes' or 'dicom_dask.frame')"
+    )
+
+
+def decode_chain(
+    data: bytes | memoryview,
+    codecs: list[dict[str, Any]],
+    chunk_shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+) -> np.ndarray:
+    """Decode one chunk's encoded bytes through a v3 chain to a C-ordered array."""
+    orders, last = _split(codecs)
+    encoded_shape = tuple(chunk_shape)
+    for order in orders:  # each transpose permutes the shape seen by the next codec
+        encoded_shape = tuple(encoded_shape[k] for k in order)
+    if last["name"] == "bytes":
+        endian = (last.get("configuration") or {}).get("endian", "little")
+        stored = dtype.newbyteorder("<" if endian == "little" else ">")
+        arr = np.frombuffer(data, dtype=stored)
+        if arr.size != int(np.prod(encoded_shape)):
+            raise DicomDaskError(
+                f"{CODEC_NAME}: a native chunk holds {arr.size} values, expected "
+                f"{int(np.prod(encoded_shape))} for the chunk shape {encoded_shape}"
+            )
+        arr = arr.reshape(encoded_shape)
+    else:
+        codec = DicomFrameCodec.from_dict(last)
+        arr = codec.decode_bytes(data).reshape(encoded_shape)
+    for order in reversed(orders):
+        arr = arr.transpose(np.argsort(order))
+    return np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<"))
+
+
+class DicomChainCodec(Codec):  # type: ignore[misc]
+    """numcodecs codec ``dicom_dask.frame``: encoded DICOM chunk -> decoded chunk bytes.
+
+    Parameters
+    ----------
+    codecs : list of dict
+        The array's zarr v3 chain (``transpose`` codecs, then ``bytes`` or
+        ``dicom_dask.frame``).
+    chunk_shape : list of int
+        The chunk shape of the array.
+    data_type : str
+        The decoded data type (written little endian).
+    """
+
+    codec_id = CODEC_NAME
+
+    def __init__(
+        self, codecs: list[dict[str, Any]], chunk_shape: list[int], data_type: str
+    ) -> None:
+        self.codecs = [dict(c) for c in codecs]
+        self.chunk_shape = [int(n) for n in chunk_shape]
+        self.data_type = str(data_type)
+        _split(self.codecs)
+
+    def get_config(self) -> dict[str, Any]:
+        """The codec's JSON configuration."""
+        return chain_filter(self.codecs, tuple(self.chunk_shape), self.data_type)
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        """Decode one chunk; the result is the chunk's values in C order."""
+        data = np.ascontiguousarray(np.frombuffer(buf, dtype=np.uint8)).data
+        arr = decode_chain(data, self.codecs, tuple(self.chunk_shape), np.dtype(self.data_type))
+        if out is not None:
+            np.copyto(np.asarray(out).reshape(-1).view(np.uint8), arr.reshape(-1).view(np.uint8))
+            return out
+        return arr
+
+    def encode(self, buf: Any) -> Any:
+        """Not supported: DICOM-backed arrays are read-only."""
+        raise DicomDaskError(f"{CODEC_NAME} only decodes: DICOM-backed arrays are read-only")
+
+    def __repr__(self) -> str:
+        return f"DicomChainCodec(chunk_shape={self.chunk_shape}, data_type={self.data_type!r})"
+
+
+@dataclass(frozen=True)
+class DicomChainBytesCodec(BytesBytesCodec):
+    """zarr v3 codec ``numcodecs.dicom_dask.frame``: the chain as bytes to bytes.
+
+    It follows zarr's ``bytes`` codec (little endian) in a v3 chain, which is how
+    VirtualiZarr rebuilds v3 metadata from a kerchunk ``.zarray``.
+    """
+
+    is_fixed_size = False
+
+    codecs: tuple[dict[str, Any], ...]
+    chunk_shape: tuple[int, ...]
+    data_type: str
+
+    def __init__(
+        self, *, codecs: list[dict[str, Any]], chunk_shape: list[int], data_type: str
+    ) -> None:
+        _split(list(codecs))
+        object.__setattr__(self, "codecs", tuple(dict(c) for c in codecs))
+        object.__setattr__(self, "chunk_shape", tuple(int(n) for n in chunk_shape))
+        object.__setattr__(self, "data_type", str(data_type))
+
+    def __hash__(self) -> int:
+        return hash((repr(self.codecs), self.chunk_shape, self.data_type))
+
+    @property
+    def codec_config(self) -> dict[str, Any]:
+        """The numcodecs form (VirtualiZarr writes this to kerchunk ``.zarray`` filters)."""
+        return chain_filter(list(self.codecs), self.chunk_shape, self.data_type)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from a v3 entry ``{"name": "numcodecs.dicom_dask.frame", ...}``."""
+        if data.get("name") != V3_NAME:
+            raise ValueError(f"expected a codec named {V3_NAME!r}, got {data.get('name')!r}")
+        config = {k: v for k, v in dict(data.get("configuration") or {}).items() if k != "id"}
+        return cls(**config)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The v3 entry."""
+        config = self.codec_config
+        config.pop("id")
+        return {"name": V3_NAME, "configuration": config}
+
+    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
+        data = chunk_bytes.as_numpy_array().data
+        arr = decode_chain(data, list(self.codecs), self.chunk_shape, np.dtype(self.data_type))
+        return chunk_spec.prototype.buffer.from_bytes(arr.reshape(-1).view(np.uint8).data)
+
+    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
+        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
+
+    async def _encode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer | None:
+        raise DicomDaskError(f"{V3_NAME} only decodes: DICOM-backed arrays are read-only")
+
+    def compute_encoded_size(self, input_byte_length: int, _chunk_spec: ArraySpec) -> int:
+        raise NotImplementedError(f"{V3_NAME} output size is not fixed")
+
+
+def register() -> None:
+    """Register both forms with numcodecs and zarr (the entry points do this for
+    installed packages; harmless to repeat)."""
+    from numcodecs.registry import codec_registry, register_codec
+    from zarr.registry import register_codec as register_zarr_codec
+
+    if codec_registry.get(CODEC_NAME) is not DicomChainCodec:
+        register_codec(DicomChainCodec)
+    register_zarr_codec(V3_NAME, DicomChainBytesCodec)
