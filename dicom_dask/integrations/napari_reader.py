@@ -31,8 +31,12 @@ def _kind(path: str) -> str | None:
 
 
 def _slide_layers(slide: Any) -> list[LayerData]:
+    from dataclasses import replace
+
     level0 = slide.pyramid[0]
-    arrays = [level.array for level in slide.pyramid]
+    # one dask chunk per tile: napari widens what it shows to whole chunks, so a
+    # zoomed-in view reads only the tiles under it
+    arrays = [replace(level, chunk_edge=1).array for level in slide.pyramid]
     meta: dict[str, Any] = {
         "name": str(level0.image.dataset.get("ContainerIdentifier", "") or "slide"),
         "multiscale": True,
