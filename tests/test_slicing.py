@@ -107,6 +107,7 @@ def images(tmp_path_factory) -> dict[str, Any]:
         ),
         "transformed volume": (volume.transformed().array, None, (1, 12, 10)),
     }
+    out["paths"] = {"rgb": tmp / "rgb.dcm"}
     hu = out["transformed volume"][0]
     out["transformed volume"] = (hu, dask.base.compute(hu)[0], (1, 12, 10))
     return out
@@ -298,3 +299,36 @@ def test_dask_still_does_not_fuse_nofancy_slices() -> None:
     reader.keys.clear()
     y[[40, 3], 5].compute(scheduler="sync")
     assert any(k[0] == slice(0, 32) or k[0] == slice(32, 64) for k in reader.keys)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_patch_selections_read_exactly_the_touched_tiles(images, monkeypatch, data: Any) -> None:
+    """``PatchSampler.to_dask()``: any selection of patches and of pixels within them."""
+    level = dicom_dask.open_tiled(images["paths"]["rgb"])
+    sampler = dicom_dask.PatchSampler(level, (20, 14), stride=(13, 17), padding=5)
+    patches = np.stack([p.pixels for p in sampler])
+    array = sampler.to_dask()
+    key, full = data.draw(selections(array.shape))
+    counter = Counter(monkeypatch)
+    expected = patches[key]
+    np.testing.assert_array_equal(da.Array.compute(array[key], scheduler="threads"), expected)
+    # the level pixels under the selection, their tiles
+    which = np.atleast_1d(np.arange(len(sampler))[full[0]])
+    r = np.atleast_1d(np.arange(array.shape[1])[full[1]])
+    c = np.atleast_1d(np.arange(array.shape[2])[full[2]])
+    samples = np.atleast_1d(np.arange(3)[full[3]])
+    touched = set()
+    if len(samples):
+        for i in which.tolist():
+            x, y = (int(v) - 5 for v in sampler.positions[i])
+            ys = [v for v in (y + r).tolist() if 0 <= v < 70]
+            xs = [v for v in (x + c).tolist() if 0 <= v < 90]
+            touched |= {(0, 0, a // 16, b // 16, 0) for a in ys for b in xs}
+    assert set(counter.take()) == touched
+    assert_eq(array[key], expected)
+    assert set(counter.take()) == touched
