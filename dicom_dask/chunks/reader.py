@@ -49,6 +49,17 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL[1]
 
 
+def _share(func: Callable[[Any], None], items: list[Any]) -> None:
+    """``func`` over ``items``: the first in the calling thread, the others in the pool
+    (a small read then waits for one thread wake-up fewer)."""
+    futures = [_pool().submit(func, item) for item in items[1:]]
+    try:
+        func(items[0])
+    finally:
+        for future in futures:
+            future.result()
+
+
 #: Largest gap (bytes) between two chunks read in one request, largest request, and
 #: the largest share of a request that may be bytes nobody asked for.
 MERGE_GAP = 64 * 1024
@@ -291,14 +302,11 @@ class ManifestArray:
                 for i in range(lo, min(lo + size, len(wanted))):
                     paste(wanted[i], fetched.pop(i))
 
-            for _ in _pool().map(decode, range(0, len(wanted), size)):
-                pass
+            _share(decode, list(range(0, len(wanted), size)))
         elif self.threads > 1 and len(wanted) > 1:
             # local: each unit reads and decodes its own chunks, reads overlap decoding
             size = max(1, min(BATCH, -(-len(wanted) // self.threads)))
-            batches = [wanted[i : i + size] for i in range(0, len(wanted), size)]
-            for _ in _pool().map(work, batches):
-                pass
+            _share(work, [wanted[i : i + size] for i in range(0, len(wanted), size)])
         else:
             work(wanted)
         return out

@@ -319,9 +319,9 @@ class PatchReader:
         from dicom_dask.images.lazy import FusedTransform
 
         level = self.sampler.level
-        reader = level.reader(squeeze=False, threads=self.threads)
         if level.transform is None:
-            return reader
+            return level.reader(squeeze=False, threads=self.threads)
+        reader = level.reader(squeeze=False)  # the transform's threads each read their part
         roles = "ffyx" + ("s" if level.samples > 1 else "")
         fused = FusedTransform(reader, level.transform, roles)
         fused.threads = self.threads
