@@ -172,7 +172,7 @@ NAMES = [
 
 @pytest.mark.parametrize("name", NAMES)
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -302,7 +302,7 @@ def test_dask_still_does_not_fuse_nofancy_slices() -> None:
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
