@@ -33,7 +33,7 @@ _original = ManifestArray._fetch
 
 
 def _counting(self, wanted):  # type: ignore[no-untyped-def]
-    SEEN.update(coords for coords, _ in wanted)
+    SEEN.update(item[0] for item in wanted)
     return _original(self, wanted)
 
 

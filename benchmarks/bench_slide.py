@@ -7,6 +7,12 @@ Table), this times:
 * **full level**: every pixel of level 0 into one array;
 * **region**: a 2,048 x 2,048 region at an unaligned offset, on an opened slide;
 * **open + region**: from nothing to the first region's pixels;
+* **open + 512²**: from nothing to the first 512 x 512 corner (the first view);
+
+each through the dask arrays users hold (``levels[0]``, sliced, ``.compute()``: a
+direct read of the selection), through dask's own graph (``dask.array.Array.compute``:
+tasks and block assembly, as under a distributed scheduler or a reduction), and
+through ``read_region``,
 
 and prints seconds and the ratio to the decode-only **ceiling**: the tiles' bytes
 read at known offsets (found beforehand, untimed) with ``os.pread``, decoded with
@@ -117,12 +123,22 @@ def slide_rows(folder: Path, repeat: int, slow: bool) -> list[tuple[str, str, fl
         level = dicom_dask.open_slide(folder).levels[0]
         return level.compute(scheduler="threads", num_workers=2)
 
+    def dd_graph() -> np.ndarray:  # dask's own compute: run the graph, concatenate blocks
+        level = dicom_dask.open_slide(folder).levels[0]
+        return da.Array.compute(level, scheduler="threads", num_workers=2)
+
     def dd_region() -> np.ndarray:
         return dicom_dask.open_slide(folder).read_region((0, 0), 0, (full[1], full[0]))
 
     add("full level", "dicom_dask open + read_region(level 0)", best(dd_region, repeat), c_full)
     add("full level", "dicom_dask open + da.store(levels[0])", best(dd_store, repeat), c_full)
     add("full level", "dicom_dask open + levels[0].compute()", best(dd_compute, repeat), c_full)
+    add(
+        "full level",
+        "  the same through dask's graph + concatenate",
+        best(dd_graph, repeat),
+        c_full,
+    )
 
     def wsi_full() -> np.ndarray:
         with WsiDicom.open(folder) as wsi:
@@ -165,9 +181,29 @@ def slide_rows(folder: Path, repeat: int, slow: bool) -> list[tuple[str, str, fl
     level0 = slide.levels[0]
     add(
         "2048² region",
-        "dicom_dask levels[0] sliced (y:y+h, x:x+w) .compute()",
+        "dicom_dask levels[0][y:y+h, x:x+w].compute()",
         best(
             lambda: level0[y : y + h, x : x + w].compute(scheduler="threads", num_workers=2),
+            repeat * 3,
+        ),
+        c_region,
+    )
+    add(
+        "2048² region",
+        "  the same through dask's graph (threads, 2)",
+        best(
+            lambda: da.Array.compute(
+                level0[y : y + h, x : x + w], scheduler="threads", num_workers=2
+            ),
+            repeat * 3,
+        ),
+        c_region,
+    )
+    add(
+        "2048² region",
+        "  .mean() of it (dask's graph, threads, 2)",
+        best(
+            lambda: level0[y : y + h, x : x + w].mean().compute(scheduler="threads", num_workers=2),
             repeat * 3,
         ),
         c_region,
@@ -204,8 +240,43 @@ def slide_rows(folder: Path, repeat: int, slow: bool) -> list[tuple[str, str, fl
         c_region,
     )
 
+    # -- open + first 512² (the first view: a small corner) ---------------------------
+    c_first = best(lambda: ceiling.read(0, 0, 512, 512), repeat * 10)
+    add("open + 512²", "ceiling (4 tiles: offsets known)", c_first, c_first)
+
+    def dd_first() -> np.ndarray:
+        return dicom_dask.open_slide(folder).levels[0][:512, :512].compute()
+
+    def dd_first_graph() -> np.ndarray:
+        level = dicom_dask.open_slide(folder).levels[0]
+        return da.Array.compute(level[:512, :512], scheduler="threads", num_workers=2)
+
+    def dd_first_region() -> np.ndarray:
+        return dicom_dask.open_slide(folder).read_region((0, 0), 0, (512, 512))
+
+    def wsi_first512() -> np.ndarray:
+        with WsiDicom.open(folder) as wsi:
+            return np.asarray(wsi.read_region((0, 0), 0, (512, 512)))
+
+    add("open + 512²", "dicom_dask open + levels[0][:512, :512].compute()",
+        best(dd_first, repeat * 10), c_first)  # fmt: skip
+    add("open + 512²", "  the same through dask's graph (threads, 2)",
+        best(dd_first_graph, repeat * 10), c_first)  # fmt: skip
+    add("open + 512²", "dicom_dask open + read_region", best(dd_first_region, repeat * 10),
+        c_first)  # fmt: skip
+    add("open + 512²", "wsidicom open + read_region", best(wsi_first512, repeat * 10), c_first)
+
     # -- open + first region ---------------------------------------------------------
     add("open + region", "ceiling (region only: offsets known)", c_region, c_region)
+    add(
+        "open + region",
+        "dicom_dask open_slide + levels[0][y:y+h, x:x+w].compute()",
+        best(
+            lambda: dicom_dask.open_slide(folder).levels[0][y : y + h, x : x + w].compute(),
+            repeat * 3,
+        ),
+        c_region,
+    )
     add(
         "open + region",
         "dicom_dask open_slide + read_region",
@@ -276,6 +347,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="skip highdicom/pydicom full reads")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--no-extras", action="store_true", help="skip the sparse open and to_ome_zarr"
+    )
     args = parser.parse_args()
     data = Path(args.data)
     report: dict[str, object] = {}
@@ -286,16 +360,22 @@ def main() -> None:
         rows = slide_rows(folder, args.repeat, slow=not args.quick)
         report[name] = rows
         print(f"\n### {name}: 16,384 x 16,384 RGB, 4,096 JPEG baseline tiles of 256 x 256")
-        print(f"| {'workload':14s} | {'reader':50s} | {'seconds':>8s} | {'x ceiling':>9s} |")
-        print(f"|{'-' * 16}|{'-' * 52}|{'-' * 10}|{'-' * 11}|")
+        print(f"| {'workload':14s} | {'reader':58s} | {'seconds':>8s} | {'x ceiling':>9s} |")
+        print(f"|{'-' * 16}|{'-' * 60}|{'-' * 10}|{'-' * 11}|")
         for workload, label, seconds, ratio in rows:
-            print(f"| {workload:14s} | {label:50s} | {seconds:8.3f} | {ratio:9.2f} |")
+            print(f"| {workload:14s} | {label:58s} | {seconds:8.4f} | {ratio:9.2f} |")
     sparse = data / "sparse-100k.dcm"
-    if sparse.exists():
+    if args.no_extras:
+        pass
+    elif sparse.exists():
         print("\n### sparse-100k.dcm: TILED_SPARSE, 100,172 tiles in shuffled order")
         for label, seconds in sparse_open(sparse, args.repeat):
             print(f"| {label:80s} | {seconds:7.3f} s |")
             report[label] = seconds
+    if args.no_extras:
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1))
+        return
     seconds, rss, same = convert(data / "slide-bot")
     print(
         f"\n### to_ome_zarr(slide-bot): {seconds:.2f} s, peak RSS {rss:.0f} MiB, "

@@ -33,7 +33,7 @@ def fetched(monkeypatch):
     original = ManifestArray._fetch
 
     def counting(self, wanted):
-        seen.update(coords for coords, _ in wanted)
+        seen.update(item[0] for item in wanted)
         return original(self, wanted)
 
     monkeypatch.setattr(ManifestArray, "_fetch", counting)

@@ -123,6 +123,36 @@ def test_open_and_region_request_counts(proxy, http_server) -> None:
     np.testing.assert_array_equal(region, dicom_dask.open_slide(url).read_region((x, y), 0, (w, h)))
 
 
+def test_region_sliced_from_the_dask_array_request_counts(proxy) -> None:
+    """A 2048² region sliced from ``levels[0]`` costs what ``read_region`` costs: at most
+    one request per tile row and < 1.2x the touched tiles' bytes (``compute()``); through
+    the dask graph (the threaded scheduler), every task reads only its touched tiles."""
+    import dask.array as da
+
+    url = f"{proxy.endpoint}/slide/level0.dcm"
+    slide = dicom_dask.open_slide(url)
+    proxy.reset()
+    (x, y), (w, h) = REGION
+    region = slide.levels[0][y : y + h, x : x + w]
+    pixels = region.compute()
+    log = proxy.reset()
+    encoded, tile_rows = _touched_bytes(slide)
+    assert len(log) <= tile_rows, [r.range for r in log]
+    assert sum(r.body_bytes for r in log) < 1.2 * encoded
+    np.testing.assert_array_equal(pixels, slide.read_region((x, y), 0, (w, h)))
+    proxy.reset()
+    graph = da.Array.compute(region, scheduler="threads", num_workers=2)
+    log = proxy.reset()
+    blocks = len(region.chunks[1])  # a tile row split between dask blocks: one request each
+    assert len(log) <= tile_rows * blocks, [r.range for r in log]
+    assert sum(r.body_bytes for r in log) < 1.2 * encoded
+    np.testing.assert_array_equal(graph, pixels)
+    mean = float(region.mean().compute(scheduler="threads"))
+    log = proxy.reset()
+    assert sum(r.body_bytes for r in log) < 1.2 * encoded
+    assert np.isclose(mean, pixels.mean())
+
+
 def test_latency_round_trips_and_concurrency(proxy, monkeypatch) -> None:
     proxy.latency = 0.05
     url = f"{proxy.endpoint}/slide/level0.dcm"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +21,7 @@ from fsspec.implementations.local import LocalFileSystem
 from dicom_dask.chunks.codec import CODEC_NAME, DicomFrameCodec
 from dicom_dask.chunks.decoders import correct_unused_bits, masked_native
 from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef
+from dicom_dask.chunks.selection import Axis, normalize, place
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.enums import ITEM_TAG, FrameEncoding
 from dicom_dask.errors import CorruptFrameError, ReadError
@@ -28,6 +29,9 @@ from dicom_dask.frames._io import call_fs, fetch_ranges
 from dicom_dask.frames.dicomweb import fetch_frames
 
 __all__ = ["ChunkDecoder", "FrameLabel", "ManifestArray"]
+
+#: A chunk to read: grid coordinates, reference, part of the chunk, part of the output.
+_Wanted = tuple[tuple[int, ...], ChunkRef, tuple[Any, ...], tuple[Any, ...]]
 
 #: Chunks per unit of work when a read decodes in several threads.
 BATCH = 16
@@ -43,6 +47,17 @@ def _pool() -> ThreadPoolExecutor:
             workers = max(2, os.cpu_count() or 1)
             _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="dicom-dask"))
         return _POOL[1]
+
+
+def _share(func: Callable[[Any], None], items: list[Any]) -> None:
+    """``func`` over ``items``: the first in the calling thread, the others in the pool
+    (a small read then waits for one thread wake-up fewer)."""
+    futures = [_pool().submit(func, item) for item in items[1:]]
+    try:
+        func(items[0])
+    finally:
+        for future in futures:
+            future.result()
 
 
 #: Largest gap (bytes) between two chunks read in one request, largest request, and
@@ -164,8 +179,10 @@ class ChunkDecoder:
 class ManifestArray:
     """A read-only NumPy-like array over one array of a :class:`DicomStore`.
 
-    ``__getitem__`` takes a tuple of slices (step 1), as ``dask.array.from_array``
-    passes them, and returns a NumPy array.
+    ``__getitem__`` takes what dask passes to an array-like after fusing a user's
+    selection into its read (integers, slices with any step, integer arrays,
+    ``Ellipsis``; axes are indexed independently) and returns a NumPy array, reading
+    only the chunks the selection touches.
     """
 
     #: Name of the dask array built over this reader, when one is (set by the builder).
@@ -209,62 +226,50 @@ class ManifestArray:
             return self._label(coords)
         return f"chunk {coords}"
 
-    def _normalize(self, key: Any) -> tuple[slice, ...]:
-        if not isinstance(key, tuple):
-            key = (key,)
-        if any(k is Ellipsis for k in key):
-            i = key.index(Ellipsis)
-            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1 :]
-        key = key + (slice(None),) * (self.ndim - len(key))
-        out = []
-        for k, n in zip(key, self.shape, strict=True):
-            if isinstance(k, int | np.integer):
-                k = int(k) + n if k < 0 else int(k)
-                out.append(slice(k, k + 1))
-            elif isinstance(k, slice):
-                start, stop, step = k.indices(n)
-                if step != 1:
-                    raise IndexError("ManifestArray supports only slices with step 1")
-                out.append(slice(start, max(start, stop)))
-            else:
-                raise IndexError(f"unsupported index {k!r}")
-        return tuple(out)
-
     def __getitem__(self, key: Any) -> np.ndarray:
         return self.read(key)
 
     def read(self, key: Any, out: np.ndarray | None = None) -> np.ndarray:
         """``self[key]``, written into ``out`` when given (C-contiguous, the selection's
-        shape and this array's dtype): a caller can reuse one scratch buffer."""
-        sel = self._normalize(key)
-        out_shape = tuple(s.stop - s.start for s in sel)
+        shape and this array's dtype): a caller can reuse one scratch buffer.
+
+        ``key`` indexes each axis independently (see
+        [`normalize`][dicom_dask.chunks.selection.normalize]): integers drop an axis;
+        slices may have any step; 1-D integer (or boolean) arrays pick positions. Only
+        the chunks holding selected elements are fetched and decoded.
+        """
+        axes = [Axis(k) for k in normalize(key, self.shape)]
+        full_shape = tuple(a.n for a in axes)
+        out_shape = tuple(a.n for a in axes if not a.drop)
         if out is not None and (out.shape != out_shape or out.dtype != self.dtype):
             raise ValueError(
                 f"out has shape {out.shape} and dtype {out.dtype}, expected {out_shape} "
                 f"and {self.dtype}"
             )
-        if 0 in out_shape:
-            return np.empty(out_shape, dtype=self.dtype) if out is None else out
-        ranges = [
-            range(s.start // c, (s.stop - 1) // c + 1)
-            for s, c in zip(sel, self.chunk_shape, strict=True)
-        ]
-        wanted: list[tuple[tuple[int, ...], ChunkRef]] = []
+        if out is None:
+            out = np.empty(out_shape, dtype=self.dtype)
+        if 0 in full_shape:
+            return out
+        # dropped axes kept (length 1) while filling: a view of ``out``, never a copy
+        full = np.expand_dims(out, tuple(i for i, a in enumerate(axes) if a.drop))
+        runs = [a.runs(c) for a, c in zip(axes, self.chunk_shape, strict=True)]
+        wanted: list[_Wanted] = []
         missing = False
-        for coords in itertools.product(*ranges):
+        for combo in itertools.product(*runs):
+            coords = tuple(r[0] for r in combo)
             ref = self.manifest.get(coords)
             if ref is not None:
-                wanted.append((coords, ref))
+                src = tuple(r[1] for r in combo)
+                dst = tuple(r[2] for r in combo)
+                wanted.append((coords, ref, src, dst))
             else:
                 missing = True
         # every output element is written by a present chunk unless one is missing
-        if out is None:
-            out = np.empty(out_shape, dtype=self.dtype)
         if missing:
-            out.fill(self.fill_value)
+            full.fill(self.fill_value)
 
-        def paste(item: tuple[tuple[int, ...], ChunkRef], data: bytes) -> None:
-            coords, ref = item
+        def paste(item: _Wanted, data: bytes) -> None:
+            coords, ref, src, dst = item
             try:
                 if (
                     len(data) != ref.length
@@ -280,16 +285,11 @@ class ManifestArray:
                     f"{ref.url or 'inline data'}: {self.label(coords)} "
                     f"({ref.length} bytes at offset {ref.offset}): {exc}"
                 ) from exc
-            src, dst = [], []
-            for c, s, size in zip(coords, sel, self.chunk_shape, strict=True):
-                lo, hi = max(s.start, c * size), min(s.stop, (c + 1) * size)
-                src.append(slice(lo - c * size, hi - c * size))
-                dst.append(slice(lo - s.start, hi - s.start))
-            out[tuple(dst)] = chunk[tuple(src)]
+            place(full, dst, chunk, src)
 
-        def work(batch: list[tuple[tuple[int, ...], ChunkRef]]) -> None:
+        def work(batch: list[_Wanted]) -> None:
             if self.decoder.direct:
-                batch = self._read_direct(batch, sel, out)
+                batch = self._read_direct(batch, full)
             for item, data in zip(batch, self._fetch(batch), strict=True):
                 paste(item, data)
 
@@ -302,14 +302,11 @@ class ManifestArray:
                 for i in range(lo, min(lo + size, len(wanted))):
                     paste(wanted[i], fetched.pop(i))
 
-            for _ in _pool().map(decode, range(0, len(wanted), size)):
-                pass
+            _share(decode, list(range(0, len(wanted), size)))
         elif self.threads > 1 and len(wanted) > 1:
             # local: each unit reads and decodes its own chunks, reads overlap decoding
             size = max(1, min(BATCH, -(-len(wanted) // self.threads)))
-            batches = [wanted[i : i + size] for i in range(0, len(wanted), size)]
-            for _ in _pool().map(work, batches):
-                pass
+            _share(work, [wanted[i : i + size] for i in range(0, len(wanted), size)])
         else:
             work(wanted)
         return out
@@ -319,48 +316,48 @@ class ManifestArray:
         wado = (self.manifest.encoding == FrameEncoding.WADO.value).any()
         return not wado and self._on_local_disk(self.manifest.urls)
 
-    def _remote(self, wanted: list[tuple[tuple[int, ...], ChunkRef]]) -> bool:
+    def _remote(self, wanted: list[_Wanted]) -> bool:
         """Whether some of ``wanted`` lie on a filesystem other than the local disk."""
-        if any(ref.encoding is FrameEncoding.WADO for _, ref in wanted):
+        if any(w[1].encoding is FrameEncoding.WADO for w in wanted):
             return True
-        return not self._on_local_disk({ref.url for _, ref in wanted if ref.url is not None})
+        return not self._on_local_disk({w[1].url for w in wanted if w[1].url is not None})
 
     def _on_local_disk(self, urls: Iterable[str]) -> bool:
         return all(type(self.store.filesystem(u)[0]) is LocalFileSystem for u in urls)
 
-    def _read_direct(
-        self,
-        batch: list[tuple[tuple[int, ...], ChunkRef]],
-        sel: tuple[slice, ...],
-        out: np.ndarray,
-    ) -> list[tuple[tuple[int, ...], ChunkRef]]:
+    def _read_direct(self, batch: list[_Wanted], out: np.ndarray) -> list[_Wanted]:
         """Read native chunks of local files straight into ``out``; return the others.
 
-        A chunk qualifies when it lies whole inside the selection and its place in
-        ``out`` is contiguous: ``os.preadv`` then fills it with no intermediate copy.
+        A chunk qualifies when the selection takes all of it (step-1 slices) and its
+        place in ``out`` is contiguous: ``os.preadv`` then fills it with no
+        intermediate copy.
         """
         rest = []
         fds: dict[str, int] = {}
         try:
-            for coords, ref in batch:
+            for item in batch:
+                coords, ref, src, dst = item
                 target = None
-                if ref.url is not None and ref.encoding is FrameEncoding.RAW:
-                    dst = []
-                    for c, s, size in zip(coords, sel, self.chunk_shape, strict=True):
-                        if c * size < s.start or (c + 1) * size > s.stop:
-                            break
-                        dst.append(slice(c * size - s.start, (c + 1) * size - s.start))
-                    else:
-                        view = out[tuple(dst)]
-                        if view.flags.c_contiguous and view.nbytes == ref.length:
-                            target = view
+                whole = all(
+                    isinstance(s, slice) and (s.start, s.stop, s.step) == (0, size, 1)
+                    for s, size in zip(src, self.chunk_shape, strict=True)
+                )
+                if (
+                    whole
+                    and ref.url is not None
+                    and ref.encoding is FrameEncoding.RAW
+                    and all(isinstance(d, slice) for d in dst)
+                ):
+                    view = out[dst]
+                    if view.flags.c_contiguous and view.nbytes == ref.length:
+                        target = view
                 if target is None:
-                    rest.append((coords, ref))
+                    rest.append(item)
                     continue
                 assert ref.url is not None
                 fs, path = self.store.filesystem(ref.url)
                 if type(fs) is not LocalFileSystem:
-                    rest.append((coords, ref))
+                    rest.append(item)
                     continue
                 if path not in fds:
                     fds[path] = call_fs(ref.url, os.open, path, os.O_RDONLY)
@@ -379,7 +376,7 @@ class ManifestArray:
                 os.close(fd)
         return rest
 
-    def _fetch(self, wanted: list[tuple[tuple[int, ...], ChunkRef]]) -> list[bytes]:
+    def _fetch(self, wanted: Sequence[_Wanted | tuple[tuple[int, ...], ChunkRef]]) -> list[bytes]:
         """Read the bytes of ``wanted`` references: local files with ``os.pread``, remote
         ones as merged ranges in one concurrent ``cat_ranges`` call per filesystem, and
         DICOMweb frames with WADO-RS (one request per run of consecutive frames)."""
@@ -387,7 +384,8 @@ class ManifestArray:
         by_url: dict[str, list[int]] = {}
         parts: list[tuple[int, list[int]]] = []
         wado: dict[str, list[int]] = {}
-        for i, (_, ref) in enumerate(wanted):
+        for i, item in enumerate(wanted):
+            ref = item[1]
             if ref.data is not None:
                 result[i] = ref.data
             elif ref.encoding is FrameEncoding.WADO:

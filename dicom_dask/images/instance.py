@@ -223,16 +223,21 @@ class Frames:
 
     def to_dask(self, *, frames_per_chunk: int = 1) -> dask.array.Array:
         """A dask array of the frames with ``frames_per_chunk`` frames per dask chunk."""
-        from dicom_dask.images.lazy import reader_dask, transformed_dask
+        from dicom_dask.images.lazy import fused_transformed_dask, reader_dask
 
         if frames_per_chunk < 1:
             raise ValueError(f"frames_per_chunk must be >= 1, got {frames_per_chunk}")
         reader = self.reader()
         chunks = (frames_per_chunk, *self.shape[1:])
-        array = reader_dask(reader, chunks, f"dicom-frames-{_token(self, frames_per_chunk)}")
+        token = _token(self, frames_per_chunk)
+        array = reader_dask(reader, chunks, f"dicom-frames-{token}")
         if self.transform is None:
             return array
-        return transformed_dask(array, self.transform, "f" + "yxs"[: len(self.shape) - 1])
+        roles = "f" + "yxs"[: len(self.shape) - 1]
+        options = self.transform.options.to_dict()
+        name = f"dicom-frames-transformed-{_tokenize(token, options)}"
+        # transformed while read: slicing the transformed frames reads only what it selects
+        return fused_transformed_dask(reader, array, self.transform, roles, name)[0]
 
     def transformed(
         self,
@@ -284,6 +289,12 @@ class Frames:
             f"Frames({self.url!r}, shape={self.shape}, dtype={self.dtype}, "
             f"transfer_syntax={self.index.header.transfer_syntax.name!r})"
         )
+
+
+def _tokenize(*args: Any) -> str:
+    from dask.base import tokenize
+
+    return tokenize(*args)
 
 
 def _token(frames: Frames, frames_per_chunk: int) -> str:

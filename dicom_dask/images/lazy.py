@@ -1,15 +1,43 @@
-"""Dask helpers shared by the front ends (imported only where dask is wanted)."""
+"""Dask helpers shared by the front ends (imported only where dask is wanted).
+
+Every dask array the library returns is a [`ReaderArray`][dicom_dask.images.lazy.ReaderArray]:
+a dask array over an array-like *reader* (the chunk manifest reader, or the reader
+that transforms while it reads) that keeps, per axis of the reader, which positions
+it shows. Slicing one composes the selection and makes a new graph whose tasks ask
+the reader for exactly the selected elements, so only the frames and tiles a
+selection touches are read, whatever the selection (integers, slices with any step,
+integer lists, ``Ellipsis``). ``compute()`` on the threaded or synchronous scheduler
+reads the selection straight into one output array, with no assembly copy.
+
+Why not plain ``dask.array.from_array``: with ``fancy=False`` dask's slice fusion
+(``dask.array.optimization._optimize_slices``) gives up on every plain slice, so a
+slice computes whole blocks and cuts them; with ``fancy=True`` it fuses slices with
+positive steps but not negative steps or integer arrays (``fuse_slice`` raises), and
+reductions still go through the graph. ``tests/test_slicing.py`` checks dask's
+behaviour, so this can be revisited when dask changes.
+"""
 
 from __future__ import annotations
 
+import copy
+import itertools
+import os
 from typing import Any
 
+import dask
+import dask.array as da
 import numpy as np
+from dask._task_spec import DataNode, Task, TaskRef
+from dask.array.core import getter
+from dask.base import is_dask_collection, tokenize
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
+from dicom_dask.chunks.selection import Axis, Index, compact, normalize, take
 from dicom_dask.images.transforms import FrameTransformer, apply_block
 
 __all__ = [
     "FusedTransform",
+    "ReaderArray",
     "frames_per_block",
     "fused_transformed_dask",
     "reader_dask",
@@ -23,31 +51,224 @@ def frames_per_block(shape: tuple[int, ...], dtype: Any, chunk_bytes: int) -> in
     return max(1, min(shape[0], chunk_bytes // max(per_frame, 1)))
 
 
-def reader_dask(reader: Any, chunks: Any, name: str | None = None) -> Any:
-    """A dask array over ``reader`` (``shape``, ``dtype``, ``ndim`` and ``__getitem__``
-    of a tuple of step-1 slices), one task per block; ``meta`` is declared, so nothing
-    is read to find the dtype."""
-    import dask.array as da
+class ReaderArray(da.Array):
+    """A dask array over a reader whose slices read only what they select.
 
-    return da.from_array(
+    Built by [`reader_dask`][dicom_dask.images.lazy.reader_dask]. ``x[index]`` with
+    integers, slices (any step), one 1-D integer or boolean array and ``Ellipsis``
+    returns another ``ReaderArray`` whose tasks each call the reader once with their
+    part of the selection (axes are indexed independently, as in dask). Anything
+    else (``None``, dask arrays, several arrays) goes through dask's own indexing.
+
+    ``compute()`` with no options, or only ``scheduler`` (threads or synchronous)
+    and ``num_workers``, and no dask callbacks active, reads the whole selection with
+    one call of the reader (which decodes in threads) into one array: the same
+    values as the graph, without dask assembling the blocks. Other schedulers
+    (distributed, processes) run the graph.
+    """
+
+    _reader: Any
+    _reader_key: str
+    _selection: tuple[int | np.ndarray, ...]
+    #: Block boundaries of the reader's axes (0 first, the axis length last).
+    _edges: tuple[np.ndarray, ...]
+
+    def _setup(
+        self,
+        reader: Any,
+        reader_key: str,
+        selection: tuple[int | np.ndarray, ...],
+        edges: tuple[np.ndarray, ...],
+    ) -> ReaderArray:
+        self._reader = reader
+        self._reader_key = reader_key
+        self._selection = selection
+        self._edges = edges
+        return self
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild,
+            (
+                self.dask,
+                self.name,
+                self.chunks,
+                self._meta,
+                self._reader,
+                self._reader_key,
+                self._selection,
+                self._edges,
+            ),
+        )
+
+    @property
+    def reader(self) -> Any:
+        """The array-like every task of this array reads through."""
+        return self._reader
+
+    def reader_key(self) -> tuple[Index, ...]:
+        """The selection as one key of the reader (what ``compute()`` reads)."""
+        return tuple(s if isinstance(s, int) else compact(s) for s in self._selection)
+
+    def __getitem__(self, index: Any) -> Any:
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(is_dask_collection(k) for k in parts):
+            return super().__getitem__(index)
+        try:
+            sel = normalize(index, self.shape)
+        except IndexError:
+            return super().__getitem__(index)  # dask handles None, or raises its own error
+        if sum(isinstance(k, np.ndarray) for k in sel) > 1:
+            return super().__getitem__(index)  # nd fancy indexing: as dask does
+        if all(
+            isinstance(k, slice) and (k.start, k.stop, k.step) == (0, n, 1)
+            for k, n in zip(sel, self.shape, strict=True)
+        ):
+            return self
+        new: list[int | np.ndarray] = []
+        keys = iter(sel)
+        for s in self._selection:
+            if isinstance(s, int):
+                new.append(s)
+            else:
+                k = next(keys)
+                new.append(int(s[k]) if isinstance(k, int) else s[k])
+        return _build(self._reader, self._reader_key, tuple(new), self._edges, self.name)
+
+    def compute(self, **kwargs: Any) -> Any:
+        """The values as a NumPy array (see the class notes for the direct read)."""
+        threads = _direct_threads(self, kwargs)
+        if threads is None or not hasattr(self._reader, "threads"):
+            return super().compute(**kwargs)
+        reader = copy.copy(self._reader)
+        reader.threads = threads
+        return np.asarray(reader[self.reader_key()])
+
+
+def _direct_threads(array: ReaderArray, kwargs: dict[str, Any]) -> int | None:
+    """Threads for a direct read of ``array``, or None when the graph must run."""
+    from dask.callbacks import Callback
+
+    if set(kwargs) - {"scheduler", "num_workers"} or Callback.active:
+        return None
+    import dask.local
+    import dask.threaded
+
+    try:
+        get = dask.base.get_scheduler(scheduler=kwargs.get("scheduler"), collections=[array])
+    except ValueError:
+        return None
+    if get is dask.local.get_sync:
+        return 1
+    if get is dask.threaded.get:
+        workers = kwargs.get("num_workers") or dask.config.get("num_workers", None)
+        return int(workers or os.cpu_count() or 1)
+    return None
+
+
+def _rebuild(
+    graph: Any,
+    name: str,
+    chunks: Any,
+    meta: Any,
+    reader: Any,
+    reader_key: str,
+    selection: tuple[int | np.ndarray, ...],
+    edges: tuple[np.ndarray, ...],
+) -> ReaderArray:
+    array = ReaderArray(graph, name, chunks, meta=meta)
+    return array._setup(reader, reader_key, selection, edges)
+
+
+def _axis_chunks(positions: np.ndarray, edges: np.ndarray) -> tuple[int, ...]:
+    """Output chunks along an axis: a new chunk wherever the source block changes; an
+    unsorted array in chunks of the largest block (a block it revisits is read once
+    per chunk, not once per visit)."""
+    if not len(positions):
+        return (0,)
+    block = np.searchsorted(edges[1:-1], positions, side="right")
+    steps = np.diff(block)
+    if (steps < 0).any() and (steps > 0).any():
+        size = max(1, int(np.diff(edges).max()))
+        n = len(positions)
+        return tuple(min(size, n - lo) for lo in range(0, n, size))
+    cuts = np.flatnonzero(steps != 0) + 1
+    bounds = [0, *cuts.tolist(), len(positions)]
+    return tuple(b - a for a, b in itertools.pairwise(bounds))
+
+
+def _build(
+    reader: Any,
+    reader_key: str,
+    selection: tuple[int | np.ndarray, ...],
+    edges: tuple[np.ndarray, ...],
+    parent: str,
+) -> ReaderArray:
+    """A ``ReaderArray`` showing ``selection`` (per reader axis) of ``reader``."""
+    kept = [(s, e) for s, e in zip(selection, edges, strict=True) if not isinstance(s, int)]
+    chunks = tuple(_axis_chunks(s, e) for s, e in kept)
+    key = tuple(s if isinstance(s, int) else compact(s) for s in selection)
+    prefix = parent.split("-getitem-")[0]
+    name = f"{prefix}-getitem-{tokenize(reader_key, key)}"
+    starts = [np.cumsum((0, *c)).tolist() for c in chunks]
+    layer: dict[Any, Any] = {}
+    ref = TaskRef(reader_key)
+    for block in itertools.product(*[range(len(c)) for c in chunks]):
+        index: list[Any] = []
+        j = 0
+        for s in selection:
+            if isinstance(s, int):
+                index.append(s)
+            else:
+                index.append(compact(s[starts[j][block[j]] : starts[j][block[j] + 1]]))
+                j += 1
+        task_key = (name, *block)
+        layer[task_key] = Task(task_key, getter, ref, DataNode(None, tuple(index)))
+    graph = HighLevelGraph(
+        {reader_key: MaterializedLayer({reader_key: reader}), name: MaterializedLayer(layer)},
+        {reader_key: set(), name: {reader_key}},
+    )
+    meta = np.empty((0,) * len(chunks), dtype=reader.dtype)
+    array = ReaderArray(graph, name, chunks, meta=meta)
+    return array._setup(reader, reader_key, selection, edges)
+
+
+def reader_dask(reader: Any, chunks: Any, name: str | None = None) -> ReaderArray:
+    """A [`ReaderArray`][dicom_dask.images.lazy.ReaderArray] over ``reader``
+    (``shape``, ``dtype``, ``ndim``, ``threads`` and an outer-indexing
+    ``__getitem__``, see ``ManifestArray``), one task per block; ``meta`` is declared,
+    so nothing is read to find the dtype."""
+    base = da.from_array(
         reader,
         chunks=chunks,
         meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
         asarray=False,
-        fancy=False,
+        fancy=True,
         name=name,
+        inline_array=False,
     )
+    reader_key = f"original-{base.name}"
+    if reader_key not in base.dask:  # dask names the reader's node otherwise: our own
+        reader_key = f"reader-{base.name}"
+        graph = HighLevelGraph.merge(
+            base.dask, HighLevelGraph.from_collections(reader_key, {reader_key: reader}, ())
+        )
+    else:
+        graph = base.dask
+    array = ReaderArray(graph, base.name, base.chunks, meta=base._meta)
+    edges = tuple(np.cumsum((0, *c)).astype(np.int64) for c in base.chunks)
+    selection = tuple(np.arange(n, dtype=np.int64) for n in reader.shape)
+    return array._setup(reader, reader_key, selection, edges)
 
 
 def transformed_dask(array: Any, transformer: FrameTransformer, roles: str) -> Any:
-    """``array`` with each block mapped through :func:`~dicom_dask.images.transforms.apply_block`.
+    """``array`` with each block mapped through ``apply_block`` (for arrays that are not
+    a reader's: a reader's array is transformed while read, see
+    [`fused_transformed_dask`][dicom_dask.images.lazy.fused_transformed_dask]).
 
     The transformer (header datasets and switches) is one node of the graph, shared
     by every task; the output dtype and shape are declared, nothing is computed.
     """
-    import dask
-    import dask.array as da
-
     dtype = np.dtype(transformer.options.dtype)
     extra: dict[str, Any] = {}
     if transformer.adds_samples:  # palette colour: a new RGB axis
@@ -65,13 +286,17 @@ def transformed_dask(array: Any, transformer: FrameTransformer, roles: str) -> A
 
 
 class FusedTransform:
-    """Stored values read and transformed slab by slab, for ``dask.array.from_array``.
+    """Stored values read and transformed slab by slab: a reader for
+    [`reader_dask`][dicom_dask.images.lazy.reader_dask].
 
-    A block is read a few frames at a time into one small scratch buffer (about
-    ``slab_bytes``), and each slab is transformed into the output while it is still in
-    the CPU cache: the stored values never make a round trip through main memory.
-    Pixels equal ``apply_block`` over the stored block (same function, same frames).
-    With ``threads`` > 1 (as ``Volume.compute`` sets it), a selection is split along
+    A selection is read a few frames (positions of axis 0) at a time into one small
+    scratch buffer (about ``slab_bytes``), and each slab is transformed into the
+    output while it is still in the CPU cache: the stored values never make a round
+    trip through main memory. Pixels equal ``apply_block`` over the stored values
+    (same function, same frames). Any selection the stored reader takes is taken
+    (each frame keeps its own parameters); the samples axis (``s`` in ``roles``) is
+    read whole and selected after the transform, which may need all samples. With
+    ``threads`` > 1 (as a direct ``compute`` sets it), a selection is split along
     axis 0 between that many threads, each with its own scratch buffer.
     """
 
@@ -90,42 +315,67 @@ class FusedTransform:
         self.threads = 1
         self.array_name = ""
 
+    def __repr__(self) -> str:
+        return f"FusedTransform({self.reader!r}, roles={self.roles!r}, dtype={self.dtype})"
+
     def is_local(self) -> bool:
         """Whether every frame lies in a file on the local disk."""
         return bool(self.reader.is_local())
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        sel = self.reader._normalize(key[: self.reader.ndim] if isinstance(key, tuple) else key)
-        shape = tuple(s.stop - s.start for s in sel)
-        tail = self.shape[self.reader.ndim :]
-        out = np.empty(shape + tail, dtype=self.dtype)
-        if 0 in shape:
-            return out
+        sel = normalize(key, self.shape)
+        n = self.reader.ndim
+        axes: list[Axis] = []
+        final: list[Index] = []  # applied to the transformed values
+        for k, role, size in zip(sel[:n], self.roles, self.reader.shape, strict=True):
+            if role == "s":  # every sample is read and transformed, then selected
+                axes.append(Axis(slice(0, size, 1)))
+                final.append(k)
+            else:
+                axis = Axis(k)
+                axes.append(axis)
+                final.append(0 if axis.drop else slice(None))
+        final.extend(sel[n:])
+        shape = tuple(a.n for a in axes)
+        out = np.empty(shape + self.shape[n:], dtype=self.dtype)
+        roles = self.roles + "t" * (len(sel) - n)  # t: the palette's added samples
+        picked = [k for k, r in zip(sel, roles, strict=True) if r in "st"]
+        if 0 in shape or any(Axis(k).n == 0 for k in picked):
+            return take(out, tuple(final))  # nothing selected: nothing read
+        positions = [
+            a.positions() if r == "f" else None for a, r in zip(axes, self.roles, strict=True)
+        ]
         parts = max(1, min(self.threads, shape[0]))
-        bounds = np.linspace(sel[0].start, sel[0].stop, parts + 1).round().astype(int)
-        spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+        bounds = np.linspace(0, shape[0], parts + 1).round().astype(int).tolist()
+        spans = [(lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
         if len(spans) > 1:
             from dicom_dask.chunks.reader import _pool
 
-            for _ in _pool().map(lambda span: self._fill(span, sel, out), spans):
+            for _ in _pool().map(lambda span: self._fill(span, axes, positions, out), spans):
                 pass
         else:
-            self._fill(spans[0], sel, out)
-        return out
+            self._fill(spans[0], axes, positions, out)
+        return take(out, tuple(final))
 
-    def _fill(self, span: tuple[int, int], sel: tuple[slice, ...], out: np.ndarray) -> None:
-        """Frames ``span`` (a part of ``sel[0]``) of the selection, into ``out``."""
-        shape = tuple(s.stop - s.start for s in sel)
+    def _fill(
+        self,
+        span: tuple[int, int],
+        axes: list[Axis],
+        positions: list[np.ndarray | None],
+        out: np.ndarray,
+    ) -> None:
+        """Output positions ``span`` of axis 0 of the selection ``axes``, into ``out``."""
+        shape = tuple(a.n for a in axes)
         per_frame = int(np.prod(shape[1:])) * self.reader.dtype.itemsize
         step = max(1, self.slab_bytes // max(per_frame, 1))
         scratch = np.empty((min(step, span[1] - span[0]), *shape[1:]), dtype=self.reader.dtype)
-        rest = [(s.start, s.stop) for s in sel[1:]]
-        first = sel[0].start
+        rest = tuple(a.index for a in axes[1:])
         for lo in range(span[0], span[1], step):
             hi = min(lo + step, span[1])
-            slab = self.reader.read((slice(lo, hi), *sel[1:]), out=scratch[: hi - lo])
-            info = {None: {"array-location": [(lo, hi), *rest]}}
-            apply_block(slab, self.transformer, self.roles, info, out=out[lo - first : hi - first])
+            key = (axes[0].part(lo, hi, keep=True), *rest)
+            slab = self.reader.read(key, out=scratch[: hi - lo])
+            where = [positions[0][lo:hi] if positions[0] is not None else None, *positions[1:]]
+            apply_block(slab, self.transformer, self.roles, None, out=out[lo:hi], positions=where)
 
 
 def fused_transformed_dask(
@@ -136,15 +386,16 @@ def fused_transformed_dask(
     name: str,
     *,
     chunk_bytes: int | None = None,
-) -> tuple[Any, FusedTransform]:
-    """Like :func:`transformed_dask` over ``array`` (built on ``reader``), with each block
-    read and transformed slab by slab (:class:`FusedTransform`). With ``chunk_bytes``
-    the blocks hold about that many *output* bytes (whole frames along axis 0).
-    Returns the dask array and the :class:`FusedTransform` behind it."""
+) -> tuple[ReaderArray, FusedTransform]:
+    """The transformed ``array`` (built on ``reader``), each selection read and
+    transformed slab by slab ([`FusedTransform`][dicom_dask.images.lazy.FusedTransform]):
+    slicing it reads only the frames and tiles selected, as on ``array``. With
+    ``chunk_bytes`` the blocks hold about that many *output* bytes (whole frames
+    along axis 0). Returns the dask array and the ``FusedTransform`` behind it."""
     fused = FusedTransform(reader, transformer, roles)
     chunks = array.chunks + (((3,),) if transformer.adds_samples else ())
     if chunk_bytes:  # dask splits axis 0 into blocks of that many frames
         chunks = (frames_per_block(fused.shape, fused.dtype, chunk_bytes), *chunks[1:])
-    array = reader_dask(fused, chunks, name)
-    fused.array_name = array.name  # what Volume.compute checks before reading directly
-    return array, fused
+    out = reader_dask(fused, chunks, name)
+    fused.array_name = out.name  # what Volume.compute checks before reading directly
+    return out, fused

@@ -389,11 +389,14 @@ def apply_block(
     block_info: dict[Any, Any] | None = None,
     *,
     out: np.ndarray | None = None,
+    positions: Sequence[np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """Transform one dask block: ``roles`` has an ``f`` for every frame-selecting axis.
 
     Every position along the ``f`` axes is one frame (2-D, or 2-D with samples)
-    transformed with its own frame's parameters; ``out`` receives the result.
+    transformed with its own frame's parameters; ``out`` receives the result. The
+    block's place in the array comes from ``block_info`` (contiguous) or, for any
+    selection, ``positions``: the array positions of the block along each ``f`` axis.
     """
     dtype = np.dtype(transformer.options.dtype)
     tail = (3,) if transformer.adds_samples else ()
@@ -402,21 +405,24 @@ def apply_block(
     if block.size == 0:
         return out
     axes = [i for i, r in enumerate(roles) if r == "f"]
-    if block_info is not None and None in block_info:
-        location = block_info[None]["array-location"]
-    elif block_info is not None:
-        location = block_info[0]["array-location"]
-    else:
-        location = [(0, n) for n in block.shape]
+    if positions is None:
+        if block_info is not None and None in block_info:
+            location = block_info[None]["array-location"]
+        elif block_info is not None:
+            location = block_info[0]["array-location"]
+        else:
+            location = [(0, n) for n in block.shape]
+        positions = [np.arange(lo, hi) for lo, hi in location]
     if not axes:
         dataset, frame = (int(v) for v in transformer.frames)
         _apply(transformer.get(max(dataset, 0), max(frame, 0)), block, out)
         return out
+    where = [np.asarray(positions[a]) for a in axes]
     if axes == [0]:  # frames along axis 0 only: runs sharing an elementwise transform
-        _apply_runs(block, transformer, location[0][0], out)
+        _apply_runs(block, transformer, where[0], out)
         return out
     for idx in np.ndindex(*[block.shape[a] for a in axes]):
-        position = tuple(location[a][0] + j for a, j in zip(axes, idx, strict=True))
+        position = tuple(int(w[j]) for w, j in zip(where, idx, strict=True))
         dataset, frame = (int(v) for v in transformer.frames[position])
         if dataset < 0:
             dataset, frame = 0, 0
@@ -428,13 +434,13 @@ def apply_block(
 
 
 def _apply_runs(
-    block: np.ndarray, transformer: FrameTransformer, first: int, out: np.ndarray
+    block: np.ndarray, transformer: FrameTransformer, where: np.ndarray, out: np.ndarray
 ) -> None:
-    """``apply_block`` for frames along axis 0, from array position ``first``: a run of
+    """``apply_block`` for frames along axis 0, at array positions ``where``: a run of
     frames sharing one of the elementwise fast transforms is transformed in one call."""
     transforms = []
     for j in range(block.shape[0]):
-        dataset, frame = (int(v) for v in transformer.frames[first + j])
+        dataset, frame = (int(v) for v in transformer.frames[int(where[j])])
         transforms.append(transformer.get(*((0, 0) if dataset < 0 else (dataset, frame))))
     j = 0
     while j < len(transforms):

@@ -63,6 +63,8 @@ def _slide_limits(level: Any) -> tuple[float, float]:
 
 
 def _slide_layers(slide: Any) -> list[LayerData]:
+    from dataclasses import replace
+
     level0 = slide.pyramid[0]
     levels = list(slide.pyramid)
     smallest = levels[-1]
@@ -75,7 +77,9 @@ def _slide_layers(slide: Any) -> list[LayerData]:
         and max(extra.matrix_shape) < max(smallest.matrix_shape)
     ):
         levels.append(extra)
-    arrays = [level.array for level in levels]
+    # one dask chunk per tile: napari widens what it shows to whole chunks, so a
+    # zoomed-in view reads only the tiles under it
+    arrays = [replace(level, chunk_edge=1).array for level in levels]
     meta: dict[str, Any] = {
         "name": str(level0.image.dataset.get("ContainerIdentifier", "") or "slide"),
         "multiscale": True,

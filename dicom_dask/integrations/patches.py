@@ -243,52 +243,35 @@ class PatchSampler:
 
     def to_dask(self) -> dask.array.Array:
         """The patches as a dask array ``(n, h + 2p, w + 2p, samples)``, one chunk per row
-        of patches. Each tile row is one task that the chunks needing it share, so a
-        compute reads every tile once, as iteration does."""
-        import dask
-        import dask.array as da
+        of patches, read through a [`PatchReader`][dicom_dask.integrations.patches.PatchReader]:
+        any selection (patches, and pixels within them) reads exactly the tiles under
+        it, and a ``compute()`` of the whole array reads every tile once, as iteration
+        does."""
+        from dask.base import tokenize
 
-        shape = self.patch_shape
-        if not len(self.positions):
-            return da.empty((0, *shape), dtype=self.level.dtype)
-        (_, h), p = self.size, self.padding
-        columns = self._columns()
-        strips: dict[int, Any] = {}
-        parts = []
-        for start, stop in self._patch_rows():
-            y = int(self.positions[start, 1])
-            needed = self._tile_rows(y - p, y + h + p)
-            for row in needed:
-                if row not in strips:
-                    strips[row] = dask.delayed(self._strip)(row, columns)
-            block = dask.delayed(_patch_row)(
-                self, start, stop, columns, list(needed), *(strips[r] for r in needed)
-            )
-            parts.append(
-                da.from_delayed(block, shape=(stop - start, *shape), dtype=self.level.dtype)
-            )
-        return da.concatenate(parts, axis=0)
+        from dicom_dask.images.lazy import reader_dask
+
+        reader = PatchReader(self)
+        rows = [stop - start for start, stop in self._patch_rows()] or [0]
+        chunks = (tuple(rows), *((n,) for n in reader.shape[1:]))
+        token = tokenize(
+            self.level.urls,
+            self.level.manifest.offsets.tobytes(),
+            self.positions.tobytes(),
+            self.size,
+            self.padding,
+            self.channel,
+            self.plane,
+            self.fill_value,
+            None if self.level.transform is None else self.level.transform.options.to_dict(),
+        )
+        return reader_dask(reader, chunks, f"dicom-patches-{token}")
 
     def __repr__(self) -> str:
         return (
             f"PatchSampler(n={len(self)}, size={self.size}, stride={self.stride}, "
             f"padding={self.padding}, bbox={self.bbox})"
         )
-
-
-def _patch_row(
-    sampler: PatchSampler,
-    start: int,
-    stop: int,
-    columns: tuple[int, int],
-    rows: list[int],
-    *strips: np.ndarray,
-) -> np.ndarray:
-    """The patches ``start:stop`` (one row of the grid) cut from the strips they span."""
-    (_, h), p = sampler.size, sampler.padding
-    y = int(sampler.positions[start, 1])
-    band = sampler._band(y - p, y + h + p, columns, dict(zip(rows, strips, strict=True)))
-    return np.stack([sampler._cut(band, x, columns) for x in sampler.positions[start:stop, 0]])
 
 
 def _tiles_in(columns: tuple[int, int], level: Level) -> int:
@@ -303,3 +286,85 @@ def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     if len(pair) != 2 or min(pair) <= 0:
         raise ValueError(f"{name} must be a positive int or (x, y) pair, got {value!r}")
     return int(pair[0]), int(pair[1])
+
+
+class PatchReader:
+    """The patches of a [`PatchSampler`][dicom_dask.integrations.patches.PatchSampler] as
+    an array-like ``(n, h + 2p, w + 2p, samples)`` for
+    [`reader_dask`][dicom_dask.images.lazy.reader_dask].
+
+    ``__getitem__`` indexes each axis independently (integers, slices with any step,
+    integer arrays). The level is read one tile row at a time, across the union of
+    the columns the selected patches need in that row: exactly the tiles under the
+    selected pixels, each once per call. Pixels beyond the matrix are the sampler's
+    ``fill_value``.
+    """
+
+    def __init__(self, sampler: PatchSampler) -> None:
+        self.sampler = sampler
+        level = sampler.level
+        self.shape = (len(sampler.positions), *sampler.patch_shape)
+        self.ndim = 4
+        if level.transform is None:
+            self.dtype = np.dtype(level.dtype)
+        else:
+            self.dtype = np.dtype(level._single(sampler.channel, sampler.plane).options.dtype)
+        #: Threads decoding one selection (set by a direct ``compute``).
+        self.threads = 1
+
+    def __repr__(self) -> str:
+        return f"PatchReader({self.sampler!r})"
+
+    def _level_reader(self) -> Any:
+        from dicom_dask.images.lazy import FusedTransform
+
+        level = self.sampler.level
+        if level.transform is None:
+            return level.reader(squeeze=False, threads=self.threads)
+        reader = level.reader(squeeze=False)  # the transform's threads each read their part
+        roles = "ffyx" + ("s" if level.samples > 1 else "")
+        fused = FusedTransform(reader, level.transform, roles)
+        fused.threads = self.threads
+        return fused
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        from dicom_dask.chunks.selection import Axis, normalize, take
+
+        s = self.sampler
+        sel = normalize(key, self.shape)
+        axes = [Axis(k) for k in sel[:3]]
+        which, r, c = (a.positions() for a in axes)
+        samples = self.shape[3]
+        out = np.full((len(which), len(r), len(c), samples), s.fill_value, dtype=self.dtype)
+        final = (*tuple(0 if a.drop else slice(None) for a in axes), sel[3])
+        if not out.size or not Axis(sel[3]).n:
+            return take(out, final)  # nothing selected: nothing read
+        rows, cols = s.level.matrix_shape
+        th = s.level.tile_shape[0]
+        top = s.positions[which, 1] - s.padding  # (k,) first pixel row of each patch
+        left = s.positions[which, 0] - s.padding
+        ys = top[:, None] + r[None, :]  # (k, len(r)) level rows of each selected pixel row
+        xs = left[:, None] + c[None, :]
+        y_in = (ys >= 0) & (ys < rows)
+        x_in = (xs >= 0) & (xs < cols)
+        reader = self._level_reader()
+        lead: tuple[Any, ...] = (s.channel, s.plane)
+        for tile_row in np.unique(ys[y_in] // th).tolist():
+            in_row = y_in & (ys // th == tile_row)  # (k, len(r))
+            patches = np.flatnonzero(in_row.any(axis=1))
+            need_y = np.unique(ys[in_row])
+            need_x = np.unique(xs[patches][x_in[patches]])
+            if not len(need_x):
+                continue
+            strip = reader[(*lead, need_y, need_x)]  # exactly this row's touched tiles
+            if strip.ndim == 2:
+                strip = strip[..., None]
+            for i in patches.tolist():
+                ri = np.flatnonzero(in_row[i])
+                ci = np.flatnonzero(x_in[i])
+                if not len(ci):
+                    continue
+                sy = np.searchsorted(need_y, ys[i, ri])
+                sx = np.searchsorted(need_x, xs[i, ci])
+                out[i, ri[:, None], ci[None, :]] = strip[sy[:, None], sx[None, :]]
+        return take(out, final)
