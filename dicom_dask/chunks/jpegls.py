@@ -3,7 +3,7 @@
 pydicom's own JPEG-LS plugins (pylibjpeg's libjpeg, pyjpegls) hold the GIL, and libjpeg
 is about 2.5x slower than CharLS; imagecodecs' CharLS releases it, so frames decode in
 parallel threads. Registered with pydicom's JPEG-LS decoders by
-:mod:`dicom_dask.chunks.decoders` under the label ``"imagecodecs"``, so that pydicom's
+`dicom_dask.chunks.decoders` under the label ``"imagecodecs"``, so that pydicom's
 own processing (sign correction, unused bits, colour) applies to its output exactly
 as to any other plugin's. JPEG-LS decoding is exact integer arithmetic, lossless
 and near-lossless alike: every conforming decoder gives the same samples.

@@ -162,7 +162,8 @@ class ChunkDecoder:
 
 
 class ManifestArray:
-    """A read-only NumPy-like array over one array of a :class:`DicomStore`.
+    """A read-only NumPy-like array over one array of a
+    [`DicomStore`][dicom_dask.chunks.store.DicomStore].
 
     ``__getitem__`` takes a tuple of slices (step 1), as ``dask.array.from_array``
     passes them, and returns a NumPy array.

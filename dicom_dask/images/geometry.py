@@ -35,7 +35,7 @@ ORIENTATION_TOL = 1e-4
 class GeometryPolicy(enum.Enum):
     """What to do with slices that do not form a regular, orthogonal stack.
 
-    ``RAISE``: raise :class:`~dicom_dask.errors.LayoutError` listing the gaps,
+    ``RAISE``: raise [`LayoutError`][dicom_dask.errors.LayoutError] listing the gaps,
     duplicates or tilt found (default). ``POSITIONS``: keep every slice; missing
     slices (gaps that are whole multiples of the smallest spacing) become absent
     chunks with a missing-slice mask, and the real per-slice positions are kept as
@@ -151,7 +151,8 @@ def stack_geometry(
     Raises
     ------
     LayoutError
-        Under :attr:`GeometryPolicy.RAISE` for duplicates, gaps, non-uniform spacing
+        Under [`GeometryPolicy.RAISE`][dicom_dask.images.geometry.GeometryPolicy] for duplicates,
+        gaps, non-uniform spacing
         or tilt, with what was found; under every policy for duplicated positions.
     """
     policy = GeometryPolicy.coerce(policy)

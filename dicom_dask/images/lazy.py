@@ -40,7 +40,7 @@ def reader_dask(reader: Any, chunks: Any, name: str | None = None) -> Any:
 
 
 def transformed_dask(array: Any, transformer: FrameTransformer, roles: str) -> Any:
-    """``array`` with each block mapped through :func:`~dicom_dask.images.transforms.apply_block`.
+    """``array`` with each block mapped through `apply_block`.
 
     The transformer (header datasets and switches) is one node of the graph, shared
     by every task; the output dtype and shape are declared, nothing is computed.
@@ -137,10 +137,10 @@ def fused_transformed_dask(
     *,
     chunk_bytes: int | None = None,
 ) -> tuple[Any, FusedTransform]:
-    """Like :func:`transformed_dask` over ``array`` (built on ``reader``), with each block
-    read and transformed slab by slab (:class:`FusedTransform`). With ``chunk_bytes``
+    """Like `transformed_dask` over ``array`` (built on ``reader``), with each block
+    read and transformed slab by slab (`FusedTransform`). With ``chunk_bytes``
     the blocks hold about that many *output* bytes (whole frames along axis 0).
-    Returns the dask array and the :class:`FusedTransform` behind it."""
+    Returns the dask array and the `FusedTransform` behind it."""
     fused = FusedTransform(reader, transformer, roles)
     chunks = array.chunks + (((3,),) if transformer.adds_samples else ())
     if chunk_bytes:  # dask splits axis 0 into blocks of that many frames

@@ -1,11 +1,13 @@
-"""Whole-slide images: ``open_slide`` -> a :class:`Slide` of lazy pyramid levels.
+"""Whole-slide images: ``open_slide`` -> a [`Slide`][dicom_dask.images.slide.Slide] of lazy pyramid
+levels.
 
 Instances are grouped into slides by Frame of Reference, Container Identifier and
 series. The VOLUME instances of a slide become pyramid levels ordered by pixel
 spacing (level 0 = highest resolution); LABEL, OVERVIEW and THUMBNAIL instances
 become associated images. The slide is also a virtual OME-Zarr group
-(:attr:`Slide.store`): generic zarr and OME tools read it without a copy, and
-:func:`to_ome_zarr` streams it into a real one.
+([`Slide.store`][dicom_dask.images.slide.Slide.store]): generic zarr and OME tools read it without a
+copy, and
+[`to_ome_zarr`][dicom_dask.images.slide.to_ome_zarr] streams it into a real one.
 """
 
 from __future__ import annotations
@@ -225,7 +227,8 @@ class Slide:
         """The slide with the pixel transform chain (e.g. ICC colour correction) applied lazily.
 
         Switches as highdicom's ``get_total_pixel_matrix``; levels, associated images
-        and ``read_region`` are transformed; :attr:`store` still serves stored values.
+        and ``read_region`` are transformed; [`store`][dicom_dask.images.slide.Slide.store] still
+        serves stored values.
         """
         options = TransformOptions.from_arguments(locals())
         return replace(
@@ -308,14 +311,15 @@ class Slide:
 
     @cached_property
     def zarr(self) -> zarr.Group:
-        """The virtual OME-Zarr group over :attr:`store`."""
+        """The virtual OME-Zarr group over [`store`][dicom_dask.images.slide.Slide.store]."""
         import zarr
 
         return zarr.open_group(self.store, mode="r")
 
     # -- index sidecar ---------------------------------------------------------------
     def to_index(self) -> dict[str, Any]:
-        """The slide's index: kerchunk references of :attr:`store` + parsed instances."""
+        """The slide's index: kerchunk references of [`store`][dicom_dask.images.slide.Slide.store]
+        + parsed instances."""
         refs: dict[str, Any] = {key: value.decode() for key, value in self.store.documents.items()}
         for path, manifest in self.store.manifests.items():
             refs.update(manifest.to_references(path))
@@ -342,7 +346,8 @@ class Slide:
     def save_index(
         self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
     ) -> None:
-        """Save the index so that :func:`open_slide` with ``index=path`` reads no header."""
+        """Save the index so that [`open_slide`][dicom_dask.images.slide.open_slide] with
+        ``index=path`` reads no header."""
         save_index(self.to_index(), path, storage_options=storage_options)
 
     def __repr__(self) -> str:
@@ -421,15 +426,18 @@ def open_slide(
         filesystem factory, called where the reads happen (credentials stay out of
         pickled graphs).
     select : int or str, optional
-        Which slide when ``source`` holds several: an index into :func:`list_slides`,
+        Which slide when ``source`` holds several: an index into
+        [`list_slides`][dicom_dask.images.slide.list_slides],
         a Series Instance UID or a Container Identifier.
     index : path, URL or mapping, optional
-        A sidecar written by :meth:`Slide.save_index`: nothing is read from the files
+        A sidecar written by [`Slide.save_index`][dicom_dask.images.slide.Slide.save_index]: nothing
+        is read from the files
         until pixels are.
     raw : bool
         Keep YBR colour data as stored (default: RGB, as pydicom's ``pixel_array``).
     backend : str
-        Decoder (``"auto"``, ``"pydicom"``, ``"imagecodecs"``), see :func:`open_frames`.
+        Decoder (``"auto"``, ``"pydicom"``, ``"imagecodecs"``), see
+        [`open_frames`][dicom_dask.images.instance.open_frames].
     fill_value : int or float
         Value of pixels in tiles absent from a TILED_SPARSE instance.
     chunk_edge : int
@@ -494,7 +502,7 @@ def open_tiled(
 
     ``.array`` is ``(rows, columns[, samples])`` for one optical path (or segment)
     and focal plane, ``(c, z, rows, columns[, samples])`` otherwise; see
-    :func:`open_slide` for the parameters.
+    [`open_slide`][dicom_dask.images.slide.open_slide] for the parameters.
     """
     from dicom_dask.frames import index_frames
 

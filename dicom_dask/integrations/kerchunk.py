@@ -25,10 +25,11 @@ def to_kerchunk(
 
     ``kind`` (default: guessed):
 
-    * ``"frames"`` (one file): its frames array, as :func:`open_frames` gives it;
+    * ``"frames"`` (one file): its frames array, as
+    [`open_frames`][dicom_dask.images.instance.open_frames] gives it;
     * ``"slide"`` (a tiled file, folder or list): the slide's virtual OME-Zarr group;
     * ``"volume"`` (a series folder, glob or list, or an enhanced file): the volume
-      array across files, as :func:`open_volume` gives it.
+      array across files, as [`open_volume`][dicom_dask.images.volume.open_volume] gives it.
 
     Opened with fsspec's ``ReferenceFileSystem``, plain zarr reads the DICOM bytes
     through the registered ``dicom_dask.frame`` codec. A frame split over several

@@ -91,7 +91,7 @@ def read(path: str | list[str]) -> list[LayerData]:
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
-    """npe2 ``reader`` contribution: :func:`read` when ``path`` is DICOM we can open."""
+    """npe2 ``reader`` contribution: `read` when ``path`` is DICOM we can open."""
     if isinstance(path, list):
         return read if all(str(p).lower().endswith((".dcm", ".dicom")) for p in path) else None
     return read if _kind(str(path)) is not None else None

@@ -1,7 +1,8 @@
 """xarray backend: ``xr.open_dataset(path, engine="dicom")`` and ``xr.open_datatree``.
 
 It only builds and delegates: a volume (folder, glob, list, enhanced file) becomes
-:meth:`Volume.to_xarray`, a slide becomes one dataset per pyramid level with
+[`Volume.to_xarray`][dicom_dask.images.volume.Volume.to_xarray], a slide becomes one dataset per
+pyramid level with
 coordinates in millimetres, any other file its frames. Arrays stay lazy (dask).
 """
 
