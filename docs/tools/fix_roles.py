@@ -40,7 +40,8 @@ PACKAGE = "dicom_dask"
 DOMAIN_ROLES = (
     "func|class|meth|attr|mod|data|exc|obj|const|type|property|function|method|attribute|module"
 )
-#: A Sphinx cross-reference role: optional ``py:`` domain, the role, then `target` or `title <target>`.
+#: A Sphinx cross-reference role: optional ``py:`` domain, the role, then `target` or
+#: `title <target>`.
 ROLE = re.compile(
     r":(?:py:)?(?P<role>" + DOMAIN_ROLES + r"):`(?P<body>[^`]+)`(?!`)",
 )
@@ -145,10 +146,10 @@ def _scopes(module, lineno: int) -> list:
             if getattr(member, "is_alias", False):
                 continue
             start, end = member.lineno, member.endlineno
-            if start is not None and end is not None and start <= lineno <= end:
-                if member.is_class or member.is_function:
-                    inner = member
-                    break
+            inside = start is not None and end is not None and start <= lineno <= end
+            if inside and (member.is_class or member.is_function):
+                inner = member
+                break
         if inner is None:
             break
         chain.append(inner)
@@ -173,7 +174,7 @@ def resolve(target: str, module, lineno: int, package):
                 full = scope.resolve(parts[0])
             except Exception:
                 full = None
-            if full and full.startswith(PACKAGE + ".") or full == PACKAGE:
+            if full and (full.startswith(PACKAGE + ".") or full == PACKAGE):
                 head = _walk(package, full.split(".")[1:])
                 found = _walk(head, parts[1:]) if head is not None else None
                 if found is not None:
@@ -218,10 +219,8 @@ def convert_text(text: str, module, package, rendered: set[str]) -> tuple[str, l
             # a member documented only in its class's "Attributes" section: link to the class
             final = final.parent if getattr(final.parent, "is_class", False) else None
             path = final.path if final is not None else None
-        if path is not None and path in rendered:
-            new = f"[`{title}`][{path}]"
-        else:
-            new = f"`{title}`"
+        linked = path is not None and path in rendered
+        new = f"[`{title}`][{path}]" if linked else f"`{title}`"
         log.append(f"{lineno}: {match.group(0)} -> {new}")
         return new
 
