@@ -27,7 +27,8 @@ TITLES = {
 }
 NAPARI = [
     ("napari-slide.png", "napari: the CMU-1 slide opened by the dicom_dask reader"),
-    ("napari-volume.png", "napari: a CT volume placed by its affine, three orthogonal planes"),
+    ("napari-ct-slice.png", "napari: the real CT series in LPS millimetres, seen from the feet"),
+    ("napari-volume.png", "napari: a CT phantom placed by its affine, 3-D MIP, 50 mm scale bar"),
 ]
 
 
