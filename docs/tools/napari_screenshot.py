@@ -15,7 +15,8 @@ machine without one, run it under Debian's Xvfb::
 
     PYTHONPATH=. xvfb-run -a -s "-screen 0 1600x1000x24" python docs/tools/napari_screenshot.py
 
-Without the real data (``../shared/data/real`` or ``DICOM_DASK_REAL_DATA``) synthetic files stand in.
+Without the real data (``../shared/data/real`` or ``DICOM_DASK_REAL_DATA``) synthetic files
+stand in.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def main() -> int:
     viewer.axes.visible = True
     viewer.scale_bar.unit = "mm"
     layer = layers[0]
-    print("volume layer:", layer.name, layer.data.shape, "affine:\n", np.round(layer.affine.affine_matrix, 3))
+    print("volume layer:", layer.name, layer.data.shape)
+    print(np.round(layer.affine.affine_matrix, 3))
     layer.contrast_limits = (1024 - 1000, 1024 + 900)
     layer.rendering = "mip"
     viewer.dims.order = (2, 1, 0)
