@@ -329,9 +329,9 @@ def decode_chunk(data: bytes | memoryview, cfg: dict[str, Any]) -> np.ndarray:
     """Decode one chunk's bytes to ``(frames, rows, columns[, samples])``.
 
     ``cfg`` is the codec configuration (see
-    [`dicom_dask.chunks.codec.DicomFrameCodec`][dicom_dask.chunks.codec.DicomFrameCodec]).
-    Raises [`CorruptFrameError`][dicom_dask.errors.CorruptFrameError] when the bytes do not decode
-    to that shape.
+    [`dicom_dask.chunks.codec.DicomFrameCodec`][dicom_dask.chunks.codec.DicomFrameCodec]). Raises
+    [`CorruptFrameError`][dicom_dask.errors.CorruptFrameError] when the bytes do not decode to that
+    shape.
     """
     tsyntax = cfg["transfer_syntax"]
     backend = cfg["backend"]

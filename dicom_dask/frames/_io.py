@@ -240,8 +240,8 @@ def fetch_ranges(
     Async filesystems send the requests concurrently (at most `CONCURRENCY` in
     flight). Requests that fail transiently are sent again, with the backoff of
     `RETRY`; a permanent failure raises [`ReadError`][dicom_dask.errors.ReadError] naming the URL
-    and
-    the byte range, a missing object [`SourceNotFoundError`][dicom_dask.errors.SourceNotFoundError].
+    and the byte range, a missing object
+    [`SourceNotFoundError`][dicom_dask.errors.SourceNotFoundError].
     """
     out: list[bytes | None] = [None] * len(requests)
     todo = list(range(len(requests)))

@@ -78,8 +78,7 @@ def location(
     sop_instance_uid: str | None = None,
 ) -> DicomWebLocation:
     """A [`DicomWebLocation`][dicom_dask.frames.dicomweb.DicomWebLocation] from a ``dicomweb+`` URL,
-    or from a
-    ``DICOMwebClient`` and UIDs."""
+    or from a ``DICOMwebClient`` and UIDs."""
     if isinstance(source, DicomWebLocation):
         return source
     if isinstance(source, str):

@@ -326,8 +326,7 @@ def open_frames(
         plugin, identical to ``pixel_array``), or ``"imagecodecs"``.
     index : path, URL, mapping or FrameIndex, optional
         A sidecar written by [`Frames.save_index`][dicom_dask.images.instance.Frames.save_index] (or
-        an index already built):
-        nothing is read from the file until pixels are.
+        an index already built): nothing is read from the file until pixels are.
     filesystem : fsspec.AbstractFileSystem, optional
         A ready filesystem for ``url`` (header reads only; chunk reads use
         ``storage_options``).

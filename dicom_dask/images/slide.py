@@ -6,8 +6,7 @@ series. The VOLUME instances of a slide become pyramid levels ordered by pixel
 spacing (level 0 = highest resolution); LABEL, OVERVIEW and THUMBNAIL instances
 become associated images. The slide is also a virtual OME-Zarr group
 ([`Slide.store`][dicom_dask.images.slide.Slide.store]): generic zarr and OME tools read it without a
-copy, and
-[`to_ome_zarr`][dicom_dask.images.slide.to_ome_zarr] streams it into a real one.
+copy, and [`to_ome_zarr`][dicom_dask.images.slide.to_ome_zarr] streams it into a real one.
 """
 
 from __future__ import annotations
@@ -427,12 +426,11 @@ def open_slide(
         pickled graphs).
     select : int or str, optional
         Which slide when ``source`` holds several: an index into
-        [`list_slides`][dicom_dask.images.slide.list_slides],
-        a Series Instance UID or a Container Identifier.
+        [`list_slides`][dicom_dask.images.slide.list_slides], a Series Instance UID or a Container
+        Identifier.
     index : path, URL or mapping, optional
         A sidecar written by [`Slide.save_index`][dicom_dask.images.slide.Slide.save_index]: nothing
-        is read from the files
-        until pixels are.
+        is read from the files until pixels are.
     raw : bool
         Keep YBR colour data as stored (default: RGB, as pydicom's ``pixel_array``).
     backend : str

@@ -3,8 +3,7 @@
 A folder (glob, list) of single-frame files, or an enhanced multi-frame file, is
 read header-first: files are grouped into stacks, slices sorted along their normal
 ([`dicom_dask.images.geometry`][dicom_dask.images.geometry]), and one chunk manifest built across
-files, so the
-dask array reads each slice from its own file. The affine maps ``(slice, row,
+files, so the dask array reads each slice from its own file. The affine maps ``(slice, row,
 column)`` indices to LPS millimetres, as highdicom's ``Volume`` does.
 """
 
@@ -79,8 +78,7 @@ class Volume:
     #: [`save_index`][dicom_dask.images.volume.Volume.save_index]).
     indexes: tuple[Any, ...] | None = field(default=None, repr=False)
     #: What [`array`][dicom_dask.images.volume.Volume] reads from: the manifest reader of an opened
-    #: volume, or the
-    #: slab-by-slab transform of one just ``transformed()``; ``None`` once derived.
+    #: volume, or the slab-by-slab transform of one just ``transformed()``; ``None`` once derived.
     reader: Any = field(default=None, repr=False)
 
     # -- geometry -----------------------------------------------------------------
@@ -390,8 +388,8 @@ class Volume:
         self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
     ) -> None:
         """Save [`to_index`][dicom_dask.images.volume.Volume.to_index] so that
-        ``open_volume(index=path)`` reads no header: a
-        10,000-file series is parsed once, and every dask worker reuses the result."""
+        ``open_volume(index=path)`` reads no header: a 10,000-file series is parsed once, and every
+        dask worker reuses the result."""
         from dicom_dask.chunks.sidecar import save_index
 
         save_index(self.to_index(), path, storage_options=storage_options)
@@ -748,12 +746,11 @@ def open_volume(
         no header is read.
     select : int or str, optional
         Which stack when there are several (see
-        [`list_series`][dicom_dask.images.volume.list_series]): an index, or a
-        Series Instance UID.
+        [`list_series`][dicom_dask.images.volume.list_series]): an index, or a Series Instance UID.
     geometry : {"raise", "positions", "shear"}
         Handling of irregular stacks (see
-        [`GeometryPolicy`][dicom_dask.images.geometry.GeometryPolicy]);
-        recorded in ``volume.metadata["geometry"]``.
+        [`GeometryPolicy`][dicom_dask.images.geometry.GeometryPolicy]); recorded in
+        ``volume.metadata["geometry"]``.
     raw, backend, fill_value
         As in [`open_frames`][dicom_dask.images.instance.open_frames]; ``fill_value`` fills missing
         slices.

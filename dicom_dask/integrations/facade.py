@@ -142,8 +142,8 @@ class OpenSlide:
     ----------
     slide : Slide, str or path
         An opened [`Slide`][dicom_dask.images.slide.Slide], or anything
-        [`open_slide`][dicom_dask.images.slide.open_slide] opens
-        (a folder, a file of the slide, a URL).
+        [`open_slide`][dicom_dask.images.slide.open_slide] opens (a folder, a file of the slide, a
+        URL).
     storage_options : mapping or callable, optional
         Passed to [`open_slide`][dicom_dask.images.slide.open_slide] when ``slide`` is not opened
         yet.

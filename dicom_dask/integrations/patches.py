@@ -1,9 +1,8 @@
 """Patch sampling over a slide level, for training loops.
 
 [`PatchSampler`][dicom_dask.integrations.patches.PatchSampler] lays a grid of patches (size, stride,
-padding from neighbouring
-pixels) over a bounding box of a level's total pixel matrix, optionally keeps only
-patches over tissue (a mask computed lazily from a low-resolution level), and yields
+padding from neighbouring pixels) over a bounding box of a level's total pixel matrix, optionally
+keeps only patches over tissue (a mask computed lazily from a low-resolution level), and yields
 them with their positions, or returns them as a dask array ``(n, h, w, c)``.
 
 Iterating reads the level in strips of whole tile rows, each strip once, and cuts
@@ -78,10 +77,9 @@ class PatchSampler:
         The part of the level to cover (default: all of it).
     mask : "tissue", array or callable, optional
         Keep only patches over the mask. ``"tissue"``:
-        [`tissue_mask`][dicom_dask.integrations.patches.tissue_mask] of the
-        slide's lowest-resolution level; an array: a boolean mask covering the whole
-        level at any resolution; a callable: called with the lowest level's dask array
-        and returning such a mask.
+        [`tissue_mask`][dicom_dask.integrations.patches.tissue_mask] of the slide's
+        lowest-resolution level; an array: a boolean mask covering the whole level at any
+        resolution; a callable: called with the lowest level's dask array and returning such a mask.
     min_coverage : float
         Fraction of a patch's core that must be under the mask.
     channel, plane : int

@@ -2,8 +2,7 @@
 
 It only builds and delegates: a volume (folder, glob, list, enhanced file) becomes
 [`Volume.to_xarray`][dicom_dask.images.volume.Volume.to_xarray], a slide becomes one dataset per
-pyramid level with
-coordinates in millimetres, any other file its frames. Arrays stay lazy (dask).
+pyramid level with coordinates in millimetres, any other file its frames. Arrays stay lazy (dask).
 """
 
 from __future__ import annotations

@@ -227,36 +227,83 @@ def convert_text(text: str, module, package, rendered: set[str]) -> tuple[str, l
     new = ROLE.sub(replace, text)
     if new == text:
         return text, log
-    return "\n".join(wrap_line(line) for line in new.split("\n")), log
+    return "\n".join(reflow(new.split("\n"))), log
 
 
-def wrap_line(line: str, width: int = LINE_LENGTH) -> str:
-    """Break a line that a cross-reference made too long at spaces (ruff's line length).
-
-    Only lines holding a cross-reference are touched. The continuation keeps the indentation, and
-    a ``#:`` / ``#`` comment prefix; a docstring's text continues at the same indentation, which
-    Markdown (and numpydoc's parameter descriptions) read as the same paragraph.
-    """
-    if len(line) <= width or not LINK.search(line):
-        return line
+def _split(line: str) -> tuple[str, str, str]:
+    """``(indentation, comment prefix, text)`` of a source line."""
     indent = line[: len(line) - len(line.lstrip())]
     body = line[len(indent) :]
-    prefix = ""
-    for comment in ("#: ", "# "):
-        if body.startswith(comment):
-            prefix = comment
-            break
-    words = body[len(prefix) :].split(" ")
-    lines: list[str] = []
-    current = indent + prefix + words[0]
-    for word in words[1:]:
-        if len(current) + 1 + len(word) > width and current.strip() not in ("", prefix.strip()):
-            lines.append(current)
-            current = indent + prefix + word
+    for prefix in ("#: ", "# "):
+        if body.startswith(prefix):
+            return indent, prefix, body[len(prefix) :]
+    return indent, "", body
+
+
+#: Lines that start something of their own: never joined to the line above.
+_STRUCTURE = re.compile(
+    "|".join(
+        [
+            r"^[-*+|:>]",  # list items, tables, quotes, field lists
+            r"^\d+\.\s",  # numbered items
+            r"^(\.\.|```|\"{3}|'{3})",  # directives, fences, a docstring's end
+            r"^[-=]{3,}\s*$",  # numpydoc section underlines
+            r"^\w[\w, ]*\s:\s",  # numpydoc parameter lines (name : type)
+        ]
+    )
+)
+
+
+def _continues(line: str, above: str) -> bool:
+    """Whether ``line`` goes on the paragraph of ``above`` (same indentation and prefix)."""
+    indent, prefix, text = _split(line)
+    up_indent, up_prefix, up_text = _split(above)
+    if not text.strip() or (indent, prefix) != (up_indent, up_prefix):
+        return False
+    if up_text.rstrip().endswith(('"""', "'''")) or text.rstrip().endswith(":"):
+        return False
+    return not _STRUCTURE.match(text)
+
+
+def reflow(lines: list[str], width: int = LINE_LENGTH) -> list[str]:
+    """Break the lines that a cross-reference made too long (ruff's line length).
+
+    The words past ``width`` go to the start of the next line when it continues the same
+    paragraph (same indentation and ``#:`` / ``#`` prefix, not a list item, a numpydoc section
+    or parameter line, not past the docstring's end), which may push words on in turn; otherwise
+    they make a new line with the same indentation and prefix. Only lines holding a
+    cross-reference, and the lines they push words into, are touched.
+    """
+    out = list(lines)
+    i = 0
+    carried = False
+    while i < len(out):
+        line = out[i]
+        if len(line) <= width or not (LINK.search(line) or carried):
+            carried = False
+            i += 1
+            continue
+        indent, prefix, text = _split(line)
+        words = text.split(" ")
+        head = indent + prefix + words[0]
+        k = 1
+        while k < len(words) and len(head) + 1 + len(words[k]) <= width:
+            head += " " + words[k]
+            k += 1
+        rest = " ".join(words[k:])
+        if not rest:  # one word longer than the line: leave it
+            carried = False
+            i += 1
+            continue
+        out[i] = head
+        if i + 1 < len(out) and _continues(out[i + 1], line):
+            _, _, below = _split(out[i + 1])
+            out[i + 1] = indent + prefix + rest + " " + below.lstrip()
         else:
-            current += " " + word
-    lines.append(current)
-    return "\n".join(lines)
+            out.insert(i + 1, indent + prefix + rest)
+        carried = True
+        i += 1
+    return out
 
 
 def module_of(package, path: Path, root: Path):
