@@ -64,7 +64,8 @@ class FrameEncoding(enum.Enum):
 
     @classmethod
     def coerce(cls, value: FrameEncoding | str | int) -> FrameEncoding:
-        """Return ``value`` as a :class:`FrameEncoding` (accepts names and values)."""
+        """Return ``value`` as a [`FrameEncoding`][dicom_dask.enums.FrameEncoding] (accepts names
+        and values)."""
         if isinstance(value, cls):
             return value
         if isinstance(value, str):

@@ -1,7 +1,7 @@
 """The exception hierarchy of dicom_dask.
 
-Every error raised on bad input derives from :class:`DicomDaskError`; messages
-name the file or URL, the frame number or byte offset and what was expected.
+Every error raised on bad input derives from [`DicomDaskError`][dicom_dask.errors.DicomDaskError];
+messages name the file or URL, the frame number or byte offset and what was expected.
 """
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ def masked_native(cfg: dict[str, Any]) -> tuple[np.dtype[Any], int] | None:
 
     Such a frame decodes as pydicom's ``_correct_unused_bits`` does: shifted left by
     ``shift`` bits and back, in the stored dtype (zero fill when unsigned, sign
-    extension when signed), which :func:`correct_unused_bits` does in place.
+    extension when signed), which `correct_unused_bits` does in place.
     """
     bits, stored = int(cfg["bits_allocated"]), int(cfg["bits_stored"])
     if (
@@ -348,8 +348,10 @@ _DECODERS: dict[str, Callable[[bytes | memoryview, dict[str, Any], str], np.ndar
 def decode_chunk(data: bytes | memoryview, cfg: dict[str, Any]) -> np.ndarray:
     """Decode one chunk's bytes to ``(frames, rows, columns[, samples])``.
 
-    ``cfg`` is the codec configuration (see :class:`dicom_dask.chunks.codec.DicomFrameCodec`).
-    Raises :class:`CorruptFrameError` when the bytes do not decode to that shape.
+    ``cfg`` is the codec configuration (see
+    [`dicom_dask.chunks.codec.DicomFrameCodec`][dicom_dask.chunks.codec.DicomFrameCodec]). Raises
+    [`CorruptFrameError`][dicom_dask.errors.CorruptFrameError] when the bytes do not decode to that
+    shape.
     """
     tsyntax = cfg["transfer_syntax"]
     backend = cfg["backend"]

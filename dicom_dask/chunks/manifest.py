@@ -34,7 +34,8 @@ class ChunkRef:
     data: bytes | None = None
 
     def check(self, data: bytes | memoryview, where: str) -> None:
-        """Raise :class:`CorruptFrameError` if ``data`` cannot be this chunk's bytes."""
+        """Raise [`CorruptFrameError`][dicom_dask.errors.CorruptFrameError] if ``data`` cannot be
+        this chunk's bytes."""
         if self.encoding is FrameEncoding.WADO:
             if not len(data):
                 raise CorruptFrameError(f"{self.url}: {where}: the server sent an empty frame")
@@ -80,7 +81,7 @@ class ChunkManifest:
         ``uint64`` arrays on the chunk grid (for inline chunks, ``offsets`` indexes
         ``inline``).
     encoding : numpy.ndarray, optional
-        ``uint8`` :class:`~dicom_dask.enums.FrameEncoding` values.
+        ``uint8`` [`FrameEncoding`][dicom_dask.enums.FrameEncoding] values.
     inline : sequence of bytes
         Bytes of inline chunks (data that cannot be range-read).
     """
@@ -135,7 +136,8 @@ class ChunkManifest:
 
     @property
     def url_index(self) -> np.ndarray:
-        """Index into :attr:`urls` per chunk (-1 missing, -2 inline)."""
+        """Index into [`urls`][dicom_dask.chunks.manifest.ChunkManifest.urls] per chunk (-1 missing,
+        -2 inline)."""
         return self._url_index
 
     @property
@@ -150,7 +152,7 @@ class ChunkManifest:
 
     @property
     def encoding(self) -> np.ndarray:
-        """:class:`FrameEncoding` value per chunk."""
+        """[`FrameEncoding`][dicom_dask.enums.FrameEncoding] value per chunk."""
         return self._encoding
 
     @property

@@ -177,7 +177,8 @@ class ChunkDecoder:
 
 
 class ManifestArray:
-    """A read-only NumPy-like array over one array of a :class:`DicomStore`.
+    """A read-only NumPy-like array over one array of a
+    [`DicomStore`][dicom_dask.chunks.store.DicomStore].
 
     ``__getitem__`` takes what dask passes to an array-like after fusing a user's
     selection into its read (integers, slices with any step, integer arrays,

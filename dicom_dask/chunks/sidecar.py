@@ -120,7 +120,7 @@ def _restore_per_frame(ds: Dataset, doc: Mapping[str, Any] | None) -> None:
 
 
 def index_from_dict(doc: Mapping[str, Any], *, source: str = "index") -> FrameIndex:
-    """Rebuild a :class:`FrameIndex` from a sidecar document (no file is read)."""
+    """Rebuild a `FrameIndex` from a sidecar document (no file is read)."""
     try:
         info = doc["dicom_dask"]
         if int(info["format"]) != FORMAT_VERSION:

@@ -91,7 +91,8 @@ class DicomStore(Store):
     storage_options : mapping or callable, optional
         fsspec options used to open every URL in the manifests, or a picklable
         zero-argument filesystem factory called in each process that reads (see
-        :func:`dicom_dask.frames._io.resolve_fs`): credentials stay out of pickles.
+        [`dicom_dask.frames._io.resolve_fs`][dicom_dask.frames._io.resolve_fs]): credentials stay
+        out of pickles.
     read_only : bool
         Stores built from DICOM are read-only (the source is never written to);
         a writable store keeps written keys in memory only.

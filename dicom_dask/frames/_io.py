@@ -100,7 +100,8 @@ class Source:
             )
 
     def read(self, start: int, stop: int) -> bytes:
-        """Return the bytes ``[start, stop)``; raise :class:`ReadError` when short."""
+        """Return the bytes ``[start, stop)``; raise [`ReadError`][dicom_dask.errors.ReadError] when
+        short."""
         self._check_range(start, stop)
         if stop == start:
             return b""
@@ -175,7 +176,7 @@ class RetryPolicy:
 
 @functools.cache
 def _delays(policy: RetryPolicy) -> tuple[float, ...]:
-    """:meth:`RetryPolicy.delays`, computed once per policy (every read asks for them)."""
+    """`RetryPolicy.delays`, computed once per policy (every read asks for them)."""
     out, total = [], 0.0
     for k in range(policy.attempts - 1):
         delay = min(policy.first_delay * 2**k, policy.max_delay)
@@ -259,10 +260,11 @@ def fetch_ranges(
 ) -> list[bytes]:
     """Read ``(url, path, start, stop)`` byte ranges of ``fs`` in one ``cat_ranges`` call.
 
-    Async filesystems send the requests concurrently (at most :data:`CONCURRENCY` in
+    Async filesystems send the requests concurrently (at most `CONCURRENCY` in
     flight). Requests that fail transiently are sent again, with the backoff of
-    :data:`RETRY`; a permanent failure raises :class:`ReadError` naming the URL and
-    the byte range, a missing object :class:`SourceNotFoundError`.
+    `RETRY`; a permanent failure raises [`ReadError`][dicom_dask.errors.ReadError] naming the URL
+    and the byte range, a missing object
+    [`SourceNotFoundError`][dicom_dask.errors.SourceNotFoundError].
     """
     out: list[bytes | None] = [None] * len(requests)
     todo = list(range(len(requests)))
@@ -304,7 +306,7 @@ def fetch_ranges(
 
 
 def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call an fsspec method, retrying transient failures (:data:`RETRY`), and turn
+    """Call an fsspec method, retrying transient failures (`RETRY`), and turn
     its failures into errors that name ``url``."""
     delays = RETRY.delays()
     for attempt in range(len(delays) + 1):
@@ -329,7 +331,7 @@ def open_source(
     storage_options: StorageOptions = None,
     filesystem: fsspec.AbstractFileSystem | None = None,
 ) -> Source:
-    """Resolve ``url`` to a :class:`Source` (one metadata request for its size)."""
+    """Resolve ``url`` to a `Source` (one metadata request for its size)."""
     curl = canonical_url(url)
     if filesystem is not None:
         fs, path = filesystem, filesystem._strip_protocol(curl)
@@ -353,7 +355,7 @@ def open_source(
 
 
 class BlockReader(io.RawIOBase):
-    """A read-only, seekable file over a :class:`Source` that fetches growing blocks.
+    """A read-only, seekable file over a `Source` that fetches growing blocks.
 
     It keeps one contiguous prefix of the file in memory, extended by requests that
     double in size, so that a header of any length costs few requests and the

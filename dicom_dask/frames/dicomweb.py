@@ -3,9 +3,9 @@ WADO-RS frame retrieval (several frames per multipart request) for the pixels.
 
 A DICOMweb location is written ``dicomweb+http(s)://host/prefix/studies/<study>/
 series/<series>[/instances/<instance>]``. Each instance becomes a
-:class:`~dicom_dask.frames.FrameIndex` whose "ranges" are frame numbers: the chunk
+`FrameIndex` whose "ranges" are frame numbers: the chunk
 manifest maps a chunk key to ``(instance URL, frame number)`` with encoding
-:attr:`~dicom_dask.enums.FrameEncoding.WADO`, and the readers fetch those frames in
+[`WADO`][dicom_dask.enums.FrameEncoding], and the readers fetch those frames in
 the transfer syntax the server stores (``transfer-syntax=*``), decoded by our codecs.
 HTTP goes through ``dicomweb-client``. Nothing here imports dask.
 """
@@ -77,8 +77,8 @@ def location(
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
 ) -> DicomWebLocation:
-    """A :class:`DicomWebLocation` from a ``dicomweb+`` URL, or from a
-    ``DICOMwebClient`` and UIDs."""
+    """A [`DicomWebLocation`][dicom_dask.frames.dicomweb.DicomWebLocation] from a ``dicomweb+`` URL,
+    or from a ``DICOMwebClient`` and UIDs."""
     if isinstance(source, DicomWebLocation):
         return source
     if isinstance(source, str):

@@ -62,7 +62,7 @@ class SlidePositions:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SlidePositions:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of `to_dict`."""
         z, ch = doc.get("z_offsets"), doc.get("channels")
         return cls(
             rows=np.asarray(doc["rows"], dtype=np.int64),

@@ -1,6 +1,6 @@
 """Read a DICOM header over fsspec, up to (and not including) the pixel data.
 
-The dataset is parsed by pydicom from a :class:`~dicom_dask.frames._io.BlockReader`,
+The dataset is parsed by pydicom from a `BlockReader`,
 so only the header bytes are fetched, in a few requests of growing size. The
 position and shape of the pixel data element are then read from its own header.
 """
@@ -129,7 +129,8 @@ class PixelDescription:
         return desc
 
     def validate(self, url: str) -> None:
-        """Raise :class:`InvalidHeaderError` for values dicom_dask cannot represent."""
+        """Raise [`InvalidHeaderError`][dicom_dask.errors.InvalidHeaderError] for values dicom_dask
+        cannot represent."""
         problems = []
         if not 0 < self.rows <= 0xFFFF:
             problems.append(f"(0028,0010) 'Rows' is {self.rows}, expected 1..65535")

@@ -18,7 +18,7 @@ class FrameRanges:
     offsets, lengths : numpy.ndarray
         ``uint64`` byte offset and length of each chunk's range.
     encoding : numpy.ndarray
-        ``uint8`` :class:`~dicom_dask.enums.FrameEncoding` value of each range.
+        ``uint8`` [`FrameEncoding`][dicom_dask.enums.FrameEncoding] value of each range.
     fragments : numpy.ndarray
         ``uint32`` number of encapsulated fragments in each frame (0 when native or
         unknown because an offset table was used).

@@ -164,8 +164,9 @@ def stack_geometry(
     Raises
     ------
     LayoutError
-        Under :attr:`GeometryPolicy.RAISE` for duplicates, gaps, non-uniform spacing
-        or tilt, with what was found; under every policy for duplicated positions.
+        Under [`GeometryPolicy.RAISE`][dicom_dask.images.geometry.GeometryPolicy] for duplicates,
+        gaps, non-uniform spacing or tilt, with what was found; under every policy for duplicated
+        positions.
     """
     policy = GeometryPolicy.coerce(policy)
     pos = np.atleast_2d(np.asarray(positions, dtype=np.float64))

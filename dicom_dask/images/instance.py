@@ -130,7 +130,7 @@ def open_store(
 
     The store's root is an array of shape ``(frames, rows, columns[, samples])``,
     one frame per chunk (``k`` frames for unaligned 1-bit data). See
-    :func:`open_frames` for the parameters.
+    [`open_frames`][dicom_dask.images.instance.open_frames] for the parameters.
     """
     return open_frames(
         url, storage_options=storage_options, raw=raw, backend=backend, index=index
@@ -156,7 +156,8 @@ class Frames:
     index: FrameIndex
     store: DicomStore
     raw: bool
-    #: Pixel transforms applied to :attr:`array` (see :meth:`transformed`).
+    #: Pixel transforms applied to [`array`][dicom_dask.images.instance.Frames.array] (see
+    #: [`transformed`][dicom_dask.images.instance.Frames.transformed]).
     transform: FrameTransformer | None = None
 
     @property
@@ -196,7 +197,7 @@ class Frames:
 
     @cached_property
     def zarr(self) -> zarr.Array:
-        """The frames as a :class:`zarr.Array` over :attr:`store`."""
+        """The frames as a `zarr.Array` over [`store`][dicom_dask.images.instance.Frames]."""
         import zarr
 
         return zarr.open_array(self.store, mode="r")
@@ -335,8 +336,8 @@ def open_frames(
         Decoder: ``"auto"`` (fastest installed), ``"pydicom"`` (pydicom's own
         plugin, identical to ``pixel_array``), or ``"imagecodecs"``.
     index : path, URL, mapping or FrameIndex, optional
-        A sidecar written by :meth:`Frames.save_index` (or an index already built):
-        nothing is read from the file until pixels are.
+        A sidecar written by [`Frames.save_index`][dicom_dask.images.instance.Frames.save_index] (or
+        an index already built): nothing is read from the file until pixels are.
     filesystem : fsspec.AbstractFileSystem, optional
         A ready filesystem for ``url`` (header reads only; chunk reads use
         ``storage_options``).

@@ -71,7 +71,8 @@ class Level:
     fill_value: int | float = 0
     storage_options: StorageOptions = None
     chunk_edge: int = CHUNK_EDGE
-    #: Pixel transforms applied to :attr:`array` and regions (see :meth:`transformed`).
+    #: Pixel transforms applied to [`array`][dicom_dask.images.level.Level.array] and regions (see
+    #: [`transformed`][dicom_dask.images.level.Level.transformed]).
     transform: FrameTransformer | None = None
 
     # -- description ---------------------------------------------------------------
@@ -125,12 +126,14 @@ class Level:
 
     @property
     def squeezed(self) -> bool:
-        """Whether :attr:`array` drops the channel and plane axes (one of each)."""
+        """Whether [`array`][dicom_dask.images.level.Level.array] drops the channel and plane axes
+        (one of each)."""
         return len(self.channels) == 1 and len(self.focal_planes) == 1
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Shape of :attr:`array`: ``(y, x[, s])`` or ``(c, z, y, x[, s])``."""
+        """Shape of [`array`][dicom_dask.images.level.Level.array]: ``(y, x[, s])`` or ``(c, z, y,
+        x[, s])``."""
         return self._view(self.squeezed)[1]
 
     @property
@@ -207,7 +210,8 @@ class Level:
         )
 
     def default_chunks(self, *, squeeze: bool | None = None) -> tuple[int, ...]:
-        """Dask chunks: whole tiles, about :attr:`chunk_edge` pixels on a side."""
+        """Dask chunks: whole tiles, about [`chunk_edge`][dicom_dask.images.level.Level] pixels on a
+        side."""
         squeeze = self.squeezed if squeeze is None else squeeze
         axes, shape, chunk, _ = self._view(squeeze)
         out = []
@@ -219,7 +223,8 @@ class Level:
         return tuple(out)
 
     def to_dask(self, *, chunks: Any = None, squeeze: bool | None = None) -> dask.array.Array:
-        """The level as a dask array (see :attr:`array`); ``chunks`` as in dask."""
+        """The level as a dask array (see [`array`][dicom_dask.images.level.Level.array]);
+        ``chunks`` as in dask."""
         from dask.base import tokenize
 
         from dicom_dask.images.lazy import fused_transformed_dask, reader_dask
@@ -260,7 +265,8 @@ class Level:
         return self.with_transform(TransformOptions.coerce(**switches))
 
     def with_transform(self, options: TransformOptions) -> Level:
-        """The level with ``options``' transform chain (see :meth:`transformed`)."""
+        """The level with ``options``' transform chain (see
+        [`transformed`][dicom_dask.images.level.Level.transformed])."""
         datasets = [im.dataset for im in self.images]
         owner = {
             (ch.kind, ch.identifier): i for i, im in enumerate(self.images) for ch in im.channels
@@ -277,7 +283,8 @@ class Level:
         return self.to_dask()
 
     def present_mask(self) -> dask.array.Array:
-        """Lazy boolean mask of :attr:`array`'s shape: ``True`` where a tile exists."""
+        """Lazy boolean mask of [`array`][dicom_dask.images.level.Level.array]'s shape: ``True``
+        where a tile exists."""
         import dask.array as da
 
         axes, shape, chunk, _ = self._view(self.squeezed)

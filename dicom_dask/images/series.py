@@ -1,11 +1,11 @@
 """Volumes: single-frame series and multi-frame images -> slices with positions.
 
-Every frame that holds a slice becomes a :class:`SliceRecord` (file, frame number,
+Every frame that holds a slice becomes a `SliceRecord` (file, frame number,
 Image Position/Orientation (Patient), pixel spacing, and a *channel key* for the
 dimensions that are not spatial: temporal position, echo, segment, b-value...).
 Records are grouped into stacks (series, orientation, stack ID, and whatever
 channel dimension does not fill a complete grid), then sorted in space by
-:mod:`dicom_dask.images.geometry`. Nothing here imports dask.
+[`dicom_dask.images.geometry`][dicom_dask.images.geometry]. Nothing here imports dask.
 """
 
 from __future__ import annotations

@@ -385,7 +385,8 @@ class Slide:
         """The slide with the pixel transform chain (e.g. ICC colour correction) applied lazily.
 
         Switches as highdicom's ``get_total_pixel_matrix``; levels, associated images
-        and ``read_region`` are transformed; :attr:`store` still serves stored values.
+        and ``read_region`` are transformed; [`store`][dicom_dask.images.slide.Slide.store] still
+        serves stored values.
         """
         options = TransformOptions.from_arguments(locals())
         return replace(
@@ -468,14 +469,15 @@ class Slide:
 
     @cached_property
     def zarr(self) -> zarr.Group:
-        """The virtual OME-Zarr group over :attr:`store`."""
+        """The virtual OME-Zarr group over [`store`][dicom_dask.images.slide.Slide.store]."""
         import zarr
 
         return zarr.open_group(self.store, mode="r")
 
     # -- index sidecar ---------------------------------------------------------------
     def to_index(self) -> dict[str, Any]:
-        """The slide's index: kerchunk references of :attr:`store` + parsed instances."""
+        """The slide's index: kerchunk references of [`store`][dicom_dask.images.slide.Slide.store]
+        + parsed instances."""
         refs: dict[str, Any] = {key: value.decode() for key, value in self.store.documents.items()}
         for path, manifest in self.store.manifests.items():
             refs.update(manifest.to_references(path))
@@ -502,7 +504,8 @@ class Slide:
     def save_index(
         self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
     ) -> None:
-        """Save the index so that :func:`open_slide` with ``index=path`` reads no header."""
+        """Save the index so that [`open_slide`][dicom_dask.images.slide.open_slide] with
+        ``index=path`` reads no header."""
         save_index(self.to_index(), path, storage_options=storage_options)
 
     def __repr__(self) -> str:
@@ -595,12 +598,13 @@ def open_slide(
         [`list_slides`][dicom_dask.images.slide.list_slides], a Series Instance UID, a
         Container Identifier or a Frame of Reference UID.
     index : path, URL or mapping, optional
-        A sidecar written by :meth:`Slide.save_index`: nothing is read from the files
-        until pixels are.
+        A sidecar written by [`Slide.save_index`][dicom_dask.images.slide.Slide.save_index]: nothing
+        is read from the files until pixels are.
     raw : bool
         Keep YBR colour data as stored (default: RGB, as pydicom's ``pixel_array``).
     backend : str
-        Decoder (``"auto"``, ``"pydicom"``, ``"imagecodecs"``), see :func:`open_frames`.
+        Decoder (``"auto"``, ``"pydicom"``, ``"imagecodecs"``), see
+        [`open_frames`][dicom_dask.images.instance.open_frames].
     fill_value : int or float
         Value of pixels in tiles absent from a TILED_SPARSE instance.
     chunk_edge : int
@@ -665,7 +669,7 @@ def open_tiled(
 
     ``.array`` is ``(rows, columns[, samples])`` for one optical path (or segment)
     and focal plane, ``(c, z, rows, columns[, samples])`` otherwise; see
-    :func:`open_slide` for the parameters.
+    [`open_slide`][dicom_dask.images.slide.open_slide] for the parameters.
     """
     from dicom_dask.frames import index_frames
 

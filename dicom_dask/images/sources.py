@@ -39,7 +39,7 @@ def expand_sources(
 
     ``source`` is one file, a folder (searched recursively), a glob pattern, or a
     list of those. Discovered files (from folders and globs) that turn out not to be
-    DICOM images are skipped by :func:`index_many`; named files are not.
+    DICOM images are skipped by `index_many`; named files are not.
     """
     if isinstance(source, str | os.PathLike):
         items = [os.fspath(source)]

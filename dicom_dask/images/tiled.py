@@ -1,7 +1,7 @@
 """Tiled images: where each frame of a total pixel matrix lies, and its chunk manifest.
 
 A tiled instance (VL Whole Slide Microscopy, Segmentation or Parametric Map with a
-total pixel matrix) is described once, from its header, as a :class:`TiledImage`:
+total pixel matrix) is described once, from its header, as a `TiledImage`:
 the matrix and tile shapes, its channels (optical paths, or segments), its focal
 planes, and an ``(frames, 4)`` table of ``(channel, plane, tile row, tile column)``
 per frame. TILED_FULL positions follow the standard's frame order (columns fastest,
@@ -439,7 +439,7 @@ def place_frames(
     """Scatter per-frame manifests onto one chunk grid.
 
     ``placements`` holds, per instance, an ``(frames, len(grid))`` array of chunk
-    coordinates and that instance's per-frame manifest (see :func:`frame_chunks`).
+    coordinates and that instance's per-frame manifest (see `frame_chunks`).
     """
     urls: list[str] = []
     inline: list[bytes] = []

@@ -1,9 +1,9 @@
-"""Volumes: ``open_volume`` -> a lazy :class:`Volume` with a 4x4 affine.
+"""Volumes: ``open_volume`` -> a lazy [`Volume`][dicom_dask.images.volume.Volume] with a 4x4 affine.
 
 A folder (glob, list) of single-frame files, or an enhanced multi-frame file, is
 read header-first: files are grouped into stacks, slices sorted along their normal
-(:mod:`dicom_dask.images.geometry`), and one chunk manifest built across files, so the
-dask array reads each slice from its own file. The affine maps ``(slice, row,
+([`dicom_dask.images.geometry`][dicom_dask.images.geometry]), and one chunk manifest built across
+files, so the dask array reads each slice from its own file. The affine maps ``(slice, row,
 column)`` indices to LPS millimetres, as highdicom's ``Volume`` does.
 """
 
@@ -92,16 +92,17 @@ class Volume:
     #: ``(datasets, frames, urls)``: the header and frame behind each (slice, *channels)
     #: position, ``frames[..., 0]`` indexing ``datasets`` and ``urls`` (-1: missing slice).
     sources: tuple[Any, ...] | None = field(default=None, repr=False)
-    #: The parsed files of the series behind the volume (for :meth:`save_index`).
+    #: The parsed files of the series behind the volume (for
+    #: [`save_index`][dicom_dask.images.volume.Volume.save_index]).
     indexes: tuple[Any, ...] | None = field(default=None, repr=False)
-    #: What :attr:`array` reads from: the manifest reader of an opened volume, or the
-    #: slab-by-slab transform of one just ``transformed()``; ``None`` once derived.
+    #: What [`array`][dicom_dask.images.volume.Volume] reads from: the manifest reader of an opened
+    #: volume, or the slab-by-slab transform of one just ``transformed()``; ``None`` once derived.
     reader: Any = field(default=None, repr=False)
 
     # -- geometry -----------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        """Shape of :attr:`array`."""
+        """Shape of [`array`][dicom_dask.images.volume.Volume]."""
         return tuple(self.array.shape)
 
     @property
@@ -112,7 +113,7 @@ class Volume:
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        """dtype of :attr:`array`."""
+        """dtype of [`array`][dicom_dask.images.volume.Volume]."""
         return np.dtype(self.array.dtype)
 
     @property
@@ -142,7 +143,7 @@ class Volume:
 
     @property
     def regular(self) -> bool:
-        """Whether :attr:`affine` places every slice exactly.
+        """Whether [`affine`][dicom_dask.images.volume.Volume] places every slice exactly.
 
         ``False`` only for a stack opened with ``geometry="positions"`` whose spacing
         changes or whose slices are tilted: slice ``k`` then lies at ``positions[k]``,
@@ -446,15 +447,16 @@ class Volume:
     def save_index(
         self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
     ) -> None:
-        """Save :meth:`to_index` so that ``open_volume(index=path)`` reads no header: a
-        10,000-file series is parsed once, and every dask worker reuses the result."""
+        """Save [`to_index`][dicom_dask.images.volume.Volume.to_index] so that
+        ``open_volume(index=path)`` reads no header: a 10,000-file series is parsed once, and every
+        dask worker reuses the result."""
         from dicom_dask.chunks.sidecar import save_index
 
         save_index(self.to_index(), path, storage_options=storage_options)
 
     @cached_property
     def zarr(self) -> Any:
-        """The volume as a :class:`zarr.Array` over its store (opened volumes only)."""
+        """The volume as a `zarr.Array` over its store (opened volumes only)."""
         import zarr
 
         if self.store is None:
@@ -791,7 +793,8 @@ def open_volume(
     fill_value: int | float = 0,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> Volume:
-    """Open a series (files) or a multi-frame image as a lazy :class:`Volume`.
+    """Open a series (files) or a multi-frame image as a lazy
+    [`Volume`][dicom_dask.images.volume.Volume].
 
     Parameters
     ----------
@@ -803,15 +806,18 @@ def open_volume(
         filesystem factory, called where the reads happen (credentials stay out of
         pickled graphs).
     index : path, URL or mapping, optional
-        A series index written by :meth:`Volume.save_index`: no header is read.
+        A series index written by [`Volume.save_index`][dicom_dask.images.volume.Volume.save_index]:
+        no header is read.
     select : int or str, optional
-        Which stack when there are several (see :func:`list_series`): an index, or a
-        Series Instance UID.
+        Which stack when there are several (see
+        [`list_series`][dicom_dask.images.volume.list_series]): an index, or a Series Instance UID.
     geometry : {"raise", "positions", "shear"}
-        Handling of irregular stacks (see :class:`~dicom_dask.images.geometry.GeometryPolicy`);
-        recorded in ``volume.metadata["geometry"]``.
+        Handling of irregular stacks (see
+        [`GeometryPolicy`][dicom_dask.images.geometry.GeometryPolicy]); recorded in
+        ``volume.metadata["geometry"]``.
     raw, backend, fill_value
-        As in :func:`open_frames`; ``fill_value`` fills missing slices.
+        As in [`open_frames`][dicom_dask.images.instance.open_frames]; ``fill_value`` fills missing
+        slices.
     chunk_bytes : int
         Target size of a dask chunk (whole slices).
     """

@@ -1,4 +1,4 @@
-"""``OpenSlide``: the openslide-python API over a :class:`~dicom_dask.images.slide.Slide`.
+"""``OpenSlide``: the openslide-python API over a [`Slide`][dicom_dask.images.slide.Slide].
 
 Existing OpenSlide code runs unchanged on DICOM slides, local or remote: sizes are
 ``(width, height)``, ``read_region`` takes its location in level-0 pixels and returns
@@ -141,14 +141,16 @@ class OpenSlide:
     Parameters
     ----------
     slide : Slide, str or path
-        An opened :class:`~dicom_dask.images.slide.Slide`, or anything :func:`open_slide` opens
-        (a folder, a file of the slide, a URL).
+        An opened [`Slide`][dicom_dask.images.slide.Slide], or anything
+        [`open_slide`][dicom_dask.images.slide.open_slide] opens (a folder, a file of the slide, a
+        URL).
     storage_options : mapping or callable, optional
-        Passed to :func:`open_slide` when ``slide`` is not opened yet.
+        Passed to [`open_slide`][dicom_dask.images.slide.open_slide] when ``slide`` is not opened
+        yet.
     channel, plane : int
         The optical path (or segment) and focal plane shown (OpenSlide shows one).
     **kwargs
-        Other :func:`open_slide` options (``select``, ``index``...).
+        Other [`open_slide`][dicom_dask.images.slide.open_slide] options (``select``, ``index``...).
     """
 
     def __init__(
@@ -171,7 +173,7 @@ class OpenSlide:
     # -- openslide-python's API ----------------------------------------------------------
     @property
     def slide(self) -> Slide:
-        """The underlying :class:`~dicom_dask.images.slide.Slide` (raises once closed)."""
+        """The underlying [`Slide`][dicom_dask.images.slide.Slide] (raises once closed)."""
         if self._slide is None:
             raise ValueError("the slide is closed")
         return self._slide

@@ -1,8 +1,8 @@
 """Patch sampling over a slide level, for training loops.
 
-:class:`PatchSampler` lays a grid of patches (size, stride, padding from neighbouring
-pixels) over a bounding box of a level's total pixel matrix, optionally keeps only
-patches over tissue (a mask computed lazily from a low-resolution level), and yields
+[`PatchSampler`][dicom_dask.integrations.patches.PatchSampler] lays a grid of patches (size, stride,
+padding from neighbouring pixels) over a bounding box of a level's total pixel matrix, optionally
+keeps only patches over tissue (a mask computed lazily from a low-resolution level), and yields
 them with their positions, or returns them as a dask array ``(n, h, w, c)``.
 
 Iterating reads the level in strips of whole tile rows, each strip once, and cuts
@@ -76,10 +76,10 @@ class PatchSampler:
     bbox : (x, y, width, height), optional
         The part of the level to cover (default: all of it).
     mask : "tissue", array or callable, optional
-        Keep only patches over the mask. ``"tissue"``: :func:`tissue_mask` of the
-        slide's lowest-resolution level; an array: a boolean mask covering the whole
-        level at any resolution; a callable: called with the lowest level's dask array
-        and returning such a mask.
+        Keep only patches over the mask. ``"tissue"``:
+        [`tissue_mask`][dicom_dask.integrations.patches.tissue_mask] of the slide's
+        lowest-resolution level; an array: a boolean mask covering the whole level at any
+        resolution; a callable: called with the lowest level's dask array and returning such a mask.
     min_coverage : float
         Fraction of a patch's core that must be under the mask.
     channel, plane : int
@@ -127,7 +127,8 @@ class PatchSampler:
             grid = grid[self._coverage(grid, mask, slide) >= min_coverage]
         #: ``(n, 2)`` top-left ``(x, y)`` of every patch core, row by row.
         self.positions = grid
-        #: Tiles read by the last completed pass of :meth:`__iter__`.
+        #: Tiles read by the last completed pass of
+        #: [`__iter__`][dicom_dask.integrations.patches.PatchSampler].
         self.tiles_read = 0
 
     # -- the mask --------------------------------------------------------------------------
@@ -214,7 +215,8 @@ class PatchSampler:
         return range(max(y0, 0) // th, (min(y1, rows) - 1) // th + 1)
 
     def _patch_rows(self) -> list[tuple[int, int]]:
-        """``(start, stop)`` in :attr:`positions` of each row of the grid."""
+        """``(start, stop)`` in [`positions`][dicom_dask.integrations.patches.PatchSampler] of each
+        row of the grid."""
         y = self.positions[:, 1]
         starts = np.flatnonzero(np.r_[True, y[1:] != y[:-1]]).tolist()
         return list(zip(starts, [*starts[1:], len(y)], strict=True))

@@ -75,7 +75,8 @@ class ServerProcess:
     timeout : float
         Seconds to wait for the port to answer.
     workdir : str, optional
-        The server's working folder (logs, data). Removed on :meth:`stop`.
+        The server's working folder (logs, data). Removed on
+        [`stop`][dicom_dask.testing.loopback.ServerProcess.stop].
     """
 
     def __init__(
@@ -214,7 +215,7 @@ def orthanc(*, port: int | None = None) -> ServerProcess:
     """Orthanc (Debian's ``orthanc`` and ``orthanc-dicomweb``) with its DICOMweb plugin,
     on 127.0.0.1, without authentication, storing in a temporary folder. DICOMweb's
     root is ``<server>.endpoint + "/dicom-web"``; files are uploaded with
-    :func:`orthanc_upload`."""
+    [`orthanc_upload`][dicom_dask.testing.loopback.orthanc_upload]."""
     import json
 
     binary = _require("Orthanc")
@@ -401,7 +402,8 @@ class Proxy:
     port: int = 0
     #: Every request seen, in order.
     log: list[LoggedRequest] = field(default_factory=list)
-    #: The most requests in progress at once since the last :meth:`reset`.
+    #: The most requests in progress at once since the last
+    #: [`reset`][dicom_dask.testing.loopback.Proxy.reset].
     max_in_flight: int = 0
 
     def __post_init__(self) -> None:

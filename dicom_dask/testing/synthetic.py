@@ -166,7 +166,8 @@ def make_dataset(
 
 
 def write_dicom(path: str | os.PathLike[str], frames: np.ndarray, **kwargs: Any) -> str:
-    """Write ``frames`` to ``path`` as a DICOM file (see :func:`make_dataset`)."""
+    """Write ``frames`` to ``path`` as a DICOM file (see
+    [`make_dataset`][dicom_dask.testing.synthetic.make_dataset])."""
     ds = make_dataset(frames, **kwargs)
     tsyntax = ds.file_meta.TransferSyntaxUID
     ds.save_as(
@@ -341,7 +342,8 @@ def make_slide_dataset(
 
 
 def write_slide(path: str | os.PathLike[str], matrix: np.ndarray, **kwargs: Any) -> str:
-    """Write one slide instance (see :func:`make_slide_dataset`) to ``path``."""
+    """Write one slide instance (see
+    [`make_slide_dataset`][dicom_dask.testing.synthetic.make_slide_dataset]) to ``path``."""
     ds = make_slide_dataset(matrix, **kwargs)
     ds.save_as(os.fspath(path), enforce_file_format=True)
     return os.fspath(path)
