@@ -6,38 +6,126 @@ import errno
 import functools
 import io
 import os
+import re
 import stat
+import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from dicom_dask.errors import ReadError, SourceNotFoundError
+from dicom_dask.errors import CredentialsWarning, ReadError, SourceNotFoundError
 
 __all__ = [
     "BlockReader",
     "Source",
     "call_fs",
     "canonical_url",
+    "credentials_for",
     "fetch_ranges",
     "open_source",
+    "redact",
     "resolve_fs",
+    "strip_credentials",
 ]
 
 #: fsspec options for every URL, or a zero-argument factory returning a ready filesystem.
 StorageOptions = Mapping[str, Any] | Callable[[], fsspec.AbstractFileSystem] | None
 
 
-def canonical_url(url: str | os.PathLike[str]) -> str:
-    """Return ``url`` with local paths made absolute (``file://`` removed).
+# -- credentials in URLs ----------------------------------------------------------------
+#: ``scheme://user:password@`` (or ``scheme://token@``) anywhere in a text.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#@\s]*)@")
+#: (scheme, host[:port]) -> (user, password) seen in URLs by this process.
+_CREDENTIALS: dict[tuple[str, str], tuple[str, str]] = {}
+_CREDENTIALS_LOCK = threading.Lock()
 
-    Chained URLs (``simplecache::s3://...``) and remote URLs are returned unchanged.
+
+def redact(text: str) -> str:
+    """``text`` with the user-info of every URL in it masked: ``http://alice:***@host/``.
+
+    Every message, warning and ``repr`` that shows a URL goes through this helper.
     """
-    text = os.fspath(url)
+    if "@" not in text:
+        return text
+
+    def mask(match: re.Match[str]) -> str:
+        user, colon, _ = match["info"].partition(":")
+        return f"{match['scheme']}{user}:***@" if colon else f"{match['scheme']}***@"
+
+    return _USERINFO.sub(mask, text)
+
+
+def _scheme_host(url: str) -> tuple[str, str] | None:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return scheme.lower().removeprefix("dicomweb+"), host.lower()
+
+
+def strip_credentials(url: str, *, remember: bool = True) -> str:
+    """``url`` without user-info (every link of a chained URL).
+
+    With ``remember`` the credentials are kept in this process, for the host they were
+    given with: [`resolve_fs`][dicom_dask.frames._io.resolve_fs] and the DICOMweb client
+    send them to that host only. They are never saved, pickled or shown; a
+    [`CredentialsWarning`][dicom_dask.errors.CredentialsWarning] says so once per host.
+    """
+    if "@" not in url:
+        return url
+    found: list[tuple[str, str, str]] = []
+
+    def strip(match: re.Match[str]) -> str:
+        user, _, password = match["info"].partition(":")
+        rest = url[match.end() :]
+        host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        found.append((match["scheme"][:-3], host, f"{unquote(user)}\0{unquote(password)}"))
+        return match["scheme"]
+
+    clean = _USERINFO.sub(strip, url)
+    if remember:
+        for scheme, host, both in found:
+            user, _, password = both.partition("\0")
+            key = (scheme.lower().removeprefix("dicomweb+"), host.lower())
+            with _CREDENTIALS_LOCK:
+                new = _CREDENTIALS.get(key) != (user, password)
+                _CREDENTIALS[key] = (user, password)
+            if new:
+                warnings.warn(
+                    f"{redact(url)}: credentials in a URL are used by this process only and "
+                    "are stripped from messages, metadata, saved indexes, references and "
+                    "pickled graphs (dask workers in other processes do not get them); pass "
+                    "them in storage_options (HTTP: client_kwargs={'auth': aiohttp.BasicAuth"
+                    "(user, password)}) or a filesystem factory",
+                    CredentialsWarning,
+                    stacklevel=3,
+                )
+    return clean
+
+
+def credentials_for(url: str) -> tuple[str, str] | None:
+    """The (user, password) this process was given for the host of ``url``, if any."""
+    key = _scheme_host(url)
+    if key is None or not _CREDENTIALS:
+        return None
+    with _CREDENTIALS_LOCK:
+        return _CREDENTIALS.get(key)
+
+
+def canonical_url(url: str | os.PathLike[str]) -> str:
+    """Return ``url`` with local paths made absolute (``file://`` removed) and
+    credentials stripped (see [`strip_credentials`][dicom_dask.frames._io.strip_credentials]).
+
+    Chained URLs (``simplecache::s3://...``) and remote URLs are otherwise unchanged.
+    """
+    text = strip_credentials(os.fspath(url))
     if "::" in text:
         return text
     protocol, _, rest = text.partition("://")
@@ -77,9 +165,49 @@ def resolve_fs(
             if protocol in _protocols(fs):
                 return fs, fs._strip_protocol(url)
             return url_to_fs(url)
-        return url_to_fs(url, **dict(storage_options or {}))
+        options = dict(storage_options or {})
+        if _CREDENTIALS and "::" not in url:
+            url, options = _with_credentials(url, options)
+        return url_to_fs(url, **options)
     except (ValueError, ImportError) as exc:
-        raise ReadError(f"{url}: cannot open a filesystem for this URL: {exc}") from exc
+        raise ReadError(f"{redact(url)}: cannot open a filesystem for this URL: {exc}") from exc
+
+
+class _HostAuth:
+    """An aiohttp client middleware adding HTTP basic auth to requests for the hosts this
+    process was given credentials for (never to another host: one session serves many)."""
+
+    def __repr__(self) -> str:  # fsspec caches filesystems by the repr of their options
+        return "dicom_dask-host-auth"
+
+    async def __call__(self, request: Any, handler: Any) -> Any:
+        import aiohttp
+
+        found = credentials_for(str(request.url))
+        if found is not None and "Authorization" not in request.headers:
+            request.headers["Authorization"] = aiohttp.BasicAuth(*found).encode()
+        return await handler(request)
+
+
+_HOST_AUTH = _HostAuth()
+
+
+def _with_credentials(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The URL and options that give the filesystem the credentials of ``url``'s host."""
+    protocol = url.split("://")[0].lower() if "://" in url else "file"
+    if protocol in ("http", "https"):
+        client = dict(options.get("client_kwargs") or {})
+        if "auth" not in client:
+            client["middlewares"] = (*client.get("middlewares", ()), _HOST_AUTH)
+            options["client_kwargs"] = client
+        return url, options
+    found = credentials_for(url)
+    if found is None:
+        return url, options
+    # ftp, sftp, smb...: fsspec reads them from the URL, into this process's filesystem
+    user, password = (quote(v, safe="") for v in found)
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{user}:{password}@{rest}", options
 
 
 @dataclass(frozen=True)
@@ -90,6 +218,9 @@ class Source:
     path: str
     url: str
     size: int
+    #: What else identifies this version of the file, as the filesystem reported it with
+    #: the size: ``etag``, ``generation``, ``mtime`` (strings; absent when not reported).
+    identity: Mapping[str, str] = field(default_factory=dict)
 
     def _check_range(self, start: int, stop: int) -> None:
         if start < 0 or stop > self.size or stop < start:
@@ -319,7 +450,7 @@ def open_source(
         st = call_fs(curl, os.stat, path)
         if stat.S_ISDIR(st.st_mode):
             raise ReadError(f"{curl}: is a directory, expected a DICOM file")
-        return Source(fs=fs, path=path, url=curl, size=int(st.st_size))
+        return Source(fs=fs, path=path, url=curl, size=int(st.st_size), identity=_local_id(st))
     info = call_fs(curl, fs.info, path)
     if info.get("type") == "directory":
         raise ReadError(f"{curl}: is a directory, expected a DICOM file")
@@ -329,7 +460,30 @@ def open_source(
         size = call_fs(curl, target.info, path).get("size")
     if size is None:
         raise ReadError(f"{curl}: the filesystem does not report the size of this file")
-    return Source(fs=fs, path=path, url=curl, size=int(size))
+    return Source(fs=fs, path=path, url=curl, size=int(size), identity=file_identity(info))
+
+
+#: Keys of fsspec's ``info()`` that identify a version of a file, per identity field
+#: (HTTP, s3fs, gcsfs, adlfs, local...).
+_IDENTITY_KEYS = {
+    "etag": ("ETag", "etag", "Etag"),
+    "generation": ("generation", "VersionId", "version_id"),
+    "mtime": ("mtime", "LastModified", "Last-Modified", "last_modified", "updated"),
+}
+
+
+def file_identity(info: Mapping[str, Any]) -> dict[str, str]:
+    """The ``etag`` / ``generation`` / ``mtime`` an fsspec ``info()`` reports, as strings."""
+    out = {}
+    for name, keys in _IDENTITY_KEYS.items():
+        value = next((info[k] for k in keys if info.get(k) not in (None, "")), None)
+        if value is not None:
+            out[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return out
+
+
+def _local_id(st: os.stat_result) -> dict[str, str]:
+    return {"mtime": str(st.st_mtime)}  # what LocalFileSystem.info() reports
 
 
 class BlockReader(io.RawIOBase):
