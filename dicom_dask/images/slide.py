@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dicom_dask.chunks.metadata import array_metadata
-from dicom_dask.chunks.sidecar import index_from_dict, index_to_dict, load_index, save_index
+from dicom_dask.chunks.sidecar import (
+    check_version,
+    index_to_dict,
+    load_index,
+    open_indexes,
+    save_index,
+)
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions, resolve_fs
@@ -353,14 +359,25 @@ class Slide:
         )
 
 
-def _images_from_index(doc: Mapping[str, Any], source: str) -> list[TiledImage]:
+def _images_from_index(
+    doc: Mapping[str, Any],
+    source: str,
+    *,
+    relocate: Mapping[str, str] | None = None,
+    verify: bool = True,
+    storage_options: StorageOptions = None,
+) -> list[TiledImage]:
+    check_version(doc, source)
     try:
         instances = doc["dicom_dask_slide"]["instances"]
+        infos = [inst["index"] for inst in instances]
     except (KeyError, TypeError) as exc:
         raise NoImagesError(f"{source}: not a dicom_dask slide index ({exc!r})") from exc
+    indexes = open_indexes(
+        infos, relocate=relocate, verify=verify, storage_options=storage_options, source=source
+    )
     images = []
-    for inst in instances:
-        index = index_from_dict({"dicom_dask": inst["index"]}, source=source)
+    for inst, index in zip(instances, indexes, strict=True):
         positions = inst.get("positions")
         images.append(
             tiled_image(
@@ -408,6 +425,8 @@ def open_slide(
     backend: str = "auto",
     fill_value: int | float = 0,
     chunk_edge: int = 2048,
+    relocate: Mapping[str, str] | None = None,
+    verify: bool = True,
 ) -> Slide:
     """Open a whole-slide image lazily: headers and offset tables only.
 
@@ -424,8 +443,10 @@ def open_slide(
         Which slide when ``source`` holds several: an index into :func:`list_slides`,
         a Series Instance UID or a Container Identifier.
     index : path, URL or mapping, optional
-        A sidecar written by :meth:`Slide.save_index`: nothing is read from the files
-        until pixels are.
+        A sidecar written by [`Slide.save_index`][dicom_dask.images.slide.Slide.save_index]:
+        no header is read. Each file's size and ETag / generation / mtime are compared
+        with the index (one metadata request per file, concurrently), else
+        [`StaleIndexError`][dicom_dask.errors.StaleIndexError].
     raw : bool
         Keep YBR colour data as stored (default: RGB, as pydicom's ``pixel_array``).
     backend : str
@@ -434,6 +455,13 @@ def open_slide(
         Value of pixels in tiles absent from a TILED_SPARSE instance.
     chunk_edge : int
         Target edge of a dask chunk in pixels (rounded to whole tiles).
+    relocate : mapping, optional
+        With ``index``: read copies of the indexed files, ``{recorded URL prefix: prefix
+        of the copy}`` (``{"s3://bucket/slides/": "/data/slides/"}``); only the sizes of
+        relocated files are compared.
+    verify : bool
+        With ``index``: compare each file with the index (``False``: no request until
+        pixels are read).
 
     Returns
     -------
@@ -442,7 +470,11 @@ def open_slide(
     if index is not None:
         doc = load_index(index, storage_options=storage_options)
         images = _images_from_index(
-            doc, str(index)[:200] if not isinstance(index, Mapping) else "index"
+            doc,
+            os.fspath(index)[:200] if not isinstance(index, Mapping) else "index",
+            relocate=relocate,
+            verify=verify,
+            storage_options=storage_options,
         )
         where = "index"
     elif source is None:

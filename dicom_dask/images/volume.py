@@ -659,23 +659,31 @@ def _dask(
     return array, reader
 
 
-def _indexes_from_sidecar(index: Any, storage_options: StorageOptions) -> tuple[list[Any], str]:
-    from dicom_dask.chunks.sidecar import index_from_dict, load_index
+def _indexes_from_sidecar(
+    index: Any, storage_options: StorageOptions, bind: Mapping[str, Any] | None = None
+) -> tuple[list[Any], str]:
+    from dicom_dask.chunks.sidecar import check_version, load_index, open_indexes
 
     where = "index" if isinstance(index, Mapping) else os.fspath(index)[:200]
     doc = load_index(index, storage_options=storage_options)
+    check_version(doc, where)
     try:
         files = doc["dicom_dask_series"]["files"]
+        list(files)
     except (KeyError, TypeError) as exc:
         raise NoImagesError(f"{where}: not a dicom_dask series index ({exc!r})") from exc
-    return [index_from_dict({"dicom_dask": f}, source=where) for f in files], where
+    found = open_indexes(files, storage_options=storage_options, source=where, **(bind or {}))
+    return found, where
 
 
 def _stacks(
-    source: Any, storage_options: StorageOptions, index: Any = None
+    source: Any,
+    storage_options: StorageOptions,
+    index: Any = None,
+    bind: Mapping[str, Any] | None = None,
 ) -> tuple[list[Stack], str]:
     if index is not None:
-        indexes, where = _indexes_from_sidecar(index, storage_options)
+        indexes, where = _indexes_from_sidecar(index, storage_options, bind)
         discovered = False
     elif source is None:
         raise NoImagesError("open_volume needs a source or an index")
@@ -726,6 +734,8 @@ def open_volume(
     backend: str = "auto",
     fill_value: int | float = 0,
     chunk_bytes: int = CHUNK_BYTES,
+    relocate: Mapping[str, str] | None = None,
+    verify: bool = True,
 ) -> Volume:
     """Open a series (files) or a multi-frame image as a lazy :class:`Volume`.
 
@@ -739,7 +749,10 @@ def open_volume(
         filesystem factory, called where the reads happen (credentials stay out of
         pickled graphs).
     index : path, URL or mapping, optional
-        A series index written by :meth:`Volume.save_index`: no header is read.
+        A series index written by [`Volume.save_index`][dicom_dask.images.volume.Volume.save_index]:
+        no header is read. Each file's size and ETag / generation / mtime are compared
+        with the index (one metadata request per file, concurrently), else
+        [`StaleIndexError`][dicom_dask.errors.StaleIndexError].
     select : int or str, optional
         Which stack when there are several (see :func:`list_series`): an index, or a
         Series Instance UID.
@@ -750,9 +763,16 @@ def open_volume(
         As in :func:`open_frames`; ``fill_value`` fills missing slices.
     chunk_bytes : int
         Target size of a dask chunk (whole slices).
+    relocate : mapping, optional
+        With ``index``: read copies of the indexed files, ``{recorded URL prefix: prefix
+        of the copy}``; only the sizes of relocated files are compared.
+    verify : bool
+        With ``index``: compare each file with the index (``False``: no request until
+        pixels are read).
     """
     policy = GeometryPolicy.coerce(geometry)
-    stacks, where = _stacks(source, storage_options, index)
+    bind = {"relocate": relocate, "verify": verify}
+    stacks, where = _stacks(source, storage_options, index, bind)
     if select is None:
         if len(stacks) > 1:
             listing = "; ".join(
