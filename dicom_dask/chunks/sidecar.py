@@ -206,6 +206,8 @@ def index_from_dict(
         identity = {str(k): str(v) for k, v in dict(info.get("identity") or {}).items()}
     except DicomDaskError:
         raise
+    except MemoryError:
+        raise
     except Exception as exc:  # a JSON document can be malformed in any way
         raise ManifestError(f"{source}: not a dicom_dask index: {exc!r}") from exc
     return FrameIndex(header=header, ranges=ranges, requests=0, identity=identity)
@@ -405,6 +407,12 @@ def load_index(
     try:
         fs, fpath = resolve_fs(canonical_url(path), storage_options)
         with fs.open(fpath, "r") as f:
-            return dict(json.load(f))
+            doc = json.load(f)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ManifestError(f"{redact(os.fspath(path))}: cannot read the index: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ManifestError(
+            f"{redact(os.fspath(path))}: not a dicom_dask index (a JSON object was expected, "
+            f"found {type(doc).__name__})"
+        )
+    return doc

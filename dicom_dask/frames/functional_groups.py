@@ -171,7 +171,7 @@ def _scan(elem: RawDataElement, n: int) -> SlidePositions | None:
 def _parse(ds: Dataset, n: int, url: str) -> SlidePositions:
     try:
         return _parse_items(ds, n, url)
-    except InvalidHeaderError:
+    except (InvalidHeaderError, MemoryError):
         raise
     except Exception as exc:  # pydicom raises many kinds on a malformed sequence
         raise InvalidHeaderError(
