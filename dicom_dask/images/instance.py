@@ -23,7 +23,7 @@ from dicom_dask.chunks.sidecar import index_to_dict, load_index, open_index, sav
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import NoImagesError
 from dicom_dask.frames import FrameIndex, index_frames
-from dicom_dask.frames._io import StorageOptions
+from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.images.transforms import FrameTransformer, TransformOptions
 
@@ -112,7 +112,7 @@ def _build_index(
             relocate=relocate,
             verify=verify,
             storage_options=storage_options,
-            source="index" if isinstance(index, Mapping) else os.fspath(index)[:200],
+            source="index" if isinstance(index, Mapping) else redact(os.fspath(index)[:200]),
         )
     if is_dicomweb(url):
         found = index_location(url, storage_options=storage_options)  # type: ignore[arg-type]
@@ -288,7 +288,7 @@ class Frames:
 
     def __repr__(self) -> str:
         return (
-            f"Frames({self.url!r}, shape={self.shape}, dtype={self.dtype}, "
+            f"Frames({redact(self.url)!r}, shape={self.shape}, dtype={self.dtype}, "
             f"transfer_syntax={self.index.header.transfer_syntax.name!r})"
         )
 

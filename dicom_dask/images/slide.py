@@ -29,7 +29,7 @@ from dicom_dask.chunks.sidecar import (
 )
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, NoImagesError
-from dicom_dask.frames._io import StorageOptions, resolve_fs
+from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
 from dicom_dask.images.level import Level, merge_level
@@ -471,7 +471,7 @@ def open_slide(
         doc = load_index(index, storage_options=storage_options)
         images = _images_from_index(
             doc,
-            os.fspath(index)[:200] if not isinstance(index, Mapping) else "index",
+            redact(os.fspath(index)[:200]) if not isinstance(index, Mapping) else "index",
             relocate=relocate,
             verify=verify,
             storage_options=storage_options,
@@ -482,7 +482,9 @@ def open_slide(
     else:
         images = _discover(source, storage_options=storage_options)
         where = (
-            os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(source)} files"
+            redact(os.fspath(source))
+            if isinstance(source, str | os.PathLike)
+            else f"{len(source)} files"
         )
     group = _select(_group(images), select, where)
     options = {

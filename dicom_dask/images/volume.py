@@ -22,7 +22,7 @@ from dicom_dask.chunks.manifest import MISSING, ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, NoImagesError
-from dicom_dask.frames._io import StorageOptions
+from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.images.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
 from dicom_dask.images.series import SliceRecord, Stack, group_stacks, slice_records
@@ -664,7 +664,7 @@ def _indexes_from_sidecar(
 ) -> tuple[list[Any], str]:
     from dicom_dask.chunks.sidecar import check_version, load_index, open_indexes
 
-    where = "index" if isinstance(index, Mapping) else os.fspath(index)[:200]
+    where = "index" if isinstance(index, Mapping) else redact(os.fspath(index)[:200])
     doc = load_index(index, storage_options=storage_options)
     check_version(doc, where)
     try:
@@ -692,7 +692,11 @@ def _stacks(
         where, discovered = location(source).url(), True
     else:
         urls, discovered = expand_sources(source, storage_options=storage_options)
-        where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
+        where = (
+            redact(os.fspath(source))
+            if isinstance(source, str | os.PathLike)
+            else f"{len(urls)} files"
+        )
         indexes = index_many(
             urls,
             storage_options=storage_options,
