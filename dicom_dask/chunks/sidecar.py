@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -50,8 +50,10 @@ __all__ = [
     "load_index",
     "open_index",
     "open_indexes",
+    "check_sources",
     "relocated",
     "save_index",
+    "sources_entry",
 ]
 
 #: The index format written (2: with the source's identity).
@@ -378,6 +380,57 @@ def open_indexes(
         return [one(i) for i in infos]
     with ThreadPoolExecutor(min(threads, len(infos))) as pool:
         return list(pool.map(one, infos))
+
+
+#: The top-level key of a reference set that lists the files it reads.
+SOURCES_KEY = "dicom_dask_sources"
+
+
+def sources_entry(indexes: Iterable[FrameIndex]) -> dict[str, Any]:
+    """What identifies each file a reference set reads (URL without credentials, size,
+    ``etag`` / ``generation`` / ``mtime``), for
+    [`check_sources`][dicom_dask.chunks.sidecar.check_sources]."""
+    files: dict[str, dict[str, Any]] = {}
+    for ix in indexes:
+        url = strip_credentials(ix.url, remember=False)
+        files.setdefault(
+            url, {"url": url, "file_size": ix.header.file_size, "identity": dict(ix.identity)}
+        )
+    return {"format": FORMAT_VERSION, "files": list(files.values())}
+
+
+def check_sources(
+    refs: Mapping[str, Any],
+    *,
+    relocate: Mapping[str, str] | None = None,
+    storage_options: StorageOptions = None,
+    source: str = "references",
+    threads: int = 16,
+) -> None:
+    """Check that the files a reference set reads are those it was made from (size and
+    identity; one metadata request per file, concurrently): else
+    [`StaleIndexError`][dicom_dask.errors.StaleIndexError]. ``relocate`` maps URL
+    prefixes to those of copies (then only sizes are compared)."""
+    check_version(refs, source)
+    entry = refs.get(SOURCES_KEY)
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("files"), list):
+        raise ManifestError(f"{source}: the references do not list their sources ({SOURCES_KEY})")
+    _check_format(entry.get("format"), source)
+
+    def one(info: Any) -> None:
+        if not isinstance(info, Mapping) or "url" not in info or "file_size" not in info:
+            raise ManifestError(f"{source}: a source entry lacks its url or file_size")
+        recorded = str(info["url"])
+        target = relocated(recorded, relocate)
+        _verify(info, target, target != recorded, storage_options, source)
+
+    files = entry["files"]
+    if len(files) <= 1:
+        for info in files:
+            one(info)
+        return
+    with ThreadPoolExecutor(min(threads, len(files))) as pool:
+        list(pool.map(one, files))
 
 
 def save_index(

@@ -19,7 +19,14 @@ import numpy as np
 
 from dicom_dask.chunks.manifest import INLINE, ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
-from dicom_dask.chunks.sidecar import index_to_dict, load_index, open_index, save_index
+from dicom_dask.chunks.sidecar import (
+    SOURCES_KEY,
+    index_to_dict,
+    load_index,
+    open_index,
+    save_index,
+    sources_entry,
+)
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import NoImagesError
 from dicom_dask.frames import FrameIndex, index_frames
@@ -278,7 +285,7 @@ class Frames:
     def to_kerchunk(self) -> dict[str, Any]:
         """Kerchunk/fsspec references of the frames array (``{"version": 1, ...}``)."""
         doc = self.to_index()
-        return {"version": 1, "refs": doc["refs"]}
+        return {"version": 1, "refs": doc["refs"], SOURCES_KEY: sources_entry([self.index])}
 
     def save_index(
         self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None

@@ -21,14 +21,16 @@ import numpy as np
 
 from dicom_dask.chunks.metadata import array_metadata
 from dicom_dask.chunks.sidecar import (
+    SOURCES_KEY,
     check_version,
     index_to_dict,
     load_index,
     open_indexes,
     save_index,
+    sources_entry,
 )
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import LayoutError, NoImagesError
+from dicom_dask.errors import LayoutError, ManifestError, NoImagesError
 from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
@@ -331,6 +333,7 @@ class Slide:
         return {
             "version": 1,
             "refs": refs,
+            SOURCES_KEY: sources_entry(im.index for im in images),
             "dicom_dask_slide": {
                 "format": INDEX_FORMAT,
                 "instances": [
@@ -369,10 +372,16 @@ def _images_from_index(
 ) -> list[TiledImage]:
     check_version(doc, source)
     try:
+        fmt = doc["dicom_dask_slide"].get("format")
         instances = doc["dicom_dask_slide"]["instances"]
         infos = [inst["index"] for inst in instances]
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise NoImagesError(f"{source}: not a dicom_dask slide index ({exc!r})") from exc
+    if fmt != INDEX_FORMAT:
+        raise ManifestError(
+            f"{source}: slide index format {fmt!r} is not supported (this release reads "
+            f"{INDEX_FORMAT}); write the index again"
+        )
     indexes = open_indexes(
         infos, relocate=relocate, verify=verify, storage_options=storage_options, source=source
     )

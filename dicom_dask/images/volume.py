@@ -21,7 +21,7 @@ import numpy as np
 from dicom_dask.chunks.manifest import MISSING, ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import LayoutError, NoImagesError
+from dicom_dask.errors import LayoutError, ManifestError, NoImagesError
 from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.images.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
@@ -370,7 +370,12 @@ class Volume:
         refs: dict[str, Any] = {key: value.decode() for key, value in self.store.documents.items()}
         refs.update(self.store.manifests[""].to_references())
         json.dumps(refs)  # JSON-serialisable
-        return {"version": 1, "refs": refs}
+        out: dict[str, Any] = {"version": 1, "refs": refs}
+        if self.indexes:
+            from dicom_dask.chunks.sidecar import SOURCES_KEY, sources_entry
+
+            out[SOURCES_KEY] = sources_entry(self.indexes)
+        return out
 
     def to_index(self) -> dict[str, Any]:
         """The series index: every file's header and frame ranges (+ kerchunk references
@@ -668,10 +673,15 @@ def _indexes_from_sidecar(
     doc = load_index(index, storage_options=storage_options)
     check_version(doc, where)
     try:
-        files = doc["dicom_dask_series"]["files"]
-        list(files)
-    except (KeyError, TypeError) as exc:
+        fmt = doc["dicom_dask_series"].get("format")
+        files = list(doc["dicom_dask_series"]["files"])
+    except (KeyError, TypeError, AttributeError) as exc:
         raise NoImagesError(f"{where}: not a dicom_dask series index ({exc!r})") from exc
+    if fmt != 1:
+        raise ManifestError(
+            f"{where}: series index format {fmt!r} is not supported (this release reads 1); "
+            "write the index again"
+        )
     found = open_indexes(files, storage_options=storage_options, source=where, **(bind or {}))
     return found, where
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
+from dicom_dask.chunks.sidecar import SOURCES_KEY, check_sources
 from dicom_dask.errors import NoImagesError
 from dicom_dask.frames._io import StorageOptions
 from dicom_dask.images.instance import open_frames
@@ -12,7 +14,31 @@ from dicom_dask.images.slide import open_slide
 from dicom_dask.images.sources import is_collection
 from dicom_dask.images.volume import open_volume
 
-__all__ = ["to_kerchunk"]
+__all__ = ["check_references", "to_kerchunk"]
+
+
+def _refs(doc: dict[str, Any]) -> dict[str, Any]:
+    """A slide index cut down to its reference set (and the sources it reads)."""
+    return {"version": 1, "refs": doc["refs"], SOURCES_KEY: doc[SOURCES_KEY]}
+
+
+def check_references(
+    refs: Mapping[str, Any],
+    *,
+    relocate: Mapping[str, str] | None = None,
+    storage_options: StorageOptions = None,
+) -> None:
+    """Check that a reference set from [`to_kerchunk`][dicom_dask.integrations.kerchunk.to_kerchunk]
+    still describes its files before handing it to fsspec's ``ReferenceFileSystem``.
+
+    Each file's size and ETag / generation / mtime (as recorded under
+    ``"dicom_dask_sources"``) are compared with what the filesystem reports now, one
+    metadata request per file; a rewritten file raises
+    [`StaleIndexError`][dicom_dask.errors.StaleIndexError]. ``relocate`` maps URL
+    prefixes of the references to those of copies (only sizes are compared); the
+    references themselves must then be rewritten to the copies' URLs by the caller.
+    """
+    check_sources(refs, relocate=relocate, storage_options=storage_options)
 
 
 def to_kerchunk(
@@ -22,6 +48,10 @@ def to_kerchunk(
     kind: str | None = None,
 ) -> dict[str, Any]:
     """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``).
+
+    URLs are written without credentials (see ``docs/cloud.md``); the files read are
+    listed with their size and identity under ``"dicom_dask_sources"`` (fsspec ignores
+    the key), for [`check_references`][dicom_dask.integrations.kerchunk.check_references].
 
     ``kind`` (default: guessed):
 
@@ -42,7 +72,7 @@ def to_kerchunk(
         if is_collection(url):
             try:
                 slide = open_slide(url, storage_options=storage_options)
-                return {"version": 1, "refs": slide.to_index()["refs"]}
+                return _refs(slide.to_index())
             except NoImagesError:
                 kind = "volume"
         else:
@@ -51,7 +81,7 @@ def to_kerchunk(
         return open_frames(url, storage_options=storage_options).to_kerchunk()  # type: ignore[arg-type]
     if kind == "slide":
         slide = open_slide(url, storage_options=storage_options)
-        return {"version": 1, "refs": slide.to_index()["refs"]}
+        return _refs(slide.to_index())
     if kind == "volume":
         return open_volume(url, storage_options=storage_options).to_kerchunk()
     raise ValueError(f"kind must be 'frames', 'slide' or 'volume', got {kind!r}")
