@@ -225,7 +225,7 @@ class Source:
     def _check_range(self, start: int, stop: int) -> None:
         if start < 0 or stop > self.size or stop < start:
             raise ReadError(
-                f"{self.url}: byte range [{start}, {stop}) lies outside the file "
+                f"{redact(self.url)}: byte range [{start}, {stop}) lies outside the file "
                 f"of {self.size} bytes"
             )
 
@@ -240,7 +240,8 @@ class Source:
             data = call_fs(self.url, self.fs.cat_file, self.path, start=start, end=stop)
         if len(data) != stop - start:
             raise ReadError(
-                f"{self.url}: asked for {stop - start} bytes at offset {start}, got {len(data)}"
+                f"{redact(self.url)}: asked for {stop - start} bytes at offset {start}, "
+                f"got {len(data)}"
             )
         return bytes(data)
 
@@ -337,6 +338,9 @@ def http_status(exc: BaseException) -> int | None:
 
 def describe_error(exc: BaseException) -> str:
     """A short description of a read failure (``HTTP 403 Forbidden``, not a page of repr)."""
+    cause = exc.__cause__
+    if http_status(exc) is None and cause is not None and http_status(cause) is not None:
+        exc = cause  # fsspec's HTTP info() wraps the failed request in FileNotFoundError
     status = http_status(exc)
     if status is not None:
         response = getattr(exc, "response", None)
@@ -355,6 +359,8 @@ def _retryable(exc: BaseException) -> bool:
 def _not_found(exc: BaseException) -> bool:
     if http_status(exc) == 404:
         return True
+    if exc.__cause__ is not None and http_status(exc.__cause__) in (401, 403):
+        return False  # fsspec's HTTP info() reports a refusal as FileNotFoundError
     return isinstance(exc, FileNotFoundError) and not _retryable(exc)
 
 
@@ -395,16 +401,18 @@ def fetch_ranges(
                     failed.append(i)
                     continue
                 if _not_found(data):
-                    raise SourceNotFoundError(f"{url}: no such file or object") from data
+                    raise SourceNotFoundError(f"{redact(url)}: no such file or object") from data
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 error = ReadError(
-                    f"{url}: reading bytes [{start}, {stop}) failed{tries}: {describe_error(data)}"
+                    f"{redact(url)}: reading bytes [{start}, {stop}) failed{tries}: "
+                    f"{describe_error(data)}"
                 )
                 error.request = i  # type: ignore[attr-defined]
                 raise error from data
             if len(data) != stop - start:
                 raise ReadError(
-                    f"{url}: asked for {stop - start} bytes at offset {start}, got {len(data)}"
+                    f"{redact(url)}: asked for {stop - start} bytes at offset {start}, "
+                    f"got {len(data)}"
                 )
             out[i] = bytes(data)
         if not failed:
@@ -425,12 +433,12 @@ def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
             raise
         except Exception as exc:
             if _not_found(exc):
-                raise SourceNotFoundError(f"{url}: no such file or object") from exc
+                raise SourceNotFoundError(f"{redact(url)}: no such file or object") from exc
             if _retryable(exc) and attempt < len(delays):
                 time.sleep(delays[attempt])
                 continue
             tries = f" after {attempt + 1} attempts" if attempt else ""
-            raise ReadError(f"{url}: read failed{tries}: {describe_error(exc)}") from exc
+            raise ReadError(f"{redact(url)}: read failed{tries}: {describe_error(exc)}") from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -449,17 +457,17 @@ def open_source(
     if type(fs) is LocalFileSystem:  # os.stat: fsspec's info() costs more than a header
         st = call_fs(curl, os.stat, path)
         if stat.S_ISDIR(st.st_mode):
-            raise ReadError(f"{curl}: is a directory, expected a DICOM file")
+            raise ReadError(f"{redact(curl)}: is a directory, expected a DICOM file")
         return Source(fs=fs, path=path, url=curl, size=int(st.st_size), identity=_local_id(st))
     info = call_fs(curl, fs.info, path)
     if info.get("type") == "directory":
-        raise ReadError(f"{curl}: is a directory, expected a DICOM file")
+        raise ReadError(f"{redact(curl)}: is a directory, expected a DICOM file")
     size = info.get("size")
     target = getattr(fs, "fs", None)  # blockcache:: reports no size; its target does
     if size is None and isinstance(target, fsspec.AbstractFileSystem):
         size = call_fs(curl, target.info, path).get("size")
     if size is None:
-        raise ReadError(f"{curl}: the filesystem does not report the size of this file")
+        raise ReadError(f"{redact(curl)}: the filesystem does not report the size of this file")
     return Source(fs=fs, path=path, url=curl, size=int(size), identity=file_identity(info))
 
 
@@ -526,7 +534,7 @@ class BlockReader(io.RawIOBase):
         else:
             pos = self.source.size + offset
         if pos < 0:
-            raise OSError(f"{self.source.url}: seek to negative offset {pos}")
+            raise OSError(f"{redact(self.source.url)}: seek to negative offset {pos}")
         self._pos = pos
         return pos
 

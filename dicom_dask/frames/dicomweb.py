@@ -40,7 +40,7 @@ _PATH = re.compile(
     r"(?:/instances/(?P<instance>[0-9.]+))?/?$"
 )
 _TS = re.compile(r"transfer-syntax=\"?([0-9.]+)")
-_CLIENTS: dict[tuple[int, str, int], Any] = {}
+_CLIENTS: dict[tuple[int, str, int, int], Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -106,22 +106,27 @@ def _client(base: str, options: Any = None, client: Any = None) -> Any:
     keyword arguments (``headers``...), or a zero-argument factory returning a client
     (credentials then stay out of pickled graphs, as with filesystems).
     """
-    key = (os.getpid(), base, id(options) if callable(options) else hash(repr(options)))
+    found = None if callable(options) else credentials_for(base)
+    key = (
+        os.getpid(),
+        base,
+        id(options) if callable(options) else hash(repr(options)),
+        hash(found),  # credentials given in a URL: a new pair gets a new client
+    )
     with _LOCK:
         if client is not None:
             _CLIENTS[key] = client
             return client
-        found = _CLIENTS.get(key)
-        if found is not None:
-            return found
+        cached = _CLIENTS.get(key)
+        if cached is not None:
+            return cached
     if callable(options):
         made = options()
     else:
         from dicomweb_client.api import DICOMwebClient
 
         kwargs = dict(options or {})
-        found = credentials_for(base)  # given in a URL: for this host, this process
-        if found is not None and "session" not in kwargs:
+        if found is not None and "session" not in kwargs:  # for this host, this process
             import requests
 
             kwargs["session"] = requests.Session()

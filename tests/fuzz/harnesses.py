@@ -317,13 +317,25 @@ def _native_seeds() -> list[bytes]:
 
 
 def _encapsulated_seeds() -> list[bytes]:
+    from dicom_dask.frames._io import BlockReader, open_source
+    from dicom_dask.frames.encapsulated import scan_fragments
+
     out = []
     for k, (prefix, head) in enumerate(_templates()):
         path = _encapsulated_files()[k]
         stream = path.read_bytes()[len(prefix) :]
         n = head.description.number_of_frames
-        if n <= 256:
-            out.append(bytes([k, n - 1, 0]) + stream[: MAX_LEN - 3])
+        if n > 256:
+            continue
+        out.append(bytes([k, n - 1, 0]) + stream[: MAX_LEN - 3])
+        # the same items with an Extended Offset Table, when each frame is one fragment
+        (bot_len,) = struct.unpack("<L", stream[4:8])
+        first = len(prefix) + 8 + bot_len
+        fragments = scan_fragments(BlockReader(open_source(str(path))), first)
+        if len(fragments) == n:
+            eot = struct.pack(f"<{n}Q", *(f.offset - first for f in fragments))
+            lengths = struct.pack(f"<{n}Q", *(f.length for f in fragments))
+            out.append(bytes([k, n - 1, 1]) + eot + lengths + stream[: MAX_LEN - 3 - 16 * n])
     return out
 
 

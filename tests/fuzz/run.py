@@ -5,7 +5,7 @@ Usage::
     python -m tests.fuzz.run TARGET [CORPUS_DIR] [libFuzzer options...]
 
 ``TARGET`` is one of [`TARGETS`][tests.fuzz.harnesses.TARGETS]. The seed corpus (from
-the real files) is written to ``CORPUS_DIR`` when it is empty (default:
+the real files) is added to ``CORPUS_DIR`` (default:
 ``tests/fuzz/corpus/TARGET``, git-ignored), and the fuzzer adds what it finds there.
 dicom_dask and pydicom are instrumented for coverage. Defaults: ``-timeout=10``
 (seconds per input: a hang is a finding), ``-rss_limit_mb=2048``, ``-max_len``
@@ -72,9 +72,10 @@ def main(argv: list[str]) -> None:
     if target not in TARGETS:
         raise SystemExit(f"unknown target {target!r}; expected one of {sorted(TARGETS)}")
     corpus.mkdir(parents=True, exist_ok=True)
-    if not any(corpus.iterdir()):
-        for seed in seeds(target):
-            (corpus / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
+    for seed in seeds(target):  # named by content: a corpus is topped up, never doubled
+        path = corpus / hashlib.sha1(seed).hexdigest()
+        if not path.exists():
+            path.write_bytes(seed)
     TARGETS[target](b"")  # builds the harness's cached state before the limits apply
     for seed in seeds(target)[:1]:
         TARGETS[target](seed)
