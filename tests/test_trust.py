@@ -229,7 +229,11 @@ class _Seen:
 
     def error(self, what: str, exc: BaseException) -> None:
         self.add(what, "".join(traceback.format_exception(exc)))
-        self.add(what + " repr", repr(exc))
+        chained: BaseException | None = exc
+        while chained is not None:  # what a log of the error and its causes could show
+            self.add(f"{what} repr {type(chained).__name__}", repr(chained))
+            self.add(f"{what} args {type(chained).__name__}", repr(vars(chained)))
+            chained = chained.__cause__ or chained.__context__
 
     def assert_clean(self, secret: str) -> None:
         needles = [secret.encode(), base64.b64encode(f"{USER}:{secret}".encode())]

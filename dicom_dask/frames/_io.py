@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import io
@@ -32,6 +33,7 @@ __all__ = [
     "open_source",
     "redact",
     "resolve_fs",
+    "scrub",
     "strip_credentials",
 ]
 
@@ -108,6 +110,34 @@ def strip_credentials(url: str, *, remember: bool = True) -> str:
                     stacklevel=3,
                 )
     return clean
+
+
+def scrub(exc: BaseException) -> BaseException:
+    """Remove the ``Authorization`` header an HTTP library keeps in a failed request's
+    exception (aiohttp's ``request_info``, requests' ``request``), along ``exc``'s chain of
+    causes, so that logging the error or its ``repr`` shows no credentials. Returns
+    ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        info = getattr(current, "request_info", None)
+        headers = getattr(info, "headers", None)
+        if headers is not None and "Authorization" in headers:
+            from multidict import CIMultiDict, CIMultiDictProxy
+
+            kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() != "authorization")
+            replace = getattr(info, "_replace", None)  # aiohttp's RequestInfo: a named tuple
+            new = replace(headers=CIMultiDictProxy(kept)) if replace is not None else None
+            with contextlib.suppress(AttributeError):
+                current.request_info = new  # type: ignore[attr-defined]
+        for owner in (current, getattr(current, "response", None)):
+            request = getattr(owner, "request", None)
+            if request is not None and "Authorization" in (getattr(request, "headers", None) or {}):
+                with contextlib.suppress(AttributeError):
+                    owner.request = None  # type: ignore[union-attr]
+        current = current.__cause__ or current.__context__
+    return exc
 
 
 def credentials_for(url: str) -> tuple[str, str] | None:
@@ -400,6 +430,7 @@ def fetch_ranges(
                 if _retryable(data) and attempt < len(delays):
                     failed.append(i)
                     continue
+                scrub(data)
                 if _not_found(data):
                     raise SourceNotFoundError(f"{redact(url)}: no such file or object") from data
                 tries = f" after {attempt + 1} attempts" if attempt else ""
@@ -432,6 +463,7 @@ def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         except ReadError:
             raise
         except Exception as exc:
+            scrub(exc)
             if _not_found(exc):
                 raise SourceNotFoundError(f"{redact(url)}: no such file or object") from exc
             if _retryable(exc) and attempt < len(delays):
