@@ -51,6 +51,7 @@ __all__ = [
     "open_index",
     "open_indexes",
     "check_sources",
+    "entries",
     "relocated",
     "save_index",
     "sources_entry",
@@ -249,6 +250,23 @@ def _ranges(r: Mapping[str, Any], header: DicomHeader, source: str) -> FrameRang
             f"{'inline pixel data' if inline is not None else 'file'} of {size} bytes"
         )
     return ranges
+
+
+def entries(doc: Mapping[str, Any], key: str, items: str, fmt: int, source: str) -> list[Any]:
+    """``doc[key][items]`` of a slide or series index, once its format is checked."""
+    from dicom_dask.errors import NoImagesError
+
+    check_version(doc, source)
+    try:
+        found, listed = doc[key].get("format"), list(doc[key][items])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise NoImagesError(f"{source}: not a dicom_dask {key} index ({exc!r})") from exc
+    if found != fmt:
+        raise ManifestError(
+            f"{source}: {key.removeprefix('dicom_dask_')} index format {found!r} is not "
+            f"supported (this release reads {fmt}); write the index again"
+        )
+    return listed
 
 
 # -- binding an index to its source -----------------------------------------------------

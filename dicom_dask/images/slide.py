@@ -22,7 +22,7 @@ import numpy as np
 from dicom_dask.chunks.metadata import array_metadata
 from dicom_dask.chunks.sidecar import (
     SOURCES_KEY,
-    check_version,
+    entries,
     index_to_dict,
     load_index,
     open_indexes,
@@ -30,7 +30,7 @@ from dicom_dask.chunks.sidecar import (
     sources_entry,
 )
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import LayoutError, ManifestError, NoImagesError
+from dicom_dask.errors import LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
@@ -370,18 +370,11 @@ def _images_from_index(
     verify: bool = True,
     storage_options: StorageOptions = None,
 ) -> list[TiledImage]:
-    check_version(doc, source)
+    instances = entries(doc, "dicom_dask_slide", "instances", INDEX_FORMAT, source)
     try:
-        fmt = doc["dicom_dask_slide"].get("format")
-        instances = doc["dicom_dask_slide"]["instances"]
         infos = [inst["index"] for inst in instances]
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise NoImagesError(f"{source}: not a dicom_dask slide index ({exc!r})") from exc
-    if fmt != INDEX_FORMAT:
-        raise ManifestError(
-            f"{source}: slide index format {fmt!r} is not supported (this release reads "
-            f"{INDEX_FORMAT}); write the index again"
-        )
     indexes = open_indexes(
         infos, relocate=relocate, verify=verify, storage_options=storage_options, source=source
     )

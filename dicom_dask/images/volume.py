@@ -21,7 +21,7 @@ import numpy as np
 from dicom_dask.chunks.manifest import MISSING, ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import LayoutError, ManifestError, NoImagesError
+from dicom_dask.errors import LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.images.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
@@ -667,23 +667,15 @@ def _dask(
 def _indexes_from_sidecar(
     index: Any, storage_options: StorageOptions, bind: Mapping[str, Any] | None = None
 ) -> tuple[list[Any], str]:
-    from dicom_dask.chunks.sidecar import check_version, load_index, open_indexes
+    from dicom_dask.chunks.sidecar import entries, load_index, open_indexes
 
     where = "index" if isinstance(index, Mapping) else redact(os.fspath(index)[:200])
-    doc = load_index(index, storage_options=storage_options)
-    check_version(doc, where)
-    try:
-        fmt = doc["dicom_dask_series"].get("format")
-        files = list(doc["dicom_dask_series"]["files"])
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise NoImagesError(f"{where}: not a dicom_dask series index ({exc!r})") from exc
-    if fmt != 1:
-        raise ManifestError(
-            f"{where}: series index format {fmt!r} is not supported (this release reads 1); "
-            "write the index again"
-        )
+    files = entries(load_index(index, storage_options=storage_options), *_SERIES, where)
     found = open_indexes(files, storage_options=storage_options, source=where, **(bind or {}))
     return found, where
+
+
+_SERIES = ("dicom_dask_series", "files", 1)  # key, list, format of a series index
 
 
 def _stacks(
@@ -702,11 +694,8 @@ def _stacks(
         where, discovered = location(source).url(), True
     else:
         urls, discovered = expand_sources(source, storage_options=storage_options)
-        where = (
-            redact(os.fspath(source))
-            if isinstance(source, str | os.PathLike)
-            else f"{len(urls)} files"
-        )
+        named = isinstance(source, str | os.PathLike)
+        where = redact(os.fspath(source)) if named else f"{len(urls)} files"
         indexes = index_many(
             urls,
             storage_options=storage_options,
@@ -764,9 +753,7 @@ def open_volume(
         pickled graphs).
     index : path, URL or mapping, optional
         A series index written by [`Volume.save_index`][dicom_dask.images.volume.Volume.save_index]:
-        no header is read. Each file's size and ETag / generation / mtime are compared
-        with the index (one metadata request per file, concurrently), else
-        [`StaleIndexError`][dicom_dask.errors.StaleIndexError].
+        no header is read; each file is checked against it (see ``open_slide``).
     select : int or str, optional
         Which stack when there are several (see :func:`list_series`): an index, or a
         Series Instance UID.
@@ -777,12 +764,8 @@ def open_volume(
         As in :func:`open_frames`; ``fill_value`` fills missing slices.
     chunk_bytes : int
         Target size of a dask chunk (whole slices).
-    relocate : mapping, optional
-        With ``index``: read copies of the indexed files, ``{recorded URL prefix: prefix
-        of the copy}``; only the sizes of relocated files are compared.
-    verify : bool
-        With ``index``: compare each file with the index (``False``: no request until
-        pixels are read).
+    relocate, verify
+        With ``index``, as in [`open_slide`][dicom_dask.images.slide.open_slide].
     """
     policy = GeometryPolicy.coerce(geometry)
     bind = {"relocate": relocate, "verify": verify}
