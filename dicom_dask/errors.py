@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptFrameError",
+    "CredentialsWarning",
     "DicomDaskError",
     "InvalidHeaderError",
     "LayoutError",
@@ -21,6 +22,7 @@ __all__ = [
     "RangeNotSupportedError",
     "ReadError",
     "SourceNotFoundError",
+    "StaleIndexError",
     "TruncatedFileError",
     "UnsupportedTransferSyntaxError",
 ]
@@ -72,6 +74,17 @@ class CorruptFrameError(DicomDaskError, ValueError):
 
 class ManifestError(DicomDaskError, ValueError):
     """A chunk manifest or reference set is malformed."""
+
+
+class StaleIndexError(ManifestError):
+    """An index sidecar or reference set does not describe the source it is opened with:
+    another URL, or a file whose size, ETag, generation or modification time changed
+    since the index was written."""
+
+
+class CredentialsWarning(UserWarning):
+    """A URL carried credentials (``user:password@``): they are used by this process
+    only and stripped from everything saved, pickled or shown."""
 
 
 class ReadError(DicomDaskError, OSError):

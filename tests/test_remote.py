@@ -251,7 +251,12 @@ def test_series_and_slide_index_reopen_without_requests(proxy, tmp_path) -> None
     proxy.reset()
     again = dicom_dask.open_volume(index=tmp_path / "series.json")
     slide_again = dicom_dask.open_slide(index=tmp_path / "slide.json")
-    assert proxy.reset() == [], "reopening from an index read the files"
+    log = proxy.reset()  # the binding check: one HEAD per file, no byte read
+    assert {r.method for r in log} == {"HEAD"}, "reopening from an index read the files"
+    assert len(log) == len(volume.to_index()["dicom_dask_series"]["files"]) + 1
+    dicom_dask.open_volume(index=tmp_path / "series.json", verify=False)
+    dicom_dask.open_slide(index=tmp_path / "slide.json", verify=False)
+    assert proxy.reset() == [], "reopening unverified from an index sent requests"
     np.testing.assert_array_equal(again.array.compute(), volume.array.compute())
     np.testing.assert_allclose(again.affine, volume.affine)
     region = slide_again.read_region(REGION[0], 0, REGION[1])

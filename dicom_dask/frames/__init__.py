@@ -6,7 +6,8 @@ Nothing here imports zarr or dask.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import fsspec
 import numpy as np
@@ -40,6 +41,9 @@ class FrameIndex:
     ranges: FrameRanges
     #: Requests sent to build this index (header, offset tables, scan).
     requests: int
+    #: What identifies the version of the file indexed, besides its size (``etag``,
+    #: ``generation``, ``mtime``: see [`Source`][dicom_dask.frames._io.Source]).
+    identity: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -76,7 +80,9 @@ def index_frames(
         ranges = encapsulated_ranges(reader, header)
     else:
         ranges = native_ranges(header)
-    return FrameIndex(header=header, ranges=ranges, requests=reader.requests + 1)
+    return FrameIndex(
+        header=header, ranges=ranges, requests=reader.requests + 1, identity=source.identity
+    )
 
 
 def _inline_ranges(header: DicomHeader) -> FrameRanges:

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import io
 import os
+import re
 import stat
+import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from dicom_dask.errors import RangeNotSupportedError, ReadError, SourceNotFoundError
+from dicom_dask.errors import (
+    CredentialsWarning,
+    RangeNotSupportedError,
+    ReadError,
+    SourceNotFoundError,
+)
 
 __all__ = [
     "BlockReader",
@@ -24,21 +34,134 @@ __all__ = [
     "call_fs",
     "canonical_url",
     "check_range_read",
+    "credentials_for",
     "fetch_ranges",
     "open_source",
+    "redact",
     "resolve_fs",
+    "scrub",
+    "strip_credentials",
 ]
 
 #: fsspec options for every URL, or a zero-argument factory returning a ready filesystem.
 StorageOptions = Mapping[str, Any] | Callable[[], fsspec.AbstractFileSystem] | None
 
 
-def canonical_url(url: str | os.PathLike[str]) -> str:
-    """Return ``url`` with local paths made absolute (``file://`` removed).
+# -- credentials in URLs ----------------------------------------------------------------
+#: ``scheme://user:password@`` (or ``scheme://token@``) anywhere in a text.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#@\s]*)@")
+#: (scheme, host[:port]) -> (user, password) seen in URLs by this process.
+_CREDENTIALS: dict[tuple[str, str], tuple[str, str]] = {}
+_CREDENTIALS_LOCK = threading.Lock()
 
-    Chained URLs (``simplecache::s3://...``) and remote URLs are returned unchanged.
+
+def redact(text: str) -> str:
+    """``text`` with the user-info of every URL in it masked: ``http://alice:***@host/``.
+
+    Every message, warning and ``repr`` that shows a URL goes through this helper.
     """
-    text = os.fspath(url)
+    if "@" not in text:
+        return text
+
+    def mask(match: re.Match[str]) -> str:
+        user, colon, _ = match["info"].partition(":")
+        return f"{match['scheme']}{user}:***@" if colon else f"{match['scheme']}***@"
+
+    return _USERINFO.sub(mask, text)
+
+
+def _scheme_host(url: str) -> tuple[str, str] | None:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return scheme.lower().removeprefix("dicomweb+"), host.lower()
+
+
+def strip_credentials(url: str, *, remember: bool = True) -> str:
+    """``url`` without user-info (every link of a chained URL).
+
+    With ``remember`` the credentials are kept in this process, for the host they were
+    given with: [`resolve_fs`][dicom_dask.frames._io.resolve_fs] and the DICOMweb client
+    send them to that host only. They are never saved, pickled or shown; a
+    [`CredentialsWarning`][dicom_dask.errors.CredentialsWarning] says so once per host.
+    """
+    if "@" not in url:
+        return url
+    found: list[tuple[str, str, str]] = []
+
+    def strip(match: re.Match[str]) -> str:
+        user, _, password = match["info"].partition(":")
+        rest = url[match.end() :]
+        host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        found.append((match["scheme"][:-3], host, f"{unquote(user)}\0{unquote(password)}"))
+        return match["scheme"]
+
+    clean = _USERINFO.sub(strip, url)
+    if remember:
+        for scheme, host, both in found:
+            user, _, password = both.partition("\0")
+            key = (scheme.lower().removeprefix("dicomweb+"), host.lower())
+            with _CREDENTIALS_LOCK:
+                new = _CREDENTIALS.get(key) != (user, password)
+                _CREDENTIALS[key] = (user, password)
+            if new:
+                warnings.warn(
+                    f"{redact(url)}: credentials in a URL are used by this process only and "
+                    "are stripped from messages, metadata, saved indexes, references and "
+                    "pickled graphs (dask workers in other processes do not get them); pass "
+                    "them in storage_options (HTTP: client_kwargs={'auth': aiohttp.BasicAuth"
+                    "(user, password)}) or a filesystem factory",
+                    CredentialsWarning,
+                    stacklevel=3,
+                )
+    return clean
+
+
+def scrub(exc: BaseException) -> BaseException:
+    """Remove the ``Authorization`` header an HTTP library keeps in a failed request's
+    exception (aiohttp's ``request_info``, requests' ``request``), along ``exc``'s chain of
+    causes, so that logging the error or its ``repr`` shows no credentials. Returns
+    ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        info = getattr(current, "request_info", None)
+        headers = getattr(info, "headers", None)
+        if headers is not None and "Authorization" in headers:
+            from multidict import CIMultiDict, CIMultiDictProxy
+
+            kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() != "authorization")
+            replace = getattr(info, "_replace", None)  # aiohttp's RequestInfo: a named tuple
+            new = replace(headers=CIMultiDictProxy(kept)) if replace is not None else None
+            with contextlib.suppress(AttributeError):
+                current.request_info = new  # type: ignore[attr-defined]
+        for owner in (current, getattr(current, "response", None)):
+            request = getattr(owner, "request", None)
+            if request is not None and "Authorization" in (getattr(request, "headers", None) or {}):
+                with contextlib.suppress(AttributeError):
+                    owner.request = None  # type: ignore[union-attr]
+        current = current.__cause__ or current.__context__
+    return exc
+
+
+def credentials_for(url: str) -> tuple[str, str] | None:
+    """The (user, password) this process was given for the host of ``url``, if any."""
+    key = _scheme_host(url)
+    if key is None or not _CREDENTIALS:
+        return None
+    with _CREDENTIALS_LOCK:
+        return _CREDENTIALS.get(key)
+
+
+def canonical_url(url: str | os.PathLike[str]) -> str:
+    """Return ``url`` with local paths made absolute (``file://`` removed) and
+    credentials stripped (see [`strip_credentials`][dicom_dask.frames._io.strip_credentials]).
+
+    Chained URLs (``simplecache::s3://...``) and remote URLs are otherwise unchanged.
+    """
+    text = strip_credentials(os.fspath(url))
     if "::" in text:
         return text
     protocol, _, rest = text.partition("://")
@@ -78,9 +201,49 @@ def resolve_fs(
             if protocol in _protocols(fs):
                 return fs, fs._strip_protocol(url)
             return url_to_fs(url)
-        return url_to_fs(url, **dict(storage_options or {}))
+        options = dict(storage_options or {})
+        if _CREDENTIALS and "::" not in url:
+            url, options = _with_credentials(url, options)
+        return url_to_fs(url, **options)
     except (ValueError, ImportError) as exc:
-        raise ReadError(f"{url}: cannot open a filesystem for this URL: {exc}") from exc
+        raise ReadError(f"{redact(url)}: cannot open a filesystem for this URL: {exc}") from exc
+
+
+class _HostAuth:
+    """An aiohttp client middleware adding HTTP basic auth to requests for the hosts this
+    process was given credentials for (never to another host: one session serves many)."""
+
+    def __repr__(self) -> str:  # fsspec caches filesystems by the repr of their options
+        return "dicom_dask-host-auth"
+
+    async def __call__(self, request: Any, handler: Any) -> Any:
+        import aiohttp
+
+        found = credentials_for(str(request.url))
+        if found is not None and "Authorization" not in request.headers:
+            request.headers["Authorization"] = aiohttp.BasicAuth(*found).encode()
+        return await handler(request)
+
+
+_HOST_AUTH = _HostAuth()
+
+
+def _with_credentials(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The URL and options that give the filesystem the credentials of ``url``'s host."""
+    protocol = url.split("://")[0].lower() if "://" in url else "file"
+    if protocol in ("http", "https"):
+        client = dict(options.get("client_kwargs") or {})
+        if "auth" not in client:
+            client["middlewares"] = (*client.get("middlewares", ()), _HOST_AUTH)
+            options["client_kwargs"] = client
+        return url, options
+    found = credentials_for(url)
+    if found is None:
+        return url, options
+    # ftp, sftp, smb...: fsspec reads them from the URL, into this process's filesystem
+    user, password = (quote(v, safe="") for v in found)
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{user}:{password}@{rest}", options
 
 
 @dataclass(frozen=True)
@@ -91,11 +254,14 @@ class Source:
     path: str
     url: str
     size: int
+    #: What else identifies this version of the file, as the filesystem reported it with
+    #: the size: ``etag``, ``generation``, ``mtime`` (strings; absent when not reported).
+    identity: Mapping[str, str] = field(default_factory=dict)
 
     def _check_range(self, start: int, stop: int) -> None:
         if start < 0 or stop > self.size or stop < start:
             raise ReadError(
-                f"{self.url}: byte range [{start}, {stop}) lies outside the file "
+                f"{redact(self.url)}: byte range [{start}, {stop}) lies outside the file "
                 f"of {self.size} bytes"
             )
 
@@ -138,14 +304,14 @@ def check_range_read(
     if got > asked:
         whole = " (the whole file)" if size is not None and got == size else ""
         raise RangeNotSupportedError(
-            f"{url}: the server ignored the Range header: asked for bytes [{start}, {stop}) "
-            f"({asked} bytes), it sent {got} bytes{whole}. dicom_dask reads by byte range "
+            f"{redact(url)}: the server ignored the Range header: asked for bytes "
+            f"[{start}, {stop}) ({asked} bytes), it sent {got} bytes{whole}. dicom_dask reads by byte range "
             "and will not download the whole file for every read: serve the file with a "
             "server that honours Range requests (nginx, S3, GCS, ...), or read a local copy, "
-            f"e.g. 'simplecache::{url}' (fsspec downloads it once)"
+            f"e.g. 'simplecache::{redact(url)}' (fsspec downloads it once)"
         )
     if got < asked:
-        raise ReadError(f"{url}: asked for {asked} bytes at offset {start}, got {got}")
+        raise ReadError(f"{redact(url)}: asked for {asked} bytes at offset {start}, got {got}")
 
 
 def _pread(path: str, start: int, stop: int) -> bytes:
@@ -230,6 +396,9 @@ def http_status(exc: BaseException) -> int | None:
 
 def describe_error(exc: BaseException) -> str:
     """A short description of a read failure (``HTTP 403 Forbidden``, not a page of repr)."""
+    cause = exc.__cause__
+    if http_status(exc) is None and cause is not None and http_status(cause) is not None:
+        exc = cause  # fsspec's HTTP info() wraps the failed request in FileNotFoundError
     status = http_status(exc)
     if status is not None:
         response = getattr(exc, "response", None)
@@ -248,6 +417,8 @@ def _retryable(exc: BaseException) -> bool:
 def _not_found(exc: BaseException) -> bool:
     if http_status(exc) == 404:
         return True
+    if exc.__cause__ is not None and http_status(exc.__cause__) in (401, 403):
+        return False  # fsspec's HTTP info() reports a refusal as FileNotFoundError
     return isinstance(exc, FileNotFoundError) and not _retryable(exc)
 
 
@@ -288,11 +459,13 @@ def fetch_ranges(
                 if _retryable(data) and attempt < len(delays):
                     failed.append(i)
                     continue
+                scrub(data)
                 if _not_found(data):
-                    raise SourceNotFoundError(f"{url}: no such file or object") from data
+                    raise SourceNotFoundError(f"{redact(url)}: no such file or object") from data
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 error = ReadError(
-                    f"{url}: reading bytes [{start}, {stop}) failed{tries}: {describe_error(data)}"
+                    f"{redact(url)}: reading bytes [{start}, {stop}) failed{tries}: "
+                    f"{describe_error(data)}"
                 )
                 error.request = i  # type: ignore[attr-defined]
                 raise error from data
@@ -315,13 +488,14 @@ def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         except ReadError:
             raise
         except Exception as exc:
+            scrub(exc)
             if _not_found(exc):
-                raise SourceNotFoundError(f"{url}: no such file or object") from exc
+                raise SourceNotFoundError(f"{redact(url)}: no such file or object") from exc
             if _retryable(exc) and attempt < len(delays):
                 time.sleep(delays[attempt])
                 continue
             tries = f" after {attempt + 1} attempts" if attempt else ""
-            raise ReadError(f"{url}: read failed{tries}: {describe_error(exc)}") from exc
+            raise ReadError(f"{redact(url)}: read failed{tries}: {describe_error(exc)}") from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -340,18 +514,41 @@ def open_source(
     if type(fs) is LocalFileSystem:  # os.stat: fsspec's info() costs more than a header
         st = call_fs(curl, os.stat, path)
         if stat.S_ISDIR(st.st_mode):
-            raise ReadError(f"{curl}: is a directory, expected a DICOM file")
-        return Source(fs=fs, path=path, url=curl, size=int(st.st_size))
+            raise ReadError(f"{redact(curl)}: is a directory, expected a DICOM file")
+        return Source(fs=fs, path=path, url=curl, size=int(st.st_size), identity=_local_id(st))
     info = call_fs(curl, fs.info, path)
     if info.get("type") == "directory":
-        raise ReadError(f"{curl}: is a directory, expected a DICOM file")
+        raise ReadError(f"{redact(curl)}: is a directory, expected a DICOM file")
     size = info.get("size")
     target = getattr(fs, "fs", None)  # blockcache:: reports no size; its target does
     if size is None and isinstance(target, fsspec.AbstractFileSystem):
         size = call_fs(curl, target.info, path).get("size")
     if size is None:
-        raise ReadError(f"{curl}: the filesystem does not report the size of this file")
-    return Source(fs=fs, path=path, url=curl, size=int(size))
+        raise ReadError(f"{redact(curl)}: the filesystem does not report the size of this file")
+    return Source(fs=fs, path=path, url=curl, size=int(size), identity=file_identity(info))
+
+
+#: Keys of fsspec's ``info()`` that identify a version of a file, per identity field
+#: (HTTP, s3fs, gcsfs, adlfs, local...).
+_IDENTITY_KEYS = {
+    "etag": ("ETag", "etag", "Etag"),
+    "generation": ("generation", "VersionId", "version_id"),
+    "mtime": ("mtime", "LastModified", "Last-Modified", "last_modified", "updated"),
+}
+
+
+def file_identity(info: Mapping[str, Any]) -> dict[str, str]:
+    """The ``etag`` / ``generation`` / ``mtime`` an fsspec ``info()`` reports, as strings."""
+    out = {}
+    for name, keys in _IDENTITY_KEYS.items():
+        value = next((info[k] for k in keys if info.get(k) not in (None, "")), None)
+        if value is not None:
+            out[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return out
+
+
+def _local_id(st: os.stat_result) -> dict[str, str]:
+    return {"mtime": str(st.st_mtime)}  # what LocalFileSystem.info() reports
 
 
 class BlockReader(io.RawIOBase):
@@ -394,7 +591,7 @@ class BlockReader(io.RawIOBase):
         else:
             pos = self.source.size + offset
         if pos < 0:
-            raise OSError(f"{self.source.url}: seek to negative offset {pos}")
+            raise OSError(f"{redact(self.source.url)}: seek to negative offset {pos}")
         self._pos = pos
         return pos
 

@@ -26,7 +26,7 @@ from pydicom.uid import UID
 
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import NoImagesError, ReadError, SourceNotFoundError
-from dicom_dask.frames._io import call_fs
+from dicom_dask.frames._io import call_fs, credentials_for, redact, strip_credentials
 from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescription
 from dicom_dask.frames.ranges import FrameRanges
 
@@ -40,7 +40,7 @@ _PATH = re.compile(
     r"(?:/instances/(?P<instance>[0-9.]+))?/?$"
 )
 _TS = re.compile(r"transfer-syntax=\"?([0-9.]+)")
-_CLIENTS: dict[tuple[int, str, int], Any] = {}
+_CLIENTS: dict[tuple[int, str, int, int], Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -82,16 +82,18 @@ def location(
     if isinstance(source, DicomWebLocation):
         return source
     if isinstance(source, str):
-        match = _PATH.match(source.removeprefix(SCHEME))
-        if not source.startswith(SCHEME) or match is None:
+        clean = strip_credentials(source)  # kept for this process, for this host only
+        match = _PATH.match(clean.removeprefix(SCHEME))
+        if not clean.startswith(SCHEME) or match is None:
             raise ReadError(
-                f"{source}: expected dicomweb+http(s)://host/root/studies/<uid>"
+                f"{redact(source)}: expected dicomweb+http(s)://host/root/studies/<uid>"
                 "[/series/<uid>[/instances/<uid>]]"
             )
         return DicomWebLocation(match["base"], match["study"], match["series"], match["instance"])
     if study_instance_uid is None:
         raise ValueError("a DICOMwebClient needs at least study_instance_uid")
     base = str(getattr(source, "base_url", "") or getattr(source, "url", "")).rstrip("/")
+    base = strip_credentials(base, remember=False)  # the client keeps its own
     return DicomWebLocation(
         base, study_instance_uid, series_instance_uid, sop_instance_uid, client=source
     )
@@ -104,20 +106,32 @@ def _client(base: str, options: Any = None, client: Any = None) -> Any:
     keyword arguments (``headers``...), or a zero-argument factory returning a client
     (credentials then stay out of pickled graphs, as with filesystems).
     """
-    key = (os.getpid(), base, id(options) if callable(options) else hash(repr(options)))
+    found = None if callable(options) else credentials_for(base)
+    key = (
+        os.getpid(),
+        base,
+        id(options) if callable(options) else hash(repr(options)),
+        hash(found),  # credentials given in a URL: a new pair gets a new client
+    )
     with _LOCK:
         if client is not None:
             _CLIENTS[key] = client
             return client
-        found = _CLIENTS.get(key)
-        if found is not None:
-            return found
+        cached = _CLIENTS.get(key)
+        if cached is not None:
+            return cached
     if callable(options):
         made = options()
     else:
         from dicomweb_client.api import DICOMwebClient
 
-        made = DICOMwebClient(url=base, **dict(options or {}))
+        kwargs = dict(options or {})
+        if found is not None and "session" not in kwargs:  # for this host, this process
+            import requests
+
+            kwargs["session"] = requests.Session()
+            kwargs["session"].auth = found
+        made = DICOMwebClient(url=base, **kwargs)
     with _LOCK:
         return _CLIENTS.setdefault(key, made)
 
@@ -244,6 +258,7 @@ def fetch_frames(
     """Frames ``numbers`` (1-based) of the instance at ``url``, as stored: one multipart
     request per run of consecutive frames, the runs concurrently."""
     loc = location(url)
+    url = loc.url()  # without credentials
     if not (loc.series and loc.instance):
         raise ReadError(f"{url}: a frame URL must name an instance")
     client = _client(loc.base, storage_options, loc.client)

@@ -169,6 +169,18 @@ def _scan(elem: RawDataElement, n: int) -> SlidePositions | None:
 
 
 def _parse(ds: Dataset, n: int, url: str) -> SlidePositions:
+    try:
+        return _parse_items(ds, n, url)
+    except (InvalidHeaderError, MemoryError):
+        raise
+    except Exception as exc:  # pydicom raises many kinds on a malformed sequence
+        raise InvalidHeaderError(
+            f"{url}: the (5200,9230) Per-Frame Functional Groups Sequence cannot be parsed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _parse_items(ds: Dataset, n: int, url: str) -> SlidePositions:
     items = ds.get("PerFrameFunctionalGroupsSequence")
     if items is None or len(items) != n:
         got = "none" if items is None else len(items)

@@ -26,6 +26,7 @@ from dicom_dask.enums import (
     NATIVE_SYNTAXES,
 )
 from dicom_dask.errors import (
+    DicomDaskError,
     InvalidHeaderError,
     NoPixelDataError,
     NotDicomError,
@@ -402,6 +403,17 @@ def read_header(reader: BlockReader) -> DicomHeader:
     NotDicomError, NoPixelDataError, InvalidHeaderError, TruncatedFileError,
     UnsupportedTransferSyntaxError
     """
+    try:
+        return _read_header(reader)
+    except (DicomDaskError, MemoryError):
+        raise
+    except Exception as exc:  # pydicom's value conversion raises many kinds on bad values
+        raise InvalidHeaderError(
+            f"{reader.source.url}: a header value cannot be read: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _read_header(reader: BlockReader) -> DicomHeader:
     url = reader.source.url
     size = reader.source.size
     if size == 0:

@@ -19,11 +19,18 @@ import numpy as np
 
 from dicom_dask.chunks.manifest import INLINE, ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
-from dicom_dask.chunks.sidecar import index_from_dict, index_to_dict, load_index, save_index
+from dicom_dask.chunks.sidecar import (
+    SOURCES_KEY,
+    index_to_dict,
+    load_index,
+    open_index,
+    save_index,
+    sources_entry,
+)
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import NoImagesError
 from dicom_dask.frames import FrameIndex, index_frames
-from dicom_dask.frames._io import StorageOptions
+from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.images.transforms import FrameTransformer, TransformOptions
 
@@ -100,12 +107,19 @@ def _build_index(
     storage_options: StorageOptions,
     filesystem: fsspec.AbstractFileSystem | None,
     index: str | os.PathLike[str] | Mapping[str, Any] | FrameIndex | None,
+    relocate: bool = False,
+    verify: bool = True,
 ) -> FrameIndex:
     if isinstance(index, FrameIndex):
         return index
     if index is not None:
-        return index_from_dict(
-            load_index(index, storage_options=storage_options), source=str(index)[:200]
+        return open_index(
+            load_index(index, storage_options=storage_options),
+            url,
+            relocate=relocate,
+            verify=verify,
+            storage_options=storage_options,
+            source="index" if isinstance(index, Mapping) else redact(os.fspath(index)[:200]),
         )
     if is_dicomweb(url):
         found = index_location(url, storage_options=storage_options)  # type: ignore[arg-type]
@@ -277,7 +291,7 @@ class Frames:
     def to_kerchunk(self) -> dict[str, Any]:
         """Kerchunk/fsspec references of the frames array (``{"version": 1, ...}``)."""
         doc = self.to_index()
-        return {"version": 1, "refs": doc["refs"]}
+        return {"version": 1, "refs": doc["refs"], SOURCES_KEY: sources_entry([self.index])}
 
     def save_index(
         self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
@@ -287,7 +301,7 @@ class Frames:
 
     def __repr__(self) -> str:
         return (
-            f"Frames({self.url!r}, shape={self.shape}, dtype={self.dtype}, "
+            f"Frames({redact(self.url)!r}, shape={self.shape}, dtype={self.dtype}, "
             f"transfer_syntax={self.index.header.transfer_syntax.name!r})"
         )
 
@@ -314,6 +328,8 @@ def open_frames(
     backend: str = "auto",
     index: str | os.PathLike[str] | Mapping[str, Any] | FrameIndex | None = None,
     filesystem: fsspec.AbstractFileSystem | None = None,
+    relocate: bool = False,
+    verify: bool = True,
 ) -> Frames:
     """Open the frames of one DICOM instance lazily.
 
@@ -336,8 +352,18 @@ def open_frames(
         Decoder: ``"auto"`` (fastest installed), ``"pydicom"`` (pydicom's own
         plugin, identical to ``pixel_array``), or ``"imagecodecs"``.
     index : path, URL, mapping or FrameIndex, optional
-        A sidecar written by [`Frames.save_index`][dicom_dask.images.instance.Frames.save_index] (or
-        an index already built): nothing is read from the file until pixels are.
+        A sidecar written by [`Frames.save_index`][dicom_dask.images.instance.Frames.save_index]
+        (or an index already built): no header is read. The index is bound to its file:
+        ``url`` must be the URL it records, and the file's size, ETag / generation /
+        mtime must match it (one metadata request), else
+        [`StaleIndexError`][dicom_dask.errors.StaleIndexError].
+    relocate : bool
+        With ``index``: read the copy of the indexed file at ``url`` (another path or
+        bucket); only its size is compared with the index.
+    verify : bool
+        With ``index``: compare the file's size and identity with the index (one
+        metadata request). ``False`` reads nothing until pixels are (the index must then
+        be trusted to describe the file).
     filesystem : fsspec.AbstractFileSystem, optional
         A ready filesystem for ``url`` (header reads only; chunk reads use
         ``storage_options``).
@@ -348,7 +374,12 @@ def open_frames(
         With ``.array`` (dask), ``.zarr``, ``.header``, ``.manifest`` and ``.store``.
     """
     frame_index = _build_index(
-        url, storage_options=storage_options, filesystem=filesystem, index=index
+        url,
+        storage_options=storage_options,
+        filesystem=filesystem,
+        index=index,
+        relocate=relocate,
+        verify=verify,
     )
     desc = frame_index.header.description
     ndim = 4 if desc.samples_per_pixel > 1 else 3

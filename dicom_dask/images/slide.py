@@ -23,10 +23,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dicom_dask.chunks.metadata import array_metadata
-from dicom_dask.chunks.sidecar import index_from_dict, index_to_dict, load_index, save_index
+from dicom_dask.chunks.sidecar import (
+    SOURCES_KEY,
+    entries,
+    index_to_dict,
+    load_index,
+    open_indexes,
+    save_index,
+    sources_entry,
+)
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, LayoutWarning, NoImagesError
-from dicom_dask.frames._io import StorageOptions, resolve_fs
+from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
 from dicom_dask.images.level import Level, merge_level
@@ -487,6 +495,7 @@ class Slide:
         return {
             "version": 1,
             "refs": refs,
+            SOURCES_KEY: sources_entry(im.index for im in images),
             "dicom_dask_slide": {
                 "format": INDEX_FORMAT,
                 "instances": [
@@ -516,14 +525,24 @@ class Slide:
         )
 
 
-def _images_from_index(doc: Mapping[str, Any], source: str) -> list[TiledImage]:
+def _images_from_index(
+    doc: Mapping[str, Any],
+    source: str,
+    *,
+    relocate: Mapping[str, str] | None = None,
+    verify: bool = True,
+    storage_options: StorageOptions = None,
+) -> list[TiledImage]:
+    instances = entries(doc, "dicom_dask_slide", "instances", INDEX_FORMAT, source)
     try:
-        instances = doc["dicom_dask_slide"]["instances"]
+        infos = [inst["index"] for inst in instances]
     except (KeyError, TypeError) as exc:
         raise NoImagesError(f"{source}: not a dicom_dask slide index ({exc!r})") from exc
+    indexes = open_indexes(
+        infos, relocate=relocate, verify=verify, storage_options=storage_options, source=source
+    )
     images = []
-    for inst in instances:
-        index = index_from_dict({"dicom_dask": inst["index"]}, source=source)
+    for inst, index in zip(instances, indexes, strict=True):
         positions = inst.get("positions")
         images.append(
             tiled_image(
@@ -581,6 +600,8 @@ def open_slide(
     backend: str = "auto",
     fill_value: int | float = 0,
     chunk_edge: int = 2048,
+    relocate: Mapping[str, str] | None = None,
+    verify: bool = True,
 ) -> Slide:
     """Open a whole-slide image lazily: headers and offset tables only.
 
@@ -598,8 +619,10 @@ def open_slide(
         [`list_slides`][dicom_dask.images.slide.list_slides], a Series Instance UID, a
         Container Identifier or a Frame of Reference UID.
     index : path, URL or mapping, optional
-        A sidecar written by [`Slide.save_index`][dicom_dask.images.slide.Slide.save_index]: nothing
-        is read from the files until pixels are.
+        A sidecar written by [`Slide.save_index`][dicom_dask.images.slide.Slide.save_index]:
+        no header is read. Each file's size and ETag / generation / mtime are compared
+        with the index (one metadata request per file, concurrently), else
+        [`StaleIndexError`][dicom_dask.errors.StaleIndexError].
     raw : bool
         Keep YBR colour data as stored (default: RGB, as pydicom's ``pixel_array``).
     backend : str
@@ -609,6 +632,13 @@ def open_slide(
         Value of pixels in tiles absent from a TILED_SPARSE instance.
     chunk_edge : int
         Target edge of a dask chunk in pixels (rounded to whole tiles).
+    relocate : mapping, optional
+        With ``index``: read copies of the indexed files, ``{recorded URL prefix: prefix
+        of the copy}`` (``{"s3://bucket/slides/": "/data/slides/"}``); only the sizes of
+        relocated files are compared.
+    verify : bool
+        With ``index``: compare each file with the index (``False``: no request until
+        pixels are read).
 
     Returns
     -------
@@ -617,7 +647,11 @@ def open_slide(
     if index is not None:
         doc = load_index(index, storage_options=storage_options)
         images = _images_from_index(
-            doc, str(index)[:200] if not isinstance(index, Mapping) else "index"
+            doc,
+            redact(os.fspath(index)[:200]) if not isinstance(index, Mapping) else "index",
+            relocate=relocate,
+            verify=verify,
+            storage_options=storage_options,
         )
         where = "index"
     elif source is None:
@@ -625,7 +659,9 @@ def open_slide(
     else:
         images = _discover(source, storage_options=storage_options)
         where = (
-            os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(source)} files"
+            redact(os.fspath(source))
+            if isinstance(source, str | os.PathLike)
+            else f"{len(source)} files"
         )
     group = _select(_group(images), select, where)
     options = {

@@ -22,7 +22,7 @@ from dicom_dask.chunks.manifest import MISSING, ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, NoImagesError
-from dicom_dask.frames._io import StorageOptions
+from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.images.geometry import (
     ORIENTATION_TOL,
@@ -431,7 +431,12 @@ class Volume:
         refs: dict[str, Any] = {key: value.decode() for key, value in self.store.documents.items()}
         refs.update(self.store.manifests[""].to_references())
         json.dumps(refs)  # JSON-serialisable
-        return {"version": 1, "refs": refs}
+        out: dict[str, Any] = {"version": 1, "refs": refs}
+        if self.indexes:
+            from dicom_dask.chunks.sidecar import SOURCES_KEY, sources_entry
+
+            out[SOURCES_KEY] = sources_entry(self.indexes)
+        return out
 
     def to_index(self) -> dict[str, Any]:
         """The series index: every file's header and frame ranges (+ kerchunk references
@@ -725,23 +730,28 @@ def _dask(
     return array, reader
 
 
-def _indexes_from_sidecar(index: Any, storage_options: StorageOptions) -> tuple[list[Any], str]:
-    from dicom_dask.chunks.sidecar import index_from_dict, load_index
+def _indexes_from_sidecar(
+    index: Any, storage_options: StorageOptions, bind: Mapping[str, Any] | None = None
+) -> tuple[list[Any], str]:
+    from dicom_dask.chunks.sidecar import entries, load_index, open_indexes
 
-    where = "index" if isinstance(index, Mapping) else os.fspath(index)[:200]
-    doc = load_index(index, storage_options=storage_options)
-    try:
-        files = doc["dicom_dask_series"]["files"]
-    except (KeyError, TypeError) as exc:
-        raise NoImagesError(f"{where}: not a dicom_dask series index ({exc!r})") from exc
-    return [index_from_dict({"dicom_dask": f}, source=where) for f in files], where
+    where = "index" if isinstance(index, Mapping) else redact(os.fspath(index)[:200])
+    files = entries(load_index(index, storage_options=storage_options), *_SERIES, where)
+    found = open_indexes(files, storage_options=storage_options, source=where, **(bind or {}))
+    return found, where
+
+
+_SERIES = ("dicom_dask_series", "files", 1)  # key, list, format of a series index
 
 
 def _stacks(
-    source: Any, storage_options: StorageOptions, index: Any = None
+    source: Any,
+    storage_options: StorageOptions,
+    index: Any = None,
+    bind: Mapping[str, Any] | None = None,
 ) -> tuple[list[Stack], str]:
     if index is not None:
-        indexes, where = _indexes_from_sidecar(index, storage_options)
+        indexes, where = _indexes_from_sidecar(index, storage_options, bind)
         discovered = False
     elif source is None:
         raise NoImagesError("open_volume needs a source or an index")
@@ -750,7 +760,8 @@ def _stacks(
         where, discovered = location(source).url(), True
     else:
         urls, discovered = expand_sources(source, storage_options=storage_options)
-        where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
+        named = isinstance(source, str | os.PathLike)
+        where = redact(os.fspath(source)) if named else f"{len(urls)} files"
         indexes = index_many(
             urls,
             storage_options=storage_options,
@@ -792,6 +803,8 @@ def open_volume(
     backend: str = "auto",
     fill_value: int | float = 0,
     chunk_bytes: int = CHUNK_BYTES,
+    relocate: Mapping[str, str] | None = None,
+    verify: bool = True,
 ) -> Volume:
     """Open a series (files) or a multi-frame image as a lazy
     [`Volume`][dicom_dask.images.volume.Volume].
@@ -807,7 +820,7 @@ def open_volume(
         pickled graphs).
     index : path, URL or mapping, optional
         A series index written by [`Volume.save_index`][dicom_dask.images.volume.Volume.save_index]:
-        no header is read.
+        no header is read; each file is checked against it (see ``open_slide``).
     select : int or str, optional
         Which stack when there are several (see
         [`list_series`][dicom_dask.images.volume.list_series]): an index, or a Series Instance UID.
@@ -820,9 +833,12 @@ def open_volume(
         slices.
     chunk_bytes : int
         Target size of a dask chunk (whole slices).
+    relocate, verify
+        With ``index``, as in [`open_slide`][dicom_dask.images.slide.open_slide].
     """
     policy = GeometryPolicy.coerce(geometry)
-    stacks, where = _stacks(source, storage_options, index)
+    bind = {"relocate": relocate, "verify": verify}
+    stacks, where = _stacks(source, storage_options, index, bind)
     if select is None:
         if len(stacks) > 1:
             described = [s.describe() for s in stacks]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 from dicom_dask.chunks.manifest import ChunkManifest, parse_chunk_key
 from dicom_dask.chunks.numcodec import chain_filter
 from dicom_dask.chunks.numcodec import register as _register_numcodec
+from dicom_dask.chunks.sidecar import SOURCES_KEY, check_sources, sources_entry
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import ManifestError, NoImagesError
@@ -28,7 +30,14 @@ from dicom_dask.images.slide import open_slide
 from dicom_dask.images.sources import is_collection
 from dicom_dask.images.volume import open_volume
 
-__all__ = ["VirtualArray", "open_store", "to_kerchunk", "v2_references", "virtual_arrays"]
+__all__ = [
+    "VirtualArray",
+    "check_references",
+    "open_store",
+    "to_kerchunk",
+    "v2_references",
+    "virtual_arrays",
+]
 
 _register_numcodec()
 
@@ -62,6 +71,40 @@ class VirtualArray:
         return f"{self.group}/{self.name}" if self.group else self.name
 
 
+def _open(
+    url: str | os.PathLike[str] | list[str],
+    *,
+    kind: str | None,
+    storage_options: StorageOptions,
+) -> tuple[str, Any]:
+    """``(kind, opened)``: the Frames, Slide or Volume ``url`` holds."""
+    if kind is None:
+        if not is_collection(url):
+            kind = "frames"
+        else:
+            try:
+                return "slide", open_slide(url, storage_options=storage_options)
+            except NoImagesError:
+                kind = "volume"
+    if kind == "frames":
+        return kind, open_frames(url, storage_options=storage_options)  # type: ignore[arg-type]
+    if kind == "slide":
+        return kind, open_slide(url, storage_options=storage_options)
+    if kind == "volume":
+        return kind, open_volume(url, storage_options=storage_options)
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def _sources(kind: str, opened: Any) -> dict[str, Any]:
+    """The files a reference set reads, with their size and identity."""
+    if kind == "frames":
+        return sources_entry([opened.index])
+    if kind == "slide":
+        levels = [*opened.pyramid, *opened.associated.values()]
+        return sources_entry(im.index for lv in levels for im in lv.images)
+    return sources_entry(opened.indexes)
+
+
 def open_store(
     url: str | os.PathLike[str] | list[str],
     *,
@@ -73,23 +116,29 @@ def open_store(
     ``kind`` defaults to ``"frames"`` for one file, ``"slide"`` for a collection of tiled
     images, else ``"volume"``.
     """
-    if kind is None:
-        if not is_collection(url):
-            kind = "frames"
-        else:
-            try:
-                return "slide", open_slide(url, storage_options=storage_options).store
-            except NoImagesError:
-                kind = "volume"
-    if kind == "frames":
-        return kind, open_frames(url, storage_options=storage_options).store  # type: ignore[arg-type]
-    if kind == "slide":
-        return kind, open_slide(url, storage_options=storage_options).store
-    if kind == "volume":
-        store = open_volume(url, storage_options=storage_options).store
-        assert store is not None  # an opened volume has one
-        return kind, store
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    kind, opened = _open(url, kind=kind, storage_options=storage_options)
+    store = opened.store
+    assert store is not None  # an opened volume has one
+    return kind, store
+
+
+def check_references(
+    refs: Mapping[str, Any],
+    *,
+    relocate: Mapping[str, str] | None = None,
+    storage_options: StorageOptions = None,
+) -> None:
+    """Check that a reference set from [`to_kerchunk`][dicom_dask.integrations.kerchunk.to_kerchunk]
+    still describes its files before handing it to fsspec's ``ReferenceFileSystem``.
+
+    Each file's size and ETag / generation / mtime (as recorded under
+    ``"dicom_dask_sources"``) are compared with what the filesystem reports now, one
+    metadata request per file; a rewritten file raises
+    [`StaleIndexError`][dicom_dask.errors.StaleIndexError]. ``relocate`` maps URL
+    prefixes of the references to those of copies (only sizes are compared); the
+    references themselves must then be rewritten to the copies' URLs by the caller.
+    """
+    check_sources(refs, relocate=relocate, storage_options=storage_options)
 
 
 def virtual_arrays(store: DicomStore, *, kind: str) -> tuple[dict[str, Any], list[VirtualArray]]:
@@ -199,15 +248,22 @@ def to_kerchunk(
     installed (its codecs are registered through entry points). A frame split over
     several fragments is one reference covering its items (the codec strips the item
     headers); deflated datasets, which cannot be range-read, are carried inline.
+
+    URLs are written without credentials (see ``docs/cloud.md``); the files read are
+    listed with their size and identity under ``"dicom_dask_sources"`` (fsspec ignores
+    the key), for [`check_references`][dicom_dask.integrations.kerchunk.check_references].
     """
     if zarr_format not in (None, 2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
-    kind, store = open_store(url, kind=kind, storage_options=storage_options)
+    kind, opened = _open(url, kind=kind, storage_options=storage_options)
+    store = opened.store
+    sources = _sources(kind, opened)
     if zarr_format is None:
         zarr_format = 3 if kind == "slide" else 2
     if zarr_format == 2:
-        return {"version": 1, "refs": v2_references(*virtual_arrays(store, kind=kind))}
-    refs: dict[str, Any] = {key: value.decode() for key, value in store.documents.items()}
-    for path, manifest in store.manifests.items():
-        refs.update(manifest.to_references(path))
-    return {"version": 1, "refs": refs}
+        refs = v2_references(*virtual_arrays(store, kind=kind))
+    else:
+        refs = {key: value.decode() for key, value in store.documents.items()}
+        for path, manifest in store.manifests.items():
+            refs.update(manifest.to_references(path))
+    return {"version": 1, "refs": refs, SOURCES_KEY: sources}

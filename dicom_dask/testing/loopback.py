@@ -211,10 +211,11 @@ _DICOMWEB_PLUGINS = (
 )
 
 
-def orthanc(*, port: int | None = None) -> ServerProcess:
+def orthanc(*, port: int | None = None, users: dict[str, str] | None = None) -> ServerProcess:
     """Orthanc (Debian's ``orthanc`` and ``orthanc-dicomweb``) with its DICOMweb plugin,
-    on 127.0.0.1, without authentication, storing in a temporary folder. DICOMweb's
-    root is ``<server>.endpoint + "/dicom-web"``; files are uploaded with
+    on 127.0.0.1, storing in a temporary folder; without authentication unless ``users``
+    (name -> password, HTTP basic auth). DICOMweb's root is ``<server>.endpoint +
+    "/dicom-web"``; files are uploaded with
     [`orthanc_upload`][dicom_dask.testing.loopback.orthanc_upload]."""
     import json
 
@@ -234,7 +235,8 @@ def orthanc(*, port: int | None = None) -> ServerProcess:
         "HttpBindAddress": "127.0.0.1",
         "DicomServerEnabled": False,
         "RemoteAccessAllowed": True,
-        "AuthenticationEnabled": False,
+        "AuthenticationEnabled": bool(users),
+        "RegisteredUsers": dict(users or {}),
         "StorageCompression": False,
         "Plugins": [plugin],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
@@ -243,12 +245,25 @@ def orthanc(*, port: int | None = None) -> ServerProcess:
     return ServerProcess([binary, f"{work}/orthanc.json"], port, workdir=work, timeout=60)
 
 
-def orthanc_upload(endpoint: str, paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+def orthanc_upload(
+    endpoint: str,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    auth: tuple[str, str] | None = None,
+) -> list[str]:
     """POST each file to Orthanc's REST API; return the paths it accepted."""
+    import base64
+
     accepted = []
+    headers = {}
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
     for path in paths:
         data = Path(path).read_bytes()
-        request = urllib.request.Request(f"{endpoint}/instances", data=data, method="POST")
+        request = urllib.request.Request(
+            f"{endpoint}/instances", data=data, method="POST", headers=headers
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as reply:
                 if reply.status == 200:
@@ -359,6 +374,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(proxy.latency)
         if status is not None:
             return status, [], b""
+        if proxy.auth is not None and self.headers.get("Authorization") != proxy._expected:
+            return 401, [("WWW-Authenticate", 'Basic realm="dicom-dask"')], b""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
         conn = proxy._connection()
         try:
@@ -398,6 +415,8 @@ class Proxy:
     latency: float = 0.0
     fail_rate: float = 0.0
     deny: dict[str, int] = field(default_factory=dict)
+    #: ``(user, password)``: requests without this HTTP basic auth get ``401``.
+    auth: tuple[str, str] | None = None
     seed: int = 0
     port: int = 0
     #: Every request seen, in order.
@@ -414,6 +433,12 @@ class Proxy:
         self._local = threading.local()
         self._in_flight = 0
         self._server: _ProxyServer | None = None
+        self._expected: str | None = None
+        if self.auth is not None:
+            import base64
+
+            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+            self._expected = f"Basic {token}"
         self._thread: threading.Thread | None = None
 
     @property
