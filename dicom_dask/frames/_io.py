@@ -306,8 +306,8 @@ def check_range_read(
         raise RangeNotSupportedError(
             f"{redact(url)}: the server ignored the Range header: asked for bytes "
             f"[{start}, {stop}) ({asked} bytes), it sent {got} bytes{whole}. dicom_dask reads "
-            "by byte range and will not download the whole file for every read: serve the file with a "
-            "server that honours Range requests (nginx, S3, GCS, ...), or read a local copy, "
+            "by byte range and will not download the whole file for every read: serve the "
+            "file with a server that honours Range requests (nginx, S3, GCS, ...), or read a local copy, "
             f"e.g. 'simplecache::{redact(url)}' (fsspec downloads it once)"
         )
     if got < asked:
