@@ -305,10 +305,11 @@ def check_range_read(
         whole = " (the whole file)" if size is not None and got == size else ""
         raise RangeNotSupportedError(
             f"{redact(url)}: the server ignored the Range header: asked for bytes "
-            f"[{start}, {stop}) ({asked} bytes), it sent {got} bytes{whole}. dicom_dask reads "
-            "by byte range and will not download the whole file for every read: serve the "
-            "file with a server that honours Range requests (nginx, S3, GCS, ...), or read a local copy, "
-            f"e.g. 'simplecache::{redact(url)}' (fsspec downloads it once)"
+            f"[{start}, {stop}) ({asked} bytes), it sent {got} bytes{whole}. dicom_dask "
+            "reads by byte range and will not download the whole file for every read: "
+            "serve the file with a server that honours Range requests (nginx, S3, GCS, "
+            f"...), or read a local copy, e.g. 'simplecache::{redact(url)}' (fsspec "
+            "downloads it once)"
         )
     if got < asked:
         raise ReadError(f"{redact(url)}: asked for {asked} bytes at offset {start}, got {got}")
