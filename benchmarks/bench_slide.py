@@ -27,70 +27,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _ceiling import Ceiling  # benchmarks/_ceiling.py
 from _timing import best  # benchmarks/_timing.py
 
 import dicom_dask
-from dicom_dask.enums import FrameEncoding
 
 HERE = Path(__file__).resolve().parent
 warnings.simplefilter("ignore")
 LOCATION = (3037, 5101)  # (x, y), not on the 256-pixel tile grid
 SIZE = (2048, 2048)  # (width, height)
-
-
-class Ceiling:
-    """Tiles read with ``os.pread`` at known offsets, decoded in 2 threads, pasted."""
-
-    def __init__(self, path: Path) -> None:
-        level = dicom_dask.open_tiled(path)
-        m = level.manifest
-        # a chunk that starts at its item tag has its codestream 8 bytes later
-        header = np.where(m.encoding[0, 0] == FrameEncoding.ITEMS.value, 8, 0)
-        self.offsets = m.offsets[0, 0].astype(np.int64) + header
-        self.lengths = m.lengths[0, 0].astype(np.int64) - header
-        self.path = path
-        self.tile = level.tile_shape
-        self.shape = level.matrix_shape
-
-    def read(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
-        import imagecodecs
-
-        th, tw = self.tile
-        out = np.empty((h, w, 3), dtype=np.uint8)
-        tiles = [
-            (r, c)
-            for r in range(y0 // th, (y0 + h - 1) // th + 1)
-            for c in range(x0 // tw, (x0 + w - 1) // tw + 1)
-        ]
-        fd = os.open(self.path, os.O_RDONLY)
-
-        def one(rc: tuple[int, int]) -> None:
-            r, c = rc
-            blob = os.pread(fd, int(self.lengths[r, c]), int(self.offsets[r, c]))
-            tile = imagecodecs.jpeg8_decode(blob, colorspace="YCbCr", outcolorspace="RGB")
-            ys, xs = max(y0, r * th), max(x0, c * tw)
-            ye, xe = min(y0 + h, (r + 1) * th), min(x0 + w, (c + 1) * tw)
-            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = tile[
-                ys - r * th : ye - r * th, xs - c * tw : xe - c * tw
-            ]
-
-        try:
-            with ThreadPoolExecutor(2) as pool:
-                list(pool.map(one, tiles))
-        finally:
-            os.close(fd)
-        return out
 
 
 def slide_rows(folder: Path, repeat: int, slow: bool) -> list[tuple[str, str, float, float]]:
