@@ -67,6 +67,24 @@ def parse_chunk_key(key: str, ndim: int) -> tuple[int, ...] | None:
     return coords
 
 
+def reference(ref: ChunkRef) -> str | list[Any]:
+    """A chunk's kerchunk reference: ``[url, offset, length]``, or ``"base64:..."`` for
+    inline bytes.
+
+    Raises
+    ------
+    ManifestError
+        For a frame served by DICOMweb, which has no byte range to reference.
+    """
+    if ref.data is not None:
+        return "base64:" + base64.b64encode(ref.data).decode("ascii")
+    if ref.encoding is FrameEncoding.WADO:
+        raise ManifestError(
+            f"{ref.url}: frames served by DICOMweb have no byte ranges to reference"
+        )
+    return [ref.url, ref.offset, ref.length]
+
+
 class ChunkManifest:
     """Chunk grid -> (url, offset, length, encoding), with optional inline chunks.
 
@@ -230,14 +248,7 @@ class ChunkManifest:
             assert coords is not None
             ref = self.get(coords)
             assert ref is not None
-            if ref.data is not None:
-                refs[key] = "base64:" + base64.b64encode(ref.data).decode("ascii")
-            elif ref.encoding is FrameEncoding.WADO:
-                raise ManifestError(
-                    f"{ref.url}: frames served by DICOMweb have no byte ranges to reference"
-                )
-            else:
-                refs[key] = [ref.url, ref.offset, ref.length]
+            refs[key] = reference(ref)
         return refs
 
     @classmethod

@@ -8,7 +8,6 @@ holding ``image``).
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections.abc import Mapping
@@ -17,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from dicom_dask.chunks.manifest import ChunkManifest, parse_chunk_key
+from dicom_dask.chunks.manifest import ChunkManifest, parse_chunk_key, reference
 from dicom_dask.chunks.numcodec import chain_filter
 from dicom_dask.chunks.numcodec import register as _register_numcodec
 from dicom_dask.chunks.sidecar import SOURCES_KEY, check_sources, sources_entry
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.enums import FrameEncoding
-from dicom_dask.errors import ManifestError, NoImagesError
+from dicom_dask.errors import NoImagesError
 from dicom_dask.frames._io import StorageOptions
 from dicom_dask.images.instance import open_frames
 from dicom_dask.images.slide import open_slide
@@ -199,15 +197,7 @@ def v2_references(attrs: dict[str, Any], arrays: list[VirtualArray]) -> dict[str
             ref = manifest.get(coords) if coords is not None else None
             if coords is None or ref is None:
                 continue
-            name = f"{array.path}/" + ".".join(str(c) for c in coords)
-            if ref.data is not None:
-                refs[name] = "base64:" + base64.b64encode(ref.data).decode("ascii")
-            elif ref.encoding is FrameEncoding.WADO:
-                raise ManifestError(
-                    f"{ref.url}: frames served by DICOMweb have no byte ranges to reference"
-                )
-            else:
-                refs[name] = [ref.url, ref.offset, ref.length]
+            refs[f"{array.path}/" + ".".join(str(c) for c in coords)] = reference(ref)
     return refs
 
 
