@@ -27,6 +27,7 @@ from dicom_dask.api import (
 from dicom_dask.chunks.codec import DicomFrameCodec
 from dicom_dask.chunks.codec import register as _register_codec
 from dicom_dask.chunks.manifest import ChunkManifest
+from dicom_dask.chunks.numcodec import register as _register_numcodec
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import DicomDaskError
 from dicom_dask.frames.dicomweb import DicomWebLocation
@@ -68,4 +69,6 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+# the codecs, also for a process where the entry points are not installed (a source checkout)
 _register_codec()
+_register_numcodec()

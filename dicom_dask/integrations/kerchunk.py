@@ -18,7 +18,6 @@ import numpy as np
 
 from dicom_dask.chunks.manifest import ChunkManifest, parse_chunk_key, reference
 from dicom_dask.chunks.numcodec import chain_filter
-from dicom_dask.chunks.numcodec import register as _register_numcodec
 from dicom_dask.chunks.sidecar import SOURCES_KEY, check_sources, sources_entry
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import NoImagesError
@@ -36,8 +35,6 @@ __all__ = [
     "v2_references",
     "virtual_arrays",
 ]
-
-_register_numcodec()
 
 KINDS = ("frames", "slide", "volume")
 
