@@ -97,60 +97,76 @@ def codec_rows(
     return rows
 
 
+def _kerchunk_level(folder: Path) -> Any:
+    """Level 0 of the slide's kerchunk references (the OME-Zarr group), opened with plain
+    zarr through fsspec's ReferenceFileSystem."""
+    import fsspec
+    import zarr
+
+    refs = dicom_dask.to_kerchunk(folder)
+    fs = fsspec.filesystem("reference", fo=refs, asynchronous=True)
+    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
+    return zarr.open_group(store, mode="r")["0"]
+
+
 def zarr_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
+    import zarr
+
     folder = data / "slide-bot"
     ceiling = Ceiling(folder / "level0.dcm", "jpeg")
     full = ceiling.shape
     y, x, h, w = 5101, 3037, 2048, 2048
     slide = dicom_dask.open_slide(folder)
-    group = slide.zarr
-    array = group["0"]
-    _check(
-        np.moveaxis(array[:, y : y + h, x : x + w], 0, -1), ceiling.read(y, x, h, w), "zarr", False
-    )
-    frames = dicom_dask.open_frames(data / "tiles-jpeg-4096.dcm")
-    fz = frames.zarr
-    fceiling = Ceiling(folder / "level0.dcm", "jpeg")  # the same 4,096 tiles
+    frames = dicom_dask.open_frames(data / "tiles-jpeg-4096.dcm")  # the same 4,096 tiles
+    tuned = dicom_dask.zarr_settings()
+    arrays: dict[str, Any] = {}
+    for setting, config in (("defaults", {}), ("tuned", tuned)):
+        with zarr.config.set(config):  # zarr picks an array's pipeline when it opens it
+            arrays[f"slide {setting}"] = zarr.open_group(slide.store, mode="r")["0"]
+            arrays[f"frames {setting}"] = zarr.open_array(frames.store, mode="r")
+            arrays[f"kerchunk {setting}"] = _kerchunk_level(folder)
+    expected = ceiling.read(y, x, h, w)
+    for name, array in arrays.items():
+        got = array[:, y : y + h, x : x + w] if "frames" not in name else None
+        if got is not None:
+            _check(np.moveaxis(got, 0, -1), expected, name, False)
 
-    times = interleaved(
-        {
-            "ceiling full": lambda: ceiling.read(0, 0, *full),
-            "zarr full": lambda: array[...],
-            "frames zarr": lambda: fz[...],
-            "ceiling frames": lambda: fceiling.read(0, 0, *full),
-        },
-        repeat,
+    def reader(array: Any, region: bool) -> Any:
+        if region:
+            return lambda: array[:, y : y + h, x : x + w]
+        return lambda: array[...]
+
+    full_funcs: dict[str, Any] = {"ceiling": lambda: ceiling.read(0, 0, *full)}
+    region_funcs: dict[str, Any] = {"ceiling": lambda: ceiling.read(y, x, h, w)}
+    for name, array in arrays.items():
+        full_funcs[name] = reader(array, False)
+        if "frames" not in name:
+            region_funcs[name] = reader(array, True)
+    times = interleaved(full_funcs, repeat)
+    region = interleaved(region_funcs, repeat * 3)
+    cf, cr = times["ceiling"], region["ceiling"]
+    pipeline = ", ".join(
+        f"{k}={v.rsplit('.', 1)[-1]}" for k, v in ((k, str(v)) for k, v in tuned.items())
     )
-    region = interleaved(
-        {
-            "ceiling region": lambda: ceiling.read(y, x, h, w),
-            "zarr region": lambda: array[:, y : y + h, x : x + w],
-        },
-        repeat * 3,
-    )
-    cf, cr = times["ceiling full"], region["ceiling region"]
-    return [
-        ("zarr", "ceiling, full level (libjpeg-turbo, 2 threads)", cf, 1.0),
-        (
-            "zarr",
-            'slide.zarr["0"][...] (channel first)',
-            times["zarr full"],
-            times["zarr full"] / cf,
-        ),
-        (
-            "zarr",
-            "frames.zarr[...] (4,096 frames)",
-            times["frames zarr"],
-            times["frames zarr"] / times["ceiling frames"],
-        ),
-        ("zarr", "ceiling, 2048² region", cr, 1.0),
-        (
-            "zarr",
-            'slide.zarr["0"][:, y:y+h, x:x+w]',
-            region["zarr region"],
-            region["zarr region"] / cr,
-        ),
-    ]
+    labels = {
+        "slide": 'slide.zarr["0"][...] (channel first)',
+        "frames": "frames.zarr[...] (4,096 frames)",
+        "kerchunk": "kerchunk refs, plain zarr: level 0 (channel first)",
+    }
+    rows = [("zarr", "ceiling, full level (libjpeg-turbo, 2 threads)", cf, 1.0)]
+    for setting in ("defaults", "tuned"):
+        suffix = " [zarr defaults]" if setting == "defaults" else " [zarr_settings()]"
+        for kind, label in labels.items():
+            t = times[f"{kind} {setting}"]
+            rows.append(("zarr", label + suffix, t, t / cf))
+    rows.append(("zarr", "ceiling, 2048² region", cr, 1.0))
+    for setting in ("defaults", "tuned"):
+        suffix = " [zarr defaults]" if setting == "defaults" else " [zarr_settings()]"
+        for kind in ("slide", "kerchunk"):
+            t = region[f"{kind} {setting}"]
+            rows.append(("zarr", f"{kind} level 0 [:, y:y+h, x:x+w]" + suffix, t, t / cr))
+    print(f"zarr {zarr.__version__}; zarr_settings() = {pipeline}")
+    return rows
 
 
 def nobot_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
@@ -220,10 +236,11 @@ def main() -> None:
         rows += zarr_rows(data, args.repeat)
     if "nobot" in parts:
         rows += nobot_rows(data, args.repeat)
-    print(f"| {'workload':8s} | {'reader':55s} | {'seconds':>8s} | {'x ceiling':>9s} |")
-    print(f"|{'-' * 10}|{'-' * 57}|{'-' * 10}|{'-' * 11}|")
+    width = max(55, *(len(label) for _, label, _, _ in rows))
+    print(f"| {'workload':8s} | {'reader':{width}s} | {'seconds':>8s} | {'x ceiling':>9s} |")
+    print(f"|{'-' * 10}|{'-' * (width + 2)}|{'-' * 10}|{'-' * 11}|")
     for workload, label, seconds, ratio in rows:
-        print(f"| {workload:8s} | {label:55s} | {seconds:8.4f} | {ratio:9.2f} |")
+        print(f"| {workload:8s} | {label:{width}s} | {seconds:8.4f} | {ratio:9.2f} |")
     load = os.getloadavg()[0]
     print(
         f"\n({time.perf_counter() - t0:.0f} s; load average {load:.1f} on {os.cpu_count()} cores)"

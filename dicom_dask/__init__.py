@@ -23,6 +23,7 @@ from dicom_dask.api import (
     to_dicom_slide,
     to_kerchunk,
     to_ome_zarr,
+    zarr_settings,
 )
 from dicom_dask.chunks.codec import DicomFrameCodec
 from dicom_dask.chunks.codec import register as _register_codec
@@ -65,6 +66,7 @@ __all__ = [
     "to_dicom_slide",
     "to_kerchunk",
     "to_ome_zarr",
+    "zarr_settings",
 ]
 
 __version__ = "0.1.0"

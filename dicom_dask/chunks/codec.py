@@ -8,32 +8,36 @@ frames that need no processing use zarr's own ``bytes`` codec instead.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from zarr.abc.codec import ArrayBytesCodec
+from zarr.abc.codec import ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin
 from zarr.core.common import parse_named_configuration
 
 from dicom_dask.chunks.decoders import decode_chunk, select_backend
+from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import DicomDaskError
 
 if TYPE_CHECKING:
     from typing import Self
 
+    from zarr.abc.store import ByteGetter
     from zarr.core.array_spec import ArraySpec
     from zarr.core.buffer import Buffer, NDBuffer
+    from zarr.core.indexing import SelectorTuple
 
-__all__ = ["CODEC_NAME", "DicomFrameCodec", "register"]
+__all__ = ["CODEC_NAME", "DicomFrameCodec", "register", "zarr_settings"]
 
 #: The name under which the codec is registered and written in ``zarr.json``.
 CODEC_NAME = "dicom_dask.frame"
 
 
 @dataclass(frozen=True)
-class DicomFrameCodec(ArrayBytesCodec):
+class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
     """Decode encapsulated (or specially laid out native) DICOM frames.
 
     Parameters
@@ -153,15 +157,20 @@ class DicomFrameCodec(ArrayBytesCodec):
     def _config(self) -> dict[str, Any]:
         return self.configuration()
 
-    def decode_bytes(self, data: bytes | memoryview) -> np.ndarray:
-        """Decode one chunk's bytes to ``(frames, rows, columns[, samples])`` (sync)."""
+    def decode_bytes(self, data: bytes | memoryview, *, transpose: bool = True) -> np.ndarray:
+        """Decode one chunk's bytes to ``(frames, rows, columns[, samples])`` (sync).
+
+        With ``order`` set, the result is the chunk in its stored axis order: a
+        contiguous copy, or with ``transpose=False`` a transposed view."""
         arr = decode_chunk(data, self._config)
         if arr.shape[0] < self.frames:  # the last chunk of unaligned 1-bit frames
             pad = np.zeros((self.frames - arr.shape[0], *arr.shape[1:]), dtype=arr.dtype)
             arr = np.concatenate([arr, pad])
         if self.order is not None:  # frames == 1: the chunk's other axes have length 1
             stored = (1,) * (len(self.order) - arr.ndim + 1) + arr.shape[1:]
-            arr = np.ascontiguousarray(arr.reshape(stored).transpose(self._inverse))
+            arr = arr.reshape(stored).transpose(self._inverse)
+            if transpose:
+                arr = np.ascontiguousarray(arr)
         return arr
 
     @cached_property
@@ -178,14 +187,230 @@ class DicomFrameCodec(ArrayBytesCodec):
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
 
-    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+    # -- partial decoding: zarr hands over the chunk's key and the part it needs ------
+    def _decode_select(
+        self,
+        data: bytes | memoryview | None,
+        selection: SelectorTuple,
+        chunk_spec: ArraySpec,
+        *,
+        contiguous: bool = True,
+    ) -> NDBuffer | None:
+        if data is None:
+            return None
+        arr = self.decode_bytes(data, transpose=contiguous)
+        dtype = chunk_spec.dtype.to_native_dtype()
+        arr = np.asarray(arr, dtype=dtype).reshape(chunk_spec.shape)[selection]
+        if contiguous:
+            arr = np.ascontiguousarray(arr)
+        return chunk_spec.prototype.nd_buffer.from_ndarray_like(arr)  # type: ignore[arg-type]
+
+    def _read_sync(
+        self, byte_getter: ByteGetter, chunk_spec: ArraySpec
+    ) -> bytes | memoryview | None:
+        read = _local_reader(byte_getter)
+        if read is not None:
+            return read()
+        chunk_bytes = byte_getter.get_sync(prototype=chunk_spec.prototype)  # type: ignore[attr-defined]
+        return None if chunk_bytes is None else chunk_bytes.as_numpy_array().data
+
+    def _decode_partial_sync(
+        self, byte_getter: ByteGetter, selection: SelectorTuple, chunk_spec: ArraySpec
+    ) -> NDBuffer | None:
+        """Read and decode one chunk in the calling thread (zarr's FusedCodecPipeline),
+        returning ``selection`` of it; zarr pastes it in the same thread, so a
+        transposed view is pasted directly instead of being copied first."""
+        data = self._read_sync(byte_getter, chunk_spec)
+        return self._decode_select(data, selection, chunk_spec, contiguous=False)
+
+    def _read_decode_select(
+        self, read: Callable[[], bytes | None], selection: SelectorTuple, chunk_spec: ArraySpec
+    ) -> NDBuffer | None:
+        return self._decode_select(read(), selection, chunk_spec)
+
+    async def _decode_partial_single(
+        self, byte_getter: ByteGetter, selection: SelectorTuple, chunk_spec: ArraySpec
+    ) -> NDBuffer | None:
+        # A chunk is one frame: it is read and decoded whole, and only ``selection`` of it
+        # goes back to zarr. From a DicomStore with the chunk on the local disk, reading
+        # joins decoding in the worker thread; any other store is awaited as usual. The
+        # chunk goes back contiguous: zarr pastes it in its event loop.
+        read = _local_reader(byte_getter)
+        if read is not None:
+            return await _IN_THREADS.submit(
+                partial(self._read_decode_select, read, selection, chunk_spec)
+            )
+        chunk_bytes = await byte_getter.get(prototype=chunk_spec.prototype)
+        if chunk_bytes is None:
+            return None
+        data = chunk_bytes.as_numpy_array().data
+        return await _IN_THREADS.submit(partial(self._decode_select, data, selection, chunk_spec))
+
+    async def decode_partial(
+        self, batch_info: Iterable[tuple[ByteGetter, SelectorTuple, ArraySpec]]
+    ) -> Iterable[NDBuffer | None]:
+        # docstring inherited
+        batch = list(batch_info)
+        if len(batch) == 1:  # zarr's default batch size: no second task per chunk
+            return [await self._decode_partial_single(*batch[0])]
+        readers = [_local_reader(byte_getter) for byte_getter, *_ in batch]
+        local = [read for read in readers if read is not None]
+        if len(local) == len(batch):
+            # zarr's ``codec_pipeline.batch_size`` > 1: the batch is split among threads
+            return await asyncio.gather(
+                *(
+                    _IN_THREADS.submit(partial(self._read_decode_select, read, selection, spec))
+                    for read, (_, selection, spec) in zip(local, batch, strict=True)
+                )
+            )
+        stores = {id(getattr(byte_getter, "store", None)) for byte_getter, *_ in batch}
+        store = getattr(batch[0][0], "store", None)
+        if len(stores) == 1 and store is not None:
+            # one call for the batch's bytes: an fsspec store (kerchunk references)
+            # merges neighbouring ranges of one file
+            datas = await store.get_partial_values(
+                batch[0][2].prototype,
+                [(byte_getter.path, None) for byte_getter, *_ in batch],  # type: ignore[attr-defined]
+            )
+            return await asyncio.gather(
+                *(
+                    _IN_THREADS.submit(
+                        partial(
+                            self._decode_select,
+                            None if data is None else data.as_numpy_array().data,
+                            selection,
+                            spec,
+                        )
+                    )
+                    for data, (_, selection, spec) in zip(datas, batch, strict=True)
+                )
+            )
+        return await super().decode_partial(batch)
+
+    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
         raise DicomDaskError(
             f"{CODEC_NAME} only decodes: DICOM-backed arrays are read-only; copy the data "
             "to another zarr array to write it"
         )
 
+    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        return self._encode_sync(chunk_array, chunk_spec)
+
     def compute_encoded_size(self, input_byte_length: int, _chunk_spec: ArraySpec) -> int:
         raise NotImplementedError(f"{CODEC_NAME} output size is not fixed")
+
+
+class _LoopPass:
+    """Run the work submitted in one pass of an event loop in worker threads, a few
+    hops for all of it.
+
+    zarr starts up to ``async.concurrency`` chunk reads at once, one task each; handing
+    each chunk to a worker thread on its own costs the event loop as much as a small
+    tile's decode. Here the chunks of one pass are split among ``os.cpu_count()``
+    threads instead.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[
+            asyncio.AbstractEventLoop, list[tuple[Callable[[], Any], asyncio.Future[Any]]]
+        ] = {}
+        self._workers = max(1, os.cpu_count() or 1)
+
+    def submit(self, func: Callable[[], Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        pending.append((func, future))
+        return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        items = self._pending.pop(loop, [])
+        n = min(len(items), self._workers)
+        for k in range(n):
+            group = items[k::n]
+            done = loop.run_in_executor(None, _run_each, [func for func, _ in group])
+            done.add_done_callback(partial(_deliver, [future for _, future in group]))
+
+
+def _run_each(funcs: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+    out: list[tuple[bool, Any]] = []
+    for func in funcs:
+        try:
+            out.append((True, func()))
+        except BaseException as exc:  # delivered to the chunk's own task
+            out.append((False, exc))
+    return out
+
+
+def _deliver(
+    futures: list[asyncio.Future[Any]], done: asyncio.Future[list[tuple[bool, Any]]]
+) -> None:
+    if done.cancelled() or done.exception() is not None:
+        exc = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        for future in futures:
+            if not future.done():
+                future.set_exception(exc)  # type: ignore[arg-type]
+        return
+    for future, (ok, value) in zip(futures, done.result(), strict=True):
+        if future.done():  # cancelled meanwhile
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+_IN_THREADS = _LoopPass()
+
+
+def _local_reader(byte_getter: ByteGetter) -> Callable[[], bytes | None] | None:
+    """The synchronous reader of a chunk of a [`DicomStore`][dicom_dask.chunks.store.DicomStore]
+    on the local disk, else ``None``."""
+    store, path = getattr(byte_getter, "store", None), getattr(byte_getter, "path", None)
+    return store.local_reader(path) if isinstance(store, DicomStore) and path else None
+
+
+def zarr_settings(*, batch_size: int = 16) -> dict[str, Any]:
+    """zarr settings that read DICOM chunks fastest with the installed zarr.
+
+    zarr reads each chunk in its event loop by default, and its per-chunk bookkeeping
+    costs about as much as decoding a 256 x 256 JPEG tile. These settings take that
+    cost off the loop:
+
+    * zarr >= 3.4: its ``FusedCodecPipeline``, which reads, decodes and pastes each
+      chunk in a worker thread (through the store's and the codec's synchronous
+      methods; remote stores keep the asynchronous, request-merging path);
+    * older zarr: ``codec_pipeline.batch_size`` chunks a batch, decoded in
+      ``os.cpu_count()`` worker threads.
+
+    zarr picks an array's codec pipeline when the array is opened: open the arrays
+    inside ``zarr.config.set(...)``; they keep the pipeline afterwards.
+
+    Parameters
+    ----------
+    batch_size : int
+        Chunks per batch for zarr's default pipeline (older zarr).
+
+    Returns
+    -------
+    dict
+        Settings for ``zarr.config.set``.
+
+    Examples
+    --------
+    >>> import zarr, dicom_dask
+    >>> with zarr.config.set(dicom_dask.zarr_settings()):  # doctest: +SKIP
+    ...     level0 = dicom_dask.open_slide("slide/").zarr["0"]
+    >>> region = level0[:, :2048, :2048]  # doctest: +SKIP
+    """
+    import zarr.core.codec_pipeline as pipelines
+
+    if not hasattr(pipelines, "FusedCodecPipeline"):  # zarr < 3.4
+        return {"codec_pipeline.batch_size": int(batch_size)}
+    return {"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}
 
 
 def register() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import fsspec
@@ -120,6 +120,8 @@ class DicomStore(Store):
             storage_options if callable(storage_options) else dict(storage_options or {})
         )
         self._filesystems: dict[str, fsspec.AbstractFileSystem] = {}
+        self._local_files: dict[str, str | None] = {}
+        self._sync_io: bool | None = None
         #: Remote reads requested in the current event-loop pass, per loop.
         self._pending: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._flushing: set[asyncio.Task[None]] = set()
@@ -151,6 +153,8 @@ class DicomStore(Store):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_filesystems"] = {}
+        state["_local_files"] = {}
+        state["_sync_io"] = None
         state["_pending"] = {}
         state["_flushing"] = set()
         return state
@@ -208,8 +212,29 @@ class DicomStore(Store):
         """The path of ``ref``'s file when it is on the local disk, else ``None``."""
         if ref.url is None or ref.data is not None or ref.encoding is FrameEncoding.WADO:
             return None
-        fs, path = self.filesystem(ref.url)
-        return path if type(fs) is LocalFileSystem else None
+        return self._local_file(ref.url)
+
+    def _local_file(self, url: str) -> str | None:
+        try:
+            return self._local_files[url]
+        except KeyError:
+            fs, path = self.filesystem(url)
+            local = self._local_files[url] = path if type(fs) is LocalFileSystem else None
+            return local
+
+    @property
+    def _supports_sync_io(self) -> bool:
+        """Whether zarr's synchronous read path suits this store: every chunk is in
+        memory or in a local file. Remote chunks stay on the asynchronous path, which
+        merges neighbouring reads into one request."""
+        # zarr >= 3.4 consults this before reading through get_sync in threads
+        if self._sync_io is None:
+            self._sync_io = all(
+                not (manifest.encoding == FrameEncoding.WADO.value).any()
+                and all(self._local_file(url) is not None for url in manifest.urls)
+                for manifest in self._manifests.values()
+            )
+        return self._sync_io
 
     def read_ref(self, ref: ChunkRef, start: int = 0, stop: int | None = None) -> bytes:
         """Read (part of) a reference's bytes synchronously."""
@@ -228,6 +253,32 @@ class DicomStore(Store):
         check_range_read(ref.url, ref.offset + start, ref.offset + stop, data)
         return bytes(data)
 
+    def local_reader(self, key: str) -> Callable[[], bytes | None] | None:
+        """A synchronous reader of chunk ``key``'s bytes when they come from a file on
+        the local disk (or from memory), else ``None``.
+
+        The zarr codec calls the reader in its decoding thread, so reading and decoding a
+        chunk cost one hop to a worker thread instead of two awaits in zarr's event
+        loop. The reader returns ``None`` for a missing chunk and checks what it reads
+        as [`get`][dicom_dask.chunks.store.DicomStore.get] does.
+        """
+        if key in self._memory or key in self._documents:
+            return None
+        ref = self.resolve(key)
+        if ref is None:
+            return lambda: None
+        if ref.data is None and self._local_path(ref) is None:
+            return None
+        self._is_open = True
+
+        def read() -> bytes:
+            data = self._read_part(ref, 0, ref.length)
+            assert data is not None
+            ref.check(data, f"chunk {key!r}")
+            return data
+
+        return read
+
     # -- reads ---------------------------------------------------------------------
     def _value(self, key: str) -> bytes | None:
         if key in self._memory:
@@ -235,6 +286,38 @@ class DicomStore(Store):
         if key in self._deleted:
             return None
         return self._documents.get(key)
+
+    def _read_sync(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
+        """``key``'s bytes (or ``byte_range`` of them), read in the calling thread."""
+        value = self._value(key)
+        if value is not None:
+            start, stop = _byte_slice(len(value), byte_range)
+            return value[start:stop]
+        ref = self.resolve(key)
+        if ref is None:
+            return None
+        if ref.encoding is FrameEncoding.WADO:  # length known once fetched
+            data = self.read_ref(ref)
+            ref.check(data, f"chunk {key!r}")
+            start, stop = _byte_slice(len(data), byte_range)
+            return data[start:stop]
+        start, stop = _byte_slice(ref.length, byte_range)
+        part = self._read_part(ref, start, stop)
+        data = self.read_ref(ref, start, stop) if part is None else part
+        if start == 0 and stop == ref.length:
+            ref.check(data, f"chunk {key!r}")
+        return data
+
+    def _read_part(self, ref: ChunkRef, start: int, stop: int) -> bytes | None:
+        """``ref[start:stop]`` when it is in memory or on the local disk, else ``None``."""
+        if ref.data is not None:
+            return ref.data[start:stop]
+        if stop <= start:
+            return b""
+        local = self._local_path(ref)
+        if local is None:
+            return None
+        return call_fs(ref.url or local, _pread, local, ref.offset + start, stop - start)
 
     async def get(
         self,
@@ -245,32 +328,52 @@ class DicomStore(Store):
         # docstring inherited
         if not self._is_open:
             await self._open()
-        value = self._value(key)
-        if value is not None:
-            start, stop = _byte_slice(len(value), byte_range)
-            return prototype.buffer.from_bytes(value[start:stop])
-        ref = self.resolve(key)
-        if ref is None:
-            return None
-        if ref.encoding is FrameEncoding.WADO:  # length known once fetched
-            data = await asyncio.to_thread(self.read_ref, ref)
-            ref.check(data, f"chunk {key!r}")
-            start, stop = _byte_slice(len(data), byte_range)
-            return prototype.buffer.from_bytes(data[start:stop])
-        start, stop = _byte_slice(ref.length, byte_range)
-        if ref.data is not None:
-            return prototype.buffer.from_bytes(ref.data[start:stop])
-        local = self._local_path(ref)
-        if stop <= start:
-            data = b""
-        elif local is not None:
+        ref = None if key in self._memory or key in self._documents else self.resolve(key)
+        if ref is not None and ref.encoding is not FrameEncoding.WADO:
+            start, stop = _byte_slice(ref.length, byte_range)
             # a page-cache read of one tile takes less than a hop to a worker thread
-            data = call_fs(ref.url or local, _pread, local, ref.offset + start, stop - start)
+            data = self._read_part(ref, start, stop)
+            if data is None:
+                data = await self._read_coalesced(ref, start, stop)
+            if start == 0 and stop == ref.length:
+                ref.check(data, f"chunk {key!r}")
+            return prototype.buffer.from_bytes(data)
+        if ref is not None:  # a DICOMweb frame: fetched in a worker thread
+            data = await asyncio.to_thread(self._read_sync, key, byte_range)
         else:
-            data = await self._read_coalesced(ref, start, stop)
-        if start == 0 and stop == ref.length:
-            ref.check(data, f"chunk {key!r}")
-        return prototype.buffer.from_bytes(data)
+            data = self._read_sync(key, byte_range)
+        return None if data is None else prototype.buffer.from_bytes(data)
+
+    # -- synchronous IO: zarr's FusedCodecPipeline (zarr >= 3.4) reads through these ---
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        """Read ``key`` (or ``byte_range`` of it) in the calling thread.
+
+        Remote chunks are read one request each here; the asynchronous
+        [`get`][dicom_dask.chunks.store.DicomStore.get] coalesces neighbouring ones.
+        """
+        from zarr.core.buffer import default_buffer_prototype
+
+        self._is_open = True
+        data = self._read_sync(key, byte_range)
+        if data is None:
+            return None
+        return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        """Keep ``value`` under ``key`` in memory (the source is never written to)."""
+        self._is_open = True
+        self._set(key, value)
+
+    def delete_sync(self, key: str) -> None:
+        """Forget ``key`` (the source is never written to)."""
+        self._is_open = True
+        self._delete(key)
 
     # -- coalesced remote reads ----------------------------------------------------
     async def _read_coalesced(self, ref: ChunkRef, start: int, stop: int) -> bytes:
@@ -421,8 +524,7 @@ class DicomStore(Store):
         return ref.length
 
     # -- writes (in memory only; the source is never written to) ------------------
-    async def set(self, key: str, value: Buffer) -> None:
-        # docstring inherited
+    def _set(self, key: str, value: Buffer) -> None:
         self._check_writable()
         if not isinstance(value, Buffer):
             raise TypeError(
@@ -432,6 +534,16 @@ class DicomStore(Store):
         self._memory[key] = value.to_bytes()
         self._deleted.discard(key)
 
+    def _delete(self, key: str) -> None:
+        self._check_writable()
+        self._memory.pop(key, None)
+        if key in self._documents or self.resolve(key) is not None:
+            self._deleted.add(key)
+
+    async def set(self, key: str, value: Buffer) -> None:
+        # docstring inherited
+        self._set(key, value)
+
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         # docstring inherited
         if not await self.exists(key):
@@ -439,10 +551,7 @@ class DicomStore(Store):
 
     async def delete(self, key: str) -> None:
         # docstring inherited
-        self._check_writable()
-        self._memory.pop(key, None)
-        if key in self._documents or self.resolve(key) is not None:
-            self._deleted.add(key)
+        self._delete(key)
 
     # -- listing -------------------------------------------------------------------
     def _keys(self) -> Iterable[str]:

@@ -1,0 +1,206 @@
+"""The zarr path: plain zarr reading a DicomStore (and kerchunk references) through the codec.
+
+Every codec pipeline zarr offers reads the same values and fetches only the chunks a
+selection touches: zarr's defaults (one chunk a batch, partial decoding by our codec),
+``codec_pipeline.batch_size`` > 1 (a batch split among worker threads), and on
+zarr >= 3.4 the ``FusedCodecPipeline`` (the store's and codec's synchronous methods,
+one worker thread per chunk's read, decode and paste). A chunk that cannot be read
+raises the chunk's own error under each of them, without hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dicom_dask
+from dicom_dask.chunks.codec import _LoopPass
+from dicom_dask.chunks.manifest import ChunkManifest
+from dicom_dask.chunks.store import DicomStore
+from dicom_dask.errors import CorruptFrameError
+from dicom_dask.testing import write_slide
+from tests.conftest import hang_guard
+
+HAS_FUSED = "FusedCodecPipeline" in dicom_dask.zarr_settings().get("codec_pipeline.path", "")
+PIPELINES: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "batch-5": {"codec_pipeline.batch_size": 5},
+    "zarr_settings": dicom_dask.zarr_settings(),
+}
+if HAS_FUSED:
+    PIPELINES["fused-1-worker"] = {**dicom_dask.zarr_settings(), "codec_pipeline.max_workers": 1}
+TILE = 32
+
+
+def _matrix(rows: int, cols: int) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 255, size=(rows // 8 + 1, cols // 8 + 1, 3), dtype=np.uint8)
+    return np.repeat(np.repeat(base, 8, 0), 8, 1)[:rows, :cols]  # smooth: JPEG keeps it
+
+
+@pytest.fixture(scope="module")
+def slide_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("zarr-path") / "slide.dcm"
+    return write_slide(path, _matrix(150, 170), tile=(TILE, TILE))
+
+
+@pytest.fixture(scope="module")
+def expected(slide_path: str) -> np.ndarray:
+    """Level 0 as the dask array reads it, channel first like the zarr level."""
+    pixels = dicom_dask.open_slide(slide_path).levels[0].compute()
+    return np.moveaxis(pixels, -1, 0)
+
+
+def _open_level(slide_path: str, config: dict[str, Any]) -> zarr.Array:
+    store = dicom_dask.open_slide(slide_path).store
+    with zarr.config.set(config):  # zarr picks the pipeline when it opens the array
+        return zarr.open_group(store, mode="r")["0"]
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_every_pipeline_reads_the_same_values(
+    slide_path: str, expected: np.ndarray, pipeline: str
+) -> None:
+    level = _open_level(slide_path, PIPELINES[pipeline])
+    if pipeline.startswith("fused"):
+        assert type(level._async_array.codec_pipeline).__name__ == "FusedCodecPipeline"
+    np.testing.assert_array_equal(level[...], expected)
+    np.testing.assert_array_equal(level[:, 5:131, 7:163], expected[:, 5:131, 7:163])
+    np.testing.assert_array_equal(level[1, 33, :], expected[1, 33, :])  # axes dropped
+    np.testing.assert_array_equal(level[:, ::7, 3::5], expected[:, ::7, 3::5])
+    rows, cols = [0, 40, 149, 41], [169, 2, 64]
+    np.testing.assert_array_equal(
+        level.oindex[[0, 2], rows, cols], expected[[0, 2]][:, rows][:, :, cols]
+    )
+    np.testing.assert_array_equal(
+        level.vindex[[0, 1, 2], [3, 90, 149], [5, 100, 0]],
+        expected[[0, 1, 2], [3, 90, 149], [5, 100, 0]],
+    )
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_frames_zarr_under_every_pipeline(slide_path: str, pipeline: str) -> None:
+    frames = dicom_dask.open_frames(slide_path)
+    with zarr.config.set(PIPELINES[pipeline]):
+        array = zarr.open_array(frames.store, mode="r")
+    np.testing.assert_array_equal(array[...], frames.array.compute())
+    np.testing.assert_array_equal(array[3:9, 4, ::3], frames.array[3:9, 4, ::3].compute())
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_random_selections_fetch_only_touched_tiles(
+    slide_path: str,
+    expected: np.ndarray,
+    pipeline: str,
+    data: st.DataObject,
+) -> None:
+    level = _open_level(slide_path, PIPELINES[pipeline])
+    reads: list[int] = []
+    read_part = DicomStore._read_part
+
+    def counting(self: DicomStore, ref: Any, start: int, stop: int) -> Any:
+        reads.append(ref.offset)
+        return read_part(self, ref, start, stop)
+
+    selection = []
+    touched = []
+    for n in expected.shape[1:]:
+        start = data.draw(st.integers(0, n - 1))
+        stop = data.draw(st.integers(start + 1, n))
+        step = data.draw(st.integers(1, 40))
+        selection.append(slice(start, stop, step))
+        touched.append({i // TILE for i in range(start, stop, step)})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DicomStore, "_read_part", counting)
+        got = level[(slice(None), *selection)]
+    np.testing.assert_array_equal(got, expected[(slice(None), *selection)])
+    assert len(reads) == len(set(reads)) == len(touched[0]) * len(touched[1])
+
+
+def _truncated_copy(slide_path: str, tmp_path: Any) -> tuple[str, int]:
+    copy = str(tmp_path / "cut.dcm")
+    shutil.copy(slide_path, copy)
+    manifest = dicom_dask.open_tiled(copy).manifest
+    last = int(manifest.offsets.max())
+    return copy, last
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_an_unreadable_tile_raises_its_own_error(
+    slide_path: str, tmp_path: Any, pipeline: str
+) -> None:
+    copy, last = _truncated_copy(slide_path, tmp_path)
+    store = dicom_dask.open_slide(copy).store
+    with zarr.config.set(PIPELINES[pipeline]):
+        level = zarr.open_group(store, mode="r")["0"]
+    os.truncate(copy, last + 10)  # the last tile is cut short after the slide was opened
+    with hang_guard(30), pytest.raises(CorruptFrameError, match=r"expected \d+ bytes at offset"):
+        level[...]
+    # the tiles before it still read, and the same array reads again once it is whole
+    assert level[:, :TILE, :TILE].shape == (3, TILE, TILE)
+
+
+def test_loop_pass_delivers_each_result_and_error() -> None:
+    import asyncio
+
+    passes = _LoopPass()
+
+    def fail() -> int:
+        raise ValueError("tile 3")
+
+    async def main() -> list[Any]:
+        futures = [passes.submit(lambda i=i: i * i) for i in range(7)]
+        futures.append(passes.submit(fail))
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    out = asyncio.run(main())
+    assert out[:7] == [i * i for i in range(7)]
+    assert isinstance(out[7], ValueError) and "tile 3" in str(out[7])
+
+
+def test_sync_io_only_for_local_and_inline_chunks(tmp_path: Any, slide_path: str) -> None:
+    local = dicom_dask.open_slide(slide_path).store
+    assert local._supports_sync_io
+    grid = np.zeros((1, 1), dtype=np.int32)
+    one = np.ones((1, 1), dtype=np.uint64)
+    remote = DicomStore({"": ChunkManifest(["s3://bucket/slide.dcm"], grid, one, one)})
+    assert not remote._supports_sync_io
+    http = DicomStore({"": ChunkManifest(["https://host/slide.dcm"], grid, one, one)})
+    assert not http._supports_sync_io
+    assert DicomStore({})._supports_sync_io  # documents and in-memory keys only
+
+
+def test_zarr_settings_match_the_installed_zarr() -> None:
+    settings_ = dicom_dask.zarr_settings(batch_size=7)
+    if hasattr(__import__("zarr.core.codec_pipeline").core.codec_pipeline, "FusedCodecPipeline"):
+        assert settings_ == {"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}
+        with zarr.config.set(settings_):  # the path resolves to a registered pipeline
+            from zarr.registry import get_pipeline_class
+
+            assert get_pipeline_class().__name__ == "FusedCodecPipeline"
+    else:
+        assert settings_ == {"codec_pipeline.batch_size": 7}
+
+
+@pytest.mark.parametrize("pipeline", ["defaults", "zarr_settings"])
+def test_kerchunk_references_under_the_pipelines(
+    slide_path: str, expected: np.ndarray, pipeline: str
+) -> None:
+    import fsspec
+
+    refs = dicom_dask.to_kerchunk(slide_path, kind="slide")
+    fs = fsspec.filesystem("reference", fo=refs, asynchronous=True)
+    with zarr.config.set(PIPELINES[pipeline]):
+        level = zarr.open_group(zarr.storage.FsspecStore(fs, read_only=True, path=""), mode="r")
+        level = level["0"]
+    np.testing.assert_array_equal(level[...], expected)
+    np.testing.assert_array_equal(level[:, 40:100, 1:2], expected[:, 40:100, 1:2])
