@@ -132,7 +132,13 @@ def _has(module: str) -> bool:
 
 def available_backends(tsyntax: str, *, bits_allocated: int = 8) -> list[str]:
     """The backends able to decode ``tsyntax`` here, fastest first."""
-    out = []
+    return list(_available_backends(tsyntax, bits_allocated))
+
+
+@functools.lru_cache(maxsize=256)
+def _available_backends(tsyntax: str, bits_allocated: int) -> tuple[str, ...]:
+    # cached: looking for the installed decoders costs ~0.1 ms, and every codec asks
+    out: list[str] = []
     if tsyntax in NATIVE_SYNTAXES:
         return ["pydicom"]
     if tsyntax == DEFLATED_FRAME_SYNTAX:
@@ -147,7 +153,7 @@ def available_backends(tsyntax: str, *, bits_allocated: int = 8) -> list[str]:
     except MissingDecoderError:
         if not out:
             raise
-    return out
+    return tuple(out)
 
 
 def select_backend(tsyntax: str, *, bits_allocated: int, backend: str = "auto") -> str:

@@ -264,20 +264,26 @@ class DicomStore(Store):
         """
         if key in self._memory or key in self._documents:
             return None
+        self._is_open = True
+        if self._supports_sync_io:  # every chunk is local: resolve it in the reading thread
+
+            def read_any() -> bytes | None:
+                ref = self.resolve(key)
+                return None if ref is None else self._read_checked(ref, key)
+
+            return read_any
         ref = self.resolve(key)
         if ref is None:
             return lambda: None
         if ref.data is None and self._local_path(ref) is None:
             return None
-        self._is_open = True
+        return lambda: self._read_checked(ref, key)
 
-        def read() -> bytes:
-            data = self._read_part(ref, 0, ref.length)
-            assert data is not None
-            ref.check(data, f"chunk {key!r}")
-            return data
-
-        return read
+    def _read_checked(self, ref: ChunkRef, key: str) -> bytes:
+        data = self._read_part(ref, 0, ref.length)
+        assert data is not None
+        ref.check(data, f"chunk {key!r}")
+        return data
 
     # -- reads ---------------------------------------------------------------------
     def _value(self, key: str) -> bytes | None:
