@@ -140,11 +140,11 @@ def _available_backends(tsyntax: str, bits_allocated: int) -> tuple[str, ...]:
     # cached: looking for the installed decoders costs ~0.1 ms, and every codec asks
     out: list[str] = []
     if tsyntax in NATIVE_SYNTAXES:
-        return ["pydicom"]
+        return ("pydicom",)
     if tsyntax == DEFLATED_FRAME_SYNTAX:
-        return ["zlib"]
+        return ("zlib",)
     if tsyntax == _uid.RLELossless and bits_allocated == 1:
-        return ["rle1"]
+        return ("rle1",)
     if tsyntax in _IMAGECODECS_SYNTAXES and bits_allocated == 8 and _has("imagecodecs"):
         out.append("imagecodecs")
     out += fast_backends(tsyntax, bits_allocated=bits_allocated)
