@@ -19,6 +19,7 @@ import pytest
 import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydicom import uid
 
 import dicom_dask
 from dicom_dask.chunks.codec import _LoopPass
@@ -204,3 +205,31 @@ def test_kerchunk_references_under_the_pipelines(
         level = level["0"]
     np.testing.assert_array_equal(level[...], expected)
     np.testing.assert_array_equal(level[:, 40:100, 1:2], expected[:, 40:100, 1:2])
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+@pytest.mark.parametrize(
+    ("syntax", "planar"),
+    [
+        (uid.ExplicitVRLittleEndian, 0),  # zarr's own bytes codec, through get_sync
+        (uid.ExplicitVRLittleEndian, 1),  # planar RGB: our codec reorders the samples
+        (uid.DeflatedExplicitVRLittleEndian, 0),  # carried inline in the manifest
+        (uid.RLELossless, 0),
+        (uid.JPEG2000Lossless, 0),
+    ],
+)
+def test_other_syntaxes_under_every_pipeline(
+    tmp_path: Any, pipeline: str, syntax: str, planar: int
+) -> None:
+    from dicom_dask.testing import write_dicom
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 255, size=(5, 64, 48, 3), dtype=np.uint8)
+    path = write_dicom(
+        tmp_path / "f.dcm", pixels, transfer_syntax=syntax, planar_configuration=planar
+    )
+    frames = dicom_dask.open_frames(path)
+    with zarr.config.set(PIPELINES[pipeline]):
+        array = zarr.open_array(frames.store, mode="r")
+    np.testing.assert_array_equal(array[...], pixels)
+    np.testing.assert_array_equal(array[1:4, ::5, 3, 1:], pixels[1:4, ::5, 3, 1:])
