@@ -192,11 +192,15 @@ def test_zarr_settings_match_the_installed_zarr() -> None:
         assert settings_ == {"codec_pipeline.batch_size": 7}
 
 
-@pytest.mark.parametrize("pipeline", ["defaults", "zarr_settings"])
+@pytest.mark.parametrize("pipeline", ["defaults", "batch-5", "zarr_settings"])
 def test_kerchunk_references_under_the_pipelines(
-    slide_path: str, expected: np.ndarray, pipeline: str
+    slide_path: str, expected: np.ndarray, pipeline: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import fsspec
+
+    import dicom_dask.chunks.codec as codec
+
+    monkeypatch.setattr(codec, "_FETCH_PART", 7)  # a batch's bytes come in several parts
 
     refs = dicom_dask.to_kerchunk(slide_path, kind="slide")
     fs = fsspec.filesystem("reference", fo=refs, asynchronous=True)

@@ -266,25 +266,38 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
         stores = {id(getattr(byte_getter, "store", None)) for byte_getter, *_ in batch}
         store = getattr(batch[0][0], "store", None)
         if len(stores) == 1 and store is not None:
-            # one call for the batch's bytes: an fsspec store (kerchunk references)
-            # merges neighbouring ranges of one file
-            datas = await store.get_partial_values(
-                batch[0][2].prototype,
-                [(byte_getter.path, None) for byte_getter, *_ in batch],  # type: ignore[attr-defined]
-            )
-            return await asyncio.gather(
-                *(
-                    _IN_THREADS.submit(
-                        partial(
-                            self._decode_select,
-                            None if data is None else data.as_numpy_array().data,
-                            selection,
-                            spec,
-                        )
+            # the batch's bytes in a few calls: a DicomStore merges neighbouring remote
+            # tiles into one request, an fsspec store (kerchunk references) merges
+            # neighbouring ranges of a file; decoding starts as each part arrives
+            part = len(batch) if isinstance(store, DicomStore) else _FETCH_PART
+            gate = asyncio.Semaphore(_FETCH_PARTS)
+
+            async def fetch_decode(
+                items: list[tuple[ByteGetter, SelectorTuple, ArraySpec]],
+            ) -> list[NDBuffer | None]:
+                async with gate:
+                    datas = await store.get_partial_values(
+                        items[0][2].prototype,
+                        [(byte_getter.path, None) for byte_getter, *_ in items],  # type: ignore[attr-defined]
                     )
-                    for data, (_, selection, spec) in zip(datas, batch, strict=True)
+                return await asyncio.gather(
+                    *(
+                        _IN_THREADS.submit(
+                            partial(
+                                self._decode_select,
+                                None if data is None else data.as_numpy_array().data,
+                                selection,
+                                spec,
+                            )
+                        )
+                        for data, (_, selection, spec) in zip(datas, items, strict=True)
+                    )
                 )
+
+            parts = await asyncio.gather(
+                *(fetch_decode(batch[i : i + part]) for i in range(0, len(batch), part))
             )
+            return [chunk for chunks in parts for chunk in chunks]
         return await super().decode_partial(batch)
 
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
@@ -364,6 +377,8 @@ def _deliver(
 
 
 _IN_THREADS = _LoopPass()
+#: Chunks fetched in one call, and calls in flight, for a batch from another store.
+_FETCH_PART, _FETCH_PARTS = 64, 4
 
 
 def _local_reader(byte_getter: ByteGetter) -> Callable[[], bytes | None] | None:
