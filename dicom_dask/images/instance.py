@@ -211,7 +211,14 @@ class Frames:
 
     @cached_property
     def zarr(self) -> zarr.Array:
-        """The frames as a `zarr.Array` over [`store`][dicom_dask.images.instance.Frames]."""
+        """The frames as a `zarr.Array` over [`store`][dicom_dask.images.instance.Frames] (opened
+        on first use, then kept).
+
+        Plain zarr reads only the chunks a selection touches. zarr's default codec
+        pipeline handles every chunk in its event loop; for the fastest reads open
+        arrays inside ``zarr.config.set(dicom_dask.zarr_settings())`` (see
+        [`zarr_settings`][dicom_dask.chunks.codec.zarr_settings]).
+        """
         import zarr
 
         return zarr.open_array(self.store, mode="r")

@@ -477,7 +477,13 @@ class Slide:
 
     @cached_property
     def zarr(self) -> zarr.Group:
-        """The virtual OME-Zarr group over [`store`][dicom_dask.images.slide.Slide.store]."""
+        """The virtual OME-Zarr group over [`store`][dicom_dask.images.slide.Slide.store].
+
+        Plain zarr reads only the chunks a selection touches. zarr's default codec
+        pipeline handles every chunk in its event loop; for the fastest reads open
+        arrays inside ``zarr.config.set(dicom_dask.zarr_settings())`` (see
+        [`zarr_settings`][dicom_dask.chunks.codec.zarr_settings]).
+        """
         import zarr
 
         return zarr.open_group(self.store, mode="r")

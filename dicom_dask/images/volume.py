@@ -461,7 +461,14 @@ class Volume:
 
     @cached_property
     def zarr(self) -> Any:
-        """The volume as a `zarr.Array` over its store (opened volumes only)."""
+        """The volume as a `zarr.Array` over its store (opened volumes only; opened on first
+        use, then kept).
+
+        Plain zarr reads only the chunks a selection touches. zarr's default codec
+        pipeline handles every chunk in its event loop; for the fastest reads open
+        arrays inside ``zarr.config.set(dicom_dask.zarr_settings())`` (see
+        [`zarr_settings`][dicom_dask.chunks.codec.zarr_settings]).
+        """
         import zarr
 
         if self.store is None:
