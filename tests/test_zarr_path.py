@@ -192,21 +192,23 @@ def test_zarr_settings_match_the_installed_zarr() -> None:
         assert settings_ == {"codec_pipeline.batch_size": 7}
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["pread", "fsspec"])
 @pytest.mark.parametrize("pipeline", ["defaults", "batch-5", "zarr_settings"])
 def test_kerchunk_references_under_the_pipelines(
-    slide_path: str, expected: np.ndarray, pipeline: str, monkeypatch: pytest.MonkeyPatch
+    slide_path: str,
+    expected: np.ndarray,
+    pipeline: str,
+    direct: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import fsspec
-
     import dicom_dask.chunks.codec as codec
 
+    if not direct:  # the path of remote references: the store fetches, in parts
+        monkeypatch.setattr(codec, "_reference_reader", lambda store, key: None)
     monkeypatch.setattr(codec, "_FETCH_PART", 7)  # a batch's bytes come in several parts
-
     refs = dicom_dask.to_kerchunk(slide_path, kind="slide")
-    fs = fsspec.filesystem("reference", fo=refs, asynchronous=True)
     with zarr.config.set(PIPELINES[pipeline]):
-        level = zarr.open_group(zarr.storage.FsspecStore(fs, read_only=True, path=""), mode="r")
-        level = level["0"]
+        level = _kerchunk_level(refs)
     np.testing.assert_array_equal(level[...], expected)
     np.testing.assert_array_equal(level[:, 40:100, 1:2], expected[:, 40:100, 1:2])
 
@@ -237,3 +239,61 @@ def test_other_syntaxes_under_every_pipeline(
         array = zarr.open_array(frames.store, mode="r")
     np.testing.assert_array_equal(array[...], pixels)
     np.testing.assert_array_equal(array[1:4, ::5, 3, 1:], pixels[1:4, ::5, 3, 1:])
+
+
+def _kerchunk_level(refs: dict[str, Any]) -> zarr.Array:
+    import fsspec
+
+    fs = fsspec.filesystem("reference", fo=refs, asynchronous=True)
+    return zarr.open_group(zarr.storage.FsspecStore(fs, read_only=True, path=""), mode="r")["0"]
+
+
+@pytest.mark.parametrize("pipeline", ["defaults", "zarr_settings"])
+def test_kerchunk_local_ranges_are_read_directly_and_checked(
+    slide_path: str,
+    expected: np.ndarray,
+    tmp_path: Any,
+    pipeline: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """References to byte ranges of a local file are read with ``pread`` in the decoding
+    thread (as fsspec would read them), one per touched tile; a file cut short after the
+    references were written gives the chunk's error, not garbage."""
+    import dicom_dask.chunks.codec as codec
+
+    copy, last = _truncated_copy(slide_path, tmp_path)
+    refs = dicom_dask.to_kerchunk(copy, kind="slide")
+    with zarr.config.set(PIPELINES[pipeline]):
+        level = _kerchunk_level(refs)
+    reads: list[int] = []
+    pread = codec._pread
+
+    def counting(path: str, offset: int, length: int) -> bytes:
+        reads.append(offset)
+        return pread(path, offset, length)
+
+    monkeypatch.setattr(codec, "_pread", counting)
+    np.testing.assert_array_equal(level[:, 40:70, 60:100], expected[:, 40:70, 60:100])
+    assert len(reads) == len(set(reads)) == 2 * 3  # tile rows 1-2, tile columns 1-3
+    os.truncate(copy, last + 10)
+    with hang_guard(30), pytest.raises(CorruptFrameError, match=r"expected \d+ bytes at offset"):
+        level[...]
+
+
+def test_kerchunk_other_references_go_through_fsspec(slide_path: str, expected: np.ndarray) -> None:
+    """An inline chunk (read by fsspec) and a ``file://`` URL (read directly) among the
+    references give the same pixels."""
+    import base64
+
+    refs = dicom_dask.to_kerchunk(slide_path, kind="slide")
+    chunk_keys = sorted(k for k, v in refs["refs"].items() if isinstance(v, list))
+    url, offset, length = refs["refs"][chunk_keys[0]]
+    with open(url, "rb") as f:
+        f.seek(offset)
+        refs["refs"][chunk_keys[0]] = "base64:" + base64.b64encode(f.read(length)).decode()
+    url, offset, length = refs["refs"][chunk_keys[1]]
+    refs["refs"][chunk_keys[1]] = ["file://" + url, offset, length]
+    for pipeline in ("defaults", "zarr_settings"):
+        with zarr.config.set(PIPELINES[pipeline]):
+            level = _kerchunk_level(refs)
+        np.testing.assert_array_equal(level[...], expected)

@@ -19,8 +19,8 @@ from zarr.abc.codec import ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin
 from zarr.core.common import parse_named_configuration
 
 from dicom_dask.chunks.decoders import decode_chunk, select_backend
-from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import DicomDaskError
+from dicom_dask.chunks.store import DicomStore, _pread
+from dicom_dask.errors import CorruptFrameError, DicomDaskError
 
 if TYPE_CHECKING:
     from typing import Self
@@ -341,9 +341,11 @@ class _LoopPass:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         items = self._pending.pop(loop, [])
-        n = min(len(items), self._workers)
-        for k in range(n):
-            group = items[k::n]
+        # at least a job per core; at most GROUP chunks a job, so that results come
+        # back while the rest decode and zarr pastes them meanwhile
+        size = max(1, min(_GROUP, -(-len(items) // self._workers)))
+        for k in range(0, len(items), size):
+            group = items[k : k + size]
             done = loop.run_in_executor(None, _run_each, [func for func, _ in group])
             done.add_done_callback(partial(_deliver, [future for _, future in group]))
 
@@ -377,15 +379,57 @@ def _deliver(
 
 
 _IN_THREADS = _LoopPass()
+#: Most chunks one worker-thread job decodes.
+_GROUP = 8
 #: Chunks fetched in one call, and calls in flight, for a batch from another store.
 _FETCH_PART, _FETCH_PARTS = 64, 4
 
 
 def _local_reader(byte_getter: ByteGetter) -> Callable[[], bytes | None] | None:
-    """The synchronous reader of a chunk of a [`DicomStore`][dicom_dask.chunks.store.DicomStore]
-    on the local disk, else ``None``."""
+    """The synchronous reader of a chunk in a local file, else ``None``: a chunk of a
+    [`DicomStore`][dicom_dask.chunks.store.DicomStore] on the local disk, or a kerchunk
+    reference to a byte range of a local file."""
     store, path = getattr(byte_getter, "store", None), getattr(byte_getter, "path", None)
-    return store.local_reader(path) if isinstance(store, DicomStore) and path else None
+    if not path:
+        return None
+    if isinstance(store, DicomStore):
+        return store.local_reader(path)
+    return _reference_reader(store, path)
+
+
+def _reference_reader(store: Any, key: str) -> Callable[[], bytes] | None:
+    """Read a chunk that fsspec's ``ReferenceFileSystem`` (kerchunk references behind a
+    ``zarr.storage.FsspecStore``) maps to ``[path, offset, length]`` of a local file, as
+    that filesystem would, in the calling thread; ``None`` for anything else (inline
+    data, remote or templated URLs, lazily loaded references), which zarr then reads
+    through fsspec as usual."""
+    from fsspec.core import split_protocol
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.reference import ReferenceFileSystem
+
+    fs = getattr(store, "fs", None)
+    if not isinstance(fs, ReferenceFileSystem) or not isinstance(fs.references, dict):
+        return None
+    base = str(getattr(store, "path", "")).rstrip("/")
+    name = fs._strip_protocol(f"{base}/{key}" if base else key)
+    part = fs.references.get(name)
+    if not (isinstance(part, list | tuple) and len(part) == 3 and isinstance(part[0], str)):
+        return None
+    url, offset, size = part[0], int(part[1]), int(part[2])
+    target = fs.fss.get(split_protocol(url)[0])
+    if not isinstance(getattr(target, "sync_fs", target), LocalFileSystem):
+        return None
+    local = LocalFileSystem._strip_protocol(url)
+
+    def read() -> bytes:
+        data = _pread(local, offset, size)
+        if len(data) != size:
+            raise CorruptFrameError(
+                f"{url}: chunk {name!r}: expected {size} bytes at offset {offset}, got {len(data)}"
+            )
+        return data
+
+    return read
 
 
 def zarr_settings(*, batch_size: int = 16) -> dict[str, Any]:
