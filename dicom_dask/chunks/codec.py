@@ -341,9 +341,7 @@ class _LoopPass:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         items = self._pending.pop(loop, [])
-        # at least a job per core; at most GROUP chunks a job, so that results come
-        # back while the rest decode and zarr pastes them meanwhile
-        size = max(1, min(_GROUP, -(-len(items) // self._workers)))
+        size = max(1, -(-len(items) // self._workers))  # a job per core
         for k in range(0, len(items), size):
             group = items[k : k + size]
             done = loop.run_in_executor(None, _run_each, [func for func, _ in group])
@@ -379,8 +377,6 @@ def _deliver(
 
 
 _IN_THREADS = _LoopPass()
-#: Most chunks one worker-thread job decodes.
-_GROUP = 8
 #: Chunks fetched in one call, and calls in flight, for a batch from another store.
 _FETCH_PART, _FETCH_PARTS = 64, 4
 
