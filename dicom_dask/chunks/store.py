@@ -260,7 +260,7 @@ class DicomStore(Store):
         The zarr codec calls the reader in its decoding thread, so reading and decoding a
         chunk cost one hop to a worker thread instead of two awaits in zarr's event
         loop. The reader returns ``None`` for a missing chunk and checks what it reads
-        as [`get`][dicom_dask.chunks.store.DicomStore.get] does.
+        as `DicomStore.get` does.
         """
         if key in self._memory or key in self._documents:
             return None
@@ -361,7 +361,7 @@ class DicomStore(Store):
         """Read ``key`` (or ``byte_range`` of it) in the calling thread.
 
         Remote chunks are read one request each here; the asynchronous
-        [`get`][dicom_dask.chunks.store.DicomStore.get] coalesces neighbouring ones.
+        `DicomStore.get` coalesces neighbouring ones.
         """
         from zarr.core.buffer import default_buffer_prototype
 
@@ -466,7 +466,7 @@ class DicomStore(Store):
         Ranges of a chunk that lies in a file are merged where the gap between them is
         at most ``max_gap_bytes`` (up to ``max_coalesced_bytes`` per merged read), and
         every merged range is fetched in a single ``cat_ranges`` call, concurrently on
-        async filesystems (at most [`CONCURRENCY`][dicom_dask.frames._io.CONCURRENCY]
+        async filesystems (at most `dicom_dask.frames._io.CONCURRENCY`
         requests in flight, which stands in for ``max_concurrency``). Yields one batch
         of ``(input_index, buffer)``; an absent key raises an ``ExceptionGroup`` holding
         a ``FileNotFoundError``, as zarr's own implementation does.

@@ -245,7 +245,7 @@ class PatchSampler:
 
     def to_dask(self) -> dask.array.Array:
         """The patches as a dask array ``(n, h + 2p, w + 2p, samples)``, one chunk per row
-        of patches, read through a [`PatchReader`][dicom_dask.integrations.patches.PatchReader]:
+        of patches, read through a `PatchReader`:
         any selection (patches, and pixels within them) reads exactly the tiles under
         it, and a ``compute()`` of the whole array reads every tile once, as iteration
         does."""
