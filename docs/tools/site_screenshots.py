@@ -35,10 +35,11 @@ WINDOW = (1280, 900)
 
 
 def build_site(dest: Path) -> Path:
-    """``mkdocs build --strict`` of this repository into ``dest`` (raises on any warning)."""
+    """``mkdocs build --strict`` of this repository into ``dest`` (raises on any warning; not
+    ``--quiet``, which hides the warnings from ``--strict``)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_MKDOCS_2_WARNING="1")
     subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(dest)],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(dest)],
         cwd=ROOT,
         env=env,
         check=True,
