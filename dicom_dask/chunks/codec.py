@@ -353,7 +353,7 @@ def _run_each(funcs: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
     for func in funcs:
         try:
             out.append((True, func()))
-        except BaseException as exc:  # delivered to the chunk's own task
+        except Exception as exc:  # delivered to the chunk's own task
             out.append((False, exc))
     return out
 
