@@ -399,12 +399,15 @@ def _reference_reader(store: Any, key: str) -> Callable[[], bytes] | None:
     that filesystem would, in the calling thread; ``None`` for anything else (inline
     data, remote or templated URLs, lazily loaded references), which zarr then reads
     through fsspec as usual."""
+    fs = getattr(store, "fs", None)
+    if not isinstance(getattr(fs, "references", None), dict):
+        return None
+    # imported only here: fsspec's reference module costs ~4 ms to import
     from fsspec.core import split_protocol
     from fsspec.implementations.local import LocalFileSystem
     from fsspec.implementations.reference import ReferenceFileSystem
 
-    fs = getattr(store, "fs", None)
-    if not isinstance(fs, ReferenceFileSystem) or not isinstance(fs.references, dict):
+    if not isinstance(fs, ReferenceFileSystem):
         return None
     base = str(getattr(store, "path", "")).rstrip("/")
     name = fs._strip_protocol(f"{base}/{key}" if base else key)
