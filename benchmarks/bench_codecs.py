@@ -111,6 +111,7 @@ def _kerchunk_level(folder: Path) -> Any:
 
 def zarr_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
     import zarr
+    import zarr.core.codec_pipeline as pipelines
 
     folder = data / "slide-bot"
     ceiling = Ceiling(folder / "level0.dcm", "jpeg")
@@ -118,9 +119,11 @@ def zarr_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
     y, x, h, w = 5101, 3037, 2048, 2048
     slide = dicom_dask.open_slide(folder)
     frames = dicom_dask.open_frames(data / "tiles-jpeg-4096.dcm")  # the same 4,096 tiles
-    tuned = dicom_dask.zarr_settings()
+    configs: dict[str, dict[str, Any]] = {"defaults": {}, "tuned": dicom_dask.zarr_settings()}
+    if hasattr(pipelines, "FusedCodecPipeline"):  # zarr >= 3.4: its own opt-in pipeline
+        configs["fused"] = {"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}
     arrays: dict[str, Any] = {}
-    for setting, config in (("defaults", {}), ("tuned", tuned)):
+    for setting, config in configs.items():
         with zarr.config.set(config):  # zarr picks an array's pipeline when it opens it
             arrays[f"slide {setting}"] = zarr.open_group(slide.store, mode="r")["0"]
             arrays[f"frames {setting}"] = zarr.open_array(frames.store, mode="r")
@@ -144,25 +147,29 @@ def zarr_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
     times = interleaved(full_funcs, repeat)
     region = interleaved(region_funcs, repeat * 3)
     cf, cr = times["ceiling"], region["ceiling"]
-    pipeline = ", ".join(f"{k}={str(v).rsplit('.', 1)[-1]}" for k, v in tuned.items())
     labels = {
         "slide": 'slide.zarr["0"][...] (channel first)',
-        "frames": "frames.zarr[...] (4,096 frames)",
+        "frames": "zarr.open_array(frames.store)[...] (4,096 frames)",
         "kerchunk": "kerchunk refs, plain zarr: level 0 (channel first)",
     }
     rows = [("zarr", "ceiling, full level (libjpeg-turbo, 2 threads)", cf, 1.0)]
-    for setting in ("defaults", "tuned"):
-        suffix = " [zarr defaults]" if setting == "defaults" else " [zarr_settings()]"
+    suffixes = {
+        "defaults": " [zarr defaults]",
+        "tuned": " [zarr_settings()]",
+        "fused": " [zarr's FusedCodecPipeline]",
+    }
+    for setting in configs:
+        suffix = suffixes[setting]
         for kind, label in labels.items():
             t = times[f"{kind} {setting}"]
             rows.append(("zarr", label + suffix, t, t / cf))
     rows.append(("zarr", "ceiling, 2048² region", cr, 1.0))
-    for setting in ("defaults", "tuned"):
-        suffix = " [zarr defaults]" if setting == "defaults" else " [zarr_settings()]"
+    for setting in configs:
+        suffix = suffixes[setting]
         for kind in ("slide", "kerchunk"):
             t = region[f"{kind} {setting}"]
             rows.append(("zarr", f"{kind} level 0 [:, y:y+h, x:x+w]" + suffix, t, t / cr))
-    print(f"zarr {zarr.__version__}; zarr_settings() = {pipeline}")
+    print(f"zarr {zarr.__version__}; zarr_settings() = {dicom_dask.zarr_settings()}")
     return rows
 
 

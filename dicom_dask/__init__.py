@@ -29,6 +29,7 @@ from dicom_dask.chunks.codec import DicomFrameCodec
 from dicom_dask.chunks.codec import register as _register_codec
 from dicom_dask.chunks.manifest import ChunkManifest
 from dicom_dask.chunks.numcodec import register as _register_numcodec
+from dicom_dask.chunks.pipeline import register as _register_pipeline
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import DicomDaskError
 from dicom_dask.frames.dicomweb import DicomWebLocation
@@ -71,6 +72,8 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-# the codecs, also for a process where the entry points are not installed (a source checkout)
+# the codecs and the codec pipeline, also where the entry points are not installed (a source
+# checkout)
 _register_codec()
 _register_numcodec()
+_register_pipeline()

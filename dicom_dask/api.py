@@ -10,7 +10,7 @@
   [`to_ome_zarr`][dicom_dask.images.slide.to_ome_zarr]: whole-slide pyramids;
 * [`open_volume`][dicom_dask.images.volume.open_volume] and
   [`list_series`][dicom_dask.images.volume.list_series]: CT/MR volumes;
-* [`zarr_settings`][dicom_dask.chunks.codec.zarr_settings]: zarr settings for the fastest reads;
+* [`zarr_settings`][dicom_dask.chunks.pipeline.zarr_settings]: zarr settings for the fastest reads;
 * [`to_kerchunk`][dicom_dask.integrations.kerchunk.to_kerchunk]: kerchunk references;
 * [`tissue_mask`][dicom_dask.integrations.patches.tissue_mask]: a tissue mask of a slide;
 * [`to_dicom_slide`][dicom_dask.integrations.writers.slide.to_dicom_slide] and
@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from dicom_dask.chunks.codec import zarr_settings
+from dicom_dask.chunks.pipeline import zarr_settings
 from dicom_dask.images.instance import Frames, open_frames, open_store
 from dicom_dask.images.slide import list_slides, open_slide, open_tiled, to_ome_zarr
 from dicom_dask.images.volume import list_series, open_volume

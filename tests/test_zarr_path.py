@@ -2,10 +2,11 @@
 
 Every codec pipeline zarr offers reads the same values and fetches only the chunks a
 selection touches: zarr's defaults (one chunk a batch, partial decoding by our codec),
-``codec_pipeline.batch_size`` > 1 (a batch split among worker threads), and on
-zarr >= 3.4 the ``FusedCodecPipeline`` (the store's and codec's synchronous methods,
-one worker thread per chunk's read, decode and paste). A chunk that cannot be read
-raises the chunk's own error under each of them, without hanging.
+``codec_pipeline.batch_size`` > 1 (a batch split among worker threads), dicom_dask's
+``DicomCodecPipeline`` (``zarr_settings()``: local frames read, decoded and pasted by
+worker threads; anything else as zarr's default), and on zarr >= 3.4 zarr's
+``FusedCodecPipeline`` (the store's and codec's synchronous methods). A chunk that
+cannot be read raises the chunk's own error under each of them, without hanging.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+import zarr.core.codec_pipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom import uid
@@ -24,19 +26,23 @@ from pydicom import uid
 import dicom_dask
 from dicom_dask.chunks.codec import _LoopPass
 from dicom_dask.chunks.manifest import ChunkManifest
+from dicom_dask.chunks.pipeline import DicomCodecPipeline
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import CorruptFrameError
 from dicom_dask.testing import write_slide
 from tests.conftest import hang_guard
 
-HAS_FUSED = "FusedCodecPipeline" in dicom_dask.zarr_settings().get("codec_pipeline.path", "")
+FUSED = "zarr.core.codec_pipeline.FusedCodecPipeline"
+HAS_FUSED = hasattr(zarr.core.codec_pipeline, "FusedCodecPipeline")
 PIPELINES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "batch-5": {"codec_pipeline.batch_size": 5},
     "zarr_settings": dicom_dask.zarr_settings(),
+    "zarr_settings-1-worker": {**dicom_dask.zarr_settings(), "threading.max_workers": 1},
 }
 if HAS_FUSED:
-    PIPELINES["fused-1-worker"] = {**dicom_dask.zarr_settings(), "codec_pipeline.max_workers": 1}
+    PIPELINES["fused"] = {"codec_pipeline.path": FUSED}
+    PIPELINES["fused-1-worker"] = {"codec_pipeline.path": FUSED, "codec_pipeline.max_workers": 1}
 TILE = 32
 
 
@@ -72,6 +78,8 @@ def test_every_pipeline_reads_the_same_values(
     level = _open_level(slide_path, PIPELINES[pipeline])
     if pipeline.startswith("fused"):
         assert type(level._async_array.codec_pipeline).__name__ == "FusedCodecPipeline"
+    if pipeline.startswith("zarr_settings"):
+        assert type(level._async_array.codec_pipeline) is DicomCodecPipeline
     np.testing.assert_array_equal(level[...], expected)
     np.testing.assert_array_equal(level[:, 5:131, 7:163], expected[:, 5:131, 7:163])
     np.testing.assert_array_equal(level[1, 33, :], expected[1, 33, :])  # axes dropped
@@ -180,20 +188,82 @@ def test_sync_io_only_for_local_and_inline_chunks(tmp_path: Any, slide_path: str
     assert DicomStore({})._supports_sync_io  # documents and in-memory keys only
 
 
-def test_zarr_settings_match_the_installed_zarr() -> None:
-    settings_ = dicom_dask.zarr_settings(batch_size=7)
-    if hasattr(__import__("zarr.core.codec_pipeline").core.codec_pipeline, "FusedCodecPipeline"):
-        assert settings_ == {"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}
-        with zarr.config.set(settings_):  # the path resolves to a registered pipeline
-            from zarr.registry import get_pipeline_class
+def test_zarr_settings_select_the_registered_pipeline() -> None:
+    from importlib.metadata import entry_points
 
-            assert get_pipeline_class().__name__ == "FusedCodecPipeline"
-    else:
-        assert settings_ == {"codec_pipeline.batch_size": 7}
+    from zarr.registry import get_pipeline_class
+
+    settings_ = dicom_dask.zarr_settings()
+    assert settings_ == {"codec_pipeline.path": "dicom_dask.chunks.pipeline.DicomCodecPipeline"}
+    with zarr.config.set(settings_):
+        assert get_pipeline_class() is DicomCodecPipeline
+    points = entry_points(group="zarr.codec_pipeline")
+    if any(p.value.startswith("dicom_dask.") for p in points):  # installed, not a bare checkout
+        assert [p.load() for p in points if p.value.startswith("dicom_dask.")] == [
+            DicomCodecPipeline
+        ]
+
+
+def test_frames_and_volume_zarr_open_with_the_pipeline_unless_another_is_set(
+    slide_path: str,
+) -> None:
+    frames = dicom_dask.open_frames(slide_path)
+    assert type(frames.zarr._async_array.codec_pipeline) is DicomCodecPipeline
+    with zarr.config.set({"codec_pipeline.batch_size": 3}):  # a setting, not a pipeline
+        assert type(dicom_dask.open_frames(slide_path).zarr._async_array.codec_pipeline) is (
+            DicomCodecPipeline
+        )
+    if HAS_FUSED:  # the user's own choice of pipeline is kept
+        with zarr.config.set({"codec_pipeline.path": FUSED}):
+            array = dicom_dask.open_frames(slide_path).zarr
+        assert type(array._async_array.codec_pipeline).__name__ == "FusedCodecPipeline"
+    assert zarr.config.get("codec_pipeline.path").endswith("BatchedCodecPipeline")
+
+
+def test_pipeline_keeps_zarrs_default_for_other_arrays(tmp_path: Any) -> None:
+    """Under ``zarr_settings()`` arrays of other codecs (written and read back) and
+    remote-looking stores use zarr's default pipeline unchanged."""
+    values = np.arange(60 * 70, dtype=np.uint16).reshape(60, 70)
+    with zarr.config.set(dicom_dask.zarr_settings()):
+        array = zarr.create_array(
+            tmp_path / "plain.zarr", shape=values.shape, chunks=(16, 16), dtype=values.dtype
+        )
+        array[...] = values
+        array[3:9, 5] = 7
+        again = zarr.open_array(tmp_path / "plain.zarr", mode="r")
+    values[3:9, 5] = 7
+    assert type(again._async_array.codec_pipeline) is DicomCodecPipeline
+    np.testing.assert_array_equal(again[...], values)
+    np.testing.assert_array_equal(again[10:50:3, 60:], values[10:50:3, 60:])
+
+
+def test_pipeline_fills_missing_tiles_of_a_sparse_slide(tmp_path: Any) -> None:
+    """Tiles a TILED_SPARSE instance does not have read as the fill value in worker
+    threads, as under zarr's default pipeline."""
+    from dicom_dask.testing import write_slide
+
+    pixels = _matrix(96, 96)
+    path = write_slide(
+        tmp_path / "sparse.dcm",
+        pixels,
+        tile=(TILE, TILE),
+        organization="TILED_SPARSE",
+        omit=[(1, 1)],
+        shuffle=4,
+    )
+    store = dicom_dask.open_slide(path).store
+    got = {}
+    for name in ("defaults", "zarr_settings"):
+        with zarr.config.set(PIPELINES[name]):
+            got[name] = zarr.open_group(store, mode="r")["0"][...]
+    np.testing.assert_array_equal(got["zarr_settings"], got["defaults"])
+    assert (got["zarr_settings"][:, TILE : 2 * TILE, TILE : 2 * TILE] == 0).all()
+    dask_level = dicom_dask.open_slide(path).levels[0].compute()
+    np.testing.assert_array_equal(got["zarr_settings"], np.moveaxis(dask_level, -1, 0))
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["pread", "fsspec"])
-@pytest.mark.parametrize("pipeline", ["defaults", "batch-5", "zarr_settings"])
+@pytest.mark.parametrize("pipeline", PIPELINES)
 def test_kerchunk_references_under_the_pipelines(
     slide_path: str,
     expected: np.ndarray,

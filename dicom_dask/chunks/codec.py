@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, NDBuffer
     from zarr.core.indexing import SelectorTuple
 
-__all__ = ["CODEC_NAME", "DicomFrameCodec", "register", "zarr_settings"]
+__all__ = ["CODEC_NAME", "DicomFrameCodec", "register"]
 
 #: The name under which the codec is registered and written in ``zarr.json``.
 CODEC_NAME = "dicom_dask.frame"
@@ -429,46 +429,6 @@ def _reference_reader(store: Any, key: str) -> Callable[[], bytes] | None:
         return data
 
     return read
-
-
-def zarr_settings(*, batch_size: int = 16) -> dict[str, Any]:
-    """zarr settings that read DICOM chunks fastest with the installed zarr.
-
-    zarr reads each chunk in its event loop by default, and its per-chunk bookkeeping
-    costs about as much as decoding a 256 x 256 JPEG tile. These settings take that
-    cost off the loop:
-
-    * zarr >= 3.4: its ``FusedCodecPipeline``, which reads, decodes and pastes each
-      chunk in a worker thread (through the store's and the codec's synchronous
-      methods; remote stores keep the asynchronous, request-merging path);
-    * older zarr: ``codec_pipeline.batch_size`` chunks a batch, decoded in
-      ``os.cpu_count()`` worker threads.
-
-    zarr picks an array's codec pipeline when the array is opened: open the arrays
-    inside ``zarr.config.set(...)``; they keep the pipeline afterwards.
-
-    Parameters
-    ----------
-    batch_size : int
-        Chunks per batch for zarr's default pipeline (older zarr).
-
-    Returns
-    -------
-    dict
-        Settings for ``zarr.config.set``.
-
-    Examples
-    --------
-    >>> import zarr, dicom_dask
-    >>> with zarr.config.set(dicom_dask.zarr_settings()):  # doctest: +SKIP
-    ...     level0 = dicom_dask.open_slide("slide/").zarr["0"]
-    >>> region = level0[:, :2048, :2048]  # doctest: +SKIP
-    """
-    import zarr.core.codec_pipeline as pipelines
-
-    if not hasattr(pipelines, "FusedCodecPipeline"):  # zarr < 3.4
-        return {"codec_pipeline.batch_size": int(batch_size)}
-    return {"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}
 
 
 def register() -> None:

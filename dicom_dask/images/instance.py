@@ -214,14 +214,14 @@ class Frames:
         """The frames as a `zarr.Array` over [`store`][dicom_dask.images.instance.Frames] (opened
         on first use, then kept).
 
-        Plain zarr reads only the chunks a selection touches. zarr's default codec
-        pipeline handles every chunk in its event loop; for the fastest reads open
-        arrays inside ``zarr.config.set(dicom_dask.zarr_settings())`` (see
-        [`zarr_settings`][dicom_dask.chunks.codec.zarr_settings]).
+        Plain zarr reads only the chunks a selection touches. The array is opened with
+        dicom_dask's codec pipeline, which reads, decodes and copies local frames in
+        worker threads (see [`zarr_settings`][dicom_dask.chunks.pipeline.zarr_settings]),
+        unless the zarr configuration names another pipeline.
         """
-        import zarr
+        from dicom_dask.chunks.pipeline import open_array
 
-        return zarr.open_array(self.store, mode="r")
+        return open_array(self.store)
 
     def reader(self) -> Any:
         """The array-like the dask graph reads through (manifest + decoder)."""

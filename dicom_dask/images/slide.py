@@ -479,10 +479,12 @@ class Slide:
     def zarr(self) -> zarr.Group:
         """The virtual OME-Zarr group over [`store`][dicom_dask.images.slide.Slide.store].
 
-        Plain zarr reads only the chunks a selection touches. zarr's default codec
-        pipeline handles every chunk in its event loop; for the fastest reads open
-        arrays inside ``zarr.config.set(dicom_dask.zarr_settings())`` (see
-        [`zarr_settings`][dicom_dask.chunks.codec.zarr_settings]).
+        Plain zarr reads only the chunks a selection touches. zarr opens a group's arrays
+        with the codec pipeline configured when they are opened: open them inside
+        ``zarr.config.set(dicom_dask.zarr_settings())`` (see
+        [`zarr_settings`][dicom_dask.chunks.pipeline.zarr_settings]) and local frames are
+        read, decoded and copied in worker threads; zarr's default pipeline copies every
+        chunk in its event loop, one after another.
         """
         import zarr
 

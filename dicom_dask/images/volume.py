@@ -460,16 +460,16 @@ class Volume:
         """The volume as a `zarr.Array` over its store (opened volumes only; opened on first
         use, then kept).
 
-        Plain zarr reads only the chunks a selection touches. zarr's default codec
-        pipeline handles every chunk in its event loop; for the fastest reads open
-        arrays inside ``zarr.config.set(dicom_dask.zarr_settings())`` (see
-        [`zarr_settings`][dicom_dask.chunks.codec.zarr_settings]).
+        Plain zarr reads only the chunks a selection touches. The array is opened with
+        dicom_dask's codec pipeline, which reads, decodes and copies local frames in
+        worker threads (see [`zarr_settings`][dicom_dask.chunks.pipeline.zarr_settings]),
+        unless the zarr configuration names another pipeline.
         """
-        import zarr
+        from dicom_dask.chunks.pipeline import open_array
 
         if self.store is None:
             raise ValueError("a derived or computed Volume has no zarr store")
-        return zarr.open_array(self.store, mode="r")
+        return open_array(self.store)
 
     def __repr__(self) -> str:
         return (
