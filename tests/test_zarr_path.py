@@ -367,3 +367,33 @@ def test_kerchunk_other_references_go_through_fsspec(slide_path: str, expected: 
         with zarr.config.set(PIPELINES[pipeline]):
             level = _kerchunk_level(refs)
         np.testing.assert_array_equal(level[...], expected)
+
+
+def test_pipeline_threads_stop_at_the_first_error_before_it_is_raised() -> None:
+    """One chunk's error stops the other workers after their current chunk, and the
+    read raises only once every worker has stopped (nothing writes into the output
+    afterwards)."""
+    import asyncio
+    import threading
+    import time
+
+    from dicom_dask.chunks.pipeline import _in_threads
+
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def func(k: int) -> int:
+        if k == 3:
+            raise CorruptFrameError("chunk 3: expected 100 bytes at offset 9, got 7")
+        time.sleep(0.01)
+        with lock:
+            done.append(k)
+        return k
+
+    with hang_guard(30), pytest.raises(CorruptFrameError, match="chunk 3"):
+        asyncio.run(_in_threads(func, 200, 3))
+    finished = len(done)
+    time.sleep(0.05)
+    assert len(done) == finished < 20  # stopped early, and nothing ran after the raise
+    assert asyncio.run(_in_threads(lambda k: k * k, 50, 4)) == [k * k for k in range(50)]
+    assert asyncio.run(_in_threads(lambda k: k, 0, 4)) == []
