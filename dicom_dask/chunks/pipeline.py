@@ -51,10 +51,10 @@ class DicomCodecPipeline(BatchedCodecPipeline):
     """zarr's ``BatchedCodecPipeline``; reads of DICOM frames in local files run in
     worker threads from the file read to the copy into the output.
 
-    Everything else (other codecs, remote chunks, writes) is zarr's default pipeline
-    unchanged, so the setting is safe for every array a process opens. Remote chunks
-    keep zarr's asynchronous path, where a [`DicomStore`][dicom_dask.chunks.store.DicomStore]
-    merges neighbouring tiles into one request.
+    Remote DICOM chunks go to the codec in one batch, all of a selection at once, so a
+    [`DicomStore`][dicom_dask.chunks.store.DicomStore] merges neighbouring tiles into one
+    request. Everything else (other codecs, writes) is zarr's default pipeline unchanged,
+    so the setting is safe for every array a process opens.
     """
 
     async def read(
