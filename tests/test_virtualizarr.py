@@ -31,6 +31,17 @@ JPEG_FILE = REAL / "wsi" / "cmu1_napari" / "volume.dcm"  # 130 JPEG tiles, YBR_F
 CT_SERIES = REAL / "volume_series" / "ct_24x38x3"
 
 
+@pytest.fixture(autouse=True, params=["zarr defaults", "zarr_settings"])
+def pipeline(request: pytest.FixtureRequest) -> Any:
+    """Every round trip is read with zarr's default codec pipeline and with dicom_dask's
+    (``zarr_settings()``), which leaves stores it cannot read directly (Icechunk,
+    VirtualiZarr's ManifestStore) to the codec, all chunks of a selection at once."""
+    import zarr
+
+    with zarr.config.set({} if request.param == "zarr defaults" else dicom_dask.zarr_settings()):
+        yield request.param
+
+
 def _registry() -> ObjectStoreRegistry:
     return ObjectStoreRegistry({"file://": LocalStore()})
 
