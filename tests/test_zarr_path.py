@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from pydicom import uid
 
 import dicom_dask
+from dicom_dask.chunks import pipeline as pipeline_module
 from dicom_dask.chunks.codec import _LoopPass
 from dicom_dask.chunks.manifest import ChunkManifest
 from dicom_dask.chunks.pipeline import DicomCodecPipeline
@@ -275,11 +276,22 @@ def test_kerchunk_references_under_the_pipelines(
 
     if not direct:  # the path of remote references: the store fetches, in parts
         monkeypatch.setattr(codec, "_reference_reader", lambda store, key: None)
+        monkeypatch.setattr(pipeline_module, "_REMOTE_WAVE", 9)  # waves of 9 chunks
     monkeypatch.setattr(codec, "_FETCH_PART", 7)  # a batch's bytes come in several parts
     refs = dicom_dask.to_kerchunk(slide_path, kind="slide")
     with zarr.config.set(PIPELINES[pipeline]):
         level = _kerchunk_level(refs)
+    waves: list[int] = []
+    read_batch = DicomCodecPipeline.read_batch
+
+    async def counting(self: Any, batch: Any, *args: Any) -> Any:
+        waves.append(len(batch))
+        return await read_batch(self, batch, *args)
+
+    monkeypatch.setattr(DicomCodecPipeline, "read_batch", counting)
     np.testing.assert_array_equal(level[...], expected)
+    if not direct and pipeline.startswith("zarr_settings"):
+        assert waves == [9, 9, 9, 3]  # the 30 tiles, in waves
     np.testing.assert_array_equal(level[:, 40:100, 1:2], expected[:, 40:100, 1:2])
 
 

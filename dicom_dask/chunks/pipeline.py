@@ -45,6 +45,8 @@ __all__ = ["PIPELINE_PATH", "DicomCodecPipeline", "register", "zarr_settings"]
 PIPELINE_PATH = "dicom_dask.chunks.pipeline.DicomCodecPipeline"
 
 _Item = tuple["ByteGetter", "ArraySpec", "SelectorTuple", "SelectorTuple", bool]
+#: Remote chunks handed to the codec at once (a 16k level of 256² tiles: 16 tile rows).
+_REMOTE_WAVE = 1024
 
 
 class DicomCodecPipeline(BatchedCodecPipeline):
@@ -69,9 +71,7 @@ class DicomCodecPipeline(BatchedCodecPipeline):
             return await super().read(batch, out, drop_axes)
         readers = [_local_reader(byte_getter) for byte_getter, *_ in batch]
         if any(read is None for read in readers):
-            # remote chunks: one batch, so the codec fetches all of them together (a
-            # DicomStore merges neighbouring tiles into one request)
-            return await self.read_batch(batch, out, drop_axes)
+            return await self._read_remote(batch, out, drop_axes)
         codec = self.array_bytes_codec
         assert isinstance(codec, DicomFrameCodec)
 
@@ -90,6 +90,27 @@ class DicomCodecPipeline(BatchedCodecPipeline):
 
         statuses = await _in_threads(read_one, len(batch), _workers())
         return tuple({"status": status} for status in statuses)
+
+    async def _read_remote(
+        self, batch: list[_Item], out: NDBuffer, drop_axes: tuple[int, ...]
+    ) -> Any:
+        """Chunks from a remote store: the codec gets them in waves of `_REMOTE_WAVE`
+        (a wave's neighbouring tiles come in one request from a DicomStore), two waves
+        in flight, so at most two waves of decoded chunks wait to be copied."""
+        if len(batch) <= _REMOTE_WAVE:
+            return await self.read_batch(batch, out, drop_axes)
+        gate = asyncio.Semaphore(2)
+
+        async def wave(part: list[_Item]) -> Any:
+            async with gate:
+                return await self.read_batch(part, out, drop_axes)
+
+        waves = await asyncio.gather(
+            *(wave(batch[i : i + _REMOTE_WAVE]) for i in range(0, len(batch), _REMOTE_WAVE))
+        )
+        if any(result is None for result in waves):  # zarr < 3.4 reports nothing
+            return None
+        return tuple(status for result in waves for status in result)
 
     def _dicom_frames(self, batch: list[_Item]) -> bool:
         """Whether the DICOM codec alone decodes the chunks of ``batch``."""
