@@ -53,7 +53,7 @@ class DicomCodecPipeline(BatchedCodecPipeline):
     """zarr's ``BatchedCodecPipeline``; reads of DICOM frames in local files run in
     worker threads from the file read to the copy into the output.
 
-    Remote DICOM chunks go to the codec in one batch, all of a selection at once, so a
+    Remote DICOM chunks go to the codec in waves of 1,024 chunks, so a
     [`DicomStore`][dicom_dask.chunks.store.DicomStore] merges neighbouring tiles into one
     request. Everything else (other codecs, writes) is zarr's default pipeline unchanged,
     so the setting is safe for every array a process opens.
