@@ -43,6 +43,8 @@ __all__ = ["PIPELINE_PATH", "DicomCodecPipeline", "register", "zarr_settings"]
 
 #: The value of zarr's ``codec_pipeline.path`` setting that selects this pipeline.
 PIPELINE_PATH = "dicom_dask.chunks.pipeline.DicomCodecPipeline"
+#: zarr's default ``codec_pipeline.path``: `open_array` replaces only this one.
+_ZARR_DEFAULT = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 
 _Item = tuple["ByteGetter", "ArraySpec", "SelectorTuple", "SelectorTuple", bool]
 #: Remote chunks handed to the codec at once (a 16k level of 256² tiles: 16 tile rows).
@@ -202,9 +204,6 @@ def open_array(store: Any) -> Any:
         return zarr.open_array(store, mode="r")
     with zarr.config.set(zarr_settings()):
         return zarr.open_array(store, mode="r")
-
-
-_ZARR_DEFAULT = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 
 
 def register() -> None:
