@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -36,9 +36,6 @@ from dicom_dask.images.series import (
     stack_differences,
 )
 from dicom_dask.images.sources import expand_sources, index_many
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Volume", "list_series", "open_volume"]
 
