@@ -253,6 +253,25 @@ def test_compute_reads_directly_unless_the_scheduler_is_elsewhere(images, monkey
         array.compute()  # so do callbacks (progress bars)
 
 
+def test_tasks_are_made_only_when_dask_asks_for_them(images) -> None:
+    """Opening, slicing and reading directly build no task; the graph, when asked for,
+    has one task per block and pickles as a plain mapping."""
+    _, materialised, _ = images["level"]
+    fresh = replace(dicom_dask.open_tiled(images["paths"]["rgb"]), chunk_edge=32).array
+    view = fresh[3:50, 7:80]
+    layers = [view.dask.layers[view.name].mapping, fresh.dask.layers[fresh.name].mapping]
+    np.testing.assert_array_equal(view.compute(), materialised[3:50, 7:80])
+    assert [m._tasks for m in layers] == [None, None]
+    graph = dict(view.__dask_graph__())
+    assert layers[0]._tasks is not None and layers[1]._tasks is None
+    assert set(graph) >= set(itertools.product([view.name], *map(range, view.numblocks)))
+    with dask.callbacks.Callback():  # runs the graph
+        np.testing.assert_array_equal(view.compute(), materialised[3:50, 7:80])
+    restored = pickle.loads(pickle.dumps(fresh.dask.layers[fresh.name]))
+    assert type(restored.mapping) is dict
+    assert len(restored.mapping) == int(np.prod(fresh.numblocks))
+
+
 def test_xarray_sel_and_reductions_read_only_touched_tiles(tmp_path, monkeypatch) -> None:
     import xarray as xr
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from zarr.core.codec_pipeline import BatchedCodecPipeline, fill_value_or_default
 
 from dicom_dask.chunks.codec import DicomFrameCodec, _local_reader
+from dicom_dask.frames._io import cpu_count
 
 if TYPE_CHECKING:
     from zarr.abc.store import ByteGetter
@@ -127,7 +127,7 @@ class DicomCodecPipeline(BatchedCodecPipeline):
 def _workers() -> int:
     from zarr import config
 
-    return int(config.get("threading.max_workers", None) or os.cpu_count() or 1)
+    return int(config.get("threading.max_workers", None) or cpu_count())
 
 
 async def _in_threads(func: Callable[[int], Any], n: int, workers: int) -> list[Any]:

@@ -33,6 +33,7 @@ __all__ = [
     "Source",
     "call_fs",
     "canonical_url",
+    "cpu_count",
     "check_range_read",
     "credentials_for",
     "fetch_ranges",
@@ -42,6 +43,14 @@ __all__ = [
     "scrub",
     "strip_credentials",
 ]
+
+
+@functools.cache
+def cpu_count() -> int:
+    """``os.cpu_count()``, asked once: each call reads ``/sys`` (tens of µs, more than
+    a small read's bookkeeping)."""
+    return os.cpu_count() or 1
+
 
 #: fsspec options for every URL, or a zero-argument factory returning a ready filesystem.
 StorageOptions = Mapping[str, Any] | Callable[[], fsspec.AbstractFileSystem] | None

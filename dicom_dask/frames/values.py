@@ -33,18 +33,37 @@ def _numbers(value: bytes, kind: type) -> Any:
     return parts[0] if len(parts) == 1 else parts
 
 
-def _unsigned(value: bytes, little: bool) -> Any:
-    n = len(value) // 2
-    if n == 0:
-        return None
-    parts = struct.unpack(("<" if little else ">") + "H" * n, value[: 2 * n])
+#: Binary VRs: struct format and size of one value.
+_BINARY = {
+    "US": ("H", 2),
+    "SS": ("h", 2),
+    "UL": ("L", 4),
+    "SL": ("l", 4),
+    "FL": ("f", 4),
+    "FD": ("d", 8),
+}
+
+
+def _binary(value: bytes, vr: str, little: bool) -> Any:
+    code, size = _BINARY[vr]
+    n = len(value) // size
+    if n == 0 or len(value) % size:
+        return None if not value else _BAD  # pydicom decides what a ragged value is
+    parts = struct.unpack(("<" if little else ">") + code * n, value)
     return parts[0] if n == 1 else list(parts)
 
 
-def fast_get(ds: Dataset, keyword: str, default: Any = None) -> Any:
-    """``ds.get(keyword, default)`` for US, IS, DS, CS and UI values, without conversion.
+_BAD = object()
+#: The VRs read here; others go through pydicom.
+_FAST = frozenset({*_BINARY, "DS", "IS", "UI", "CS"})
 
-    Multi-valued numbers come back as a list; an empty value as ``default``.
+
+def fast_get(ds: Dataset, keyword: str, default: Any = None) -> Any:
+    """``ds.get(keyword, default)`` for binary numbers (US, SS, UL, SL, FL, FD), IS,
+    DS, CS and UI values, without pydicom's conversion.
+
+    Multi-valued numbers and codes come back as a list; an empty value as ``default``;
+    other VRs, and values pydicom would read differently, through ``ds.get``.
     """
     tag = _TAGS.get(keyword)
     if tag is None:
@@ -55,23 +74,31 @@ def fast_get(ds: Dataset, keyword: str, default: Any = None) -> Any:
     elem = ds._dict.get(BaseTag(tag))  # the raw element, unconverted
     if elem is None:
         return default
-    if isinstance(elem, RawDataElement) and elem.value is not None and elem.VR is not None:
-        vr = elem.VR
+    if isinstance(elem, RawDataElement) and elem.VR in _FAST:
+        vr, raw = elem.VR, elem.value
+        if not raw:
+            return default
         try:
-            if vr == "US":
-                value = _unsigned(elem.value, elem.is_little_endian)
+            if vr in _BINARY:
+                value = _binary(raw, vr, elem.is_little_endian)
+                if value is _BAD:
+                    return _get(ds, keyword, default)
             elif vr == "DS":
-                value = _numbers(elem.value, float)
+                value = _numbers(raw, float)
             elif vr == "IS":
-                value = _numbers(elem.value, lambda s: int(float(s)))  # type: ignore[arg-type]
+                value = _numbers(raw, lambda s: int(float(s)))  # type: ignore[arg-type]
             elif vr == "UI":
-                value = elem.value.decode("ascii").strip(" \x00") or None
-            elif vr == "CS":  # positions matter: keep empty components of a multi-value
-                parts = _text(elem.value)
+                value = raw.decode("ascii").strip(" \x00") or None
+            else:  # CS; positions matter: keep empty components of a multi-value
+                parts = _text(raw)
                 value = (parts[0] or None) if len(parts) == 1 else parts
-            else:
-                return ds.get(keyword, default)
         except (ValueError, UnicodeDecodeError, struct.error):
-            return ds.get(keyword, default)  # let pydicom decide what a bad value is
+            return _get(ds, keyword, default)  # let pydicom decide what a bad value is
         return default if value is None else value
-    return ds.get(keyword, default)
+    return _get(ds, keyword, default)
+
+
+def _get(ds: Dataset, keyword: str, default: Any) -> Any:
+    """pydicom's value, ``default`` for an empty one (as for raw values)."""
+    value = ds.get(keyword, default)
+    return default if value is None else value

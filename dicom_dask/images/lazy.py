@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import copy
 import itertools
-import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
 from dask._task_spec import DataNode, Task, TaskRef
-from dask.array.core import getter
+from dask.array.core import getter, normalize_chunks
 from dask.base import is_dask_collection, tokenize
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+from dask.system import CPU_COUNT
 
 from dicom_dask.chunks.selection import Axis, Index, compact, normalize, take
 from dicom_dask.images.transforms import FrameTransformer, apply_block
@@ -72,6 +73,8 @@ class ReaderArray(da.Array):
     _selection: tuple[int | np.ndarray, ...]
     #: Block boundaries of the reader's axes (0 first, the axis length last).
     _edges: tuple[np.ndarray, ...]
+    #: ``_selection`` with evenly spaced positions as slices.
+    _key: tuple[Index, ...]
 
     def _setup(
         self,
@@ -79,11 +82,15 @@ class ReaderArray(da.Array):
         reader_key: str,
         selection: tuple[int | np.ndarray, ...],
         edges: tuple[np.ndarray, ...],
+        key: tuple[Index, ...] | None = None,
     ) -> ReaderArray:
         self._reader = reader
         self._reader_key = reader_key
         self._selection = selection
         self._edges = edges
+        if key is None:
+            key = tuple(s if isinstance(s, int) else compact(s) for s in selection)
+        self._key = key
         return self
 
     def __reduce__(self) -> Any:
@@ -108,7 +115,7 @@ class ReaderArray(da.Array):
 
     def reader_key(self) -> tuple[Index, ...]:
         """The selection as one key of the reader (what ``compute()`` reads)."""
-        return tuple(s if isinstance(s, int) else compact(s) for s in self._selection)
+        return self._key
 
     def __getitem__(self, index: Any) -> Any:
         parts = index if isinstance(index, tuple) else (index,)
@@ -162,7 +169,7 @@ def _direct_threads(array: ReaderArray, kwargs: dict[str, Any]) -> int | None:
         return 1
     if get is dask.threaded.get:
         workers = kwargs.get("num_workers") or dask.config.get("num_workers", None)
-        return int(workers or os.cpu_count() or 1)
+        return int(workers or CPU_COUNT)  # dask's threaded default
     return None
 
 
@@ -197,19 +204,55 @@ def _axis_chunks(positions: np.ndarray, edges: np.ndarray) -> tuple[int, ...]:
     return tuple(b - a for a, b in itertools.pairwise(bounds))
 
 
-def _build(
-    reader: Any,
+class _LazyTasks(Mapping[Any, Any]):
+    """The tasks of one ``ReaderArray`` layer, made when dask first asks for them.
+
+    Slicing a ``ReaderArray`` or reading it directly (``compute()`` on the threaded
+    or synchronous scheduler) never looks at its tasks, so opening a slide and
+    reading a corner does not pay for a graph of every block. Pickled (sent to a
+    worker), the layer is a plain ``dict``.
+    """
+
+    __slots__ = ("_args", "_tasks")
+
+    def __init__(
+        self,
+        name: str,
+        reader_key: str,
+        selection: tuple[int | np.ndarray, ...],
+        chunks: tuple[tuple[int, ...], ...],
+    ) -> None:
+        self._args = (name, reader_key, selection, chunks)
+        self._tasks: dict[Any, Any] | None = None
+
+    def _materialize(self) -> dict[Any, Any]:
+        if self._tasks is None:  # two threads may both build it: the same dict
+            self._tasks = _tasks(*self._args)
+        return self._tasks
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._materialize()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._materialize())
+
+    def __len__(self) -> int:
+        return len(self._materialize())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._materialize()
+
+    def __reduce__(self) -> Any:
+        return (dict, (self._materialize(),))
+
+
+def _tasks(
+    name: str,
     reader_key: str,
     selection: tuple[int | np.ndarray, ...],
-    edges: tuple[np.ndarray, ...],
-    parent: str,
-) -> ReaderArray:
-    """A ``ReaderArray`` showing ``selection`` (per reader axis) of ``reader``."""
-    kept = [(s, e) for s, e in zip(selection, edges, strict=True) if not isinstance(s, int)]
-    chunks = tuple(_axis_chunks(s, e) for s, e in kept)
-    key = tuple(s if isinstance(s, int) else compact(s) for s in selection)
-    prefix = parent.split("-getitem-")[0]
-    name = f"{prefix}-getitem-{tokenize(reader_key, key)}"
+    chunks: tuple[tuple[int, ...], ...],
+) -> dict[Any, Any]:
+    """One ``getter`` task per block: the reader and the block's part of ``selection``."""
     starts = [np.cumsum((0, *c)).tolist() for c in chunks]
     layer: dict[Any, Any] = {}
     ref = TaskRef(reader_key)
@@ -224,41 +267,61 @@ def _build(
                 j += 1
         task_key = (name, *block)
         layer[task_key] = Task(task_key, getter, ref, DataNode(None, tuple(index)))
+    return layer
+
+
+def _build(
+    reader: Any,
+    reader_key: str,
+    selection: tuple[int | np.ndarray, ...],
+    edges: tuple[np.ndarray, ...],
+    parent: str,
+    *,
+    name: str | None = None,
+    chunks: tuple[tuple[int, ...], ...] | None = None,
+    key: tuple[Index, ...] | None = None,
+) -> ReaderArray:
+    """A ``ReaderArray`` showing ``selection`` (per reader axis) of ``reader``; its
+    blocks are ``chunks`` (default: a block wherever the source block changes), and
+    ``key`` is ``selection`` as the reader takes it (default: made here)."""
+    if chunks is None:
+        kept = [(s, e) for s, e in zip(selection, edges, strict=True) if not isinstance(s, int)]
+        chunks = tuple(_axis_chunks(s, e) for s, e in kept)
+    if key is None:
+        key = tuple(s if isinstance(s, int) else compact(s) for s in selection)
+    if name is None:
+        prefix = parent.split("-getitem-")[0]
+        name = f"{prefix}-getitem-{tokenize(reader_key, key)}"
     graph = HighLevelGraph(
-        {reader_key: MaterializedLayer({reader_key: reader}), name: MaterializedLayer(layer)},
+        {
+            reader_key: MaterializedLayer({reader_key: reader}),
+            name: MaterializedLayer(_LazyTasks(name, reader_key, selection, chunks)),
+        },
         {reader_key: set(), name: {reader_key}},
     )
     meta = np.empty((0,) * len(chunks), dtype=reader.dtype)
     array = ReaderArray(graph, name, chunks, meta=meta)
-    return array._setup(reader, reader_key, selection, edges)
+    return array._setup(reader, reader_key, selection, edges, key)
 
 
 def reader_dask(reader: Any, chunks: Any, name: str | None = None) -> ReaderArray:
     """A [`ReaderArray`][dicom_dask.images.lazy.ReaderArray] over ``reader``
     (``shape``, ``dtype``, ``ndim``, ``threads`` and an outer-indexing
-    ``__getitem__``, see ``ManifestArray``), one task per block; ``meta`` is declared,
-    so nothing is read to find the dtype."""
-    base = da.from_array(
-        reader,
-        chunks=chunks,
-        meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
-        asarray=False,
-        fancy=True,
-        name=name,
-        inline_array=False,
+    ``__getitem__``, see ``ManifestArray``), one task per block of ``chunks`` (as
+    dask takes them); ``meta`` is declared, so nothing is read to find the dtype,
+    and the tasks are made only when dask asks for them."""
+    shape = tuple(int(n) for n in reader.shape)
+    normalized = normalize_chunks(
+        chunks, shape, dtype=reader.dtype, previous_chunks=getattr(reader, "chunks", None)
     )
-    reader_key = f"original-{base.name}"
-    if reader_key not in base.dask:  # dask names the reader's node otherwise: our own
-        reader_key = f"reader-{base.name}"
-        graph = HighLevelGraph.merge(
-            base.dask, HighLevelGraph.from_collections(reader_key, {reader_key: reader}, ())
-        )
-    else:
-        graph = base.dask
-    array = ReaderArray(graph, base.name, base.chunks, meta=base._meta)
-    edges = tuple(np.cumsum((0, *c)).astype(np.int64) for c in base.chunks)
-    selection = tuple(np.arange(n, dtype=np.int64) for n in reader.shape)
-    return array._setup(reader, reader_key, selection, edges)
+    if name is None:
+        name = f"array-{tokenize(reader, normalized)}"
+    edges = tuple(np.cumsum((0, *c)).astype(np.int64) for c in normalized)
+    selection = tuple(np.arange(n, dtype=np.int64) for n in shape)
+    key = tuple(slice(0, n, 1) for n in shape)  # what compact() makes of the whole axes
+    return _build(
+        reader, f"original-{name}", selection, edges, name, name=name, chunks=normalized, key=key
+    )
 
 
 def transformed_dask(array: Any, transformer: FrameTransformer, roles: str) -> Any:

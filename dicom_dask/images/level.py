@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -22,7 +21,7 @@ from dicom_dask.chunks.manifest import ChunkManifest
 from dicom_dask.chunks.metadata import frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError
-from dicom_dask.frames._io import StorageOptions
+from dicom_dask.frames._io import StorageOptions, cpu_count
 from dicom_dask.images.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
 from dicom_dask.images.transforms import FrameTransformer, TransformOptions, apply_block
 
@@ -231,13 +230,13 @@ class Level:
 
         reader = self.reader(squeeze=squeeze)
         chunks = self.default_chunks(squeeze=squeeze) if chunks is None else chunks
-        digest = hashlib.blake2b(  # dask's tokenize of the nested codecs costs ~0.3 ms
+        digest = hashlib.sha1(  # dask's tokenize of the nested codecs costs ~0.3 ms
             json.dumps(
                 [self.urls, reader.decoder.codecs, reader.shape, repr(self.fill_value)]
             ).encode()
             + self.manifest.offsets.tobytes()
             + self.manifest.url_index.tobytes(),
-            digest_size=16,
+            usedforsecurity=False,  # a name for dask's graph, not a signature
         ).hexdigest()
         token = tokenize(digest, chunks)
         array = reader_dask(reader, chunks, f"dicom-slide-{token}")
@@ -318,7 +317,7 @@ class Level:
         w, h = (int(v) for v in size)
         if w < 0 or h < 0:
             raise ValueError(f"size must be non-negative, got {size}")
-        threads = threads or os.cpu_count() or 1
+        threads = threads or cpu_count()
         reader = self.reader(squeeze=False, threads=threads)
         rows, cols = self.matrix_shape
         y0, y1 = max(y, 0), min(y + h, rows)
@@ -424,8 +423,12 @@ def merge_level(images: Sequence[TiledImage], **options: Any) -> Level:
             and im.dtype == first.dtype
             and im.samples == first.samples
         )
-        codecs = frame_codecs(
-            im.index.header, frames_per_chunk=1, as_rgb=True, backend="pydicom", axes="czyxs"
+        codecs = (
+            ref_codecs
+            if im is first
+            else frame_codecs(
+                im.index.header, frames_per_chunk=1, as_rgb=True, backend="pydicom", axes="czyxs"
+            )
         )
         if not same or codecs != ref_codecs:
             raise LayoutError(

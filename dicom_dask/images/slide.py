@@ -37,6 +37,7 @@ from dicom_dask.errors import LayoutError, LayoutWarning, NoImagesError
 from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
+from dicom_dask.frames.values import fast_get
 from dicom_dask.images.level import Level, merge_level
 from dicom_dask.images.ome import multiscales_attributes
 from dicom_dask.images.sources import expand_sources, index_many
@@ -65,9 +66,9 @@ DISTINGUISHING = {
 def _slide_key(im: TiledImage) -> tuple[str, str, str]:
     ds = im.dataset
     return (
-        str(ds.get("FrameOfReferenceUID", "") or ""),
+        str(fast_get(ds, "FrameOfReferenceUID", "") or ""),
         str(ds.get("ContainerIdentifier", "") or ""),
-        str(ds.get("SeriesInstanceUID", "") or ""),
+        str(fast_get(ds, "SeriesInstanceUID", "") or ""),
     )
 
 
@@ -209,10 +210,10 @@ def _describe(group: _Group) -> dict[str, Any]:
     ds = first.dataset
     paths = sorted({c.identifier for im in group.volumes() or group.images for c in im.channels})
     return {
-        "series_instance_uid": str(ds.get("SeriesInstanceUID", "")),
-        "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
+        "series_instance_uid": str(fast_get(ds, "SeriesInstanceUID", "")),
+        "frame_of_reference_uid": str(fast_get(ds, "FrameOfReferenceUID", "")),
         "container_identifier": str(ds.get("ContainerIdentifier", "")),
-        "sop_class_uid": str(ds.get("SOPClassUID", "")),
+        "sop_class_uid": str(fast_get(ds, "SOPClassUID", "")),
         "optical_paths": paths,
         "frame_of_reference_uids": sorted(group.values(0)),
         "merged_frames_of_reference": list(group.merged),
@@ -260,10 +261,10 @@ def _differences(described: list[dict[str, Any]]) -> str:
 def _select(groups: list[_Group], select: int | str | None, where: str) -> list[TiledImage]:
     if not groups:
         raise NoImagesError(f"{where}: no tiled image (slide instance) found")
+    if select is None and len(groups) == 1:
+        return groups[0].images
     described = [_describe(g) for g in groups]
     if select is None:
-        if len(groups) == 1:
-            return groups[0].images
         listing = "; ".join(
             f"[{i}] series {d['series_instance_uid']} container "
             f"{d['container_identifier']!r} frame of reference {d['frame_of_reference_uid']} "

@@ -24,6 +24,7 @@ from dicom_dask.chunks.manifest import INLINE, MISSING, ChunkManifest
 from dicom_dask.errors import LayoutError, LayoutWarning
 from dicom_dask.frames import FrameIndex, open_source
 from dicom_dask.frames.functional_groups import SlidePositions, slide_positions
+from dicom_dask.frames.values import fast_get
 
 __all__ = [
     "ChannelInfo",
@@ -83,7 +84,7 @@ def _optical_paths(ds: Dataset) -> list[ChannelInfo]:
         codes = item.get("IlluminationColorCodeSequence") or []
         if codes:
             color = str(codes[0].get("CodeMeaning", "")) or None
-        wavelength = item.get("IlluminationWaveLength")
+        wavelength = fast_get(item, "IlluminationWaveLength")
         out.append(
             ChannelInfo(
                 identifier=str(item.get("OpticalPathIdentifier", k)),
@@ -93,7 +94,7 @@ def _optical_paths(ds: Dataset) -> list[ChannelInfo]:
                 color=color,
             )
         )
-    n = int(ds.get("NumberOfOpticalPaths", 0) or 0)
+    n = int(fast_get(ds, "NumberOfOpticalPaths", 0) or 0)
     while len(out) < n:
         out.append(ChannelInfo(identifier=str(len(out))))
     return out or [ChannelInfo(identifier="0")]
@@ -213,7 +214,7 @@ def _tiled_full(n: int, grid: tuple[int, int, int, int], url: str) -> np.ndarray
             f"optical path(s)/segment(s) needs {total} frames, (0028,0008) 'Number of "
             f"Frames' is {n}"
         )
-    return np.stack(np.unravel_index(np.arange(n), grid), axis=1).astype(np.int64)
+    return np.indices(grid, dtype=np.int64).reshape(len(grid), -1).T.copy()  # C order
 
 
 def _sparse(
@@ -297,27 +298,31 @@ def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -
     desc = header.description
     n = desc.number_of_frames
     tile = (desc.rows, desc.columns)
-    if "TotalPixelMatrixRows" in ds and "TotalPixelMatrixColumns" in ds:
-        matrix = (int(ds.TotalPixelMatrixRows), int(ds.TotalPixelMatrixColumns))
+    matrix_rows = fast_get(ds, "TotalPixelMatrixRows")
+    matrix_columns = fast_get(ds, "TotalPixelMatrixColumns")
+    if matrix_rows is not None and matrix_columns is not None:
+        matrix = (int(matrix_rows), int(matrix_columns))
     elif n == 1:
         matrix = tile
     else:
         raise LayoutError(
             f"{url}: no (0048,0006)/(0048,0007) Total Pixel Matrix Columns/Rows: not a tiled image"
         )
-    organization = str(ds.get("DimensionOrganizationType", "") or "").upper()
+    organization = str(fast_get(ds, "DimensionOrganizationType", "") or "").upper()
     if organization not in ("TILED_FULL", "TILED_SPARSE"):
         if n == 1 or "PerFrameFunctionalGroupsSequence" not in ds:
             organization = "TILED_FULL"
         else:
             organization = "TILED_SPARSE"
-    image_type = ds.get("ImageType")
+    image_type = fast_get(ds, "ImageType")
+    if isinstance(image_type, str):  # a single value
+        image_type = [image_type]
     kind = str(image_type[2]).upper() if image_type and len(image_type) > 2 else "VOLUME"
-    sop = str(ds.get("SOPClassUID", ""))
+    sop = str(fast_get(ds, "SOPClassUID", ""))
     channels = _optical_paths(ds)
-    if sop == SEGMENTATION and str(ds.get("SegmentationType", "")).upper() != "LABELMAP":
+    if sop == SEGMENTATION and str(fast_get(ds, "SegmentationType", "")).upper() != "LABELMAP":
         channels = _segments(ds) or channels
-    planes_n = int(ds.get("TotalPixelMatrixFocalPlanes", 1) or 1)
+    planes_n = int(fast_get(ds, "TotalPixelMatrixFocalPlanes", 1) or 1)
     ny, nx = -(-matrix[0] // tile[0]), -(-matrix[1] // tile[1])
     cells = ny * nx * planes_n * len(channels)
     if matrix[0] < 1 or matrix[1] < 1 or planes_n < 1:
@@ -336,11 +341,11 @@ def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -
         grid = (len(channels), planes_n, ny, nx)
         tiles = _tiled_full(n, grid, url)
         measures = _shared(ds, "PixelMeasuresSequence")
-        spacing = measures.get("SpacingBetweenSlices") if measures is not None else None
+        spacing = fast_get(measures, "SpacingBetweenSlices") if measures is not None else None
         step = float(spacing) * 1000.0 if spacing not in (None, "") else 1.0
         # a plane position shared by all frames gives the first plane's z (µm)
         shared_pos = _shared(ds, "PlanePositionSlideSequence")
-        z0 = shared_pos.get("ZOffsetInSlideCoordinateSystem") if shared_pos else None
+        z0 = fast_get(shared_pos, "ZOffsetInSlideCoordinateSystem") if shared_pos else None
         z0 = float(z0) if z0 not in (None, "") else 0.0
         planes = tuple(z0 + k * step for k in range(planes_n))
     else:
@@ -351,22 +356,20 @@ def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -
     spacing_value: tuple[float, float] | None = None
     measures = _shared(ds, "PixelMeasuresSequence")
     if measures is not None:
-        pair = _float_list(measures.get("PixelSpacing"), 2)
+        pair = _float_list(fast_get(measures, "PixelSpacing"), 2)
         spacing_value = None if pair is None else (pair[0], pair[1])
-    if spacing_value is None and ds.get("ImagedVolumeWidth") and ds.get("ImagedVolumeHeight"):
-        spacing_value = (
-            float(ds.ImagedVolumeHeight) / matrix[0],
-            float(ds.ImagedVolumeWidth) / matrix[1],
-        )
+    width, height = fast_get(ds, "ImagedVolumeWidth"), fast_get(ds, "ImagedVolumeHeight")
+    if spacing_value is None and width and height:
+        spacing_value = (float(height) / matrix[0], float(width) / matrix[1])
     origin_items = ds.get("TotalPixelMatrixOriginSequence") or []
     origin = (0.0, 0.0)
     if origin_items:
         item = origin_items[0]
         origin = (
-            float(item.get("XOffsetInSlideCoordinateSystem", 0.0) or 0.0),
-            float(item.get("YOffsetInSlideCoordinateSystem", 0.0) or 0.0),
+            float(fast_get(item, "XOffsetInSlideCoordinateSystem", 0.0) or 0.0),
+            float(fast_get(item, "YOffsetInSlideCoordinateSystem", 0.0) or 0.0),
         )
-    orientation = _float_list(ds.get("ImageOrientationSlide"), 6) or (0, -1, 0, -1, 0, 0)
+    orientation = _float_list(fast_get(ds, "ImageOrientationSlide"), 6) or (0, -1, 0, -1, 0, 0)
     return TiledImage(
         index=index,
         organization=organization,
@@ -441,6 +444,19 @@ def place_frames(
     ``placements`` holds, per instance, an ``(frames, len(grid))`` array of chunk
     coordinates and that instance's per-frame manifest (see `frame_chunks`).
     """
+    if len(placements) == 1:  # one instance filling the grid in order (TILED_FULL)
+        coords, manifest = placements[0]
+        if len(coords) == int(np.prod(grid)) and np.array_equal(
+            np.ravel_multi_index(tuple(coords.T), grid), np.arange(len(coords))
+        ):
+            return ChunkManifest(
+                manifest.urls,
+                manifest.url_index.reshape(grid),
+                manifest.offsets.reshape(grid),
+                manifest.lengths.reshape(grid),
+                manifest.encoding.reshape(grid),
+                manifest.inline,
+            )
     urls: list[str] = []
     inline: list[bytes] = []
     url_index = np.full(grid, MISSING, dtype=np.int32)
@@ -450,7 +466,10 @@ def place_frames(
     for coords, manifest in placements:
         if len(coords):  # frames of one instance on the same chunk: the last one is drawn
             flat = np.ravel_multi_index(tuple(coords.T), grid)
-            _, last = np.unique(flat[::-1], return_index=True)
+            if (np.diff(flat) > 0).all():  # increasing (as TILED_FULL): no chunk twice
+                last = flat
+            else:
+                _, last = np.unique(flat[::-1], return_index=True)
             if len(last) < len(flat):
                 keep = np.sort(len(flat) - 1 - last)
                 coords = coords[keep]

@@ -20,7 +20,7 @@ import numpy as np
 
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, NoImagesError
-from dicom_dask.frames._io import StorageOptions, redact
+from dicom_dask.frames._io import StorageOptions, cpu_count, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.images.assembly import assemble
 from dicom_dask.images.geometry import (
@@ -326,7 +326,7 @@ class Volume:
         untouched = getattr(array, "name", None) == getattr(self.reader, "array_name", "")
         if untouched and not kwargs and (self.store is not None or self.reader.is_local()):
             reader = copy.copy(self.reader)
-            reader.threads = os.cpu_count() or 1
+            reader.threads = cpu_count()
             array = reader[tuple(slice(None) for _ in self.reader.shape)]
         elif hasattr(array, "compute"):
             array = array.compute(**kwargs)
