@@ -16,7 +16,8 @@ through ``read_region``,
 
 and prints seconds and the ratio to the decode-only **ceiling**: the tiles' bytes
 read at known offsets (found beforehand, untimed) with ``os.pread``, decoded with
-libjpeg-turbo (imagecodecs) in 2 threads and pasted into the output. dicom_dask runs
+libjpeg-turbo (imagecodecs) in 2 threads (started beforehand, untimed) and pasted into
+the output. dicom_dask runs
 dask's threaded scheduler with 2 workers. Timings are the best of ``--repeat`` runs
 (slow third-party full reads run once). Also measured: opening the 100,000-tile
 TILED_SPARSE instance (cold, and from its saved index), and the peak RSS of
