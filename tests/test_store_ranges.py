@@ -88,3 +88,20 @@ async def test_get_ranges_gaps_limits_and_missing(tmp_path) -> None:
         async for _ in store.get_ranges("c/9/9", [None], prototype=proto):
             pass
     assert info.group_contains(FileNotFoundError)
+
+
+def test_manifest_reshape_keeps_every_chunk_in_c_order() -> None:
+    manifest = ChunkManifest(
+        ("a.dcm", "b.dcm"),
+        np.array([0, 1, -1, -2, 0, 1], dtype=np.int32),
+        np.array([0, 100, 200, 0, 400, 500], dtype=np.uint64),
+        np.arange(1, 7, dtype=np.uint64),
+        np.array([0, 1, 0, 0, 1, 0], dtype=np.uint8),
+        (b"inline",),
+    )
+    grid = manifest.reshape((1, 2, 3))
+    assert grid.grid_shape == (1, 2, 3) and grid.inline == manifest.inline
+    for flat, coords in enumerate(np.ndindex(1, 2, 3)):
+        assert grid.get(coords) == manifest.get((flat,))
+    with pytest.raises(ValueError):
+        manifest.reshape((4, 2))

@@ -191,6 +191,18 @@ class ChunkManifest:
         """Boolean array on the chunk grid: ``True`` where a chunk exists."""
         return self._url_index != MISSING
 
+    def reshape(self, grid_shape: tuple[int, ...]) -> ChunkManifest:
+        """The same chunks, in C order, on a grid of ``grid_shape`` (as NumPy's
+        ``reshape``: the number of chunks must not change)."""
+        return ChunkManifest(
+            self._urls,
+            self._url_index.reshape(grid_shape),
+            self._offsets.reshape(grid_shape),
+            self._lengths.reshape(grid_shape),
+            self._encoding.reshape(grid_shape),
+            self._inline,
+        )
+
     def __len__(self) -> int:
         return int(np.count_nonzero(self.present))
 

@@ -178,17 +178,6 @@ class Level:
             (c, z, ny, nx, *tail_grid),
         )
 
-    def _reshaped(self, grid: tuple[int, ...]) -> ChunkManifest:
-        m = self.manifest
-        return ChunkManifest(
-            m.urls,
-            m.url_index.reshape(grid),
-            m.offsets.reshape(grid),
-            m.lengths.reshape(grid),
-            m.encoding.reshape(grid),
-            m.inline,
-        )
-
     def reader(self, *, squeeze: bool | None = None, threads: int = 1) -> Any:
         """The array-like (manifest + decoder) the dask graph reads through."""
         from dicom_dask.chunks.reader import ManifestArray
@@ -204,7 +193,7 @@ class Level:
             codecs=self._codecs(axes),
             fill_value=self.fill_value,
             label=_TileLabel(axes),
-            manifest=self._reshaped(grid),
+            manifest=self.manifest.reshape(grid),
             threads=threads,
         )
 

@@ -442,7 +442,7 @@ class Slide:
                 }
             },
         )
-        return doc, level._reshaped(grid)
+        return doc, level.manifest.reshape(grid)
 
     @cached_property
     def store(self) -> DicomStore:

@@ -449,14 +449,7 @@ def place_frames(
         if len(coords) == int(np.prod(grid)) and np.array_equal(
             np.ravel_multi_index(tuple(coords.T), grid), np.arange(len(coords))
         ):
-            return ChunkManifest(
-                manifest.urls,
-                manifest.url_index.reshape(grid),
-                manifest.offsets.reshape(grid),
-                manifest.lengths.reshape(grid),
-                manifest.encoding.reshape(grid),
-                manifest.inline,
-            )
+            return manifest.reshape(grid)
     urls: list[str] = []
     inline: list[bytes] = []
     url_index = np.full(grid, MISSING, dtype=np.int32)
