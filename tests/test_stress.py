@@ -112,3 +112,64 @@ def test_regions_cover_the_data(opened) -> None:
     regions = _regions(0, opened["slide_pixels"].shape[:2], REGIONS_PER_THREAD, 200)
     assert max(r[0].stop for r in regions) > 560 and min(r[0].start for r in regions) < 60
     assert len({(r[0].stop - r[0].start) for r in regions}) > 50
+
+
+def test_share_runs_each_item_once_in_at_most_the_threads_asked_for() -> None:
+    from dicom_dask.chunks.reader import _share
+
+    seen: list[int] = []
+    running = [0]
+    peak = [0]
+    lock = threading.Lock()
+
+    def func(item: int) -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        threading.Event().wait(0.002)
+        with lock:
+            seen.append(item)
+            running[0] -= 1
+
+    for threads in (1, 2, 3):
+        seen.clear()
+        peak[0] = 0
+        _share(func, list(range(40)), threads)
+        assert sorted(seen) == list(range(40))
+        assert peak[0] <= threads
+
+
+def test_share_stops_at_the_first_error_and_raises_it() -> None:
+    from dicom_dask.chunks.reader import _share
+
+    done: list[int] = []
+
+    def func(item: int) -> None:
+        if item == 3:
+            raise ValueError("item 3 is bad")
+        threading.Event().wait(0.002)
+        done.append(item)
+
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        _share(func, list(range(100)), 2)
+    assert len(done) < 10  # the others stopped after their current item
+
+
+def test_share_inside_a_busy_pool_does_not_wait_for_helpers_that_never_start() -> None:
+    """Every pool thread runs a ``_share``: their helpers cannot start, and are cancelled
+    once the calling threads have done all the items themselves."""
+    from dicom_dask.chunks.reader import _pool, _share
+
+    pool = _pool()
+    workers = pool._max_workers
+    gate = threading.Barrier(workers)
+
+    def outer(k: int) -> int:
+        gate.wait(timeout=10)  # every pool thread is busy here
+        out: list[int] = []
+        _share(out.append, list(range(5)), 2)
+        return len(out)
+
+    futures = [pool.submit(outer, k) for k in range(workers)]
+    results = [f.result(timeout=20) for f in futures]
+    assert results == [5] * workers

@@ -49,15 +49,42 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL[1]
 
 
-def _share(func: Callable[[Any], None], items: list[Any]) -> None:
-    """``func`` over ``items``: the first in the calling thread, the others in the pool
-    (a small read then waits for one thread wake-up fewer)."""
-    futures = [_pool().submit(func, item) for item in items[1:]]
+def _share(func: Callable[[Any], None], items: list[Any], threads: int) -> None:
+    """``func`` over ``items`` in ``threads`` threads: the calling thread and
+    ``threads - 1`` of the pool, each taking the next item when it is done with one.
+
+    No more threads decode than asked for (on 2 cores, a third decoder only slows the
+    other two), and a small read waits for one thread wake-up fewer. The first error
+    stops the others after their current item and is raised once they have stopped;
+    a helper the busy pool has not started yet is cancelled, not waited for.
+    """
+    pending = iter(items)
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def run() -> None:
+        while not failed.is_set():
+            with lock:
+                item = next(pending, _DONE)
+            if item is _DONE:
+                return
+            try:
+                func(item)
+            except BaseException:
+                failed.set()
+                raise
+
+    helpers = [_pool().submit(run) for _ in range(min(threads, len(items)) - 1)]
     try:
-        func(items[0])
+        run()
     finally:
-        for future in futures:
-            future.result()
+        errors = [f.exception() for f in helpers if not f.cancel()]
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+
+
+_DONE = object()
 
 
 #: Largest gap (bytes) between two chunks read in one request, largest request, and
@@ -303,11 +330,11 @@ class ManifestArray:
                 for i in range(lo, min(lo + size, len(wanted))):
                     paste(wanted[i], fetched.pop(i))
 
-            _share(decode, list(range(0, len(wanted), size)))
+            _share(decode, list(range(0, len(wanted), size)), self.threads)
         elif self.threads > 1 and len(wanted) > 1:
             # local: each unit reads and decodes its own chunks, reads overlap decoding
             size = max(1, min(BATCH, -(-len(wanted) // self.threads)))
-            _share(work, [wanted[i : i + size] for i in range(0, len(wanted), size)])
+            _share(work, [wanted[i : i + size] for i in range(0, len(wanted), size)], self.threads)
         else:
             work(wanted)
         return out
