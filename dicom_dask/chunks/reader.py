@@ -60,28 +60,30 @@ def _share(func: Callable[[Any], None], items: list[Any], threads: int) -> None:
     """
     pending = iter(items)
     lock = threading.Lock()
-    failed = threading.Event()
+    errors: list[BaseException] = []  # the first one is raised
 
     def run() -> None:
-        while not failed.is_set():
+        while not errors:
             with lock:
                 item = next(pending, _DONE)
             if item is _DONE:
                 return
             try:
                 func(item)
-            except BaseException:
-                failed.set()
-                raise
+            except BaseException as exc:
+                with lock:
+                    errors.append(exc)
+                return
 
     helpers = [_pool().submit(run) for _ in range(min(threads, len(items)) - 1)]
     try:
         run()
     finally:
-        errors = [f.exception() for f in helpers if not f.cancel()]
-    first = next((e for e in errors if e is not None), None)
-    if first is not None:
-        raise first
+        for helper in helpers:
+            if not helper.cancel():
+                helper.result()
+    if errors:
+        raise errors[0]
 
 
 _DONE = object()
