@@ -23,7 +23,7 @@ with one. zarr's extension point selects it, as it does other pipelines::
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from zarr.core.codec_pipeline import BatchedCodecPipeline, fill_value_or_default
 
 from dicom_dask.chunks.codec import DicomFrameCodec, _local_reader
+from dicom_dask.chunks.reader import _share
 from dicom_dask.frames._io import cpu_count
 
 if TYPE_CHECKING:
@@ -132,34 +133,30 @@ def _workers() -> int:
 
 async def _in_threads(func: Callable[[int], Any], n: int, workers: int) -> list[Any]:
     """``[func(0), ..., func(n - 1)]``, computed by ``workers`` threads that each take
-    the next index when done with one. The first exception stops the others after
-    their current item and is raised once they have stopped."""
+    the next index when done with one (the reader's `_share`). The first exception
+    stops the others after their current item and is raised once they have stopped;
+    so does cancelling the awaiting task."""
     results: list[Any] = [None] * n
-    counter = itertools.count()
-    lock = threading.Lock()
-    stop = threading.Event()
+    cancelled = threading.Event()
 
-    def work() -> None:
-        while not stop.is_set():
-            with lock:
-                k = next(counter)
-            if k >= n:
-                return
-            try:
-                results[k] = func(k)
-            except BaseException:
-                stop.set()
-                raise
+    def one(k: int) -> None:
+        if cancelled.is_set():
+            raise _Stopped
+        results[k] = func(k)
 
-    loop = asyncio.get_running_loop()
-    jobs = [loop.run_in_executor(None, work) for _ in range(max(1, min(workers, n)))]
+    job = asyncio.get_running_loop().run_in_executor(None, _share, one, list(range(n)), workers)
     try:
-        await asyncio.gather(*jobs)
-    except BaseException:
-        stop.set()  # nothing may write into the output after the read has failed
-        await asyncio.wait(jobs)
+        await asyncio.shield(job)  # cancelled, the task still waits for the threads
+    except asyncio.CancelledError:
+        cancelled.set()  # nothing may write into the output after the read has ended
+        with contextlib.suppress(_Stopped):
+            await job
         raise
     return results
+
+
+class _Stopped(Exception):
+    """Raised in the worker threads of a cancelled `_in_threads`."""
 
 
 def zarr_settings() -> dict[str, Any]:

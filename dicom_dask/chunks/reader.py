@@ -25,7 +25,7 @@ from dicom_dask.chunks.selection import Axis, normalize, place
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.enums import ITEM_TAG, FrameEncoding
 from dicom_dask.errors import CorruptFrameError, ReadError
-from dicom_dask.frames._io import call_fs, fetch_ranges
+from dicom_dask.frames._io import call_fs, cpu_count, fetch_ranges
 from dicom_dask.frames.dicomweb import fetch_frames
 
 __all__ = ["ChunkDecoder", "FrameLabel", "ManifestArray"]
@@ -44,7 +44,7 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL[0] != os.getpid():
-            workers = max(2, os.cpu_count() or 1)
+            workers = max(2, cpu_count())
             _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="dicom-dask"))
         return _POOL[1]
 
