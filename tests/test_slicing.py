@@ -240,6 +240,55 @@ def test_slices_compose_and_keep_one_read_per_chunk(images, monkeypatch) -> None
     np.testing.assert_array_equal(again.compute(), expected)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(1, 200),
+    blocks=st.lists(st.integers(1, 40), min_size=1, max_size=12),
+    start=st.integers(-250, 250),
+    stop=st.one_of(st.none(), st.integers(-250, 250)),
+    step=st.integers(-30, 30).filter(bool),
+    then=st.one_of(
+        st.integers(-250, 250),
+        st.builds(
+            slice,
+            st.none() | st.integers(-50, 50),
+            st.none() | st.integers(-50, 50),
+            st.none() | st.integers(-7, 7).filter(bool),
+        ),
+        st.lists(st.integers(-50, 50), max_size=6),
+    ),
+)
+def test_evenly_spaced_positions_kept_as_ranges_match_arrays(
+    n: int, blocks: list[int], start: int, stop: int | None, step: int, then: Any
+) -> None:
+    """An axis selected by slices keeps its positions as a ``range``; its chunks, its
+    key for the reader and a further selection equal those of the same positions held
+    as an array (as they are after an integer list)."""
+    from dicom_dask.chunks.selection import compact, normalize
+    from dicom_dask.images.lazy import _as_key, _axis_chunks, _pick
+
+    bounds = np.cumsum([0, *blocks])
+    edges = np.asarray([*bounds[bounds < n].tolist(), n], dtype=np.int64)
+    (k,) = normalize(slice(start, stop, step), (n,))
+    as_range, as_array = _pick(range(n), k), np.arange(n, dtype=np.int64)[k]
+    assert isinstance(as_range, range)
+    assert list(as_range) == as_array.tolist()
+    assert _axis_chunks(as_range, edges) == _axis_chunks(as_array, edges)
+    key, reference = _as_key(as_range), compact(as_array)
+    assert isinstance(key, slice) and isinstance(reference, slice)
+    assert key == reference
+    try:
+        (k2,) = normalize(then, (len(as_range),))
+    except IndexError:
+        return
+    picked, expected = _pick(as_range, k2), _pick(as_array, k2)
+    if isinstance(expected, int):
+        assert picked == expected
+    else:
+        assert np.asarray(picked).tolist() == expected.tolist()
+        assert _axis_chunks(picked, edges) == _axis_chunks(expected, edges)
+
+
 def test_compute_reads_directly_unless_the_scheduler_is_elsewhere(images, monkeypatch) -> None:
     import dask.base
 

@@ -19,6 +19,7 @@ behaviour, so this can be revisited when dask changes.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import itertools
 from collections.abc import Iterator, Mapping
@@ -46,6 +47,38 @@ __all__ = [
 ]
 
 
+#: The positions one axis of a ``ReaderArray`` shows: evenly spaced ones as a ``range``
+#: (sliced, measured and turned into a slice in constant time), any others as an int64
+#: array.
+Positions = range | np.ndarray
+
+
+def _pick(positions: Positions, k: Index) -> int | Positions:
+    """``positions[k]`` for one axis of a normalized selection (see
+    [`normalize`][dicom_dask.chunks.selection.normalize])."""
+    if isinstance(k, int):
+        return int(positions[k])
+    if isinstance(positions, range):
+        if isinstance(k, slice):
+            return positions[k]
+        return positions.start + positions.step * k  # int64 positions, as the array would give
+    return positions[k]
+
+
+def _as_key(positions: Positions) -> Index:
+    """``positions`` as the reader takes them: a slice when evenly spaced (as
+    [`compact`][dicom_dask.chunks.selection.compact] makes it), else the array."""
+    if not isinstance(positions, range):
+        return compact(positions)
+    if not len(positions):
+        return slice(0, 0, 1)
+    first = positions[0]
+    if len(positions) == 1:
+        return slice(first, first + 1, 1)
+    stop = positions[-1] + (1 if positions.step > 0 else -1)
+    return slice(first, stop if stop >= 0 else None, positions.step)
+
+
 def frames_per_block(shape: tuple[int, ...], dtype: Any, chunk_bytes: int) -> int:
     """Whole frames (axis 0 of ``shape``) in a block of about ``chunk_bytes``."""
     per_frame = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
@@ -70,7 +103,7 @@ class ReaderArray(da.Array):
 
     _reader: Any
     _reader_key: str
-    _selection: tuple[int | np.ndarray, ...]
+    _selection: tuple[int | Positions, ...]
     #: Block boundaries of the reader's axes (0 first, the axis length last).
     _edges: tuple[np.ndarray, ...]
     #: ``_selection`` with evenly spaced positions as slices.
@@ -80,7 +113,7 @@ class ReaderArray(da.Array):
         self,
         reader: Any,
         reader_key: str,
-        selection: tuple[int | np.ndarray, ...],
+        selection: tuple[int | Positions, ...],
         edges: tuple[np.ndarray, ...],
         key: tuple[Index, ...] | None = None,
     ) -> ReaderArray:
@@ -89,7 +122,7 @@ class ReaderArray(da.Array):
         self._selection = selection
         self._edges = edges
         if key is None:
-            key = tuple(s if isinstance(s, int) else compact(s) for s in selection)
+            key = tuple(s if isinstance(s, int) else _as_key(s) for s in selection)
         self._key = key
         return self
 
@@ -132,14 +165,10 @@ class ReaderArray(da.Array):
             for k, n in zip(sel, self.shape, strict=True)
         ):
             return self
-        new: list[int | np.ndarray] = []
+        new: list[int | Positions] = []
         keys = iter(sel)
         for s in self._selection:
-            if isinstance(s, int):
-                new.append(s)
-            else:
-                k = next(keys)
-                new.append(int(s[k]) if isinstance(k, int) else s[k])
+            new.append(s if isinstance(s, int) else _pick(s, next(keys)))
         return _build(self._reader, self._reader_key, tuple(new), self._edges, self.name)
 
     def compute(self, **kwargs: Any) -> Any:
@@ -180,19 +209,21 @@ def _rebuild(
     meta: Any,
     reader: Any,
     reader_key: str,
-    selection: tuple[int | np.ndarray, ...],
+    selection: tuple[int | Positions, ...],
     edges: tuple[np.ndarray, ...],
 ) -> ReaderArray:
     array = ReaderArray(graph, name, chunks, meta=meta)
     return array._setup(reader, reader_key, selection, edges)
 
 
-def _axis_chunks(positions: np.ndarray, edges: np.ndarray) -> tuple[int, ...]:
+def _axis_chunks(positions: Positions, edges: np.ndarray) -> tuple[int, ...]:
     """Output chunks along an axis: a new chunk wherever the source block changes; an
     unsorted array in chunks of the largest block (a block it revisits is read once
     per chunk, not once per visit)."""
     if not len(positions):
         return (0,)
+    if isinstance(positions, range):
+        return _range_chunks(positions, edges)
     block = np.searchsorted(edges[1:-1], positions, side="right")
     steps = np.diff(block)
     if (steps < 0).any() and (steps > 0).any():
@@ -201,6 +232,21 @@ def _axis_chunks(positions: np.ndarray, edges: np.ndarray) -> tuple[int, ...]:
         return tuple(min(size, n - lo) for lo in range(0, n, size))
     cuts = np.flatnonzero(steps != 0) + 1
     bounds = [0, *cuts.tolist(), len(positions)]
+    return tuple(b - a for a, b in itertools.pairwise(bounds))
+
+
+def _range_chunks(positions: range, edges: np.ndarray) -> tuple[int, ...]:
+    """[`_axis_chunks`][dicom_dask.images.lazy._axis_chunks] of evenly spaced positions,
+    from the block boundaries they cross (no array of positions is made)."""
+    n, start, step = len(positions), positions.start, positions.step
+    low, high = sorted((positions[0], positions[-1]))
+    inner = edges[1:-1].tolist()
+    crossed = inner[bisect.bisect_right(inner, low) : bisect.bisect_right(inner, high)]
+    if step > 0:  # the first position at or past each boundary starts a chunk
+        cuts = {-((start - e) // step) for e in crossed}
+    else:  # stepping down: the first position below each boundary starts a chunk
+        cuts = {(start - e) // -step + 1 for e in crossed}
+    bounds = [0, *sorted(cuts), n]
     return tuple(b - a for a, b in itertools.pairwise(bounds))
 
 
@@ -219,7 +265,7 @@ class _LazyTasks(Mapping[Any, Any]):
         self,
         name: str,
         reader_key: str,
-        selection: tuple[int | np.ndarray, ...],
+        selection: tuple[int | Positions, ...],
         chunks: tuple[tuple[int, ...], ...],
     ) -> None:
         self._args = (name, reader_key, selection, chunks)
@@ -249,7 +295,7 @@ class _LazyTasks(Mapping[Any, Any]):
 def _tasks(
     name: str,
     reader_key: str,
-    selection: tuple[int | np.ndarray, ...],
+    selection: tuple[int | Positions, ...],
     chunks: tuple[tuple[int, ...], ...],
 ) -> dict[Any, Any]:
     """One ``getter`` task per block: the reader and the block's part of ``selection``."""
@@ -263,7 +309,7 @@ def _tasks(
             if isinstance(s, int):
                 index.append(s)
             else:
-                index.append(compact(s[starts[j][block[j]] : starts[j][block[j] + 1]]))
+                index.append(_as_key(s[starts[j][block[j]] : starts[j][block[j] + 1]]))
                 j += 1
         task_key = (name, *block)
         layer[task_key] = Task(task_key, getter, ref, DataNode(None, tuple(index)))
@@ -273,7 +319,7 @@ def _tasks(
 def _build(
     reader: Any,
     reader_key: str,
-    selection: tuple[int | np.ndarray, ...],
+    selection: tuple[int | Positions, ...],
     edges: tuple[np.ndarray, ...],
     parent: str,
     *,
@@ -288,7 +334,7 @@ def _build(
         kept = [(s, e) for s, e in zip(selection, edges, strict=True) if not isinstance(s, int)]
         chunks = tuple(_axis_chunks(s, e) for s, e in kept)
     if key is None:
-        key = tuple(s if isinstance(s, int) else compact(s) for s in selection)
+        key = tuple(s if isinstance(s, int) else _as_key(s) for s in selection)
     if name is None:
         prefix = parent.split("-getitem-")[0]
         name = f"{prefix}-getitem-{tokenize(reader_key, key)}"
@@ -317,8 +363,8 @@ def reader_dask(reader: Any, chunks: Any, name: str | None = None) -> ReaderArra
     if name is None:
         name = f"array-{tokenize(reader, normalized)}"
     edges = tuple(np.cumsum((0, *c)).astype(np.int64) for c in normalized)
-    selection = tuple(np.arange(n, dtype=np.int64) for n in shape)
-    key = tuple(slice(0, n, 1) for n in shape)  # what compact() makes of the whole axes
+    selection = tuple(range(n) for n in shape)
+    key = tuple(slice(0, n, 1) for n in shape)  # what _as_key() makes of the whole axes
     return _build(
         reader, f"original-{name}", selection, edges, name, name=name, chunks=normalized, key=key
     )
