@@ -46,9 +46,9 @@ _BINARY = {
 
 def _binary(value: bytes, vr: str, little: bool) -> Any:
     code, size = _BINARY[vr]
-    n = len(value) // size
-    if n == 0 or len(value) % size:
-        return None if not value else _BAD  # pydicom decides what a ragged value is
+    n = len(value) // size  # an empty value never comes here
+    if len(value) % size:
+        return _BAD  # pydicom decides what a ragged value is
     parts = struct.unpack(("<" if little else ">") + code * n, value)
     return parts[0] if n == 1 else list(parts)
 

@@ -79,6 +79,11 @@ def _as_key(positions: Positions) -> Index:
     return slice(first, stop if stop >= 0 else None, positions.step)
 
 
+def _selection_key(selection: tuple[int | Positions, ...]) -> tuple[Index, ...]:
+    """``selection`` as one key of the reader."""
+    return tuple(s if isinstance(s, int) else _as_key(s) for s in selection)
+
+
 def frames_per_block(shape: tuple[int, ...], dtype: Any, chunk_bytes: int) -> int:
     """Whole frames (axis 0 of ``shape``) in a block of about ``chunk_bytes``."""
     per_frame = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
@@ -121,9 +126,7 @@ class ReaderArray(da.Array):
         self._reader_key = reader_key
         self._selection = selection
         self._edges = edges
-        if key is None:
-            key = tuple(s if isinstance(s, int) else _as_key(s) for s in selection)
-        self._key = key
+        self._key = _selection_key(selection) if key is None else key
         return self
 
     def __reduce__(self) -> Any:
@@ -325,16 +328,13 @@ def _build(
     *,
     name: str | None = None,
     chunks: tuple[tuple[int, ...], ...] | None = None,
-    key: tuple[Index, ...] | None = None,
 ) -> ReaderArray:
     """A ``ReaderArray`` showing ``selection`` (per reader axis) of ``reader``; its
-    blocks are ``chunks`` (default: a block wherever the source block changes), and
-    ``key`` is ``selection`` as the reader takes it (default: made here)."""
+    blocks are ``chunks`` (default: a block wherever the source block changes)."""
     if chunks is None:
         kept = [(s, e) for s, e in zip(selection, edges, strict=True) if not isinstance(s, int)]
         chunks = tuple(_axis_chunks(s, e) for s, e in kept)
-    if key is None:
-        key = tuple(s if isinstance(s, int) else _as_key(s) for s in selection)
+    key = _selection_key(selection)
     if name is None:
         prefix = parent.split("-getitem-")[0]
         name = f"{prefix}-getitem-{tokenize(reader_key, key)}"
@@ -364,10 +364,7 @@ def reader_dask(reader: Any, chunks: Any, name: str | None = None) -> ReaderArra
         name = f"array-{tokenize(reader, normalized)}"
     edges = tuple(np.cumsum((0, *c)).astype(np.int64) for c in normalized)
     selection = tuple(range(n) for n in shape)
-    key = tuple(slice(0, n, 1) for n in shape)  # what _as_key() makes of the whole axes
-    return _build(
-        reader, f"original-{name}", selection, edges, name, name=name, chunks=normalized, key=key
-    )
+    return _build(reader, f"original-{name}", selection, edges, name, name=name, chunks=normalized)
 
 
 def transformed_dask(array: Any, transformer: FrameTransformer, roles: str) -> Any:
