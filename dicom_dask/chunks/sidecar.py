@@ -11,6 +11,16 @@ and what the filesystem reports to identify the file's version (``etag``,
 ``generation``, ``mtime``; format 2). Opening with an index checks them with one
 metadata request per file (see [`open_index`][dicom_dask.chunks.sidecar.open_index]);
 format 1 indexes (URL and size only) are checked for what they record.
+
+An index is a cache of the source's header. Written without identifiers (the default,
+``keep_identifiers=False``), its header keeps of the attributes of PS3.15 Annex E's Basic
+Profile only what reading needs: the instance UIDs as they are (the Retain UIDs Option:
+series are told apart and selected by them, and DICOM written from an indexed volume
+refers to its source images), the acquisition times frames are ordered by, and the
+Container Identifier that tells slides apart, replaced by a pseudonym; names, IDs, birth
+dates, institutions and every other attribute of the profile are left out (see
+[`SIDECAR_RULES`][dicom_dask.chunks.sidecar.SIDECAR_RULES]). A Per-Frame Functional Groups
+Sequence that was never parsed travels as its raw bytes (frame geometry and timing).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataelem import RawDataElement
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
@@ -31,6 +42,7 @@ from pydicom.uid import UID
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import DicomDaskError, ManifestError, StaleIndexError
 from dicom_dask.frames import FrameIndex, FrameRanges
+from dicom_dask.frames.deidentify import Rules, deidentify_json
 from dicom_dask.frames._io import (
     StorageOptions,
     canonical_url,
@@ -44,6 +56,7 @@ from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescrip
 
 __all__ = [
     "FORMAT_VERSION",
+    "SIDECAR_RULES",
     "check_identity",
     "index_from_dict",
     "index_to_dict",
@@ -65,13 +78,33 @@ KNOWN_FORMATS = frozenset({1, 2})
 KNOWN_REFERENCE_VERSIONS = frozenset({1})
 
 
+def _tags(*keywords: str) -> frozenset[int]:
+    return frozenset(int(tag_for_keyword(k) or 0) for k in keywords)
+
+
+#: What an index without identifiers keeps of the Basic Profile's attributes: instance
+#: UIDs, the times frames are ordered by (``images.diffusion``), and the Container
+#: Identifier slides are grouped by, as a pseudonym.
+SIDECAR_RULES = Rules(
+    keep_uids=True,
+    retain=_tags("AcquisitionTime", "AcquisitionDateTime", "ContentTime", "FrameAcquisitionDateTime"),
+    pseudonymize=_tags("ContainerIdentifier"),
+)
+
+
 def index_to_dict(
-    index: FrameIndex, refs: Mapping[str, Any], *, per_frame: bool = True
+    index: FrameIndex,
+    refs: Mapping[str, Any],
+    *,
+    per_frame: bool = True,
+    keep_identifiers: bool = False,
 ) -> dict[str, Any]:
     """The sidecar document of ``index``, with ``refs`` as its kerchunk references.
 
     With ``per_frame=False`` an unparsed Per-Frame Functional Groups Sequence is left
-    out (for callers that cache what they parsed from it, like slide indexes).
+    out (for callers that cache what they parsed from it, like slide indexes). Without
+    ``keep_identifiers`` the header keeps only what reading needs of the identifying
+    attributes (see the module docstring).
     """
     header = index.header
     ranges = index.ranges
@@ -108,26 +141,32 @@ def index_to_dict(
                 if header.inline_pixel_data is None
                 else base64.b64encode(header.inline_pixel_data).decode("ascii")
             ),
-            **_dataset_json(header.dataset, per_frame=per_frame),
+            **_dataset_json(header.dataset, per_frame=per_frame, keep=keep_identifiers),
         },
     }
 
 
-def _dataset_json(ds: Dataset, *, per_frame: bool) -> dict[str, Any]:
-    """The dataset as DICOM JSON; an unparsed Per-Frame Functional Groups Sequence
-    travels as its raw bytes (parsing 100,000 items to JSON would take minutes)."""
+def _dataset_json(ds: Dataset, *, per_frame: bool, keep: bool) -> dict[str, Any]:
+    """The dataset as DICOM JSON (without identifiers unless ``keep``); an unparsed
+    Per-Frame Functional Groups Sequence travels as its raw bytes (parsing 100,000 items
+    to JSON would take minutes)."""
     raw = per_frame_raw(ds)
     # elements whose value does not fit their VR (GE's (0043,1080) "Coil ID Data",
     # text in a DS) are left out rather than failing the whole index
     options: dict[str, Any] = {"bulk_data_threshold": 2**62, "suppress_invalid_tags": True}
+
+    def as_json(dataset: Dataset) -> dict[str, Any]:
+        doc = dataset.to_json_dict(**options)
+        return doc if keep else deidentify_json(doc, rules=SIDECAR_RULES)
+
     if raw is None:
-        return {"dataset": ds.to_json_dict(**options)}
+        return {"dataset": as_json(ds)}
     rest = ds.copy()
     del rest[PER_FRAME_TAG]
     if not per_frame:
-        return {"dataset": rest.to_json_dict(**options)}
+        return {"dataset": as_json(rest)}
     return {
-        "dataset": rest.to_json_dict(**options),
+        "dataset": as_json(rest),
         "per_frame_raw": {
             "value": base64.b64encode(bytes(raw.value or b"")).decode("ascii"),
             "implicit": bool(raw.is_implicit_VR),

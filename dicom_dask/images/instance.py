@@ -31,6 +31,7 @@ from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import NoImagesError
 from dicom_dask.frames import FrameIndex, index_frames
 from dicom_dask.frames._io import StorageOptions, redact
+from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.images.transforms import FrameTransformer, TransformOptions
 
@@ -289,22 +290,36 @@ class Frames:
         transformer = FrameTransformer([self.header], frames, options, names=[self.url])
         return replace(self, transform=transformer)
 
-    def to_index(self) -> dict[str, Any]:
-        """The index sidecar document (kerchunk references + parsed header)."""
+    def to_index(self, *, keep_identifiers: bool = False) -> dict[str, Any]:
+        """The index sidecar document (kerchunk references + parsed header; without
+        ``keep_identifiers``, the header keeps only what reading needs of the identifying
+        attributes: see ``docs/cloud.md``, "Patient data")."""
         refs: dict[str, Any] = {"zarr.json": json.dumps(self.metadata)}
         refs.update(self.manifest.to_references())
-        return index_to_dict(self.index, refs)
+        return index_to_dict(self.index, refs, keep_identifiers=keep_identifiers)
 
-    def to_kerchunk(self) -> dict[str, Any]:
-        """Kerchunk/fsspec references of the frames array (``{"version": 1, ...}``)."""
-        doc = self.to_index()
-        return {"version": 1, "refs": doc["refs"], SOURCES_KEY: sources_entry([self.index])}
+    def to_kerchunk(self, *, keep_identifiers: bool = False) -> dict[str, Any]:
+        """Kerchunk/fsspec references of the frames array (``{"version": 1, ...}``); the
+        SOP Instance UID in its attributes is replaced unless ``keep_identifiers``."""
+        metadata = dict(self.metadata)
+        if not keep_identifiers:
+            metadata["attributes"] = deidentify_attributes(metadata.get("attributes") or {})
+        refs: dict[str, Any] = {"zarr.json": json.dumps(metadata)}
+        refs.update(self.manifest.to_references())
+        return {"version": 1, "refs": refs, SOURCES_KEY: sources_entry([self.index])}
 
     def save_index(
-        self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        storage_options: StorageOptions = None,
+        keep_identifiers: bool = False,
     ) -> None:
-        """Save the index sidecar so that the next open reads no header or table."""
-        save_index(self.to_index(), path, storage_options=storage_options)
+        """Save the index sidecar so that the next open reads no header or table (a
+        cache of the header: see [`to_index`][dicom_dask.images.instance.Frames.to_index]
+        for ``keep_identifiers``)."""
+        doc = self.to_index(keep_identifiers=keep_identifiers)
+        save_index(doc, path, storage_options=storage_options)
 
     def __repr__(self) -> str:
         return (

@@ -35,6 +35,7 @@ from dicom_dask.chunks.sidecar import (
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, LayoutWarning, NoImagesError
 from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
+from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
 from dicom_dask.frames.values import fast_get
@@ -492,10 +493,19 @@ class Slide:
         return zarr.open_group(self.store, mode="r")
 
     # -- index sidecar ---------------------------------------------------------------
-    def to_index(self) -> dict[str, Any]:
+    def to_index(self, *, keep_identifiers: bool = False) -> dict[str, Any]:
         """The slide's index: kerchunk references of [`store`][dicom_dask.images.slide.Slide.store]
-        + parsed instances."""
-        refs: dict[str, Any] = {key: value.decode() for key, value in self.store.documents.items()}
+        + parsed instances.
+
+        A cache of the headers: without ``keep_identifiers`` they keep only what reading
+        needs of the identifying attributes (see ``docs/cloud.md``, "Patient data").
+        """
+        refs: dict[str, Any] = {}
+        for key, value in self.store.documents.items():
+            doc = json.loads(value)
+            if not keep_identifiers and "attributes" in doc:  # UIDs stay, as in the headers
+                doc["attributes"] = deidentify_attributes(doc["attributes"], keep_uids=True)
+            refs[key] = json.dumps(doc)
         for path, manifest in self.store.manifests.items():
             refs.update(manifest.to_references(path))
         images = [im for lv in self.pyramid for im in lv.images] + [
@@ -509,9 +519,12 @@ class Slide:
                 "format": INDEX_FORMAT,
                 "instances": [
                     {
-                        "index": index_to_dict(im.index, {}, per_frame=im.positions is None)[
-                            "dicom_dask"
-                        ],
+                        "index": index_to_dict(
+                            im.index,
+                            {},
+                            per_frame=im.positions is None,
+                            keep_identifiers=keep_identifiers,
+                        )["dicom_dask"],
                         "positions": None if im.positions is None else im.positions.to_dict(),
                     }
                     for im in images
@@ -520,11 +533,17 @@ class Slide:
         }
 
     def save_index(
-        self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        storage_options: StorageOptions = None,
+        keep_identifiers: bool = False,
     ) -> None:
         """Save the index so that [`open_slide`][dicom_dask.images.slide.open_slide] with
-        ``index=path`` reads no header."""
-        save_index(self.to_index(), path, storage_options=storage_options)
+        ``index=path`` reads no header (a cache of the headers: see
+        [`to_index`][dicom_dask.images.slide.Slide.to_index] for ``keep_identifiers``)."""
+        doc = self.to_index(keep_identifiers=keep_identifiers)
+        save_index(doc, path, storage_options=storage_options)
 
     def __repr__(self) -> str:
         dims = ", ".join(f"{w}x{h}" for w, h in self.dimensions)

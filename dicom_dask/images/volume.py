@@ -368,8 +368,10 @@ class Volume:
             channels=channels,
         )
 
-    def to_xarray(self) -> Any:
-        """An ``xarray.DataArray`` with coordinates in mm along each axis and the affine in attrs.
+    def to_xarray(self, *, keep_identifiers: bool = False) -> Any:
+        """An ``xarray.DataArray`` named ``image``, with coordinates in mm along each axis
+        and the affine in attrs (``affine``: its 16 values row by row, a 1-D attribute
+        that netCDF and zarr write; ``np.reshape(attrs["affine"], (4, 4))``).
 
         Each spatial coordinate is the distance (mm) along that axis's direction from
         the coordinate system's origin; with an oblique or sheared affine, use the
@@ -379,8 +381,16 @@ class Volume:
         ``temporal_position``, ``image_type``...) have their values as coordinates,
         and per-volume values that vary within one (a gradient direction per b-value,
         an acquisition time per volume) are coordinates along that dimension.
+
+        Without ``keep_identifiers`` the result carries no patient data (see
+        ``docs/cloud.md``, "Patient data"): the Frame of Reference UID is replaced by
+        [`pseudonym_uid`][dicom_dask.frames.deidentify.pseudonym_uid] and acquisition
+        times are given in seconds from the first acquisition (the clock time and date
+        are identifying); with ``keep_identifiers=True`` they are as in the files.
         """
         import xarray as xr
+
+        from dicom_dask.frames.deidentify import pseudonym_uid
 
         dims = ["slice", "row", "column", *self.channels]
         if self.array.ndim > len(dims):
@@ -399,6 +409,8 @@ class Volume:
         for name, coord in self.metadata.get("coordinates", {}).items():
             if coord["dimension"] in self.channels:  # b-values, directions, times per volume
                 along = np.asarray(coord["values"], dtype=np.float64)
+                if name == "acquisition_time" and not keep_identifiers and np.isfinite(along).any():
+                    along = along - np.nanmin(along)  # relative: no date or clock time
                 if along.ndim == 1:
                     coords[name] = (coord["dimension"], along)
                 else:  # a direction per volume: one coordinate per axis
@@ -407,21 +419,38 @@ class Volume:
         if self.positions is not None:  # real Image Position (Patient) of each slice
             for axis, name in enumerate(("position_x", "position_y", "position_z")):
                 coords[name] = ("slice", self.positions[:, axis])
+        uid = self.frame_of_reference_uid or ""
         attrs = {
-            "affine": self.affine.tolist(),
+            "affine": self.affine.ravel().tolist(),
             "coordinate_system": self.coordinate_system,
-            "frame_of_reference_uid": self.frame_of_reference_uid or "",
+            "frame_of_reference_uid": uid if keep_identifiers or not uid else pseudonym_uid(uid),
             "units": "mm",
         }
-        return xr.DataArray(self.array, dims=dims, coords=coords, attrs=attrs)
+        data = xr.DataArray(self.array, dims=dims, coords=coords, attrs=attrs, name="image")
+        if "acquisition_time" in data.coords:
+            data.coords["acquisition_time"].attrs.update(
+                {"units": "s"}
+                if keep_identifiers
+                else {"units": "s", "long_name": "time from the first acquisition"}
+            )
+        return data
 
-    def to_kerchunk(self) -> dict[str, Any]:
-        """Kerchunk references of the volume array (opened volumes only)."""
+    def to_kerchunk(self, *, keep_identifiers: bool = False) -> dict[str, Any]:
+        """Kerchunk references of the volume array (opened volumes only); the UIDs in its
+        attributes are replaced and acquisition times made relative unless
+        ``keep_identifiers``."""
         import json
+
+        from dicom_dask.frames.deidentify import deidentify_attributes
 
         if self.store is None:
             raise ValueError("a derived or computed Volume has no zarr store")
-        refs: dict[str, Any] = {key: value.decode() for key, value in self.store.documents.items()}
+        refs: dict[str, Any] = {}
+        for key, value in self.store.documents.items():
+            doc = json.loads(value)
+            if not keep_identifiers and "attributes" in doc:
+                doc["attributes"] = deidentify_attributes(doc["attributes"])
+            refs[key] = json.dumps(doc)
         refs.update(self.store.manifests[""].to_references())
         json.dumps(refs)  # JSON-serialisable
         out: dict[str, Any] = {"version": 1, "refs": refs}
@@ -431,26 +460,37 @@ class Volume:
             out[SOURCES_KEY] = sources_entry(self.indexes)
         return out
 
-    def to_index(self) -> dict[str, Any]:
+    def to_index(self, *, keep_identifiers: bool = False) -> dict[str, Any]:
         """The series index: every file's header and frame ranges (+ kerchunk references
-        of the volume when it is an opened one), for ``open_volume(index=...)``."""
+        of the volume when it is an opened one), for ``open_volume(index=...)``.
+
+        A cache of the headers: without ``keep_identifiers`` they keep only what reading
+        needs of the identifying attributes (see ``docs/cloud.md``, "Patient data").
+        """
         from dicom_dask.chunks.sidecar import index_to_dict
 
         if not self.indexes:
             raise ValueError("this Volume was not opened from files: it has no index")
-        refs = self.to_kerchunk()["refs"] if self.store is not None else {}
-        files = [index_to_dict(ix, {})["dicom_dask"] for ix in self.indexes]
+        # the index keeps UIDs and acquisition times (reading needs them): so do its refs
+        refs = self.to_kerchunk(keep_identifiers=True)["refs"] if self.store is not None else {}
+        keep = {"keep_identifiers": keep_identifiers}
+        files = [index_to_dict(ix, {}, **keep)["dicom_dask"] for ix in self.indexes]
         return {"version": 1, "refs": refs, "dicom_dask_series": {"format": 1, "files": files}}
 
     def save_index(
-        self, path: str | os.PathLike[str], *, storage_options: StorageOptions = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        storage_options: StorageOptions = None,
+        keep_identifiers: bool = False,
     ) -> None:
         """Save [`to_index`][dicom_dask.images.volume.Volume.to_index] so that
         ``open_volume(index=path)`` reads no header: a 10,000-file series is parsed once, and every
         dask worker reuses the result."""
         from dicom_dask.chunks.sidecar import save_index
 
-        save_index(self.to_index(), path, storage_options=storage_options)
+        doc = self.to_index(keep_identifiers=keep_identifiers)
+        save_index(doc, path, storage_options=storage_options)
 
     @cached_property
     def zarr(self) -> Any:

@@ -505,10 +505,13 @@ def _open_source(url: str, options: dict[str, Any], as_: str | None) -> tuple[st
 
 
 def _array_and_attributes(
-    kind: str, source: Any, values: str
+    kind: str, source: Any, values: str, *, keep_identifiers: bool = False
 ) -> tuple[Any, dict[str, Any], list[str], str]:
     """What ``convert`` writes for a volume or frames: the dask array, its attributes,
-    its dimension names, and a note on the values (stored or rescaled)."""
+    its dimension names, and a note on the values (stored or rescaled). The attributes
+    carry no patient data unless ``keep_identifiers`` (UIDs replaced: see
+    [`deidentify_attributes`][dicom_dask.frames.deidentify.deidentify_attributes])."""
+    from dicom_dask.frames.deidentify import deidentify_attributes
     from dicom_dask.integrations.pixels import rescale_of, transformed_with
 
     if kind == "volume":
@@ -517,6 +520,8 @@ def _array_and_attributes(
     else:
         dims = ["frame", "row", "column"]
         attrs = {"dicom_dask": source.metadata["attributes"]}
+    if not keep_identifiers:
+        attrs = deidentify_attributes(attrs)
     dims += ["sample"] * (len(source.shape) - len(dims))
     try:
         out, transformer = transformed_with(source)
@@ -559,7 +564,9 @@ def _convert(args: argparse.Namespace) -> int:
         to_ome_zarr(source, args.dest, overwrite=args.overwrite, progress=progress)
         print(f"wrote {args.dest}: OME-Zarr (NGFF 0.5)")
         return 0
-    array, attrs, dims, note = _array_and_attributes(kind, source, args.values)
+    array, attrs, dims, note = _array_and_attributes(
+        kind, source, args.values, keep_identifiers=args.keep_identifiers
+    )
     target = zarr.create_array(
         args.dest,
         shape=array.shape,
@@ -846,6 +853,13 @@ def _parser() -> argparse.ArgumentParser:
         default="jpeg",
         help="with --to dicom: jpeg, jpeg2000, jpeg2000-lossless, htj2k, htj2k-lossless, "
         "jpegls, rle or explicit (jpeg)",
+    )
+    p.add_argument(
+        "--keep-identifiers",
+        action="store_true",
+        help="keep the instance UIDs and patient data of the source in what is written "
+        "(by default left out: DICOM PS3.15 Annex E Basic Profile; --to dicom always keeps "
+        "the patient module)",
     )
     p = sub.add_parser("demo", help="generate test files and read them lazily (no network)")
     p.add_argument("--frames", type=int, default=1024, help="number of tiles (1024)")

@@ -22,6 +22,7 @@ from dicom_dask.chunks.sidecar import SOURCES_KEY, check_sources, sources_entry
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import NoImagesError
 from dicom_dask.frames._io import StorageOptions
+from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.images.instance import open_frames
 from dicom_dask.images.slide import open_slide
 from dicom_dask.images.sources import is_collection
@@ -30,6 +31,7 @@ from dicom_dask.images.volume import open_volume
 __all__ = [
     "VirtualArray",
     "check_references",
+    "documents",
     "open_store",
     "to_kerchunk",
     "v2_references",
@@ -136,16 +138,33 @@ def check_references(
     check_sources(refs, relocate=relocate, storage_options=storage_options)
 
 
-def virtual_arrays(store: DicomStore, *, kind: str) -> tuple[dict[str, Any], list[VirtualArray]]:
-    """The root attributes and named arrays of a store opened as ``kind``."""
-    documents = {k: json.loads(v) for k, v in store.documents.items()}
+def documents(store: DicomStore, *, keep_identifiers: bool = False) -> dict[str, Any]:
+    """The store's ``zarr.json`` documents, parsed; without ``keep_identifiers`` their
+    attributes as [`deidentify_attributes`][dicom_dask.frames.deidentify.deidentify_attributes]
+    leaves them (UIDs replaced, no Container Identifier, relative acquisition times)."""
+    docs = {k: json.loads(v) for k, v in store.documents.items()}
+    if keep_identifiers:
+        return docs
+    for doc in docs.values():
+        if "attributes" in doc:
+            doc["attributes"] = deidentify_attributes(doc["attributes"])
+    return docs
+
+
+def virtual_arrays(
+    store: DicomStore, *, kind: str, keep_identifiers: bool = False
+) -> tuple[dict[str, Any], list[VirtualArray]]:
+    """The root attributes and named arrays of a store opened as ``kind`` (attributes
+    without identifiers unless ``keep_identifiers``, see
+    [`documents`][dicom_dask.integrations.kerchunk.documents])."""
+    documents_ = documents(store, keep_identifiers=keep_identifiers)
     if kind in ("frames", "volume"):
-        doc = documents["zarr.json"]
+        doc = documents_["zarr.json"]
         return {}, [VirtualArray("", kind, doc, store.manifests[""])]
-    root = documents["zarr.json"].get("attributes", {})
+    root = documents_["zarr.json"].get("attributes", {})
     attrs = {"dicom_dask": root.get("dicom_dask", {})}  # OME multiscales name arrays, not groups
     arrays = [
-        VirtualArray(path.rstrip("/"), "image", documents[f"{path}zarr.json"], manifest)
+        VirtualArray(path.rstrip("/"), "image", documents_[f"{path}zarr.json"], manifest)
         for path, manifest in sorted(store.manifests.items(), key=lambda kv: int(kv[0][:-1]))
     ]
     return attrs, arrays
@@ -204,6 +223,7 @@ def to_kerchunk(
     storage_options: StorageOptions = None,
     kind: str | None = None,
     zarr_format: int | None = None,
+    keep_identifiers: bool = False,
 ) -> dict[str, Any]:
     """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``).
 
@@ -228,6 +248,10 @@ def to_kerchunk(
         ``zarr`` engines and fsspec's Parquet references (``LazyReferenceMapper``) read
         them. ``3`` (the default for slides): the zarr v3 documents of our stores, one
         array at the root for frames and volumes, the OME-Zarr 0.5 group for a slide.
+    keep_identifiers : bool
+        Keep the instance UIDs and the slide's Container Identifier in the attributes.
+        By default they are replaced (see ``docs/cloud.md``, "Patient data"): the
+        references carry no patient data. No DICOM header is written either way.
 
     Notes
     -----
@@ -248,9 +272,10 @@ def to_kerchunk(
     if zarr_format is None:
         zarr_format = 3 if kind == "slide" else 2
     if zarr_format == 2:
-        refs = v2_references(*virtual_arrays(store, kind=kind))
+        refs = v2_references(*virtual_arrays(store, kind=kind, keep_identifiers=keep_identifiers))
     else:
-        refs = {key: value.decode() for key, value in store.documents.items()}
+        docs = documents(store, keep_identifiers=keep_identifiers)
+        refs = {key: json.dumps(value) for key, value in docs.items()}
         for path, manifest in store.manifests.items():
             refs.update(manifest.to_references(path))
     return {"version": 1, "refs": refs, SOURCES_KEY: sources}

@@ -119,6 +119,10 @@ class DicomParser:
     storage_options : mapping, optional
         fsspec options dicom_dask reads headers with (the registry's object stores
         read the chunks).
+    keep_identifiers : bool
+        Keep the instance UIDs and the slide's Container Identifier in the variables'
+        attributes (by default replaced: what VirtualiZarr writes, kerchunk JSON or
+        Parquet or Icechunk, carries no patient data; see ``docs/cloud.md``).
 
     Notes
     -----
@@ -130,6 +134,7 @@ class DicomParser:
     kind: str | None = None
     level: int | None = None
     storage_options: Mapping[str, Any] = field(default_factory=dict)
+    keep_identifiers: bool = False
 
     def __post_init__(self) -> None:
         if self.kind is not None and self.kind not in KINDS:
@@ -146,7 +151,7 @@ class DicomParser:
             source = unquote(url.removeprefix("file://"))
         kind = "slide" if self.level is not None else self.kind
         kind, store = open_store(source, kind=kind, storage_options=dict(self.storage_options))
-        attrs, arrays = virtual_arrays(store, kind=kind)
+        attrs, arrays = virtual_arrays(store, kind=kind, keep_identifiers=self.keep_identifiers)
         if self.level is not None:
             chosen = [a for a in arrays if a.group == str(self.level)]
             if not chosen:

@@ -28,6 +28,7 @@ import xarray as xr
 from xarray.backends import BackendEntrypoint
 
 from dicom_dask.errors import DicomDaskError
+from dicom_dask.frames.deidentify import deidentify_json
 
 __all__ = ["DicomBackendEntrypoint"]
 
@@ -43,12 +44,13 @@ _AXIS_NAMES = {
 }
 
 
-def _header_json(ds: Any) -> str:
-    return json.dumps(
-        ds.to_json_dict(  # elements whose value does not fit their VR are left out
-            bulk_data_threshold=1024, bulk_data_element_handler=None, suppress_invalid_tags=True
-        )
+def _header_json(ds: Any, *, keep_identifiers: bool) -> str:
+    """The header as DICOM JSON; without identifiers as
+    [`deidentify_json`][dicom_dask.frames.deidentify.deidentify_json] leaves it."""
+    doc = ds.to_json_dict(  # elements whose value does not fit their VR are left out
+        bulk_data_threshold=1024, bulk_data_element_handler=None, suppress_invalid_tags=True
     )
+    return json.dumps(doc if keep_identifiers else deidentify_json(doc))
 
 
 def _axis_attrs(name: str, frame: str) -> dict[str, str]:
@@ -117,9 +119,16 @@ def _decoded(
     ).strip()
     if rescale.units:
         data.attrs["units"] = rescale.units
-    data.encoding["dtype"] = stored.dtype
-    if scale_offset is not None:
-        data.encoding["scale_factor"], data.encoding["add_offset"] = scale_offset
+    spare = _spare_value(stored.dtype, transformer.datasets[0])
+    if scale_offset is not None and spare is not None:  # written back as the stored integers
+        data.encoding.update(
+            {
+                "dtype": stored.dtype,
+                "scale_factor": scale_offset[0],
+                "add_offset": scale_offset[1],
+                "_FillValue": spare,  # xarray wants one for NaN; no stored value equals it
+            }
+        )
     missing = np.asarray(getattr(source, "missing_slices", np.zeros(0, dtype=bool)))
     if missing.any():  # slices absent from the series (geometry="positions"): NaN
         data = data.where(xr.DataArray(~missing, dims=stored.dims[:1]))
@@ -127,26 +136,41 @@ def _decoded(
     return data
 
 
-def _volume_dataset(volume: Any, *, mask_and_scale: bool) -> xr.Dataset:
-    stored = volume.to_xarray().rename(NAME)
+def _spare_value(dtype: np.dtype[Any], ds: Any) -> int | None:
+    """An integer of ``dtype`` outside the range of the stored values (Bits Stored), to be
+    the ``_FillValue`` of the packed values; None when every value of ``dtype`` can occur
+    (the values are then written as floats)."""
+    info = np.iinfo(dtype) if dtype.kind in "iu" else None
+    bits = int(ds.get("BitsStored", 0) or 0)
+    if info is None or not 0 < bits < info.bits:
+        return None
+    return int(info.min) if dtype.kind == "i" else int(info.max)
+
+
+def _volume_dataset(volume: Any, *, mask_and_scale: bool, keep_identifiers: bool) -> xr.Dataset:
+    stored = volume.to_xarray(keep_identifiers=keep_identifiers).rename(NAME)
     stored.attrs.pop("units", None)  # the coordinates' (mm); the values' units come below
     stored.attrs["affine_units"] = "mm"
     _describe_coords(stored, "LPS, mm from the origin of the frame of reference")
-    stored.attrs["dicom_json"] = _header_json(volume.sources[0][0]) if volume.sources else ""
+    stored.attrs["dicom_json"] = (
+        _header_json(volume.sources[0][0], keep_identifiers=keep_identifiers)
+        if volume.sources
+        else ""
+    )
     stored.attrs["geometry"] = json.dumps(volume.metadata.get("geometry", {}), default=str)
     data = _decoded(stored, volume, mask_and_scale=mask_and_scale, roles=1 + len(volume.channels))
     return xr.Dataset({NAME: data})
 
 
-def _frames_dataset(frames: Any, *, mask_and_scale: bool) -> xr.Dataset:
+def _frames_dataset(frames: Any, *, mask_and_scale: bool, keep_identifiers: bool) -> xr.Dataset:
     dims = ["frame", "row", "column", "sample"][: len(frames.shape)]
     stored = xr.DataArray(frames.array, dims=dims, name=NAME)
-    stored.attrs["dicom_json"] = _header_json(frames.header)
+    stored.attrs["dicom_json"] = _header_json(frames.header, keep_identifiers=keep_identifiers)
     data = _decoded(stored, frames, mask_and_scale=mask_and_scale, roles=1)
     return xr.Dataset({NAME: data})
 
 
-def _level_dataset(level: Any) -> xr.Dataset:
+def _level_dataset(level: Any, *, keep_identifiers: bool) -> xr.Dataset:
     """One slide level with x/y (and z, c) coordinates in mm along its axes."""
     array = level.array
     affine = level.affine if level.pixel_spacing else np.eye(4)
@@ -167,16 +191,24 @@ def _level_dataset(level: Any) -> xr.Dataset:
         dims.append("sample")
     attrs = {
         "long_name": f"slide {level.image_type.lower()} image ({level.photometric_interpretation})",
-        "affine": affine.tolist(),
+        "affine": affine.ravel().tolist(),  # row by row: netCDF attributes are 1-D
         "image_type": level.image_type,
         "urls": list(level.urls),
         "photometric_interpretation": level.photometric_interpretation,
-        "dicom_json": _header_json(level.image.dataset),
+        "dicom_json": _header_json(level.image.dataset, keep_identifiers=keep_identifiers),
     }
     data = xr.DataArray(array, dims=dims, coords=coords, attrs=attrs, name=NAME)
     if level.pixel_spacing:
         _describe_coords(data, "slide coordinate system, mm")
     return xr.Dataset({NAME: data})
+
+
+def _shows_identifiers(level: Any) -> bool:
+    """Whether an associated image may show patient data in its pixels: a LABEL (the
+    slide's label, often with a name or an accession number), or any image whose Burned
+    In Annotation is YES."""
+    burned = str(level.image.dataset.get("BurnedInAnnotation", "") or "").upper()
+    return level.image_type == "LABEL" or burned == "YES"
 
 
 def _index_kind(index: Any, storage_options: Any) -> tuple[str, Any]:
@@ -217,6 +249,9 @@ class DicomBackendEntrypoint(BackendEntrypoint):
     - ``mask_and_scale`` (default True): transformed values (HU for CT) or stored ones;
     - ``kind``: ``"volume"``, ``"slide"`` or ``"frames"`` instead of guessing;
     - ``level``: which pyramid level of a slide ``open_dataset`` gives (default 0);
+    - ``keep_identifiers`` (default False): without it the header in the ``dicom_json``
+      attribute, and every other value taken from it, carries no patient data (PS3.15
+      Annex E, see ``docs/cloud.md``), nor does what ``to_zarr`` / ``to_netcdf`` write;
     - ``geometry``, ``select``, ``index``, ``storage_options``, ``raw``, ``backend``,
       ``fill_value``: as in ``open_volume`` / ``open_slide`` / ``open_frames``.
     """
@@ -241,6 +276,7 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         "raw",
         "backend",
         "fill_value",
+        "keep_identifiers",
     )
     supports_groups = True
 
@@ -318,6 +354,7 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         raw: bool | None = None,
         backend: str | None = None,
         fill_value: int | float | None = None,
+        keep_identifiers: bool = False,
     ) -> xr.Dataset:
         """One dataset: a volume, one level of a slide (``level=``), or a file's frames.
 
@@ -337,19 +374,20 @@ class DicomBackendEntrypoint(BackendEntrypoint):
             storage_options=storage_options,
             options=options,
         )
+        private = {"keep_identifiers": keep_identifiers}
         if kind == "volume":
-            out = _volume_dataset(obj, mask_and_scale=mask_and_scale)
+            out = _volume_dataset(obj, mask_and_scale=mask_and_scale, **private)
         elif kind == "slide":
             levels = len(obj.pyramid)
             if not -levels <= level < levels:
                 raise DicomDaskError(f"level={level} but the slide has {levels} level(s)")
-            out = _level_dataset(obj.pyramid[level])
+            out = _level_dataset(obj.pyramid[level], **private)
             out.attrs["downsamples"] = obj.downsamples
             out.attrs["level"] = level % levels
         elif kind == "tiled":
-            out = _level_dataset(obj)
+            out = _level_dataset(obj, **private)
         else:
-            out = _frames_dataset(obj, mask_and_scale=mask_and_scale)
+            out = _frames_dataset(obj, mask_and_scale=mask_and_scale, **private)
         if drop_variables:
             out = out.drop_vars(drop_variables, errors="ignore")
         return out
@@ -374,8 +412,10 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         drop_variables: str | Iterable[str] | None = None,
         **kwargs: Any,
     ) -> dict[str, xr.Dataset]:
-        """A slide's pyramid: ``/level0``, ``/level1``... and its associated images; a
-        volume's or a file's one dataset at ``/``."""
+        """A slide's pyramid: ``/level0``, ``/level1``... and its associated images (those
+        that may show patient data in their pixels, the label and any image with burned-in
+        annotation, only with ``keep_identifiers=True``); a volume's or a file's one
+        dataset at ``/``."""
         unknown = set(kwargs) - set(self.open_dataset_parameters)
         if unknown:
             raise TypeError(f"unexpected option(s) for engine='dicom': {sorted(unknown)}")
@@ -395,6 +435,7 @@ class DicomBackendEntrypoint(BackendEntrypoint):
             groups = {"/": dataset}
         else:
             options = {k: kwargs.get(k) for k in ("select", "raw", "backend", "fill_value")}
+            private = {"keep_identifiers": bool(kwargs.get("keep_identifiers", False))}
             kind, slide = self._open(
                 filename_or_obj,
                 kind=kind,
@@ -403,12 +444,13 @@ class DicomBackendEntrypoint(BackendEntrypoint):
                 options=options,
             )
             if kind == "tiled":  # one associated image
-                return self._drop({"/": _level_dataset(slide)}, drop_variables)
+                return self._drop({"/": _level_dataset(slide, **private)}, drop_variables)
             groups = {"/": xr.Dataset(attrs={"downsamples": slide.downsamples})}
             for i, level in enumerate(slide.pyramid):
-                groups[f"/level{i}"] = _level_dataset(level)
+                groups[f"/level{i}"] = _level_dataset(level, **private)
             for name, level in slide.associated.items():
-                groups[f"/{name}"] = _level_dataset(level)
+                if private["keep_identifiers"] or not _shows_identifiers(level):
+                    groups[f"/{name}"] = _level_dataset(level, **private)
         return self._drop(groups, drop_variables)
 
     @staticmethod

@@ -203,6 +203,7 @@ def make_slide_dataset(
     offset_table: str = "bot",
     encoded_tiles: Sequence[bytes] | None = None,
     series_uid: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Dataset:
     """A VL Whole Slide Microscopy Image holding ``matrix`` as tiles.
 
@@ -222,6 +223,8 @@ def make_slide_dataset(
         Seed to shuffle the frame order (``TILED_SPARSE`` only).
     encoded_tiles : sequence of bytes, optional
         Already encoded frames, in the TILED_FULL order of all tiles (skips encoding).
+    extra : dict, optional
+        Further attributes by keyword (e.g. ``{"PatientName": "DOE^JANE"}``), set last.
     """
     matrix = np.asarray(matrix)
     samples = 3 if matrix.ndim in (3, 5) and matrix.shape[-1] == 3 else 1
@@ -338,6 +341,8 @@ def make_slide_dataset(
                 item.OpticalPathIdentificationSequence = [frame_ident]
             per_frame.append(item)
         ds.PerFrameFunctionalGroupsSequence = per_frame
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
     return ds
 
 
