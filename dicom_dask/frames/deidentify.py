@@ -59,7 +59,7 @@ REPLACED_UIDS: frozenset[int] = frozenset(t for t, a in BASIC_PROFILE.items() if
 #: The tags the profile removes or blanks (every action but ``U``).
 _REMOVED: frozenset[int] = frozenset(t for t, a in BASIC_PROFILE.items() if a != "U")
 
-_METHOD = "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile (dicom_dask)"
+_METHOD = "PS3.15 Annex E Basic Profile (dicom_dask)"  # LO: at most 64 characters
 _BASIC = ("113100", "Basic Application Confidentiality Profile")
 _RETAIN_UIDS = ("113110", "Retain UIDs Option")
 _RETAIN_DATES = ("113106", "Retain Longitudinal Temporal Information Full Dates Option")
