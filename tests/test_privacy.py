@@ -65,10 +65,9 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("privacy")
     rng = np.random.default_rng(29)
     stored = rng.integers(0, 3000, (4, 16, 20)).astype(np.int16)
-    extra = [
-        {**MARKERS, "RescaleSlope": 1.0, "RescaleIntercept": -1024.0, "RescaleType": "HU"}
-        for _ in range(4)
-    ]
+    rescale = {"RescaleSlope": 1.0, "RescaleIntercept": -1024.0, "RescaleType": "HU"}
+    bits = {"BitsStored": 12, "HighBit": 11}  # as most CT: packed back with a spare _FillValue
+    extra = [{**MARKERS, **rescale, **bits} for _ in range(4)]
     write_series(
         root / "ct",
         stored,
@@ -91,7 +90,8 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             container_id=CONTAINER,
             extra=dict(MARKERS),
         )
-    return {"ct": root / "ct", "wsi": root / "wsi"}
+    write_series(root / "ct16", stored, extra=[rescale] * 4)  # every int16 value may occur
+    return {"ct": root / "ct", "ct16": root / "ct16", "wsi": root / "wsi"}
 
 
 def test_sources_carry_the_markers(sources) -> None:
@@ -158,18 +158,30 @@ def test_to_xarray_is_named_image_and_pseudonymous(sources, tmp_path) -> None:
 
 
 # -- writability ---------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["ct", "wsi"])
+@pytest.mark.parametrize("kind", ["ct", "ct16", "wsi"])
 @pytest.mark.parametrize("mask_and_scale", [True, False])
 def test_datasets_write_to_netcdf_and_zarr_without_warnings(
     sources, tmp_path, kind, mask_and_scale
 ) -> None:
     ds = xr.open_dataset(sources[kind], engine="dicom", mask_and_scale=mask_and_scale)
+    # netCDF4 (xarray's default engine) and h5netcdf write netCDF-4; scipy writes netCDF-3,
+    # which has no unsigned bytes (a slide's RGB): the CT only
+    engines = ["netcdf4", "h5netcdf"] + (["scipy"] if kind != "wsi" else [])
+    engines = [e for e in engines if e in xr.backends.list_engines()]
+    assert "netcdf4" in engines  # the test extra installs it
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ds.to_netcdf(tmp_path / "out.nc")  # netCDF-4 (h5netcdf, in the test extra)
+        for engine in engines:
+            ds.to_netcdf(tmp_path / f"{engine}.nc", engine=engine)
         ds.to_zarr(tmp_path / "out.zarr", consolidated=False)
+    if mask_and_scale and kind == "ct":  # the Hounsfield units went back as stored integers
+        assert ds["image"].encoding["dtype"] == np.int16
+    opened = [
+        xr.open_dataset(tmp_path / f"{e}.nc", engine=e, mask_and_scale=mask_and_scale)
+        for e in engines
+    ]
     for back in (
-        xr.open_dataset(tmp_path / "out.nc", mask_and_scale=mask_and_scale),
+        *opened,
         xr.open_zarr(tmp_path / "out.zarr", consolidated=False, mask_and_scale=mask_and_scale),
     ):
         with back:
