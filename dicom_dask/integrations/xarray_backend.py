@@ -119,14 +119,14 @@ def _decoded(
     ).strip()
     if rescale.units:
         data.attrs["units"] = rescale.units
-    spare = _spare_value(stored.dtype, transformer.datasets[0])
-    if scale_offset is not None and spare is not None:  # written back as the stored integers
+    packed = _packing(stored.dtype, transformer.datasets[0])
+    if scale_offset is not None and packed is not None:  # written back as stored integers
         data.encoding.update(
             {
-                "dtype": stored.dtype,
+                "dtype": packed[0],
                 "scale_factor": scale_offset[0],
                 "add_offset": scale_offset[1],
-                "_FillValue": spare,  # xarray wants one for NaN; no stored value equals it
+                "_FillValue": packed[1],  # xarray wants one for NaN; no stored value equals it
             }
         )
     missing = np.asarray(getattr(source, "missing_slices", np.zeros(0, dtype=bool)))
@@ -136,15 +136,21 @@ def _decoded(
     return data
 
 
-def _spare_value(dtype: np.dtype[Any], ds: Any) -> int | None:
-    """An integer of ``dtype`` outside the range of the stored values (Bits Stored), to be
-    the ``_FillValue`` of the packed values; None when every value of ``dtype`` can occur
-    (the values are then written as floats)."""
-    info = np.iinfo(dtype) if dtype.kind in "iu" else None
-    bits = int(ds.get("BitsStored", 0) or 0)
-    if info is None or not 0 < bits < info.bits:
+def _packing(dtype: np.dtype[Any], ds: Any) -> tuple[np.dtype[Any], int] | None:
+    """The integer type the transformed values are written back as, and its
+    ``_FillValue``: a value no stored value equals. That is ``dtype``'s minimum (signed) or
+    maximum (unsigned) when Bits Stored leaves it out of range, else the next wider type's
+    (16 bits stored in int16: int32). None for floats or 64-bit integers."""
+    if dtype.kind not in "iu":
         return None
-    return int(info.min) if dtype.kind == "i" else int(info.max)
+    info = np.iinfo(dtype)
+    bits = int(ds.get("BitsStored", 0) or 0)
+    if not 0 < bits < info.bits:
+        if info.bits >= 64:
+            return None
+        dtype = np.dtype(f"{dtype.kind}{2 * dtype.itemsize}")
+        info = np.iinfo(dtype)
+    return dtype, int(info.min) if dtype.kind == "i" else int(info.max)
 
 
 def _volume_dataset(volume: Any, *, mask_and_scale: bool, keep_identifiers: bool) -> xr.Dataset:
