@@ -358,3 +358,26 @@ def test_attributes_keep_their_shape() -> None:
     assert out["dicom_dask"]["coordinates"]["acquisition_time"]["values"] == [30.0, 0.0]
     assert CONTAINER not in json.dumps(out) and out["multiscales"][0]["axes"] == []
     assert attrs["dicom_dask"]["series_instance_uid"] == "1.2.3"  # a copy
+
+
+def test_sidecars_keep_every_private_element_the_reader_reads() -> None:
+    """An index re-opens as the files do: the private diffusion elements that
+    ``images/diffusion.py`` reads (b-values, gradients) are all retained."""
+    import re
+
+    from dicom_dask.chunks.sidecar import SIDECAR_RULES
+
+    source = (Path(dicom_dask.__file__).parent / "images" / "diffusion.py").read_text()
+    read = {int(t, 16) for t in re.findall(r"0x([0-9A-Fa-f]{8})\b", source)}
+    private = {t for t in read if (t >> 16) % 2 == 1}
+    assert private and private <= set(SIDECAR_RULES.retain)
+    ds = pydicom.Dataset()
+    ds.add_new(0x00430010, "LO", "GEMS_PARM_01")  # the block's Private Creator
+    ds.add_new(0x00431039, "IS", [1000, 0, 0, 0])
+    ds.add_new(0x00431040, "LO", "other private")
+    ds.PatientName = "X"
+    out = deidentify_dataset(ds, rules=SIDECAR_RULES)
+    assert 0x00431039 in out and 0x00430010 in out and 0x00431040 not in out
+    assert "PatientName" not in out
+    codes = [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
+    assert codes == ["113100", "113110", "113106", "113111"]

@@ -16,8 +16,9 @@ An index is a cache of the source's header. Written without identifiers (the def
 ``keep_identifiers=False``), its header keeps of the attributes of PS3.15 Annex E's Basic
 Profile only what reading needs: the instance UIDs as they are (the Retain UIDs Option:
 series are told apart and selected by them, and DICOM written from an indexed volume
-refers to its source images), the acquisition times frames are ordered by, and the
-Container Identifier that tells slides apart, replaced by a pseudonym; names, IDs, birth
+refers to its source images), the acquisition times and the vendors' private diffusion
+elements (b-value, gradient: the Retain Safe Private Option) volumes are ordered by, and
+the Container Identifier that tells slides apart, replaced by a pseudonym; names, IDs, birth
 dates, institutions and every other attribute of the profile are left out (see
 [`SIDECAR_RULES`][dicom_dask.chunks.sidecar.SIDECAR_RULES]). A Per-Frame Functional Groups
 Sequence that was never parsed travels as its raw bytes (frame geometry and timing).
@@ -82,12 +83,30 @@ def _tags(*keywords: str) -> frozenset[int]:
     return frozenset(int(tag_for_keyword(k) or 0) for k in keywords)
 
 
+#: The vendors' private diffusion elements ``images.diffusion`` reads (b-value, gradient,
+#: complex component: GE, Siemens, Philips), safe private attributes (PS3.15 E.3.10).
+DIFFUSION_PRIVATE = frozenset(
+    {
+        0x0043102F,
+        0x00431039,
+        0x001910BB,
+        0x001910BC,
+        0x001910BD,
+        0x0019100C,
+        0x0019100E,
+        0x20011003,
+        0x200510B0,
+        0x200510B1,
+        0x200510B2,
+    }
+)
 #: What an index without identifiers keeps of the Basic Profile's attributes: instance
-#: UIDs, the times frames are ordered by (``images.diffusion``), and the Container
-#: Identifier slides are grouped by, as a pseudonym.
+#: UIDs, the times and the private diffusion elements volumes are ordered and grouped by
+#: (``images.diffusion``), and the Container Identifier slides are grouped by, as a pseudonym.
 SIDECAR_RULES = Rules(
     keep_uids=True,
-    retain=_tags("AcquisitionTime", "AcquisitionDateTime", "ContentTime", "FrameAcquisitionDateTime"),
+    retain=_tags("AcquisitionTime", "AcquisitionDateTime", "ContentTime", "FrameAcquisitionDateTime")
+    | DIFFUSION_PRIVATE,
     pseudonymize=_tags("ContainerIdentifier"),
 )
 

@@ -63,6 +63,7 @@ _METHOD = "PS3.15 Annex E Basic Profile (dicom_dask)"  # LO: at most 64 characte
 _BASIC = ("113100", "Basic Application Confidentiality Profile")
 _RETAIN_UIDS = ("113110", "Retain UIDs Option")
 _RETAIN_DATES = ("113106", "Retain Longitudinal Temporal Information Full Dates Option")
+_RETAIN_PRIVATE = ("113111", "Retain Safe Private Option")
 _PATIENT_IDENTITY_REMOVED = 0x00120062
 _DEIDENTIFICATION_METHOD = 0x00120063
 _DEIDENTIFICATION_CODES = 0x00120064
@@ -118,7 +119,7 @@ class Rules:
 
     def action(self, tag: int, vr: str) -> str:
         """``"keep"``, ``"remove"``, ``"uid"`` (replace) or ``"pseudonym"``."""
-        if tag in self.retain:
+        if tag in self.retain or tag in self._creators:
             return "keep"
         if tag in self.pseudonymize:
             return "pseudonym"
@@ -128,13 +129,22 @@ class Rules:
             return "remove"
         return "keep"
 
+    @property
+    def _creators(self) -> frozenset[int]:
+        """The Private Creator elements of the private blocks of ``retain``."""
+        return frozenset(
+            (t & 0xFFFF0000) | ((t >> 8) & 0xFF) for t in self.retain if (t >> 16) % 2 == 1
+        )
+
     def codes(self) -> list[tuple[str, str]]:
         """The CID 7050 codes that describe these rules."""
         codes = [_BASIC]
         if self.keep_uids:
             codes.append(_RETAIN_UIDS)
-        if any(BASIC_PROFILE.get(t, "") != "U" for t in self.retain):
+        if any(t in BASIC_PROFILE and BASIC_PROFILE[t] != "U" for t in self.retain):
             codes.append(_RETAIN_DATES)
+        if any((t >> 16) % 2 == 1 for t in self.retain):
+            codes.append(_RETAIN_PRIVATE)
         return codes
 
 
