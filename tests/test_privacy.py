@@ -218,7 +218,9 @@ def test_kerchunk_references_leave_identifiers_out(sources, kind, zarr_format) -
     needles = [SERIES_UID, FRAME_OF_REFERENCE, CONTAINER, *MARKER_VALUES]
     refs = to_kerchunk(sources[kind], zarr_format=zarr_format)
     assert _found(refs, needles) == set()
-    kept = _found(to_kerchunk(sources[kind], zarr_format=zarr_format, keep_identifiers=True), needles)
+    kept = _found(
+        to_kerchunk(sources[kind], zarr_format=zarr_format, keep_identifiers=True), needles
+    )
     assert not kept & set(MARKER_VALUES)  # no header is ever written
     if kind == "ct":  # the series UID is an attribute of the volume array
         assert SERIES_UID in kept
@@ -297,8 +299,12 @@ def _dataset() -> pydicom.Dataset:
 
 def test_deidentify_dataset_and_json() -> None:
     ds = _dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
     before = ds.to_json_dict()
     out = deidentify_dataset(ds)
+    assert out.file_meta.MediaStorageSOPInstanceUID == pseudonym_uid("1.2.3.4")
+    assert ds.file_meta.MediaStorageSOPInstanceUID == "1.2.3.4"
     assert ds.to_json_dict() == before  # the original is left as it was
     assert out.Rows == 4 and out.SOPClassUID == uid.CTImageStorage
     assert out.SOPInstanceUID == pseudonym_uid("1.2.3.4") != "1.2.3.4"

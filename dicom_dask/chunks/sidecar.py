@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from pydicom.dataelem import RawDataElement
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
@@ -43,7 +43,6 @@ from pydicom.uid import UID
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import DicomDaskError, ManifestError, StaleIndexError
 from dicom_dask.frames import FrameIndex, FrameRanges
-from dicom_dask.frames.deidentify import Rules, deidentify_json
 from dicom_dask.frames._io import (
     StorageOptions,
     canonical_url,
@@ -52,6 +51,7 @@ from dicom_dask.frames._io import (
     resolve_fs,
     strip_credentials,
 )
+from dicom_dask.frames.deidentify import Rules, deidentify_json
 from dicom_dask.frames.functional_groups import PER_FRAME_TAG, per_frame_raw
 from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescription
 
@@ -105,7 +105,9 @@ DIFFUSION_PRIVATE = frozenset(
 #: (``images.diffusion``), and the Container Identifier slides are grouped by, as a pseudonym.
 SIDECAR_RULES = Rules(
     keep_uids=True,
-    retain=_tags("AcquisitionTime", "AcquisitionDateTime", "ContentTime", "FrameAcquisitionDateTime")
+    retain=_tags(
+        "AcquisitionTime", "AcquisitionDateTime", "ContentTime", "FrameAcquisitionDateTime"
+    )
     | DIFFUSION_PRIVATE,
     pseudonymize=_tags("ContainerIdentifier"),
 )

@@ -39,7 +39,7 @@ from typing import Any
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 from dicom_dask.frames.annex_e import BASIC_PROFILE
 
@@ -233,7 +233,7 @@ def deidentify_dataset(ds: Dataset, *, rules: Rules | None = None, mark: bool = 
             new_meta.add(copy.deepcopy(meta[tag]))
         uid = new_meta.get("MediaStorageSOPInstanceUID")
         if uid and not rules.keep_uids:
-            new_meta.MediaStorageSOPInstanceUID = pseudonym_uid(uid)
+            new_meta.MediaStorageSOPInstanceUID = UID(pseudonym_uid(uid))
         out.file_meta = new_meta
     if mark:
         out.PatientIdentityRemoved = "YES"
