@@ -387,3 +387,21 @@ def test_sidecars_keep_every_private_element_the_reader_reads() -> None:
     assert "PatientName" not in out
     codes = [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
     assert codes == ["113100", "113110", "113106", "113111"]
+
+
+def test_acquisition_times_are_relative_without_identifiers(tmp_path) -> None:
+    """The clock time of an acquisition is identifying: without identifiers a volume's
+    acquisition times are counted from the first, in to_xarray and in kerchunk attributes."""
+    from dicom_dask.testing.realworld import write_fmri_series
+
+    data = np.random.default_rng(3).integers(0, 4000, (3, 2, 4, 5)).astype(np.int16)
+    write_fmri_series(tmp_path / "bold", data)
+    volume = dicom_dask.open_volume(tmp_path / "bold")
+    clock = np.asarray(volume.metadata["coordinates"]["acquisition_time"]["values"])
+    assert clock.min() > 0  # seconds of the day in the files
+    relative = volume.to_xarray()["acquisition_time"].values
+    np.testing.assert_allclose(relative, clock - clock.min())
+    np.testing.assert_allclose(volume.to_xarray(keep_identifiers=True)["acquisition_time"], clock)
+    refs = to_kerchunk(tmp_path / "bold", kind="volume")
+    attrs = json.loads(refs["refs"]["volume/.zattrs"])["dicom_dask"]
+    np.testing.assert_allclose(attrs["coordinates"]["acquisition_time"]["values"], relative)
