@@ -20,7 +20,7 @@ from dicom_dask.chunks.manifest import ChunkManifest, parse_chunk_key, reference
 from dicom_dask.chunks.numcodec import chain_filter
 from dicom_dask.chunks.sidecar import SOURCES_KEY, check_sources, sources_entry
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import NoImagesError
+from dicom_dask.errors import AmbiguousSourceError, NoImagesError
 from dicom_dask.frames._io import StorageOptions
 from dicom_dask.images.instance import open_frames
 from dicom_dask.images.slide import open_slide
@@ -71,6 +71,7 @@ def _open(
     *,
     kind: str | None,
     storage_options: StorageOptions,
+    select: int | str | None = None,
 ) -> tuple[str, Any]:
     """``(kind, opened)``: the Frames, Slide or Volume ``url`` holds."""
     if kind is None:
@@ -78,15 +79,17 @@ def _open(
             kind = "frames"
         else:
             try:
-                return "slide", open_slide(url, storage_options=storage_options)
+                return "slide", open_slide(url, storage_options=storage_options, select=select)
+            except AmbiguousSourceError:
+                raise  # several slides: select= picks one, the message lists them
             except NoImagesError:
                 kind = "volume"
     if kind == "frames":
         return kind, open_frames(url, storage_options=storage_options)  # type: ignore[arg-type]
     if kind == "slide":
-        return kind, open_slide(url, storage_options=storage_options)
+        return kind, open_slide(url, storage_options=storage_options, select=select)
     if kind == "volume":
-        return kind, open_volume(url, storage_options=storage_options)
+        return kind, open_volume(url, storage_options=storage_options, select=select)
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
@@ -204,6 +207,7 @@ def to_kerchunk(
     storage_options: StorageOptions = None,
     kind: str | None = None,
     zarr_format: int | None = None,
+    select: int | str | None = None,
 ) -> dict[str, Any]:
     """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``).
 
@@ -228,6 +232,10 @@ def to_kerchunk(
         ``zarr`` engines and fsspec's Parquet references (``LazyReferenceMapper``) read
         them. ``3`` (the default for slides): the zarr v3 documents of our stores, one
         array at the root for frames and volumes, the OME-Zarr 0.5 group for a slide.
+    select : int or str, optional
+        Which slide or stack of a folder that holds several, as ``select`` of
+        [`open_slide`][dicom_dask.images.slide.open_slide] and
+        [`open_volume`][dicom_dask.images.volume.open_volume].
 
     Notes
     -----
@@ -242,7 +250,7 @@ def to_kerchunk(
     """
     if zarr_format not in (None, 2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
-    kind, opened = _open(url, kind=kind, storage_options=storage_options)
+    kind, opened = _open(url, kind=kind, storage_options=storage_options, select=select)
     store = opened.store
     sources = _sources(kind, opened)
     if zarr_format is None:
