@@ -406,7 +406,8 @@ def test_index_and_refs_take_select(slides_folder, series_folder, tmp_path, caps
     code, _, err = _run(capsys, "refs", str(series_folder), "-o", str(tmp_path / "r.json"), "--select", "1")
     assert code == 0, err
     refs = json.loads((tmp_path / "r.json").read_text())
-    assert len(refs["dicom_dask_sources"]) == dicom_dask.list_series(series_folder)[1]["files"]
+    files = refs["dicom_dask_sources"]["files"]
+    assert len(files) == dicom_dask.list_series(series_folder)[1]["files"]
 
 
 # -- messages that name the fix ---------------------------------------------------------------
@@ -425,8 +426,8 @@ def test_several_stacks_are_ambiguous_not_missing(series_folder) -> None:
     ("slope", "intercept", "units", "formula"),
     [
         (1.0, -1024.0, "HU", "HU = stored - 1024"),
-        (2.0, 3.5, "US", "US = 2 × stored + 3.5"),
-        (0.25, 0.0, "", "value = 0.25 × stored"),
+        (2.0, 3.5, "OD", "OD = 2 × stored + 3.5"),
+        (0.25, 0.0, "US", "value = 0.25 × stored"),  # US: unspecified
     ],
 )
 def test_info_prints_the_rescale_as_a_formula(tmp_path, capsys, slope, intercept, units, formula):
