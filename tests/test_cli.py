@@ -47,13 +47,13 @@ def test_info_summary_is_readable(real_dir, capsys) -> None:
     code, out, _ = _run(capsys, "info", str(REAL / "wsi" / "cmu1_napari"))
     assert code == 0
     assert "folder holding 1 slide\n" in out
-    level = "level 0: 2220 × 2967 px (width × height), uint8 RGB, tiles 240 × 240 px (130/130"
+    level = "level 0: 2220 x 2967 px (width x height), uint8 RGB, tiles 240 x 240 px (130/130"
     assert level in out
-    assert "label 387 × 463 px" in out  # its 463 rows of 387 columns
+    assert "label 387 x 463 px" in out  # its 463 rows of 387 columns
     assert len(out.splitlines()) < 10 and "{" not in out
     code, out, _ = _run(capsys, "info", str(REAL / "volume_series" / "ct_3slice"))
     assert code == 0
-    assert "volume: CT, 3 slice(s) of 512 × 512 px (width × height), int16, from 3 file(s)" in out
+    assert "volume: CT, 3 slice(s) of 512 x 512 px (width x height), int16, from 3 file(s)" in out
     assert "array shape (3, 512, 512) (slice, row, column)" in out
     assert "values: HU = stored - 1024 (modality rescale)" in out
     assert "display window: -160 to 239 HU" in out  # Window Center 40, Width 400
@@ -321,13 +321,15 @@ def test_thumbnail_of_a_folder_of_several_slides_takes_select(slides_folder, tmp
     assert "select=" not in err and f"dicom-dask info {slides_folder}" in err
     listed = dicom_dask.list_slides(slides_folder)
     for select in ("0", str(len(listed) - 1)):
-        code, printed, err = _run(capsys, "thumbnail", str(slides_folder), str(out), "--select", select)
+        code, printed, err = _run(
+            capsys, "thumbnail", str(slides_folder), str(out), "--select", select
+        )
         assert code == 0, err
         slide = dicom_dask.open_slide(slides_folder, select=int(select))
         rows, cols = (slide.associated.get("thumbnail") or slide.pyramid[-1]).matrix_shape
         scale = min(1.0, 512 / max(rows, cols))
         assert Image.open(out).size == (max(1, round(cols * scale)), max(1, round(rows * scale)))
-        assert "px (width × height) picture" in printed
+        assert "px (width x height) picture" in printed
     cmu = next(s for s in listed if s["container_identifier"] == "Unknown")
     argv = ["thumbnail", str(slides_folder), str(out), "--size", "200"]
     code, _, err = _run(capsys, *argv, "--select", cmu["series_instance_uid"])
@@ -361,7 +363,9 @@ def test_a_wrong_select_lists_what_the_folder_holds(slides_folder, series_folder
     code, _, err = _run(capsys, "info", str(slides_folder), "--select", "1.2.3.404")
     assert code == 2 and "no slide with series UID" in err and "'1.2.3.404'" in err
     assert all(s["series_instance_uid"] in err for s in listed)
-    code, _, err = _run(capsys, "convert", str(series_folder), str(tmp_path / "v.zarr"), "--select", "1.2.404")
+    code, _, err = _run(
+        capsys, "convert", str(series_folder), str(tmp_path / "v.zarr"), "--select", "1.2.404"
+    )
     assert code == 2 and "0 stacks match --select '1.2.404'" in err
     assert all(d["series_instance_uid"] in err for d in dicom_dask.list_series(series_folder))
     one = REAL / "codecs" / "jpeg_baseline" / "JPEGBaseline_1s_1f_u_08_08.dcm"
@@ -379,17 +383,17 @@ def test_info_lists_the_slides_and_series_of_a_folder(slides_folder, series_fold
     for i, (line, s) in enumerate(zip(lines, listed, strict=True)):
         assert line.startswith(f"  [{i}] {s['series_instance_uid']}  VL Whole Slide Microscopy")
     cmu = next(line for line in lines if "'Unknown'" in line)
-    assert "2220 × 2967 px (width × height), 1 level(s) + label, overview, thumbnail" in cmu
+    assert "2220 x 2967 px (width x height), 1 level(s) + label, overview, thumbnail" in cmu
     assert "pass --select with an index or UID above to describe one slide" in out
     code, out, _ = _run(capsys, "info", str(series_folder))
     assert code == 0 and "folder holding 2 series" in out
     series = dicom_dask.list_series(series_folder)
     ct = next(i for i, d in enumerate(series) if d["modality"] == "CT")
     ct_uid = series[ct]["series_instance_uid"]
-    assert f"  [{ct}] {ct_uid}  CT: 3 slice(s) of 512 × 512 px (width × height)" in out
+    assert f"  [{ct}] {ct_uid}  CT: 3 slice(s) of 512 x 512 px (width x height)" in out
     code, out, _ = _run(capsys, "info", str(series_folder), "--select", str(ct))
     assert code == 0 and f"--select {ct}:" in out
-    assert "volume: CT, 3 slice(s) of 512 × 512 px (width × height)" in out
+    assert "volume: CT, 3 slice(s) of 512 x 512 px (width x height)" in out
     code, out, _ = _run(capsys, "info", str(series_folder), "--select", ct_uid, "--json")
     info = json.loads(out)
     assert info["select"] == ct_uid and len(info["series"]) == 2
@@ -397,13 +401,17 @@ def test_info_lists_the_slides_and_series_of_a_folder(slides_folder, series_fold
 
 
 def test_index_and_refs_take_select(slides_folder, series_folder, tmp_path, capsys):
-    code, out, err = _run(capsys, "index", str(slides_folder), str(tmp_path / "i.json"), "--select", "0")
+    code, _, err = _run(
+        capsys, "index", str(slides_folder), str(tmp_path / "i.json"), "--select", "0"
+    )
     assert code == 0, err
     again = dicom_dask.open_slide(index=tmp_path / "i.json")
     assert again.dimensions == dicom_dask.open_slide(slides_folder, select=0).dimensions
     code, _, err = _run(capsys, "refs", str(slides_folder), "-o", str(tmp_path / "r.json"))
     assert code == 2 and "--select" in err and "select=" not in err
-    code, _, err = _run(capsys, "refs", str(series_folder), "-o", str(tmp_path / "r.json"), "--select", "1")
+    code, _, err = _run(
+        capsys, "refs", str(series_folder), "-o", str(tmp_path / "r.json"), "--select", "1"
+    )
     assert code == 0, err
     refs = json.loads((tmp_path / "r.json").read_text())
     files = refs["dicom_dask_sources"]["files"]
@@ -426,8 +434,8 @@ def test_several_stacks_are_ambiguous_not_missing(series_folder) -> None:
     ("slope", "intercept", "units", "formula"),
     [
         (1.0, -1024.0, "HU", "HU = stored - 1024"),
-        (2.0, 3.5, "OD", "OD = 2 × stored + 3.5"),
-        (0.25, 0.0, "US", "value = 0.25 × stored"),  # US: unspecified
+        (2.0, 3.5, "OD", "OD = 2 x stored + 3.5"),
+        (0.25, 0.0, "US", "value = 0.25 x stored"),  # US: unspecified
     ],
 )
 def test_info_prints_the_rescale_as_a_formula(tmp_path, capsys, slope, intercept, units, formula):
@@ -440,23 +448,25 @@ def test_info_prints_the_rescale_as_a_formula(tmp_path, capsys, slope, intercept
     assert code == 0 and f"values: {formula} (modality rescale)" in out
 
 
-# -- one size convention: width × height, labelled ----------------------------------------------
+# -- one size convention: width x height, labelled ----------------------------------------------
 def test_sizes_are_width_by_height_everywhere(real_dir, tmp_path, capsys) -> None:
     slide = dicom_dask.open_slide(REAL / "wsi" / "cmu1_napari")
-    assert "levels=[2220 × 2967 px] (width × height)" in repr(slide)
-    assert repr(slide.pyramid[0]).startswith("Level(VOLUME, 2220 × 2967 px (width × height), ")
+    assert "levels=[2220 x 2967 px] (width x height)" in repr(slide)
+    assert repr(slide.pyramid[0]).startswith("Level(VOLUME, 2220 x 2967 px (width x height), ")
     assert "shape=(2967, 2220, 3)" in repr(slide.pyramid[0])  # the array's shape stays NumPy's
     volume = dicom_dask.open_volume(REAL / "volume_series" / "ct_3slice")
-    assert repr(volume).startswith("Volume(3 slices of 512 × 512 px (width × height), ")
+    assert repr(volume).startswith("Volume(3 slices of 512 x 512 px (width x height), ")
     wide = np.zeros((64, 96, 3), dtype=np.uint8)  # 96 wide, 64 high
     from pydicom import uid
 
     from dicom_dask.testing import write_slide
 
-    write_slide(tmp_path / "wide.dcm", wide, tile=(32, 32), transfer_syntax=uid.ExplicitVRLittleEndian)
+    write_slide(
+        tmp_path / "wide.dcm", wide, tile=(32, 32), transfer_syntax=uid.ExplicitVRLittleEndian
+    )
     argv = ["convert", str(tmp_path / "wide.dcm"), str(tmp_path / "out"), "--to", "dicom"]
     code, _, err = _run(capsys, *argv, "--transfer-syntax", "explicit")
     assert code == 0, err
-    assert "level 0 (96 × 64 px (width × height))" in err
+    assert "level 0 (96 x 64 px (width x height))" in err
     code, out, _ = _run(capsys, "info", str(tmp_path / "wide.dcm"))
-    assert "level 0: 96 × 64 px (width × height)" in out
+    assert "level 0: 96 x 64 px (width x height)" in out

@@ -1,6 +1,6 @@
 """The readable output of ``dicom-dask info``, from its ``--json`` document.
 
-Sizes are written as everywhere in dicom_dask: ``2220 × 2967 px (width × height)``
+Sizes are written as everywhere in dicom_dask: ``2220 x 2967 px (width x height)``
 (see [`format_size`][dicom_dask.images.sizes.format_size]); array shapes are NumPy's.
 """
 
@@ -29,7 +29,7 @@ def _rescale_formula(slope: float, intercept: float, units: str) -> str:
     elif slope == -1:
         text = "-stored"
     else:
-        text = f"{slope:g} × stored"
+        text = f"{slope:g} x stored"
     if intercept:
         text += f" {'-' if intercept < 0 else '+'} {abs(intercept):g}"
     return f"{units or 'value'} = {text}"
@@ -175,7 +175,7 @@ def _volume_lines(volume: dict[str, Any]) -> list[str]:
         f"volume: {volume['modality'] or 'image'}, {slices} slice(s) of "
         f"{format_size(cols, rows)}{channels}, {volume['dtype']}, from {volume['files']} "
         f"file(s); array shape {tuple(volume['shape'])} ({axes})",
-        f"  spacing: slices {ds:.4g} mm apart, pixels {dc:.4g} × {dr:.4g} mm (width × height);"
+        f"  spacing: slices {ds:.4g} mm apart, pixels {dc:.4g} x {dr:.4g} mm (width x height);"
         f" geometry: {_geometry(volume)}",
     ]
     lines.extend("  " + line for line in _fmt_values(volume.get("values", {})))
@@ -214,7 +214,6 @@ def _geometry(volume: dict[str, Any]) -> str:
     if missing:
         text += f"; {len(missing)} missing slice(s) filled"
     return f"{text} (geometry={geometry.get('policy', 'raise')!r})"
-
 
 
 def _name(url: str) -> str:
