@@ -266,8 +266,8 @@ def _select(groups: list[_Group], select: int | str | None, where: str) -> list[
     if select is None and len(groups) == 1:
         return groups[0].images
     described = [_describe(g) for g in groups]
-    listing = "; ".join(
-        f"[{i}] series {d['series_instance_uid']} container "
+    listing = "".join(  # one line each
+        f"\n  [{i}] series {d['series_instance_uid']} container "
         f"{d['container_identifier']!r} frame of reference {d['frame_of_reference_uid']} "
         f"({len(d['instances'])} instances)"
         for i, d in enumerate(described)
@@ -275,13 +275,13 @@ def _select(groups: list[_Group], select: int | str | None, where: str) -> list[
     if select is None:
         raise AmbiguousSourceError(
             f"{where}: holds {len(groups)} slides ({_differences(described)}); pass select= "
-            f"with an index, series UID, container identifier or Frame of Reference UID: "
+            f"with an index, series UID, container identifier or Frame of Reference UID:"
             f"{listing}"
         )
     if isinstance(select, int):
         if not -len(groups) <= select < len(groups):
             raise NoImagesError(
-                f"{where}: select={select} but there are {len(groups)} slides: {listing}"
+                f"{where}: select={select} but there are {len(groups)} slides:{listing}"
             )
         return groups[select].images
     for group, d in zip(groups, described, strict=True):
@@ -291,7 +291,7 @@ def _select(groups: list[_Group], select: int | str | None, where: str) -> list[
             return group.images
     raise NoImagesError(
         f"{where}: no slide with series UID, container identifier or Frame of Reference UID "
-        f"{select!r}; there are {len(groups)}: {listing}"
+        f"{select!r}; there are {len(groups)}:{listing}"
     )
 
 

@@ -545,8 +545,8 @@ def _select_stack(stacks: list[Stack], select: int | str | None, where: str) -> 
     """The stack ``select`` names (an index, a Series Instance UID or a stack label)."""
 
     def listing() -> str:
-        return "; ".join(
-            f"[{i}] series {d['series_instance_uid']} {d['stack']!r} "
+        return "".join(  # one line each
+            f"\n  [{i}] series {d['series_instance_uid']} {d['stack']!r} "
             f"({d['frames']} frames, orientation {d['orientation']})"
             for i, d in enumerate(s.describe() for s in stacks)
         )
@@ -556,13 +556,13 @@ def _select_stack(stacks: list[Stack], select: int | str | None, where: str) -> 
             differences = stack_differences([s.describe() for s in stacks])
             raise AmbiguousSourceError(
                 f"{where}: holds {len(stacks)} stacks ({differences}), pass "
-                f"select= (index, series UID or stack label): {listing()}"
+                f"select= (index, series UID or stack label):{listing()}"
             )
         return stacks[0]
     if isinstance(select, int):
         if not -len(stacks) <= select < len(stacks):
             raise NoImagesError(
-                f"{where}: select={select} but there are {len(stacks)} stacks: {listing()}"
+                f"{where}: select={select} but there are {len(stacks)} stacks:{listing()}"
             )
         return stacks[select]
     matching = [s for s in stacks if select in (s.key["series_instance_uid"], s.key["stack"])]
@@ -570,7 +570,7 @@ def _select_stack(stacks: list[Stack], select: int | str | None, where: str) -> 
         error = AmbiguousSourceError if matching else NoImagesError
         raise error(
             f"{where}: {len(matching)} stacks match select={select!r} (an index, series "
-            f"UID or stack label): {listing()}"
+            f"UID or stack label):{listing()}"
         )
     return matching[0]
 

@@ -799,7 +799,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DicomDaskError as exc:
         message = cli_words(str(exc))
         if isinstance(exc, AmbiguousSourceError) and getattr(args, "url", None):
-            message += f' ("dicom-dask info {args.url}" lists them)'
+            message += f'\n"dicom-dask info {args.url}" lists them with their kind and size'
         print(f"dicom-dask: error: {message}", file=sys.stderr)
         return 2
     except UsageError as exc:

@@ -55,8 +55,10 @@ def _fmt_values(values: dict[str, Any]) -> list[str]:
 def _sop_name(uid: str) -> str:
     from pydicom.uid import UID
 
-    name = UID(uid).name if uid else ""
-    return name.removesuffix(" Storage") if name and name != uid else "slide"
+    if not uid:
+        return "slide"
+    name = UID(uid).name
+    return name.removesuffix(" Storage") if name != uid else f"SOP class {uid}"
 
 
 def _unique_key(entries: list[dict[str, Any]], fields: Sequence[str]) -> list[str]:
