@@ -22,7 +22,7 @@ from dicom_dask.chunks.metadata import frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames._io import StorageOptions, cpu_count
-from dicom_dask.images.sizes import format_size
+from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
 from dicom_dask.images.transforms import FrameTransformer, TransformOptions, apply_block
 

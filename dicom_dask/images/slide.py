@@ -37,10 +37,10 @@ from dicom_dask.errors import AmbiguousSourceError, LayoutError, LayoutWarning, 
 from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
+from dicom_dask.frames.sizes import SIZE_ORDER, format_size
 from dicom_dask.frames.values import fast_get
 from dicom_dask.images.level import Level, merge_level
 from dicom_dask.images.ome import multiscales_attributes
-from dicom_dask.images.sizes import SIZE_ORDER, format_size
 from dicom_dask.images.sources import expand_sources, index_many
 from dicom_dask.images.tiled import TiledImage, is_tiled, tiled_image
 from dicom_dask.images.transforms import TransformOptions
@@ -107,7 +107,7 @@ def _geometry_difference(a: Sequence[TiledImage], b: Sequence[TiledImage]) -> st
             same_paths = {c.identifier for c in x.channels} & {c.identifier for c in y.channels}
             same_planes = set(x.focal_planes) & set(y.focal_planes)
             if x.matrix_shape == y.matrix_shape and same_paths and same_planes:
-                return f"{where} are both the {x.matrix_shape[1]} x {x.matrix_shape[0]} level"
+                return f"{where} are both the {format_size(*x.matrix_shape[::-1])} level"
     return None
 
 

@@ -22,6 +22,7 @@ from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions, cpu_count, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
+from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.assembly import assemble
 from dicom_dask.images.geometry import (
     GeometryPolicy,
@@ -35,7 +36,6 @@ from dicom_dask.images.series import (
     slice_records,
     stack_differences,
 )
-from dicom_dask.images.sizes import format_size
 from dicom_dask.images.sources import expand_sources, index_many
 
 __all__ = ["Volume", "list_series", "open_volume"]

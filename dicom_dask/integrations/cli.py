@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dicom_dask.errors import AmbiguousSourceError, DicomDaskError, NoImagesError
-from dicom_dask.images.sizes import format_size
+from dicom_dask.frames.sizes import format_size
 from dicom_dask.integrations.cli_summary import cli_words, summary
 
 __all__ = ["main"]

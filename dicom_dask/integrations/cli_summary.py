@@ -1,7 +1,7 @@
 """The readable output of ``dicom-dask info``, from its ``--json`` document.
 
 Sizes are written as everywhere in dicom_dask: ``2220 x 2967 px (width x height)``
-(see [`format_size`][dicom_dask.images.sizes.format_size]); array shapes are NumPy's.
+(see [`format_size`][dicom_dask.frames.sizes.format_size]); array shapes are NumPy's.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from dicom_dask.images.sizes import format_size
+from dicom_dask.frames.sizes import format_size
 
 __all__ = ["cli_words", "summary"]
 

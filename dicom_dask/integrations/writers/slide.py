@@ -25,8 +25,8 @@ from pydicom.dataset import Dataset
 
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames._io import StorageOptions, resolve_fs
+from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.level import Level
-from dicom_dask.images.sizes import format_size
 from dicom_dask.images.slide import Slide
 from dicom_dask.integrations.writers.dataset import (
     LevelSpec,
