@@ -522,6 +522,8 @@ def _convert_to_dicom(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
     }
     if args.url.rstrip("/").endswith(".zarr"):
+        if args.select is not None:
+            raise UsageError(f"{args.url} is one OME-Zarr image: --select picks a DICOM slide")
         data, spacing, levels = _ome_zarr_level0(args.url, options)
         files = to_dicom_slide(data, args.dest, pixel_spacing=spacing, levels=levels, **write)
     else:
