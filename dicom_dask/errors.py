@@ -7,6 +7,7 @@ messages name the file or URL, the frame number or byte offset and what was expe
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousSourceError",
     "CorruptFrameError",
     "CredentialsWarning",
     "DicomDaskError",
@@ -25,6 +26,7 @@ __all__ = [
     "StaleIndexError",
     "TruncatedFileError",
     "UnsupportedTransferSyntaxError",
+    "WrongInputError",
 ]
 
 
@@ -49,7 +51,23 @@ class LayoutError(InvalidHeaderError):
 
 
 class NoImagesError(DicomDaskError, ValueError):
-    """A folder, glob or list holds no image that fits the request, or several that do."""
+    """A folder, glob or list holds no image that fits the request."""
+
+
+class AmbiguousSourceError(NoImagesError):
+    """A folder, glob or list holds several slides or stacks and the request does not
+    say which: the message lists them and names the option that picks one
+    (``select=``).
+
+    A subclass of [`NoImagesError`][dicom_dask.errors.NoImagesError] (which was raised
+    here before), so that code catching that keeps working.
+    """
+
+
+class WrongInputError(DicomDaskError, TypeError):
+    """A function was given another kind of object than it takes (a
+    [`Slide`][dicom_dask.images.slide.Slide] where an array is expected); the message
+    names what to pass instead."""
 
 
 class UnsupportedTransferSyntaxError(DicomDaskError, ValueError):

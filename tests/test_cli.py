@@ -46,14 +46,16 @@ def test_info_json_on_folder_slide_and_volume(real_dir, capsys) -> None:
 def test_info_summary_is_readable(real_dir, capsys) -> None:
     code, out, _ = _run(capsys, "info", str(REAL / "wsi" / "cmu1_napari"))
     assert code == 0
-    assert "folder holding 1 slide(s)" in out
-    assert "level 0: 2967 x 2220 x 3 uint8 RGB, tiles 240 x 240 (130/130 present)" in out
-    assert "label 463 x 387 x 3" in out
+    assert "folder holding 1 slide\n" in out
+    level = "level 0: 2220 x 2967 px (width x height), uint8 RGB, tiles 240 x 240 px (130/130"
+    assert level in out
+    assert "label 387 x 463 px" in out  # its 463 rows of 387 columns
     assert len(out.splitlines()) < 10 and "{" not in out
     code, out, _ = _run(capsys, "info", str(REAL / "volume_series" / "ct_3slice"))
     assert code == 0
-    assert "volume: CT 3 x 512 x 512 int16 (slices x rows x columns) from 3 file(s)" in out
-    assert "values: stored x 1 + -1024 HU (modality rescale)" in out
+    assert "volume: CT, 3 slice(s) of 512 x 512 px (width x height), int16, from 3 file(s)" in out
+    assert "array shape (3, 512, 512) (slice, row, column)" in out
+    assert "values: HU = stored - 1024 (modality rescale)" in out
     assert "display window: -160 to 239 HU" in out  # Window Center 40, Width 400
 
 
@@ -278,3 +280,193 @@ def test_bad_urls_and_options_in_a_subprocess(tmp_path) -> None:
     assert done.returncode == 2 and "invalid choice" in done.stderr
     done = _subprocess("convert", str(missing))
     assert done.returncode == 2 and "dest" in done.stderr
+
+
+# -- folders holding several slides or series: --select ------------------------------------------
+def _link(folder: Path, *sources: Path) -> Path:
+    """A folder of symbolic links to the files of ``sources`` (files or folders)."""
+    folder.mkdir()
+    for source in sources:
+        for path in sorted(source.iterdir()) if source.is_dir() else [source]:
+            (folder / f"{source.stem}-{path.name}").symlink_to(path)
+    return folder
+
+
+@pytest.fixture
+def slides_folder(real_dir, tmp_path) -> Path:
+    """Three real slides in one folder: CMU-1 (4 instances) and two highdicom images."""
+    wsi = REAL / "wsi"
+    return _link(
+        tmp_path / "slides",
+        wsi / "cmu1_napari",
+        wsi / "highdicom_sm_image.dcm",
+        wsi / "highdicom_sm_image_grayscale.dcm",
+    )
+
+
+@pytest.fixture
+def series_folder(real_dir, tmp_path) -> Path:
+    """Two real series in one folder: a 3-slice CT and a 4-slice MR."""
+    series = REAL / "volume_series"
+    return _link(tmp_path / "series", series / "ct_3slice", series / "mr_siemens_4slice")
+
+
+def test_thumbnail_of_a_folder_of_several_slides_takes_select(slides_folder, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "t.png"
+    code, _, err = _run(capsys, "thumbnail", str(slides_folder), str(out))
+    assert code == 2 and not out.exists()
+    assert "holds 3 slides" in err and "pass --select with an index" in err
+    assert "select=" not in err and f"dicom-dask info {slides_folder}" in err
+    listed = dicom_dask.list_slides(slides_folder)
+    for select in ("0", str(len(listed) - 1)):
+        code, printed, err = _run(
+            capsys, "thumbnail", str(slides_folder), str(out), "--select", select
+        )
+        assert code == 0, err
+        slide = dicom_dask.open_slide(slides_folder, select=int(select))
+        rows, cols = (slide.associated.get("thumbnail") or slide.pyramid[-1]).matrix_shape
+        scale = min(1.0, 512 / max(rows, cols))
+        assert Image.open(out).size == (max(1, round(cols * scale)), max(1, round(rows * scale)))
+        assert "px (width x height) picture" in printed
+    cmu = next(s for s in listed if s["container_identifier"] == "Unknown")
+    argv = ["thumbnail", str(slides_folder), str(out), "--size", "200"]
+    code, _, err = _run(capsys, *argv, "--select", cmu["series_instance_uid"])
+    assert code == 0, err
+    assert Image.open(out).size == (149, 200)  # CMU-1's thumbnail image, 574 x 768
+
+
+def test_convert_a_folder_of_several_series_takes_select_uid(series_folder, tmp_path, capsys):
+    dest = tmp_path / "v.zarr"
+    code, _, err = _run(capsys, "convert", str(series_folder), str(dest), "-q")
+    assert code == 2 and "holds 2 stacks" in err and "pass --select (index" in err
+    assert "select=" not in err
+    listed = dicom_dask.list_series(series_folder)
+    mr = next(d for d in listed if d["modality"] == "MR")
+    argv = ["convert", str(series_folder), str(dest), "-q", "--select", mr["series_instance_uid"]]
+    code, out, err = _run(capsys, *argv)
+    assert code == 0, err
+    assert "zarr array of shape (4, " in out
+    expected = dicom_dask.open_volume(series_folder, select=mr["series_instance_uid"])
+    array = zarr.open_array(dest, mode="r")
+    np.testing.assert_array_equal(array[...], expected.array.compute())
+    assert array.attrs["series_instance_uid"] == mr["series_instance_uid"]
+
+
+def test_a_wrong_select_lists_what_the_folder_holds(slides_folder, series_folder, tmp_path, capsys):
+    listed = dicom_dask.list_slides(slides_folder)
+    out = str(tmp_path / "t.png")
+    code, _, err = _run(capsys, "thumbnail", str(slides_folder), out, "--select", "7")
+    assert code == 2 and "--select 7 but there are 3 slides" in err and "select=" not in err
+    assert all(s["series_instance_uid"] in err for s in listed)
+    code, _, err = _run(capsys, "info", str(slides_folder), "--select", "1.2.3.404")
+    assert code == 2 and "no slide with series UID" in err and "'1.2.3.404'" in err
+    assert all(s["series_instance_uid"] in err for s in listed)
+    code, _, err = _run(
+        capsys, "convert", str(series_folder), str(tmp_path / "v.zarr"), "--select", "1.2.404"
+    )
+    assert code == 2 and "0 stacks match --select '1.2.404'" in err
+    assert all(d["series_instance_uid"] in err for d in dicom_dask.list_series(series_folder))
+    one = REAL / "codecs" / "jpeg_baseline" / "JPEGBaseline_1s_1f_u_08_08.dcm"
+    code, _, err = _run(capsys, "info", str(one), "--select", "0")
+    assert code == 1 and "--select picks one slide or series of a folder" in err
+
+
+def test_info_lists_the_slides_and_series_of_a_folder(slides_folder, series_folder, capsys):
+    code, out, _ = _run(capsys, "info", str(slides_folder))
+    assert code == 0
+    assert "folder holding 3 slides; --select takes an index or the UID shown" in out
+    listed = dicom_dask.list_slides(slides_folder)
+    lines = [line for line in out.splitlines() if line.startswith("  [")]
+    assert len(lines) == 3
+    for i, (line, s) in enumerate(zip(lines, listed, strict=True)):
+        assert line.startswith(f"  [{i}] {s['series_instance_uid']}  VL Whole Slide Microscopy")
+    cmu = next(line for line in lines if "'Unknown'" in line)
+    assert "2220 x 2967 px (width x height), 1 level(s) + label, overview, thumbnail" in cmu
+    assert "pass --select with an index or UID above to describe one slide" in out
+    code, out, _ = _run(capsys, "info", str(series_folder))
+    assert code == 0 and "folder holding 2 series" in out
+    series = dicom_dask.list_series(series_folder)
+    ct = next(i for i, d in enumerate(series) if d["modality"] == "CT")
+    ct_uid = series[ct]["series_instance_uid"]
+    assert f"  [{ct}] {ct_uid}  CT: 3 slice(s) of 512 x 512 px (width x height)" in out
+    code, out, _ = _run(capsys, "info", str(series_folder), "--select", str(ct))
+    assert code == 0 and f"--select {ct}:" in out
+    assert "volume: CT, 3 slice(s) of 512 x 512 px (width x height)" in out
+    code, out, _ = _run(capsys, "info", str(series_folder), "--select", ct_uid, "--json")
+    info = json.loads(out)
+    assert info["select"] == ct_uid and len(info["series"]) == 2
+    assert info["volume"]["series_instance_uid"] == ct_uid
+
+
+def test_index_and_refs_take_select(slides_folder, series_folder, tmp_path, capsys):
+    code, _, err = _run(
+        capsys, "index", str(slides_folder), str(tmp_path / "i.json"), "--select", "0"
+    )
+    assert code == 0, err
+    again = dicom_dask.open_slide(index=tmp_path / "i.json")
+    assert again.dimensions == dicom_dask.open_slide(slides_folder, select=0).dimensions
+    code, _, err = _run(capsys, "refs", str(slides_folder), "-o", str(tmp_path / "r.json"))
+    assert code == 2 and "--select" in err and "select=" not in err
+    code, _, err = _run(
+        capsys, "refs", str(series_folder), "-o", str(tmp_path / "r.json"), "--select", "1"
+    )
+    assert code == 0, err
+    refs = json.loads((tmp_path / "r.json").read_text())
+    files = refs["dicom_dask_sources"]["files"]
+    assert len(files) == dicom_dask.list_series(series_folder)[1]["files"]
+
+
+# -- messages that name the fix ---------------------------------------------------------------
+def test_several_stacks_are_ambiguous_not_missing(series_folder) -> None:
+    from dicom_dask.errors import AmbiguousSourceError, NoImagesError
+
+    with pytest.raises(AmbiguousSourceError, match="holds 2 stacks") as caught:
+        dicom_dask.open_volume(series_folder)
+    assert isinstance(caught.value, NoImagesError)  # what callers caught before
+    with pytest.raises(NoImagesError) as missing:
+        dicom_dask.open_volume(series_folder, select=5)
+    assert not isinstance(missing.value, AmbiguousSourceError)
+
+
+@pytest.mark.parametrize(
+    ("slope", "intercept", "units", "formula"),
+    [
+        (1.0, -1024.0, "HU", "HU = stored - 1024"),
+        (2.0, 3.5, "OD", "OD = 2 x stored + 3.5"),
+        (0.25, 0.0, "US", "value = 0.25 x stored"),  # US: unspecified
+    ],
+)
+def test_info_prints_the_rescale_as_a_formula(tmp_path, capsys, slope, intercept, units, formula):
+    stored = np.arange(2 * 4 * 5, dtype=np.int16).reshape(2, 4, 5)
+    attrs = {"RescaleSlope": slope, "RescaleIntercept": intercept}
+    if units:
+        attrs["RescaleType"] = units
+    write_series(tmp_path / "s", stored, extra=[attrs] * 2)
+    code, out, _ = _run(capsys, "info", str(tmp_path / "s"))
+    assert code == 0 and f"values: {formula} (modality rescale)" in out
+
+
+# -- one size convention: width x height, labelled ----------------------------------------------
+def test_sizes_are_width_by_height_everywhere(real_dir, tmp_path, capsys) -> None:
+    slide = dicom_dask.open_slide(REAL / "wsi" / "cmu1_napari")
+    assert "levels=[2220 x 2967 px] (width x height)" in repr(slide)
+    assert repr(slide.pyramid[0]).startswith("Level(VOLUME, 2220 x 2967 px (width x height), ")
+    assert "shape=(2967, 2220, 3)" in repr(slide.pyramid[0])  # the array's shape stays NumPy's
+    volume = dicom_dask.open_volume(REAL / "volume_series" / "ct_3slice")
+    assert repr(volume).startswith("Volume(3 slices of 512 x 512 px (width x height), ")
+    wide = np.zeros((64, 96, 3), dtype=np.uint8)  # 96 wide, 64 high
+    from pydicom import uid
+
+    from dicom_dask.testing import write_slide
+
+    write_slide(
+        tmp_path / "wide.dcm", wide, tile=(32, 32), transfer_syntax=uid.ExplicitVRLittleEndian
+    )
+    argv = ["convert", str(tmp_path / "wide.dcm"), str(tmp_path / "out"), "--to", "dicom"]
+    code, _, err = _run(capsys, *argv, "--transfer-syntax", "explicit")
+    assert code == 0, err
+    assert "level 0 (96 x 64 px (width x height))" in err
+    code, out, _ = _run(capsys, "info", str(tmp_path / "wide.dcm"))
+    assert "level 0: 96 x 64 px (width x height)" in out

@@ -122,6 +122,22 @@ def test_tissue_mask_from_the_lowest_level(tmp_path) -> None:
     np.testing.assert_array_equal(explicit.positions, sampler.positions)
 
 
+def test_tissue_mask_refuses_a_slide_and_names_the_level_to_pass(tmp_path) -> None:
+    from dicom_dask.errors import WrongInputError
+
+    matrix = np.full((128, 128, 3), 245, dtype=np.uint8)
+    write_slide(tmp_path / "s.dcm", matrix, tile=(64, 64), transfer_syntax=uid.RLELossless)
+    s = dicom_dask.open_slide(tmp_path / "s.dcm")
+    with pytest.raises(WrongInputError, match=r"not a Slide: pass slide\.levels\[-1\]"):
+        dicom_dask.tissue_mask(s)
+    with pytest.raises(WrongInputError, match=r"got shape \(4, 128, 128\)"):
+        dicom_dask.tissue_mask(np.zeros((4, 128, 128), dtype=np.uint8))
+    with pytest.raises(WrongInputError, match="not str"):
+        dicom_dask.tissue_mask("slide.dcm")
+    from_level = dicom_dask.tissue_mask(s.pyramid[0])  # a Level is one level's pixels
+    assert from_level.shape == (128, 128) and not from_level.any().compute()
+
+
 def test_errors(slide) -> None:
     s, _ = slide
     with pytest.raises(ValueError, match="size"):

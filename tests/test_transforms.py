@@ -153,6 +153,27 @@ def test_voi_windows_by_index_and_explanation(tmp_path) -> None:
     assert ranged.max() > 1.0
 
 
+def test_a_missing_voi_window_lists_the_windows_there_are(tmp_path) -> None:
+    ds = _ct(
+        WindowCenter=[40.0, -600.0],
+        WindowWidth=[400.0, 1500.0],
+        WindowCenterWidthExplanation=["SOFT", "LUNG"],
+    )
+    path = _write(tmp_path, ds, "voi.dcm")
+    frames = dicom_dask.open_frames(path)
+    with pytest.raises(TransformError) as caught:
+        frames.transformed(apply_voi_transform=True, voi_transform_selector="BONE")
+    message = str(caught.value)
+    assert "voi_transform_selector='BONE'" in message and path in message
+    assert "[0] window 'SOFT': center 40, width 400" in message
+    assert "[1] window 'LUNG': center -600, width 1500" in message
+    with pytest.raises(TransformError, match=r"\[1\] window 'LUNG'"):
+        frames.transformed(apply_voi_transform=None, voi_transform_selector=2)
+    bare = _write(tmp_path, _ct(), "bare.dcm")
+    with pytest.raises(TransformError, match="the image has no VOI window or VOI LUT"):
+        dicom_dask.open_frames(bare).transformed(apply_voi_transform=True)
+
+
 def test_modality_lut(tmp_path) -> None:
     ds = _ct()
     ds.BitsStored = 12

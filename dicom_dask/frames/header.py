@@ -35,6 +35,7 @@ from dicom_dask.errors import (
     UnsupportedTransferSyntaxError,
 )
 from dicom_dask.frames._io import BlockReader, call_fs
+from dicom_dask.frames.sizes import format_size
 from dicom_dask.frames.values import fast_get
 
 __all__ = ["DicomHeader", "PixelDataElement", "PixelDescription", "read_header"]
@@ -170,9 +171,9 @@ class PixelDescription:
             )
         if self.frame_nbytes > MAX_FRAME_BYTES:
             problems.append(
-                f"one decoded frame of {self.rows} x {self.columns} x "
-                f"{self.samples_per_pixel} would take {self.frame_nbytes} bytes, more than "
-                f"the limit of {MAX_FRAME_BYTES}"
+                f"one decoded frame of {format_size(self.columns, self.rows)} x "
+                f"{self.samples_per_pixel} sample(s) would take {self.frame_nbytes} bytes, "
+                f"more than the limit of {MAX_FRAME_BYTES}"
             )
         if problems:
             raise InvalidHeaderError(f"{url}: " + "; ".join(problems))

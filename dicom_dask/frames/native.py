@@ -11,6 +11,7 @@ from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import TruncatedFileError
 from dicom_dask.frames.header import DicomHeader
 from dicom_dask.frames.ranges import FrameRanges
+from dicom_dask.frames.sizes import format_size
 
 __all__ = ["frames_per_chunk", "native_ranges", "swapped_words"]
 
@@ -52,8 +53,8 @@ def native_ranges(header: DicomHeader) -> FrameRanges:
     if needed > available:
         raise TruncatedFileError(
             f"{header.url}: {element.keyword} at byte {element.element_offset} holds "
-            f"{available} bytes, but {nframes} frame(s) of {desc.rows} x {desc.columns} x "
-            f"{desc.samples_per_pixel} at {desc.bits_allocated} bit(s) need {needed}"
+            f"{available} bytes, but {nframes} frame(s) of {format_size(desc.columns, desc.rows)}"
+            f" x {desc.samples_per_pixel} sample(s) at {desc.bits_allocated} bit(s) need {needed}"
         )
     nchunks = -(-nframes // k)
     if nchunks == 1:  # a single-frame file: plain integers are much cheaper than arrays

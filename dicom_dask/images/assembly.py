@@ -14,6 +14,7 @@ from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_phot
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames._io import StorageOptions
+from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
 from dicom_dask.images.series import SliceRecord, Stack
 from dicom_dask.images.tiled import frame_chunks, place_frames
@@ -54,9 +55,10 @@ def _check_consistent(records: Sequence[SliceRecord], where: str) -> None:
         d = r.index.header.description
         if d is not desc and (d.rows, d.columns, d.samples_per_pixel, d.dtype) != ref:
             raise LayoutError(
-                f"{where}: {r.url} has {d.rows} x {d.columns} x {d.samples_per_pixel} {d.dtype} "
-                f"pixels but {first.url} has {desc.rows} x {desc.columns} x "
-                f"{desc.samples_per_pixel} {desc.dtype}"
+                f"{where}: {r.url} has {format_size(d.columns, d.rows)} x {d.samples_per_pixel} "
+                f"sample(s) of {d.dtype} but {first.url} has "
+                f"{format_size(desc.columns, desc.rows)} x {desc.samples_per_pixel} sample(s) of "
+                f"{desc.dtype}"
             )
         if id(r.index) not in checked:
             checked.add(id(r.index))

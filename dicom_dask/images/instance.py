@@ -28,7 +28,7 @@ from dicom_dask.chunks.sidecar import (
     sources_entry,
 )
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import NoImagesError
+from dicom_dask.errors import AmbiguousSourceError, NoImagesError
 from dicom_dask.frames import FrameIndex, index_frames
 from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.deidentify import deidentify_attributes
@@ -125,7 +125,7 @@ def _build_index(
     if is_dicomweb(url):
         found = index_location(url, storage_options=storage_options)  # type: ignore[arg-type]
         if len(found) != 1:
-            raise NoImagesError(
+            raise (AmbiguousSourceError if found else NoImagesError)(
                 f"{location(url).url()}: holds {len(found)} images; open_frames reads one "
                 "instance (…/instances/<uid>)"
             )

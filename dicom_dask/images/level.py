@@ -22,6 +22,7 @@ from dicom_dask.chunks.metadata import frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames._io import StorageOptions, cpu_count
+from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
 from dicom_dask.images.transforms import FrameTransformer, TransformOptions, apply_block
 
@@ -142,7 +143,8 @@ class Level:
 
     def __repr__(self) -> str:
         return (
-            f"Level({self.image_type}, shape={self.shape}, tile={self.tile_shape}, "
+            f"Level({self.image_type}, {format_size(*self.matrix_shape[::-1])}, tile="
+            f"{format_size(*self.tile_shape[::-1], label=False)}, shape={self.shape}, "
             f"tiles={len(self.manifest)}/{int(np.prod(self.manifest.grid_shape))}, "
             f"instances={len(self.images)})"
         )

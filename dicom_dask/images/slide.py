@@ -33,11 +33,12 @@ from dicom_dask.chunks.sidecar import (
     sources_entry,
 )
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import LayoutError, LayoutWarning, NoImagesError
+from dicom_dask.errors import AmbiguousSourceError, LayoutError, LayoutWarning, NoImagesError
 from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
 from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
+from dicom_dask.frames.sizes import SIZE_ORDER, format_size
 from dicom_dask.frames.values import fast_get
 from dicom_dask.images.level import Level, merge_level
 from dicom_dask.images.ome import multiscales_attributes
@@ -107,7 +108,7 @@ def _geometry_difference(a: Sequence[TiledImage], b: Sequence[TiledImage]) -> st
             same_paths = {c.identifier for c in x.channels} & {c.identifier for c in y.channels}
             same_planes = set(x.focal_planes) & set(y.focal_planes)
             if x.matrix_shape == y.matrix_shape and same_paths and same_planes:
-                return f"{where} are both the {x.matrix_shape[1]} x {x.matrix_shape[0]} level"
+                return f"{where} are both the {format_size(*x.matrix_shape[::-1])} level"
     return None
 
 
@@ -215,6 +216,7 @@ def _describe(group: _Group) -> dict[str, Any]:
         "frame_of_reference_uid": str(fast_get(ds, "FrameOfReferenceUID", "")),
         "container_identifier": str(ds.get("ContainerIdentifier", "")),
         "sop_class_uid": str(fast_get(ds, "SOPClassUID", "")),
+        "series_description": str(ds.get("SeriesDescription", "")),
         "optical_paths": paths,
         "frame_of_reference_uids": sorted(group.values(0)),
         "merged_frames_of_reference": list(group.merged),
@@ -265,21 +267,23 @@ def _select(groups: list[_Group], select: int | str | None, where: str) -> list[
     if select is None and len(groups) == 1:
         return groups[0].images
     described = [_describe(g) for g in groups]
+    listing = "".join(  # one line each
+        f"\n  [{i}] series {d['series_instance_uid']} container "
+        f"{d['container_identifier']!r} frame of reference {d['frame_of_reference_uid']} "
+        f"({len(d['instances'])} instances)"
+        for i, d in enumerate(described)
+    )
     if select is None:
-        listing = "; ".join(
-            f"[{i}] series {d['series_instance_uid']} container "
-            f"{d['container_identifier']!r} frame of reference {d['frame_of_reference_uid']} "
-            f"({len(d['instances'])} instances)"
-            for i, d in enumerate(described)
-        )
-        raise NoImagesError(
+        raise AmbiguousSourceError(
             f"{where}: holds {len(groups)} slides ({_differences(described)}); pass select= "
-            f"with an index, series UID, container identifier or Frame of Reference UID: "
+            f"with an index, series UID, container identifier or Frame of Reference UID:"
             f"{listing}"
         )
     if isinstance(select, int):
         if not -len(groups) <= select < len(groups):
-            raise NoImagesError(f"{where}: select={select} but there are {len(groups)} slides")
+            raise NoImagesError(
+                f"{where}: select={select} but there are {len(groups)} slides:{listing}"
+            )
         return groups[select].images
     for group, d in zip(groups, described, strict=True):
         if select in (d["series_instance_uid"], d["container_identifier"]) or (
@@ -288,7 +292,7 @@ def _select(groups: list[_Group], select: int | str | None, where: str) -> list[
             return group.images
     raise NoImagesError(
         f"{where}: no slide with series UID, container identifier or Frame of Reference UID "
-        f"{select!r}"
+        f"{select!r}; there are {len(groups)}:{listing}"
     )
 
 
@@ -546,9 +550,9 @@ class Slide:
         save_index(doc, path, storage_options=storage_options)
 
     def __repr__(self) -> str:
-        dims = ", ".join(f"{w}x{h}" for w, h in self.dimensions)
+        sizes = ", ".join(format_size(w, h, label=False) for w, h in self.dimensions)
         return (
-            f"Slide(levels=[{dims}], channels={len(self.optical_paths)}, "
+            f"Slide(levels=[{sizes}] {SIZE_ORDER}, channels={len(self.optical_paths)}, "
             f"planes={len(self.focal_planes)}, associated={sorted(self.associated)})"
         )
 

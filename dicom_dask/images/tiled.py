@@ -24,6 +24,7 @@ from dicom_dask.chunks.manifest import INLINE, MISSING, ChunkManifest
 from dicom_dask.errors import LayoutError, LayoutWarning
 from dicom_dask.frames import FrameIndex, open_source
 from dicom_dask.frames.functional_groups import SlidePositions, slide_positions
+from dicom_dask.frames.sizes import format_size
 from dicom_dask.frames.values import fast_get
 
 __all__ = [
@@ -327,13 +328,15 @@ def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -
     cells = ny * nx * planes_n * len(channels)
     if matrix[0] < 1 or matrix[1] < 1 or planes_n < 1:
         raise LayoutError(
-            f"{url}: (0048,0006)/(0048,0007) Total Pixel Matrix {matrix[0]} x {matrix[1]} with "
+            f"{url}: (0048,0006)/(0048,0007) Total Pixel Matrix "
+            f"{format_size(matrix[1], matrix[0])} with "
             f"{planes_n} focal planes; expected positive sizes"
         )
     if cells > MAX_GRID_CELLS and cells > 64 * n:
         raise LayoutError(
-            f"{url}: the header claims a {matrix[0]} x {matrix[1]} total pixel matrix "
-            f"({cells} tiles of {tile[0]} x {tile[1]}) but holds {n} frames; refusing to "
+            f"{url}: the header claims a {format_size(matrix[1], matrix[0])} total pixel matrix "
+            f"({cells} tiles of {format_size(tile[1], tile[0], label=False)}) but holds {n} "
+            "frames; refusing to "
             f"allocate a tile grid of more than {MAX_GRID_CELLS} cells for it"
         )
     if organization == "TILED_FULL":

@@ -28,6 +28,7 @@ __all__ = [
     "TransformOptions",
     "apply_block",
     "dataset_key",
+    "voi_choices",
     "with_dose_scaling",
 ]
 
@@ -281,6 +282,50 @@ def with_dose_scaling(ds: Dataset) -> Dataset:
     return out
 
 
+def _voi_sources(ds: Dataset, frame: int) -> Dataset:
+    """The dataset holding the VOI windows of ``frame``: a functional group's Frame VOI
+    LUT item (per frame, else shared), else ``ds`` itself."""
+    if "VOILUTSequence" in ds or "WindowCenter" in ds:
+        return ds
+    for name in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        groups = ds.get(name)
+        if groups:
+            group = groups[min(frame, len(groups) - 1)]
+            if group.get("FrameVOILUTSequence"):
+                return group.FrameVOILUTSequence[0]
+    return ds
+
+
+def voi_choices(ds: Dataset, frame: int = 0) -> str:
+    """The VOI windows and LUTs of ``frame`` of ``ds``, as the values of
+    ``voi_transform_selector`` that select them, for an error message."""
+    source = _voi_sources(ds, frame)
+
+    def values(keyword: str) -> list[Any]:
+        value = source.get(keyword)
+        if value is None or value == "":
+            return []
+        return [value] if isinstance(value, str) or not isinstance(value, Sequence) else list(value)
+
+    choices = [  # a VOI LUT Sequence takes precedence over windows, as in highdicom
+        f"[{i}] LUT {str(item.get('LUTExplanation', '') or '(no explanation)')!r}"
+        for i, item in enumerate(source.get("VOILUTSequence") or [])
+    ]
+    if not choices:
+        names = values("WindowCenterWidthExplanation")
+        for i, (center, width) in enumerate(
+            zip(values("WindowCenter"), values("WindowWidth"), strict=False)
+        ):
+            name = repr(str(names[i])) if i < len(names) else "(no explanation)"
+            choices.append(f"[{i}] window {name}: center {float(center):g}, width {float(width):g}")
+    if not choices:
+        return "the image has no VOI window or VOI LUT (pass apply_voi_transform=False or None)"
+    return (
+        "pass voi_transform_selector= an index or an explanation of one of the image's "
+        f"VOI transforms: {'; '.join(choices)}"
+    )
+
+
 class FrameTransformer:
     """The transform of every frame that can appear in an array, built lazily.
 
@@ -369,6 +414,13 @@ class FrameTransformer:
                 IndexError,
                 RuntimeError,
             ) as exc:
+                if self.options.apply_voi_transform is not False and "VOI" in str(exc).upper():
+                    selector = self.options.voi_transform_selector
+                    raise TransformError(
+                        f"{self.names[dataset]}: frame {frame + 1}: no VOI transform "
+                        f"voi_transform_selector={selector!r} ({exc}); "
+                        f"{voi_choices(self.datasets[dataset], frame)}"
+                    ) from exc
                 raise TransformError(
                     f"{self.names[dataset]}: frame {frame + 1}: cannot build the pixel "
                     f"transform with "

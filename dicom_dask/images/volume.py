@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import LayoutError, NoImagesError
+from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
 from dicom_dask.frames._io import StorageOptions, cpu_count, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
+from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.assembly import assemble
 from dicom_dask.images.geometry import (
     GeometryPolicy,
@@ -509,9 +510,12 @@ class Volume:
         return open_array(self.store)
 
     def __repr__(self) -> str:
+        slices, rows, columns = self.spatial_shape
+        spacing = tuple(round(s, 4) for s in self.spacing)
         return (
-            f"Volume(shape={self.shape}, dtype={self.dtype}, spacing="
-            f"{tuple(round(s, 4) for s in self.spacing)}, channels={list(self.channels)})"
+            f"Volume({slices} slices of {format_size(columns, rows)}, shape={self.shape}, "
+            f"dtype={self.dtype}, spacing={spacing} mm (slice, row, column), "
+            f"channels={list(self.channels)})"
         )
 
 
@@ -577,6 +581,40 @@ def list_series(
     return [s.describe() for s in stacks]
 
 
+def _select_stack(stacks: list[Stack], select: int | str | None, where: str) -> Stack:
+    """The stack ``select`` names (an index, a Series Instance UID or a stack label)."""
+
+    def listing() -> str:
+        return "".join(  # one line each
+            f"\n  [{i}] series {d['series_instance_uid']} {d['stack']!r} "
+            f"({d['frames']} frames, orientation {d['orientation']})"
+            for i, d in enumerate(s.describe() for s in stacks)
+        )
+
+    if select is None:
+        if len(stacks) > 1:
+            differences = stack_differences([s.describe() for s in stacks])
+            raise AmbiguousSourceError(
+                f"{where}: holds {len(stacks)} stacks ({differences}), pass "
+                f"select= (index, series UID or stack label):{listing()}"
+            )
+        return stacks[0]
+    if isinstance(select, int):
+        if not -len(stacks) <= select < len(stacks):
+            raise NoImagesError(
+                f"{where}: select={select} but there are {len(stacks)} stacks:{listing()}"
+            )
+        return stacks[select]
+    matching = [s for s in stacks if select in (s.key["series_instance_uid"], s.key["stack"])]
+    if len(matching) != 1:
+        error = AmbiguousSourceError if matching else NoImagesError
+        raise error(
+            f"{where}: {len(matching)} stacks match select={select!r} (an index, series "
+            f"UID or stack label):{listing()}"
+        )
+    return matching[0]
+
+
 def open_volume(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     *,
@@ -624,28 +662,7 @@ def open_volume(
     policy = GeometryPolicy.coerce(geometry)
     bind = {"relocate": relocate, "verify": verify}
     stacks, where = _stacks(source, storage_options, index, bind)
-    if select is None:
-        if len(stacks) > 1:
-            described = [s.describe() for s in stacks]
-            listing = "; ".join(
-                f"[{i}] series {d['series_instance_uid']} {d['stack']!r} "
-                f"({d['frames']} frames, orientation {d['orientation']})"
-                for i, d in enumerate(described)
-            )
-            raise NoImagesError(
-                f"{where}: holds {len(stacks)} stacks ({stack_differences(described)}), pass "
-                f"select= (index, series UID or stack label): {listing}"
-            )
-        stack = stacks[0]
-    elif isinstance(select, int):
-        if not -len(stacks) <= select < len(stacks):
-            raise NoImagesError(f"{where}: select={select} but there are {len(stacks)} stacks")
-        stack = stacks[select]
-    else:
-        matching = [s for s in stacks if select in (s.key["series_instance_uid"], s.key["stack"])]
-        if len(matching) != 1:
-            raise NoImagesError(f"{where}: {len(matching)} stacks match select={select!r}")
-        stack = matching[0]
+    stack = _select_stack(stacks, select, where)
     return Volume(
         **assemble(
             stack,

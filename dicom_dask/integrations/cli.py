@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dicom_dask.errors import DicomDaskError
+from dicom_dask.errors import AmbiguousSourceError, DicomDaskError, NoImagesError
+from dicom_dask.frames.sizes import format_size
+from dicom_dask.integrations.cli_summary import cli_words, summary
 
 __all__ = ["main"]
 
@@ -49,6 +51,14 @@ def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def _select_value(text: str) -> int | str:
+    """``--select``: an index (an integer) or a UID or label, as ``info`` lists them."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _kind(url: str, options: dict[str, Any], as_: str | None = None) -> tuple[str, Any]:
@@ -154,6 +164,8 @@ def _slide_info(slide: Any) -> dict[str, Any]:
         "levels": [
             {
                 "shape": list(level.shape),
+                "width": level.matrix_shape[1],
+                "height": level.matrix_shape[0],
                 "dtype": str(level.dtype),
                 "tile": list(level.tile_shape),
                 "tiles_present": f"{len(level.manifest)}/{level.tiles_present.size}",
@@ -168,6 +180,7 @@ def _slide_info(slide: Any) -> dict[str, Any]:
         "optical_paths": [ch.to_dict() for ch in slide.optical_paths],
         "focal_planes_um": list(slide.focal_planes),
         "associated": {k: list(v.shape) for k, v in slide.associated.items()},
+        "associated_sizes": {k: v.matrix_shape[::-1] for k, v in slide.associated.items()},
         "associated_instances": {k: list(v.urls) for k, v in slide.associated.items()},
     }
 
@@ -187,16 +200,18 @@ def _volume_info(volume: Any) -> dict[str, Any]:
     }
 
 
-def _info_document(url: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Everything ``info`` knows about ``url`` (the ``--json`` output)."""
-    from dicom_dask.errors import NoImagesError
+def _info_document(
+    url: str, options: dict[str, Any], select: int | str | None = None
+) -> dict[str, Any]:
+    """Everything ``info`` knows about ``url`` (the ``--json`` output); with ``select``,
+    about that slide or series of a folder."""
     from dicom_dask.images.slide import list_slides, open_slide
     from dicom_dask.images.sources import is_collection
     from dicom_dask.images.volume import list_series, open_volume
 
     kind, index = _kind(url, options)
     folder = index is None
-    info: dict[str, Any] = {"url": url, "kind": kind, "folder": folder}
+    info: dict[str, Any] = {"url": url, "kind": kind, "folder": folder, "select": select}
     used: list[str] = []
     if kind == "slide":
         if folder:
@@ -204,8 +219,10 @@ def _info_document(url: str, options: dict[str, Any]) -> dict[str, Any]:
         else:
             info["file"] = _frames_info(url, options, index)
         try:
-            slide = open_slide(url, storage_options=options)
+            slide = open_slide(url, storage_options=options, select=select)
         except NoImagesError as exc:  # several slides: the listing says which
+            if select is not None:
+                raise
             info["slide"] = None
             info["problem"] = str(exc)
             used = [i["url"] for s in info.get("slides", []) for i in s["instances"]]
@@ -218,9 +235,9 @@ def _info_document(url: str, options: dict[str, Any]) -> dict[str, Any]:
         else:
             info["file"] = _frames_info(url, options, index)
         try:
-            volume = open_volume(url, storage_options=options)
-        except (NoImagesError, DicomDaskError) as exc:
-            if not folder:
+            volume = open_volume(url, storage_options=options, select=select)
+        except DicomDaskError as exc:
+            if not folder or (select is not None and isinstance(exc, NoImagesError)):
                 raise
             info["volume"] = None
             info["problem"] = str(exc)
@@ -229,125 +246,19 @@ def _info_document(url: str, options: dict[str, Any]) -> dict[str, Any]:
             info["volume"]["values"] = _values_info(volume)
             used = list(volume.metadata["urls"])
     else:
+        _no_select(url, select)
         info["file"] = _frames_info(url, options, index)
     if folder or is_collection(url):
         info["skipped"] = _skipped(url, used, options) if used else []
     return info
 
 
-def _fmt_shape(shape: Sequence[int]) -> str:
-    return " x ".join(str(n) for n in shape)
-
-
-def _fmt_values(values: dict[str, Any]) -> list[str]:
-    lines = []
-    rescale = values.get("rescale")
-    units = f" {values['units']}" if values.get("units") else ""
-    if isinstance(rescale, dict):
-        lines.append(
-            f"values: stored x {rescale['slope']:g} + {rescale['intercept']:g}{units}"
-            " (modality rescale)"
-        )
-    elif rescale:
-        lines.append(f"values: rescaled by a {rescale}{units}")
-    if values.get("icc_profile"):
-        lines.append("colour: an ICC profile is present (transformed() applies it)")
-    if values.get("window"):
-        low, high = values["window"]
-        lines.append(f"display window: {low:g} to {high:g}{units}")
-    return lines
-
-
-def _summary(info: dict[str, Any]) -> str:
-    """The readable ``info`` output."""
-    lines: list[str] = []
-    out = lines.append
-    file = info.get("file")
-    if file:
-        what = " ".join(p for p in (file["modality"], file["sop_class"]) if p)
-        out(f"{info['url']}: {what or 'DICOM image'}")
-        out(
-            f"  {file['frames']} frame(s), array {_fmt_shape(file['shape'])} {file['dtype']}, "
-            f"{file['photometric_interpretation']}"
-        )
-        out(
-            f"  transfer syntax: {file['transfer_syntax']}; frames located by {file['frame_index']}"
-        )
-        lines.extend("  " + line for line in _fmt_values(file.get("values", {})))
-    slide = info.get("slide")
-    if info["kind"] == "slide":
-        if info["folder"]:
-            n = len(info.get("slides", []))
-            out(f"{info['url']}: folder holding {n} slide(s)")
-            for i, s in enumerate(info.get("slides", [])):
-                out(
-                    f"  [{i}] series {s['series_instance_uid']}, container "
-                    f"{s['container_identifier'] or '-'}, {len(s['instances'])} instance(s)"
-                )
-        if slide:
-            assoc = ", ".join(f"{k} {_fmt_shape(v)}" for k, v in slide["associated"].items())
-            out(f"slide: {len(slide['levels'])} level(s)" + (f"; {assoc}" if assoc else ""))
-            for k, lv in enumerate(slide["levels"]):
-                spacing = lv["pixel_spacing_mm"]
-                um = f", {1000 * spacing[1]:.4g} um/pixel" if spacing else ""
-                out(
-                    f"  level {k}: {_fmt_shape(lv['shape'])} {lv['dtype']} "
-                    f"{lv['photometric_interpretation']}, tiles {_fmt_shape(lv['tile'])} "
-                    f"({lv['tiles_present']} present), downsample {lv['downsample']:g}{um}, "
-                    f"{lv['transfer_syntax']}"
-                )
-            if len(slide["optical_paths"]) > 1:
-                out(f"  optical paths: {len(slide['optical_paths'])}")
-            if len(slide["focal_planes_um"]) > 1:
-                out(f"  focal planes (um): {slide['focal_planes_um']}")
-    volume = info.get("volume")
-    if info["kind"] == "volume" and info["folder"]:
-        stacks = info.get("series", [])
-        out(f"{info['url']}: folder holding {len(stacks)} stack(s) of slices")
-        if len(stacks) > 1:
-            for i, d in enumerate(stacks):
-                out(
-                    f"  [{i}] series {d['series_instance_uid']} {d['stack']!r}: "
-                    f"{d['frames']} frame(s)"
-                )
-    if volume:
-        sx, sy, sz = volume["spacing_mm"]
-        out(
-            f"volume: {volume['modality'] or 'image'} {_fmt_shape(volume['shape'])} "
-            f"{volume['dtype']} (slices x rows x columns"
-            + "".join(f" x {c}" for c in volume["channels"])
-            + f") from {volume['files']} file(s)"
-        )
-        out(f"  spacing: {sx:.4g} x {sy:.4g} x {sz:.4g} mm; geometry: {_geometry(volume)}")
-        lines.extend("  " + line for line in _fmt_values(volume.get("values", {})))
-    if info.get("problem"):
-        out(f"cannot open as one {info['kind']}: {info['problem']}")
-    skipped = info.get("skipped", [])
-    if skipped:
-        out(f"skipped {len(skipped)} file(s):")
-        for item in skipped[:20]:
-            out(f"  {_name(item['url'])}: {item['reason']}")
-        if len(skipped) > 20:
-            out(f"  ... and {len(skipped) - 20} more (--json lists them all)")
-    return "\n".join(lines)
-
-
-def _geometry(volume: dict[str, Any]) -> str:
-    geometry = volume.get("geometry") or {}
-    findings = geometry.get("findings") or []
-    missing = geometry.get("missing_slices") or []
-    text = "; ".join(str(f) for f in findings) or "regular slices"
-    if missing:
-        text += f"; {len(missing)} missing slice(s) filled"
-    return f"{text} (geometry={geometry.get('policy', 'raise')!r})"
-
-
 def _info(args: argparse.Namespace) -> int:
-    info = _info_document(args.url, _storage_options(args.storage_option))
+    info = _info_document(args.url, _storage_options(args.storage_option), args.select)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
-        print(_summary(info))
+        print(summary(info))
     return 0
 
 
@@ -365,18 +276,17 @@ def _window_to_uint8(image: Any, window: tuple[float, float] | None) -> Any:
     return (np.clip(np.nan_to_num(scaled), 0, 1) * 255).round().astype(np.uint8)
 
 
-def _thumbnail_array(url: str, options: dict[str, Any], as_: str | None) -> tuple[Any, Any]:
+def _thumbnail_array(
+    url: str, options: dict[str, Any], as_: str | None, select: int | str | None = None
+) -> tuple[Any, Any]:
     """The picture (2-D grey or RGB uint8) and the aspect (row, column spacing)."""
     import numpy as np
 
-    from dicom_dask.images.instance import open_frames
-    from dicom_dask.images.slide import open_slide
-    from dicom_dask.images.volume import open_volume
     from dicom_dask.integrations.pixels import transformed_with, voi_limits
 
-    kind, index = _kind(url, options, as_)
+    kind, source = _open_source(url, options, as_, select)
     if kind == "slide":
-        slide = open_slide(url, storage_options=options)
+        slide = source
         level = slide.associated.get("thumbnail") or slide.pyramid[-1]
         level_array = level.array
         if not level.squeezed:  # (c, z, y, x[, s]): the first optical path and plane
@@ -386,12 +296,10 @@ def _thumbnail_array(url: str, options: dict[str, Any], as_: str | None) -> tupl
             picture = _window_to_uint8(picture, None)
         return picture, None
     if kind == "volume":
-        source: Any = open_volume(url, storage_options=options)
         middle = source.spatial_shape[0] // 2
         source = source[middle]
         spacing = source.spacing[1:]
     else:
-        source = open_frames(url, storage_options=options, index=index)
         middle = source.shape[0] // 2
         spacing = None
     if source.dtype == np.uint8 and source.shape[-1] == 3 and len(source.shape) > 3:
@@ -419,7 +327,7 @@ def _thumbnail(args: argparse.Namespace) -> int:
     from PIL import Image
 
     options = _storage_options(args.storage_option)
-    picture, spacing = _thumbnail_array(args.url, options, args.as_)
+    picture, spacing = _thumbnail_array(args.url, options, args.as_, args.select)
     image = Image.fromarray(picture)
     width, height = image.size
     if spacing is not None and spacing[0] > 0 and spacing[1] > 0:  # square millimetres
@@ -432,7 +340,7 @@ def _thumbnail(args: argparse.Namespace) -> int:
         image.save(args.output)
     except (ValueError, OSError) as exc:
         raise UsageError(f"cannot write {args.output}: {exc}") from exc
-    print(f"wrote {args.output}: {size[0]} x {size[1]} picture of {args.url}")
+    print(f"wrote {args.output}: a {format_size(*size)} picture of {args.url}")
     return 0
 
 
@@ -445,7 +353,7 @@ def _index(args: argparse.Namespace) -> int:
     options = _storage_options(args.storage_option)
     kind, index = _kind(args.url, options)
     if kind == "slide":
-        slide = open_slide(args.url, storage_options=options)
+        slide = open_slide(args.url, storage_options=options, select=args.select)
         slide.save_index(args.output)
         print(
             f"wrote {args.output}: slide index of {sum(len(lv.images) for lv in slide.pyramid)}"
@@ -453,10 +361,11 @@ def _index(args: argparse.Namespace) -> int:
         )
         return 0
     if kind == "volume" and index is None:  # a series folder
-        volume = open_volume(args.url, storage_options=options)
+        volume = open_volume(args.url, storage_options=options, select=args.select)
         volume.save_index(args.output)
         print(f"wrote {args.output}: series index of {len(volume.metadata['urls'])} file(s)")
         return 0
+    _no_select(args.url, args.select)
     frames = open_frames(args.url, storage_options=options, index=index)
     frames.save_index(args.output)
     print(f"wrote {args.output}: {len(frames.manifest)} chunks ({frames.index.ranges.method})")
@@ -464,11 +373,16 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _refs(args: argparse.Namespace) -> int:
+    from dicom_dask.images.sources import is_collection
     from dicom_dask.integrations.kerchunk import to_kerchunk
 
-    refs = to_kerchunk(
-        args.url, storage_options=_storage_options(args.storage_option), kind=args.kind
-    )
+    options = _storage_options(args.storage_option)
+    kind = args.kind
+    if kind is None and is_collection(args.url):  # what the folder's first image is
+        kind = _kind(args.url, options)[0]
+    elif kind in (None, "frames"):
+        _no_select(args.url, args.select)
+    refs = to_kerchunk(args.url, storage_options=options, kind=kind, select=args.select)
     text = json.dumps(refs)
     if args.output:
         Path(args.output).write_text(text)
@@ -490,18 +404,30 @@ def _check_destination(dest: str, overwrite: bool) -> None:
         )
 
 
-def _open_source(url: str, options: dict[str, Any], as_: str | None) -> tuple[str, Any]:
-    """``(kind, object)``: the Slide, Volume or Frames that ``url`` holds."""
+def _open_source(
+    url: str, options: dict[str, Any], as_: str | None, select: int | str | None = None
+) -> tuple[str, Any]:
+    """``(kind, object)``: the Slide, Volume or Frames that ``url`` holds (with
+    ``select``, that slide or series of a folder)."""
     from dicom_dask.images.instance import open_frames
     from dicom_dask.images.slide import open_slide
     from dicom_dask.images.volume import open_volume
 
     kind, index = _kind(url, options, as_)
     if kind == "slide":
-        return kind, open_slide(url, storage_options=options)
+        return kind, open_slide(url, storage_options=options, select=select)
     if kind == "volume":
-        return kind, open_volume(url, storage_options=options)
+        return kind, open_volume(url, storage_options=options, select=select)
+    _no_select(url, select)
     return kind, open_frames(url, storage_options=options, index=index)
+
+
+def _no_select(url: str, select: int | str | None) -> None:
+    """Refuse ``--select`` for one image's frames (it picks a slide or series of a folder)."""
+    if select is not None:
+        raise UsageError(
+            f"{url} is one image's frames: --select picks one slide or series of a folder"
+        )
 
 
 def _array_and_attributes(
@@ -558,7 +484,7 @@ def _convert(args: argparse.Namespace) -> int:
         return _convert_to_dicom(args)
     options = _storage_options(args.storage_option)
     _check_destination(args.dest, args.overwrite)
-    kind, source = _open_source(args.url, options, args.as_)
+    kind, source = _open_source(args.url, options, args.as_, args.select)
     progress = not args.quiet
     if kind == "slide":
         to_ome_zarr(source, args.dest, overwrite=args.overwrite, progress=progress)
@@ -583,7 +509,10 @@ def _convert(args: argparse.Namespace) -> int:
             da.store(array, target, lock=False)  # type: ignore[arg-type]
     else:
         da.store(array, target, lock=False)  # type: ignore[arg-type]
-    print(f"wrote {args.dest}: zarr array {list(array.shape)} {array.dtype}, {note}")
+    print(
+        f"wrote {args.dest}: zarr array of shape {tuple(array.shape)} ({', '.join(dims)}), "
+        f"{array.dtype}, {note}"
+    )
     return 0
 
 
@@ -600,10 +529,12 @@ def _convert_to_dicom(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
     }
     if args.url.rstrip("/").endswith(".zarr"):
+        if args.select is not None:
+            raise UsageError(f"{args.url} is one OME-Zarr image: --select picks a DICOM slide")
         data, spacing, levels = _ome_zarr_level0(args.url, options)
         files = to_dicom_slide(data, args.dest, pixel_spacing=spacing, levels=levels, **write)
     else:
-        kind, source = _open_source(args.url, options, args.as_)
+        kind, source = _open_source(args.url, options, args.as_, args.select)
         if kind == "slide":
             files = to_dicom_slide(source, args.dest, associated=True, **write)
         elif kind == "volume":
@@ -800,6 +731,14 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("url", help="a file, a folder, a glob or a URL (s3://, gs://, https://...)")
         p.add_argument(
+            "--select",
+            type=_select_value,
+            metavar="INDEX|UID",
+            help="which slide or series, when the folder holds several: an index or a UID as "
+            '"dicom-dask info URL" lists them (a series, container or Frame of Reference UID, '
+            "or a stack label)",
+        )
+        p.add_argument(
             "--storage-option",
             "-s",
             action="append",
@@ -874,7 +813,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except DicomDaskError as exc:
-        print(f"dicom-dask: error: {exc}", file=sys.stderr)
+        message = cli_words(str(exc))
+        if isinstance(exc, AmbiguousSourceError) and getattr(args, "url", None):
+            message += f'\n"dicom-dask info {args.url}" lists them with their kind and size'
+        print(f"dicom-dask: error: {message}", file=sys.stderr)
         return 2
     except UsageError as exc:
         print(f"dicom-dask: {exc}", file=sys.stderr)

@@ -20,7 +20,7 @@ from dicom_dask.chunks.manifest import ChunkManifest, parse_chunk_key, reference
 from dicom_dask.chunks.numcodec import chain_filter
 from dicom_dask.chunks.sidecar import SOURCES_KEY, check_sources, sources_entry
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import NoImagesError
+from dicom_dask.errors import AmbiguousSourceError, NoImagesError
 from dicom_dask.frames._io import StorageOptions
 from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.images.instance import open_frames
@@ -73,6 +73,7 @@ def _open(
     *,
     kind: str | None,
     storage_options: StorageOptions,
+    select: int | str | None = None,
 ) -> tuple[str, Any]:
     """``(kind, opened)``: the Frames, Slide or Volume ``url`` holds."""
     if kind is None:
@@ -80,15 +81,17 @@ def _open(
             kind = "frames"
         else:
             try:
-                return "slide", open_slide(url, storage_options=storage_options)
+                return "slide", open_slide(url, storage_options=storage_options, select=select)
+            except AmbiguousSourceError:
+                raise  # several slides: select= picks one, the message lists them
             except NoImagesError:
                 kind = "volume"
     if kind == "frames":
         return kind, open_frames(url, storage_options=storage_options)  # type: ignore[arg-type]
     if kind == "slide":
-        return kind, open_slide(url, storage_options=storage_options)
+        return kind, open_slide(url, storage_options=storage_options, select=select)
     if kind == "volume":
-        return kind, open_volume(url, storage_options=storage_options)
+        return kind, open_volume(url, storage_options=storage_options, select=select)
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
@@ -224,6 +227,7 @@ def to_kerchunk(
     kind: str | None = None,
     zarr_format: int | None = None,
     keep_identifiers: bool = False,
+    select: int | str | None = None,
 ) -> dict[str, Any]:
     """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``).
 
@@ -252,6 +256,10 @@ def to_kerchunk(
         Keep the instance UIDs and the slide's Container Identifier in the attributes.
         By default they are replaced (see ``docs/cloud.md``, "Patient data"): the
         references carry no patient data. No DICOM header is written either way.
+    select : int or str, optional
+        Which slide or stack of a folder that holds several, as ``select`` of
+        [`open_slide`][dicom_dask.images.slide.open_slide] and
+        [`open_volume`][dicom_dask.images.volume.open_volume].
 
     Notes
     -----
@@ -266,7 +274,7 @@ def to_kerchunk(
     """
     if zarr_format not in (None, 2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
-    kind, opened = _open(url, kind=kind, storage_options=storage_options)
+    kind, opened = _open(url, kind=kind, storage_options=storage_options, select=select)
     store = opened.store
     sources = _sources(kind, opened)
     if zarr_format is None:

@@ -44,10 +44,24 @@ def tissue_mask(
     Tissue is darker than the glass (mean below ``max_brightness``) and, in colour,
     saturated (max - min of R, G, B above ``min_saturation``). Nothing is computed
     until the mask is.
+
+    Parameters
+    ----------
+    array : dask or NumPy array, or Level
+        One level's pixels, ``(y, x)`` or ``(y, x, samples)``: ``slide.levels[-1]`` (the
+        lowest resolution), a [`Level`][dicom_dask.images.level.Level], or any such array.
+    max_brightness, min_saturation : float
+        The thresholds, in the pixels' values (0-255 for 8-bit data).
+
+    Raises
+    ------
+    WrongInputError
+        For a [`Slide`][dicom_dask.images.slide.Slide] (pass one of its levels, such as
+        ``slide.levels[-1]``) or anything that is not a level's pixels.
     """
     import dask.array as da
 
-    arr = da.asarray(array)
+    arr = da.asarray(_level_pixels(array))
     if arr.ndim == 3 and arr.shape[-1] >= 3:
         rgb = arr[..., :3].astype(np.float32)
         bright = rgb.mean(axis=-1)
@@ -55,6 +69,42 @@ def tissue_mask(
         return (bright < max_brightness) & (saturation > min_saturation)
     grey = arr[..., 0] if arr.ndim == 3 else arr
     return grey.astype(np.float32) < max_brightness
+
+
+def _level_pixels(array: Any) -> Any:
+    """``array`` as a level's pixels ``(y, x[, s])``, or a WrongInputError naming the fix."""
+    from dicom_dask.errors import WrongInputError
+    from dicom_dask.images.level import Level
+    from dicom_dask.images.slide import Slide
+
+    if isinstance(array, Slide):
+        raise WrongInputError(
+            "tissue_mask takes one level's pixels, not a Slide: pass slide.levels[-1] "
+            "(its lowest resolution, a dask array) or any (y, x[, samples]) array"
+        )
+    if isinstance(array, Level):
+        array = array.array
+    elif isinstance(array, list | tuple):
+        array = np.asarray(array)
+    shape = getattr(array, "shape", None)
+    dtype = np.dtype(getattr(array, "dtype", object))
+    if shape is None or dtype.kind not in "biuf":
+        raise WrongInputError(
+            f"tissue_mask takes a level's pixels, such as slide.levels[-1], not "
+            f"{type(array).__name__}"
+        )
+    if len(shape) in (4, 5):
+        raise WrongInputError(
+            f"tissue_mask takes one optical path and focal plane, (y, x[, samples]); this "
+            f"level has several, shape {tuple(shape)} (c, z, y, x[, s]): pass "
+            "level.array[channel, plane]"
+        )
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[-1] <= 4)):
+        raise WrongInputError(
+            f"tissue_mask takes a level's pixels (y, x) or (y, x, samples), such as "
+            f"slide.levels[-1]; got shape {tuple(shape)}"
+        )
+    return array
 
 
 class PatchSampler:

@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames._io import StorageOptions, resolve_fs
+from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
 from dicom_dask.integrations.writers.dataset import (
@@ -517,7 +518,7 @@ def _write_one(
         spec=spec,
         encoder=encoder,
         instance_number=k + 1,
-        label=f"level {k} ({cols} x {rows})",
+        label=f"level {k} ({format_size(cols, rows)})",
         spill=spill,
         **options,
     )
