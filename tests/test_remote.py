@@ -17,6 +17,7 @@ from dicom_dask.testing import loopback
 
 from .conftest import REAL, REFERENCE
 from .servers import SLIDE_SIZE, SLIDE_TILE
+from .zarr_own import ZARR_OWN
 
 REAL_PATHS = sorted(f["path"] for f in REFERENCE["files"])
 REAL_SERIES = sorted(s["folder"] for s in REFERENCE["series"])
@@ -272,7 +273,7 @@ def test_zarr_path_region_request_counts(proxy, settings) -> None:
 
     url = f"{proxy.endpoint}/slide/level0.dcm"
     slide = dicom_dask.open_slide(url)
-    config = dicom_dask.zarr_settings() if settings == "zarr_settings" else {}
+    config = dicom_dask.zarr_settings() if settings == "zarr_settings" else ZARR_OWN
     with zarr.config.set(config):
         level = zarr.open_group(slide.store, mode="r")["0"]
     proxy.reset()

@@ -38,7 +38,7 @@ from dicom_dask.enums import (
     NATIVE_SYNTAXES,
     SEQUENCE_DELIMITER,
 )
-from dicom_dask.errors import CorruptFrameError, MissingDecoderError
+from dicom_dask.errors import CorruptFrameError, CroppedFrameError, MissingDecoderError
 
 __all__ = [
     "available_backends",
@@ -396,8 +396,21 @@ def decode_chunk(data: bytes | memoryview, cfg: dict[str, Any]) -> np.ndarray:
             f"(starting {head}) with {backend}: {exc}"
         ) from exc
     if arr.shape[1:] != shape:
-        raise CorruptFrameError(
+        message = (
             f"a {_uid.UID(tsyntax).name} frame of {len(data)} bytes decoded with {backend} "
             f"to shape {arr.shape[1:]}, expected {shape}"
         )
+        if _cropped(arr.shape[1:], shape):
+            raise CroppedFrameError(message, frame=arr, expected=shape)
+        raise CorruptFrameError(message)
     return arr
+
+
+def _cropped(got: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """Whether a frame of shape ``got`` is one of ``expected`` with fewer rows and/or
+    columns (the same samples)."""
+    return (
+        len(got) == len(expected)
+        and got[2:] == expected[2:]
+        and all(0 < g <= e for g, e in zip(got[:2], expected[:2], strict=True))
+    )
