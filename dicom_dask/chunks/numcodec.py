@@ -105,11 +105,13 @@ def decode_chain(
     *,
     shape: Sequence[int] | None = None,
     fill_value: Any = None,
+    owner: object = None,
 ) -> np.ndarray:
     """Decode one chunk's encoded bytes through a v3 chain to a C-ordered array.
 
     With the array's ``shape``, a frame cropped to what the array's end leaves of a tile
-    is pasted into a cell of ``fill_value`` (see the module's description)."""
+    is pasted into a cell of ``fill_value`` (see the module's description), warned about
+    once per ``owner`` (the codec of one array)."""
     orders, last = _split(codecs)
     encoded_shape = tuple(chunk_shape)
     # per axis, what the array's end leaves of a chunk: the only size a cropped side may have
@@ -131,7 +133,8 @@ def decode_chain(
         codec = DicomFrameCodec.from_dict(last)
         edge = None
         if ends is not None:
-            cell = EdgeCell(ends, 0 if fill_value is None else fill_value, _UNKNOWN, "a chunk")
+            fill = 0 if fill_value is None else fill_value
+            cell = EdgeCell(ends, fill, _UNKNOWN, "a chunk", once=f"#{id(owner)}")
             edge = partial(_same, cell)
         arr = codec.decode_bytes(data, edge=edge).reshape(encoded_shape)
     for order in reversed(orders):
@@ -202,6 +205,7 @@ class DicomChainCodec(Codec):  # type: ignore[misc]
             np.dtype(self.data_type),
             shape=self.shape,
             fill_value=self.fill_value,
+            owner=self,
         )
         if out is not None:
             np.copyto(np.asarray(out).reshape(-1).view(np.uint8), arr.reshape(-1).view(np.uint8))
@@ -285,6 +289,7 @@ class DicomChainBytesCodec(BytesBytesCodec):
             np.dtype(self.data_type),
             shape=self.shape,
             fill_value=self.fill_value,
+            owner=self,
         )
         return chunk_spec.prototype.buffer.from_bytes(arr.reshape(-1).view(np.uint8).data)
 
