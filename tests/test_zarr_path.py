@@ -440,7 +440,9 @@ level = slide.zarr["0"]
 got["slide.zarr"] = (type(level._async_array.codec_pipeline).__name__, level[...])
 level = zarr.open_group(slide.store, mode="r")["0"]
 got["open_group"] = (type(level._async_array.codec_pipeline).__name__, level[...])
-refs = dicom_dask.to_kerchunk(sys.argv[1])
+ds = xr.open_zarr(slide.store, consolidated=False, chunks=None)
+got["xarray.open_zarr"] = ("?", ds["0"].values)
+refs = dicom_dask.to_kerchunk(sys.argv[1], kind="slide")
 ds = xr.open_dataset(
     "reference://", engine="zarr", chunks=None, consolidated=False,
     backend_kwargs={"storage_options": {"fo": refs}},
@@ -453,8 +455,9 @@ print(json.dumps({"read": out, "threaded": threaded,
 
 
 def test_readers_of_the_slide_store_use_the_pipeline_by_default(slide_path: str) -> None:
-    """Without any setting (a fresh process), ``slide.zarr``, ``zarr.open_group(store)``
-    and xarray over kerchunk references read through dicom_dask's pipeline: each read's
+    """Without any setting (a fresh process), ``slide.zarr``, ``zarr.open_group(store)``,
+    ``xarray.open_zarr(store)`` and xarray over kerchunk references read through
+    dicom_dask's pipeline: each read's
     tiles are read, decoded and pasted by its threads (one call per read, not zarr's one
     batch per chunk), and give the dask array's pixels."""
     import json
@@ -474,7 +477,8 @@ def test_readers_of_the_slide_store_use_the_pipeline_by_default(slide_path: str)
     assert result["read"] == {
         "slide.zarr": ["DicomCodecPipeline", True],
         "open_group": ["DicomCodecPipeline", True],
+        "xarray.open_zarr": ["?", True],
         "xarray kerchunk": ["?", True],
     }
-    assert result["threaded"] == [tiles, tiles, tiles]
+    assert result["threaded"] == [tiles] * 4
     assert result["config"] == pipeline_module.PIPELINE_PATH
