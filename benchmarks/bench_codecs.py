@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 from _ceiling import Ceiling  # benchmarks/_ceiling.py
 from _timing import interleaved  # benchmarks/_timing.py
-
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.registry import register_pipeline
 

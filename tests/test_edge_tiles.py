@@ -148,7 +148,9 @@ def test_other_cropped_tiles_are_corrupt(
         return
     assert path in message
     # the frame: the dask reader names the tile, zarr the chunk's key
-    assert f"y={tile[0]}, x={tile[1]} (" in message or f"chunk '0/c/0/{tile[0]}/{tile[1]}'" in message
+    assert (
+        f"y={tile[0]}, x={tile[1]} (" in message or f"chunk '0/c/0/{tile[0]}/{tile[1]}'" in message
+    )
 
 
 def test_crop_edges_writes_what_scanners_write(tmp_path: Path) -> None:
@@ -158,4 +160,9 @@ def test_crop_edges_writes_what_scanners_write(tmp_path: Path) -> None:
     with pytest.warns(CroppedTileWarning):
         np.testing.assert_array_equal(dicom_dask.open_slide(path).levels[0].compute(), expected)
     with pytest.raises(ValueError, match="crop_edges"):
-        write_slide(tmp_path / "native.dcm", _matrix(), transfer_syntax=uid.ExplicitVRLittleEndian, crop_edges=True)
+        write_slide(
+            tmp_path / "native.dcm",
+            _matrix(),
+            transfer_syntax=uid.ExplicitVRLittleEndian,
+            crop_edges=True,
+        )

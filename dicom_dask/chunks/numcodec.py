@@ -115,7 +115,9 @@ def decode_chain(
     orders, last = _split(codecs)
     encoded_shape = tuple(chunk_shape)
     # per axis, what the array's end leaves of a chunk: the only size a cropped side may have
-    ends = None if shape is None else tuple(n % c or c for n, c in zip(shape, chunk_shape))
+    ends = None
+    if shape is not None:
+        ends = tuple(n % c or c for n, c in zip(shape, chunk_shape, strict=True))
     for order in orders:  # each transpose permutes the shape seen by the next codec
         encoded_shape = tuple(encoded_shape[k] for k in order)
         ends = None if ends is None else tuple(ends[k] for k in order)

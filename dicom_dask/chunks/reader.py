@@ -214,9 +214,7 @@ class ChunkDecoder:
         return arr.astype(self.dtype, copy=False)
 
 
-def _permute_cell(
-    edge: Callable[[], EdgeCell | None], order: tuple[int, ...]
-) -> EdgeCell | None:
+def _permute_cell(edge: Callable[[], EdgeCell | None], order: tuple[int, ...]) -> EdgeCell | None:
     cell = edge()
     return None if cell is None else replace(cell, valid=tuple(cell.valid[i] for i in order))
 

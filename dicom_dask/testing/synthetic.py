@@ -254,7 +254,7 @@ def make_slide_dataset(
         raise ValueError("crop_edges needs an encapsulated transfer syntax and no encoded_tiles")
     if encoded_tiles is None:
         frames = np.zeros((len(order), *tile, *matrix.shape[4:]), dtype=matrix.dtype)
-        encoded = [] if crop_edges else None
+        encoded: list[bytes] | None = [] if crop_edges else None
         for n, i in enumerate(order):
             p, z, r, c = positions[i]
             part = matrix[p, z, r * tile[0] : (r + 1) * tile[0], c * tile[1] : (c + 1) * tile[1]]
