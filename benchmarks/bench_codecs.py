@@ -145,6 +145,8 @@ def zarr_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
             arrays[f"slide {setting}"] = zarr.open_group(slide.store, mode="r")["0"]
             arrays[f"frames {setting}"] = zarr.open_array(frames.store, mode="r")
             arrays[f"kerchunk {setting}"] = _kerchunk_level(folder)
+    pipelines = {name: type(a._async_array.codec_pipeline).__name__ for name, a in arrays.items()}
+    print("codec pipelines:", ", ".join(f"{k}: {v}" for k, v in pipelines.items()))
     expected = ceiling.read(y, x, h, w)
     for name, array in arrays.items():
         if "frames" not in name:
