@@ -41,6 +41,7 @@ def _matrix() -> np.ndarray:
 def _write(folder: Path, sizes: dict[tuple[int, int], tuple[int, int]]) -> tuple[str, np.ndarray]:
     """A slide whose tile ``(r, c)`` is encoded at ``sizes[(r, c)]`` (default: the part of
     the matrix it covers, i.e. edge tiles cropped), and the level it should read as."""
+    folder.mkdir(parents=True, exist_ok=True)
     matrix = _matrix()
     expected = np.full((GRID[0] * TILE, GRID[1] * TILE, 3), FILL, dtype=np.uint8)
     tiles = []
@@ -166,3 +167,21 @@ def test_crop_edges_writes_what_scanners_write(tmp_path: Path) -> None:
             transfer_syntax=uid.ExplicitVRLittleEndian,
             crop_edges=True,
         )
+
+
+def test_pydicom_backend_reads_cropped_edge_tiles(tmp_path: Path) -> None:
+    """pydicom decodes a frame only at *Rows* x *Columns*: with ``backend="pydicom"`` a
+    JPEG codestream smaller than that is decoded at its own size and then placed (or
+    refused) like any other cropped frame."""
+    path, expected = _write(tmp_path / "edges", {})
+    slide = dicom_dask.open_slide(path, backend="pydicom")
+    assert slide.pyramid[0]._codecs("yxs")[-1]["configuration"]["backend"].startswith("pydicom")
+    with pytest.warns(CroppedTileWarning):
+        got = slide.levels[0].compute()
+    # libjpeg (pydicom's plugin) and libjpeg-turbo may round a few values differently
+    assert np.abs(got.astype(np.int16) - expected.astype(np.int16)).max() <= 16
+    path, _ = _write(tmp_path / "inside", {(1, 1): (64, 42)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CroppedTileWarning)  # the good edge tiles
+        with pytest.raises(CroppedFrameError, match=r"y=1, x=1 .*shape \(64, 42, 3\)"):
+            dicom_dask.open_slide(path, backend="pydicom").read_region((0, 0), 0, (COLS, ROWS))
