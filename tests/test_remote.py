@@ -264,7 +264,7 @@ def test_series_and_slide_index_reopen_without_requests(proxy, tmp_path) -> None
     np.testing.assert_array_equal(region, slide.read_region(REGION[0], 0, REGION[1]))
 
 
-@pytest.mark.parametrize("settings", ["defaults", "zarr_settings"])
+@pytest.mark.parametrize("settings", ["zarr-own", "zarr_settings"])
 def test_zarr_path_region_request_counts(proxy, settings) -> None:
     """Plain zarr slicing a remote slide's OME-Zarr level fetches only the touched tiles;
     with ``zarr_settings()`` (dicom_dask's pipeline hands the codec every remote chunk at

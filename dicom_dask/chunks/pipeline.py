@@ -181,10 +181,11 @@ def zarr_settings() -> dict[str, Any]:
     zarr's default pipeline, unchanged.
 
     zarr picks an array's codec pipeline when the array is opened: open the arrays
-    inside ``zarr.config.set(...)``; they keep the pipeline afterwards.
-    [`Frames.zarr`][dicom_dask.images.instance.Frames.zarr] and
-    [`Volume.zarr`][dicom_dask.images.volume.Volume.zarr] are opened with it unless
-    another pipeline is configured.
+    inside ``zarr.config.set(...)``; they keep the pipeline afterwards. Arrays of DICOM
+    frames need no setting: the codec selects this pipeline as zarr opens them unless
+    another pipeline is configured (see
+    [`use_by_default`][dicom_dask.chunks.pipeline.use_by_default]); these settings name it
+    explicitly, e.g. for a process that also names other pipelines.
 
     Returns
     -------
