@@ -185,3 +185,18 @@ def test_pydicom_backend_reads_cropped_edge_tiles(tmp_path: Path) -> None:
         warnings.simplefilter("ignore", CroppedTileWarning)  # the good edge tiles
         with pytest.raises(CroppedFrameError, match=r"y=1, x=1 .*shape \(64, 42, 3\)"):
             dicom_dask.open_slide(path, backend="pydicom").read_region((0, 0), 0, (COLS, ROWS))
+
+
+def test_cropped_frame_error_pickles_without_the_pixels(tmp_path: Path) -> None:
+    """Raised in a dask worker process, the error travels as its message (and type)."""
+    import pickle
+
+    path, _ = _write(tmp_path, {(0, 0): (64, 42)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CroppedTileWarning)
+        with pytest.raises(CroppedFrameError) as info:
+            dicom_dask.open_slide(path).levels[0].compute()
+    assert info.value.frame is None  # a re-raised error: the decoded frame stays behind
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is CroppedFrameError and str(again) == str(info.value)
+    assert again.frame is None
