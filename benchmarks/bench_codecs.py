@@ -12,7 +12,9 @@ the machine's drift hits every row alike (best of ``--repeat``), this times:
   segment through ``packbits_decode``, bytes interleaved with NumPy);
 * **the zarr path** on the 16k x 16k JPEG slide: ``slide.zarr["0"][...]`` (the full
   level, channel first) and a 2,048 x 2,048 region, and ``frames.zarr[...]`` of the
-  4,096 tiles, against the libjpeg-turbo ceiling of the same pixels;
+  4,096 tiles, against the libjpeg-turbo ceiling of the same pixels; with no setting
+  (dicom_dask's pipeline, which its codec selects), ``zarr_settings()``, and zarr's own
+  ``BatchedCodecPipeline`` named explicitly;
 * **open + first 512 x 512 without offset table**: from nothing to the pixels of
   the top-left 512 x 512 of the 16k slide with an empty Basic Offset Table, through
   the dask array and ``read_region``, beside wsidicom and the ceiling (4 tiles,
@@ -34,6 +36,8 @@ from typing import Any
 import numpy as np
 from _ceiling import Ceiling  # benchmarks/_ceiling.py
 from _timing import interleaved  # benchmarks/_timing.py
+from zarr.core.codec_pipeline import BatchedCodecPipeline
+from zarr.registry import register_pipeline
 
 import dicom_dask
 
@@ -97,6 +101,14 @@ def codec_rows(
     return rows
 
 
+class ZarrOwnPipeline(BatchedCodecPipeline):
+    """zarr's default pipeline under a name of its own: naming it keeps dicom_dask from
+    selecting its pipeline, to time zarr's own."""
+
+
+register_pipeline(ZarrOwnPipeline)
+
+
 def _kerchunk_level(folder: Path) -> Any:
     """Level 0 of the slide's kerchunk references (the OME-Zarr group), opened with plain
     zarr through fsspec's ReferenceFileSystem."""
@@ -119,7 +131,12 @@ def zarr_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
     y, x, h, w = 5101, 3037, 2048, 2048
     slide = dicom_dask.open_slide(folder)
     frames = dicom_dask.open_frames(data / "tiles-jpeg-4096.dcm")  # the same 4,096 tiles
-    configs: dict[str, dict[str, Any]] = {"defaults": {}, "tuned": dicom_dask.zarr_settings()}
+    # no setting: dicom_dask's pipeline, which the codec selects as zarr opens the array
+    configs: dict[str, dict[str, Any]] = {
+        "defaults": {},
+        "tuned": dicom_dask.zarr_settings(),
+        "own": {"codec_pipeline.path": f"{__name__}.ZarrOwnPipeline"},
+    }
     if hasattr(pipelines, "FusedCodecPipeline"):  # zarr >= 3.4: its own opt-in pipeline
         configs["fused"] = {"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}
     arrays: dict[str, Any] = {}
@@ -128,6 +145,8 @@ def zarr_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
             arrays[f"slide {setting}"] = zarr.open_group(slide.store, mode="r")["0"]
             arrays[f"frames {setting}"] = zarr.open_array(frames.store, mode="r")
             arrays[f"kerchunk {setting}"] = _kerchunk_level(folder)
+    pipelines = {name: type(a._async_array.codec_pipeline).__name__ for name, a in arrays.items()}
+    print("codec pipelines:", ", ".join(f"{k}: {v}" for k, v in pipelines.items()))
     expected = ceiling.read(y, x, h, w)
     for name, array in arrays.items():
         if "frames" not in name:
@@ -154,8 +173,9 @@ def zarr_rows(data: Path, repeat: int) -> list[tuple[str, str, float, float]]:
     }
     rows = [("zarr", "ceiling, full level (libjpeg-turbo, 2 threads)", cf, 1.0)]
     suffixes = {
-        "defaults": " [zarr defaults]",
+        "defaults": " [no setting]",
         "tuned": " [zarr_settings()]",
+        "own": " [zarr's own BatchedCodecPipeline]",
         "fused": " [zarr's FusedCodecPipeline]",
     }
     for setting in configs:

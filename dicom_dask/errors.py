@@ -6,10 +6,14 @@ messages name the file or URL, the frame number or byte offset and what was expe
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AmbiguousSourceError",
     "CorruptFrameError",
     "CredentialsWarning",
+    "CroppedFrameError",
+    "CroppedTileWarning",
     "DicomDaskError",
     "InvalidHeaderError",
     "LayoutError",
@@ -90,6 +94,32 @@ class CorruptFrameError(DicomDaskError, ValueError):
     """A frame's encoded bytes could not be decoded."""
 
 
+class CroppedFrameError(CorruptFrameError):
+    """A frame decoded to fewer rows or columns than the image's *Rows* and *Columns*.
+
+    Some writers store the tiles of a slide's last tile column or row at the size the
+    total pixel matrix leaves them (a 55-pixel-wide JPEG where tiles are 240 wide).
+    Readers that know where a tile lies paste such an edge tile in place (see
+    [`CroppedTileWarning`][dicom_dask.errors.CroppedTileWarning]); anywhere else the
+    frame is corrupt, and this error names the file, the frame and both sizes.
+
+    Attributes
+    ----------
+    frame : numpy.ndarray
+        The decoded frame, ``(frames, rows, columns[, samples])`` at its own size.
+    expected : tuple of int
+        ``(rows, columns[, samples])`` the image's header announces.
+    """
+
+    def __init__(self, message: str, *, frame: Any = None, expected: tuple[int, ...] = ()):
+        super().__init__(message)
+        self.frame = frame
+        self.expected = tuple(expected)
+
+    def __reduce__(self) -> Any:  # pickled (from a dask worker) without the decoded pixels
+        return (type(self), (str(self),))
+
+
 class ManifestError(DicomDaskError, ValueError):
     """A chunk manifest or reference set is malformed."""
 
@@ -103,6 +133,13 @@ class StaleIndexError(ManifestError):
 class CredentialsWarning(UserWarning):
     """A URL carried credentials (``user:password@``): they are used by this process
     only and stripped from everything saved, pickled or shown."""
+
+
+class CroppedTileWarning(UserWarning):
+    """Tiles at the right or bottom edge of the total pixel matrix are stored at the size
+    the matrix leaves them, not at the image's *Rows* x *Columns* (pydicom and
+    OpenSlide refuse such files). dicom_dask pastes each such tile in place and fills the
+    rest of its grid cell with the fill value; warned once per file."""
 
 
 class ReadError(DicomDaskError, OSError):

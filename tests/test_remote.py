@@ -17,6 +17,7 @@ from dicom_dask.testing import loopback
 
 from .conftest import REAL, REFERENCE
 from .servers import SLIDE_SIZE, SLIDE_TILE
+from .zarr_own import ZARR_OWN
 
 REAL_PATHS = sorted(f["path"] for f in REFERENCE["files"])
 REAL_SERIES = sorted(s["folder"] for s in REFERENCE["series"])
@@ -263,7 +264,7 @@ def test_series_and_slide_index_reopen_without_requests(proxy, tmp_path) -> None
     np.testing.assert_array_equal(region, slide.read_region(REGION[0], 0, REGION[1]))
 
 
-@pytest.mark.parametrize("settings", ["defaults", "zarr_settings"])
+@pytest.mark.parametrize("settings", ["zarr-own", "zarr_settings"])
 def test_zarr_path_region_request_counts(proxy, settings) -> None:
     """Plain zarr slicing a remote slide's OME-Zarr level fetches only the touched tiles;
     with ``zarr_settings()`` (dicom_dask's pipeline hands the codec every remote chunk at
@@ -272,7 +273,7 @@ def test_zarr_path_region_request_counts(proxy, settings) -> None:
 
     url = f"{proxy.endpoint}/slide/level0.dcm"
     slide = dicom_dask.open_slide(url)
-    config = dicom_dask.zarr_settings() if settings == "zarr_settings" else {}
+    config = dicom_dask.zarr_settings() if settings == "zarr_settings" else ZARR_OWN
     with zarr.config.set(config):
         level = zarr.open_group(slide.store, mode="r")["0"]
     proxy.reset()

@@ -26,6 +26,7 @@ from dicom_dask.errors import ManifestError
 from dicom_dask.testing import make_slide_dataset, write_dicom
 
 from .conftest import REAL
+from .zarr_own import ZARR_OWN
 
 JPEG_FILE = REAL / "wsi" / "cmu1_napari" / "volume.dcm"  # 130 JPEG tiles, YBR_FULL_422
 CT_SERIES = REAL / "volume_series" / "ct_24x38x3"
@@ -38,7 +39,8 @@ def pipeline(request: pytest.FixtureRequest) -> Any:
     VirtualiZarr's ManifestStore) to the codec, all chunks of a selection at once."""
     import zarr
 
-    with zarr.config.set({} if request.param == "zarr defaults" else dicom_dask.zarr_settings()):
+    own = request.param == "zarr defaults"  # zarr's own pipeline, named explicitly
+    with zarr.config.set(ZARR_OWN if own else dicom_dask.zarr_settings()):
         yield request.param
 
 

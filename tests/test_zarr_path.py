@@ -32,12 +32,14 @@ from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import CorruptFrameError
 from dicom_dask.testing import write_slide
 from tests.conftest import hang_guard
+from tests.zarr_own import ZARR_OWN
 
 FUSED = "zarr.core.codec_pipeline.FusedCodecPipeline"
 HAS_FUSED = hasattr(zarr.core.codec_pipeline, "FusedCodecPipeline")
 PIPELINES: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "batch-5": {"codec_pipeline.batch_size": 5},
+    "defaults": {},  # dicom_dask's pipeline: the codec selects it when zarr opens the array
+    "zarr-own": ZARR_OWN,
+    "zarr-own-batch-5": {**ZARR_OWN, "codec_pipeline.batch_size": 5},
     "zarr_settings": dicom_dask.zarr_settings(),
     "zarr_settings-1-worker": {**dicom_dask.zarr_settings(), "threading.max_workers": 1},
 }
@@ -79,8 +81,10 @@ def test_every_pipeline_reads_the_same_values(
     level = _open_level(slide_path, PIPELINES[pipeline])
     if pipeline.startswith("fused"):
         assert type(level._async_array.codec_pipeline).__name__ == "FusedCodecPipeline"
-    if pipeline.startswith("zarr_settings"):
+    if pipeline.startswith("zarr_settings") or pipeline == "defaults":
         assert type(level._async_array.codec_pipeline) is DicomCodecPipeline
+    if pipeline.startswith("zarr-own"):
+        assert type(level._async_array.codec_pipeline).__name__ == "ZarrOwnPipeline"
     np.testing.assert_array_equal(level[...], expected)
     np.testing.assert_array_equal(level[:, 5:131, 7:163], expected[:, 5:131, 7:163])
     np.testing.assert_array_equal(level[1, 33, :], expected[1, 33, :])  # axes dropped
@@ -218,7 +222,10 @@ def test_frames_and_volume_zarr_open_with_the_pipeline_unless_another_is_set(
         with zarr.config.set({"codec_pipeline.path": FUSED}):
             array = dicom_dask.open_frames(slide_path).zarr
         assert type(array._async_array.codec_pipeline).__name__ == "FusedCodecPipeline"
-    assert zarr.config.get("codec_pipeline.path").endswith("BatchedCodecPipeline")
+    with zarr.config.set(ZARR_OWN):
+        array = dicom_dask.open_frames(slide_path).zarr
+    assert type(array._async_array.codec_pipeline).__name__ == "ZarrOwnPipeline"
+    assert zarr.config.get("codec_pipeline.path") == pipeline_module.PIPELINE_PATH
 
 
 def test_pipeline_keeps_zarrs_default_for_other_arrays(tmp_path: Any) -> None:
@@ -254,10 +261,10 @@ def test_pipeline_fills_missing_tiles_of_a_sparse_slide(tmp_path: Any) -> None:
     )
     store = dicom_dask.open_slide(path).store
     got = {}
-    for name in ("defaults", "zarr_settings"):
+    for name in ("zarr-own", "zarr_settings"):
         with zarr.config.set(PIPELINES[name]):
             got[name] = zarr.open_group(store, mode="r")["0"][...]
-    np.testing.assert_array_equal(got["zarr_settings"], got["defaults"])
+    np.testing.assert_array_equal(got["zarr_settings"], got["zarr-own"])
     assert (got["zarr_settings"][:, TILE : 2 * TILE, TILE : 2 * TILE] == 0).all()
     dask_level = dicom_dask.open_slide(path).levels[0].compute()
     np.testing.assert_array_equal(got["zarr_settings"], np.moveaxis(dask_level, -1, 0))
@@ -290,7 +297,7 @@ def test_kerchunk_references_under_the_pipelines(
 
     monkeypatch.setattr(DicomCodecPipeline, "read_batch", counting)
     np.testing.assert_array_equal(level[...], expected)
-    if not direct and pipeline.startswith("zarr_settings"):
+    if not direct and (pipeline.startswith("zarr_settings") or pipeline == "defaults"):
         assert waves == [9, 9, 9, 3]  # the 30 tiles, in waves
     np.testing.assert_array_equal(level[:, 40:100, 1:2], expected[:, 40:100, 1:2])
 
@@ -330,7 +337,7 @@ def _kerchunk_level(refs: dict[str, Any]) -> zarr.Array:
     return zarr.open_group(zarr.storage.FsspecStore(fs, read_only=True, path=""), mode="r")["0"]
 
 
-@pytest.mark.parametrize("pipeline", ["defaults", "zarr_settings"])
+@pytest.mark.parametrize("pipeline", ["zarr-own", "zarr_settings"])
 def test_kerchunk_local_ranges_are_read_directly_and_checked(
     slide_path: str,
     expected: np.ndarray,
@@ -375,7 +382,7 @@ def test_kerchunk_other_references_go_through_fsspec(slide_path: str, expected: 
         refs["refs"][chunk_keys[0]] = "base64:" + base64.b64encode(f.read(length)).decode()
     url, offset, length = refs["refs"][chunk_keys[1]]
     refs["refs"][chunk_keys[1]] = ["file://" + url, offset, length]
-    for pipeline in ("defaults", "zarr_settings"):
+    for pipeline in ("zarr-own", "zarr_settings"):
         with zarr.config.set(PIPELINES[pipeline]):
             level = _kerchunk_level(refs)
         np.testing.assert_array_equal(level[...], expected)
@@ -409,3 +416,69 @@ def test_pipeline_threads_stop_at_the_first_error_before_it_is_raised() -> None:
     assert len(done) == finished < 20  # stopped early, and nothing ran after the raise
     assert asyncio.run(_in_threads(lambda k: k * k, 50, 4)) == [k * k for k in range(50)]
     assert asyncio.run(_in_threads(lambda k: k, 0, 4)) == []
+
+
+_DEFAULT_READERS = r"""
+import json, sys
+import numpy as np, xarray as xr, zarr
+import dicom_dask
+from dicom_dask.chunks import pipeline
+
+assert zarr.config.get("codec_pipeline.path").endswith(".BatchedCodecPipeline")
+threaded = []  # reads whose chunks dicom_dask's pipeline read, decoded and pasted in threads
+in_threads = pipeline._in_threads
+
+async def counting(func, n, workers):
+    threaded.append(n)
+    return await in_threads(func, n, workers)
+
+pipeline._in_threads = counting
+slide = dicom_dask.open_slide(sys.argv[1])
+expected = np.moveaxis(slide.levels[0].compute(), -1, 0)
+got = {}
+level = slide.zarr["0"]
+got["slide.zarr"] = (type(level._async_array.codec_pipeline).__name__, level[...])
+level = zarr.open_group(slide.store, mode="r")["0"]
+got["open_group"] = (type(level._async_array.codec_pipeline).__name__, level[...])
+ds = xr.open_zarr(slide.store, consolidated=False, chunks=None)
+got["xarray.open_zarr"] = ("?", ds["0"].values)
+refs = dicom_dask.to_kerchunk(sys.argv[1], kind="slide")
+ds = xr.open_dataset(
+    "reference://", engine="zarr", chunks=None, consolidated=False,
+    backend_kwargs={"storage_options": {"fo": refs}},
+)
+got["xarray kerchunk"] = ("?", ds["0"].values)
+out = {k: [name, bool(np.array_equal(v, expected))] for k, (name, v) in got.items()}
+print(json.dumps({"read": out, "threaded": threaded,
+                  "config": zarr.config.get("codec_pipeline.path")}))
+"""
+
+
+def test_readers_of_the_slide_store_use_the_pipeline_by_default(slide_path: str) -> None:
+    """Without any setting (a fresh process), ``slide.zarr``, ``zarr.open_group(store)``,
+    ``xarray.open_zarr(store)`` and xarray over kerchunk references read through
+    dicom_dask's pipeline: each read's
+    tiles are read, decoded and pasted by its threads (one call per read, not zarr's one
+    batch per chunk), and give the dask array's pixels."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _DEFAULT_READERS, slide_path],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    tiles = 5 * 6  # 150 x 170 in tiles of 32
+    assert result["read"] == {
+        "slide.zarr": ["DicomCodecPipeline", True],
+        "open_group": ["DicomCodecPipeline", True],
+        "xarray.open_zarr": ["?", True],
+        "xarray kerchunk": ["?", True],
+    }
+    assert result["threaded"] == [tiles] * 4
+    assert result["config"] == pipeline_module.PIPELINE_PATH

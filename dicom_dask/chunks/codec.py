@@ -8,7 +8,10 @@ frames that need no processing use zarr's own ``bytes`` codec instead.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
+import threading
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property, partial
@@ -20,7 +23,12 @@ from zarr.core.common import parse_named_configuration
 
 from dicom_dask.chunks.decoders import decode_chunk, select_backend
 from dicom_dask.chunks.store import DicomStore, _pread
-from dicom_dask.errors import CorruptFrameError, DicomDaskError
+from dicom_dask.errors import (
+    CorruptFrameError,
+    CroppedFrameError,
+    CroppedTileWarning,
+    DicomDaskError,
+)
 
 if TYPE_CHECKING:
     from typing import Self
@@ -30,10 +38,58 @@ if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, NDBuffer
     from zarr.core.indexing import SelectorTuple
 
-__all__ = ["CODEC_NAME", "DicomFrameCodec", "register"]
+__all__ = ["CODEC_NAME", "DicomFrameCodec", "EdgeCell", "register"]
 
 #: The name under which the codec is registered and written in ``zarr.json``.
 CODEC_NAME = "dicom_dask.frame"
+
+
+@dataclass(frozen=True)
+class EdgeCell:
+    """Where a chunk lies, for a frame that decodes smaller than the tile grid's cell.
+
+    Attributes
+    ----------
+    valid : tuple of int
+        Per axis of the chunk (the array's axis order), how much of the chunk lies inside
+        the array: the chunk's size, or less at the array's end.
+    fill_value : int or float
+        What the part of the cell the frame does not cover reads as.
+    url : str
+        The file the bytes come from (warned about once).
+    where : str
+        The frame or chunk in it, for errors.
+    once : str
+        Added to ``url`` to tell files apart for the one warning per file, where the
+        file is not known.
+    """
+
+    valid: tuple[int, ...]
+    fill_value: Any
+    url: str
+    where: str
+    once: str = ""
+
+
+_WARNED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def _warn_cropped(cell: EdgeCell, got: tuple[int, ...], expected: tuple[int, ...]) -> None:
+    """Warn once per file (per process) that its edge tiles are stored cropped."""
+    with _WARNED_LOCK:
+        if cell.url + cell.once in _WARNED:
+            return
+        _WARNED.add(cell.url + cell.once)
+    fill = cell.fill_value
+    warnings.warn(
+        f"{cell.url}: tiles at the right or bottom edge of the total pixel matrix are stored at "
+        f"the size the matrix leaves them (a frame of {got[0]} x {got[1]} pixels, rows x "
+        f"columns, where Rows x Columns is {expected[0]} x {expected[1]}); each is pasted "
+        f"in place and the rest of its tile reads as the fill value {fill!r}",
+        CroppedTileWarning,
+        stacklevel=2,
+    )
 
 
 @dataclass(frozen=True)
@@ -157,12 +213,32 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
     def _config(self) -> dict[str, Any]:
         return self.configuration()
 
-    def decode_bytes(self, data: bytes | memoryview, *, transpose: bool = True) -> np.ndarray:
+    def decode_bytes(
+        self,
+        data: bytes | memoryview,
+        *,
+        transpose: bool = True,
+        edge: Callable[[], EdgeCell | None] | None = None,
+    ) -> np.ndarray:
         """Decode one chunk's bytes to ``(frames, rows, columns[, samples])`` (sync).
 
         With ``order`` set, the result is the chunk in its stored axis order: a
-        contiguous copy, or with ``transpose=False`` a transposed view."""
-        arr = decode_chunk(data, self._config)
+        contiguous copy, or with ``transpose=False`` a transposed view.
+
+        A frame that decodes to fewer rows or columns than *Rows* and *Columns* raises
+        [`CroppedFrameError`][dicom_dask.errors.CroppedFrameError], unless ``edge`` (called
+        only then) places the chunk at the right or bottom end of the array and the frame
+        has exactly the rows and columns the array leaves there: such a frame is pasted
+        at the cell's origin, the rest filled with the cell's fill value, with one
+        [`CroppedTileWarning`][dicom_dask.errors.CroppedTileWarning] per file.
+        """
+        try:
+            arr = decode_chunk(data, self._config)
+        except CroppedFrameError as exc:
+            cell = None if edge is None else edge()
+            if cell is None:
+                raise
+            arr = self._paste_edge(exc, cell)
         if arr.shape[0] < self.frames:  # the last chunk of unaligned 1-bit frames
             pad = np.zeros((self.frames - arr.shape[0], *arr.shape[1:]), dtype=arr.dtype)
             arr = np.concatenate([arr, pad])
@@ -173,10 +249,68 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
                 arr = np.ascontiguousarray(arr)
         return arr
 
+    def _paste_edge(self, exc: CroppedFrameError, cell: EdgeCell) -> np.ndarray:
+        """The cell of a cropped frame: the frame at its origin, the rest ``fill_value``;
+        raises [`CroppedFrameError`][dicom_dask.errors.CroppedFrameError] naming the file and
+        frame when the frame is not what the array's end leaves of the cell."""
+        stored = cell.valid if self.order is None else tuple(cell.valid[i] for i in self.order)
+        axis = len(stored) - (3 if self.samples_per_pixel > 1 else 2)
+        left = stored[axis : axis + 2]  # rows, columns of the cell inside the array
+        frame = exc.frame
+        got, expected = frame.shape[1:3], exc.expected[:2]
+        if not all(g in (e, n) for g, e, n in zip(got, expected, left, strict=True)):
+            raise CroppedFrameError(
+                f"{cell.url}: {cell.where}: {exc}; a smaller frame is accepted only at the "
+                "right or bottom edge of the total pixel matrix, cropped to what the matrix "
+                f"leaves (here {left[0]} x {left[1]}, rows x columns)",
+                expected=exc.expected,
+            ) from exc
+        full = np.full((frame.shape[0], *exc.expected), cell.fill_value, dtype=frame.dtype)
+        full[:, : got[0], : got[1]] = frame
+        _warn_cropped(cell, got, expected)
+        return full
+
     @cached_property
     def _inverse(self) -> tuple[int, ...]:
         assert self.order is not None
         return tuple(int(i) for i in np.argsort(self.order))
+
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        """The codec of one array: it keeps the array's shape, to place chunks whose
+        frame decodes smaller than *Rows* x *Columns* (see `decode_bytes`).
+
+        zarr calls this as it opens the array, before it picks the array's codec pipeline:
+        dicom_dask's pipeline is selected then, unless another one is configured (see
+        [`use_by_default`][dicom_dask.chunks.pipeline.use_by_default])."""
+        from dicom_dask.chunks.pipeline import use_by_default
+
+        use_by_default()  # zarr picks the array's pipeline next: ours, unless one is named
+        evolved = copy.copy(self)
+        object.__setattr__(evolved, "_array_shape", tuple(int(n) for n in array_spec.shape))
+        return evolved
+
+    def _edge(self, byte_getter: Any, chunk_spec: ArraySpec) -> Callable[[], EdgeCell | None]:
+        """Where the chunk of ``byte_getter`` lies (see `EdgeCell`), worked out when a
+        frame decodes cropped: from its key (``.../c/i/j/k``), the chunk shape and the
+        array's shape."""
+
+        def cell() -> EdgeCell | None:
+            shape = getattr(self, "_array_shape", None)
+            key = str(getattr(byte_getter, "path", ""))
+            parts = key.split("/")
+            if shape is None or len(parts) <= len(shape):
+                return None
+            tail = parts[len(parts) - len(shape) :]
+            if parts[-len(shape) - 1] != "c" or not all(p.isdigit() for p in tail):
+                return None
+            valid = tuple(
+                max(0, min(c, n - int(i) * c))
+                for i, c, n in zip(tail, chunk_spec.shape, shape, strict=True)
+            )
+            url, where = _describe_chunk(getattr(byte_getter, "store", None), key)
+            return EdgeCell(valid, chunk_spec.fill_value, url, where)
+
+        return cell
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         arr = self.decode_bytes(chunk_bytes.as_numpy_array().data)
@@ -195,10 +329,12 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
         chunk_spec: ArraySpec,
         *,
         contiguous: bool = True,
+        byte_getter: Any = None,
     ) -> NDBuffer | None:
         if data is None:
             return None
-        arr = self.decode_bytes(data, transpose=contiguous)
+        edge = None if byte_getter is None else self._edge(byte_getter, chunk_spec)
+        arr = self.decode_bytes(data, transpose=contiguous, edge=edge)
         dtype = chunk_spec.dtype.to_native_dtype()
         arr = np.asarray(arr, dtype=dtype).reshape(chunk_spec.shape)[selection]
         if contiguous:
@@ -221,12 +357,18 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
         returning ``selection`` of it; zarr pastes it in the same thread, so a
         transposed view is pasted directly instead of being copied first."""
         data = self._read_sync(byte_getter, chunk_spec)
-        return self._decode_select(data, selection, chunk_spec, contiguous=False)
+        return self._decode_select(
+            data, selection, chunk_spec, contiguous=False, byte_getter=byte_getter
+        )
 
     def _read_decode_select(
-        self, read: Callable[[], bytes | None], selection: SelectorTuple, chunk_spec: ArraySpec
+        self,
+        read: Callable[[], bytes | None],
+        selection: SelectorTuple,
+        chunk_spec: ArraySpec,
+        byte_getter: Any = None,
     ) -> NDBuffer | None:
-        return self._decode_select(read(), selection, chunk_spec)
+        return self._decode_select(read(), selection, chunk_spec, byte_getter=byte_getter)
 
     async def _decode_partial_single(
         self, byte_getter: ByteGetter, selection: SelectorTuple, chunk_spec: ArraySpec
@@ -238,13 +380,15 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
         read = _local_reader(byte_getter)
         if read is not None:
             return await _IN_THREADS.submit(
-                partial(self._read_decode_select, read, selection, chunk_spec)
+                partial(self._read_decode_select, read, selection, chunk_spec, byte_getter)
             )
         chunk_bytes = await byte_getter.get(prototype=chunk_spec.prototype)
         if chunk_bytes is None:
             return None
         data = chunk_bytes.as_numpy_array().data
-        return await _IN_THREADS.submit(partial(self._decode_select, data, selection, chunk_spec))
+        return await _IN_THREADS.submit(
+            partial(self._decode_select, data, selection, chunk_spec, byte_getter=byte_getter)
+        )
 
     async def decode_partial(
         self, batch_info: Iterable[tuple[ByteGetter, SelectorTuple, ArraySpec]]
@@ -259,8 +403,10 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
             # zarr's ``codec_pipeline.batch_size`` > 1: the batch is split among threads
             return await asyncio.gather(
                 *(
-                    _IN_THREADS.submit(partial(self._read_decode_select, read, selection, spec))
-                    for read, (_, selection, spec) in zip(local, batch, strict=True)
+                    _IN_THREADS.submit(
+                        partial(self._read_decode_select, read, selection, spec, getter)
+                    )
+                    for read, (getter, selection, spec) in zip(local, batch, strict=True)
                 )
             )
         stores = {id(getattr(byte_getter, "store", None)) for byte_getter, *_ in batch}
@@ -288,9 +434,10 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
                                 None if data is None else data.as_numpy_array().data,
                                 selection,
                                 spec,
+                                byte_getter=getter,
                             )
                         )
-                        for data, (_, selection, spec) in zip(datas, items, strict=True)
+                        for data, (getter, selection, spec) in zip(datas, items, strict=True)
                     )
                 )
 
@@ -379,6 +526,29 @@ def _deliver(
 _IN_THREADS = _LoopPass()
 #: Chunks fetched in one call, and calls in flight, for a batch from another store.
 _FETCH_PART, _FETCH_PARTS = 64, 4
+
+
+def _describe_chunk(store: Any, key: str) -> tuple[str, str]:
+    """``(file, "chunk 'key' (n bytes at offset o)")`` of a chunk of a
+    [`DicomStore`][dicom_dask.chunks.store.DicomStore] or of kerchunk references, for
+    messages; the store and key where the file is not known."""
+    url: Any = None
+    offset = length = None
+    if isinstance(store, DicomStore):
+        ref = store.resolve(key)
+        if ref is not None:
+            url, offset, length = ref.url, ref.offset, ref.length
+    else:
+        fs = getattr(store, "fs", None)
+        references = getattr(fs, "references", None)
+        if isinstance(references, dict):
+            base = str(getattr(store, "path", "")).rstrip("/")
+            part = references.get(f"{base}/{key}" if base else key)
+            if isinstance(part, list | tuple) and len(part) == 3:
+                url, offset, length = part
+    if not isinstance(url, str):
+        return f"{type(store).__name__}", f"chunk {key!r}"
+    return url, f"chunk {key!r} ({length} bytes at offset {offset})"
 
 
 def _local_reader(byte_getter: ByteGetter) -> Callable[[], bytes | None] | None:

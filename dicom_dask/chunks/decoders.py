@@ -38,7 +38,7 @@ from dicom_dask.enums import (
     NATIVE_SYNTAXES,
     SEQUENCE_DELIMITER,
 )
-from dicom_dask.errors import CorruptFrameError, MissingDecoderError
+from dicom_dask.errors import CorruptFrameError, CroppedFrameError, MissingDecoderError
 
 __all__ = [
     "available_backends",
@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 _IMAGECODECS_SYNTAXES = frozenset({_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit})
+_J2K_FAMILY = frozenset(_uid.JPEG2000TransferSyntaxes)  # HTJ2K included
 
 
 def unwrap_items(data: bytes | memoryview) -> bytes | memoryview:
@@ -199,8 +200,33 @@ def _decode_pydicom_encapsulated(
     options.update(number_of_frames=1, as_rgb=cfg["as_rgb"])
     if codec is not None:
         options["imagecodecs_codec"] = codec
-    arr, _ = decoder.as_array(_encapsulate_one(data), decoding_plugin=plugin, **options)
+    try:
+        arr, _ = decoder.as_array(_encapsulate_one(data), decoding_plugin=plugin, **options)
+    except Exception:
+        size = _smaller_jpeg(data, cfg)
+        if size is None:
+            raise
+        # an edge tile stored cropped: decoded at its own size, placed by the caller
+        options.update(rows=size[0], columns=size[1])
+        arr, _ = decoder.as_array(_encapsulate_one(data), decoding_plugin=plugin, **options)
     return arr[None]
+
+
+def _smaller_jpeg(data: bytes | memoryview, cfg: dict[str, Any]) -> tuple[int, int] | None:
+    """``(rows, columns)`` of a JPEG-family codestream smaller than the frames of ``cfg``
+    (pydicom decodes only at *Rows* x *Columns*), else ``None``."""
+    from pydicom.pixels.utils import _get_jpg_parameters
+
+    if cfg["transfer_syntax"] in _J2K_FAMILY:
+        return None
+    info = _get_jpg_parameters(bytes(data))
+    rows, cols = info.get("height"), info.get("width")
+    if not (isinstance(rows, int) and isinstance(cols, int)):
+        return None
+    smaller = (rows, cols) != (cfg["rows"], cfg["columns"])
+    return (
+        (rows, cols) if smaller and 0 < rows <= cfg["rows"] and 0 < cols <= cfg["columns"] else None
+    )
 
 
 def _pixel_options(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -396,8 +422,21 @@ def decode_chunk(data: bytes | memoryview, cfg: dict[str, Any]) -> np.ndarray:
             f"(starting {head}) with {backend}: {exc}"
         ) from exc
     if arr.shape[1:] != shape:
-        raise CorruptFrameError(
+        message = (
             f"a {_uid.UID(tsyntax).name} frame of {len(data)} bytes decoded with {backend} "
             f"to shape {arr.shape[1:]}, expected {shape}"
         )
+        if _cropped(arr.shape[1:], shape):
+            raise CroppedFrameError(message, frame=arr, expected=shape)
+        raise CorruptFrameError(message)
     return arr
+
+
+def _cropped(got: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """Whether a frame of shape ``got`` is one of ``expected`` with fewer rows and/or
+    columns (the same samples)."""
+    return (
+        len(got) == len(expected)
+        and got[2:] == expected[2:]
+        and all(0 < g <= e for g, e in zip(got[:2], expected[:2], strict=True))
+    )

@@ -13,20 +13,28 @@ order, little endian):
   codec ``numcodecs.dicom_dask.frame`` (entry point ``zarr.codecs``), the name under
   which VirtualiZarr turns a v2 filter back into a v3 codec.
 
-The configuration holds the original v3 chain, the chunk shape and the data type.
+The configuration holds the original v3 chain, the chunk shape and the data type, and,
+when written with them, the array's shape and fill value: a numcodecs codec is not told
+where a chunk lies, so a frame that decodes smaller than *Rows* x *Columns* is accepted
+(pasted at the cell's origin, the rest the fill value, with a
+[`CroppedTileWarning`][dicom_dask.errors.CroppedTileWarning]) when each of its cropped
+sides is what the array's end leaves of a tile; otherwise (or without the array's shape)
+it is a [`CroppedFrameError`][dicom_dask.errors.CroppedFrameError].
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numcodecs.abc import Codec
 from zarr.abc.codec import BytesBytesCodec
 
-from dicom_dask.chunks.codec import CODEC_NAME, DicomFrameCodec
+from dicom_dask.chunks.codec import CODEC_NAME, DicomFrameCodec, EdgeCell
 from dicom_dask.errors import DicomDaskError, ManifestError
 
 if TYPE_CHECKING:
@@ -49,16 +57,27 @@ V3_NAME = "numcodecs." + CODEC_NAME
 
 
 def chain_filter(
-    codecs: list[dict[str, Any]], chunk_shape: tuple[int, ...], data_type: str
+    codecs: list[dict[str, Any]],
+    chunk_shape: tuple[int, ...],
+    data_type: str,
+    *,
+    shape: Sequence[int] | None = None,
+    fill_value: Any = None,
 ) -> dict[str, Any]:
-    """The numcodecs configuration (``{"id": "dicom_dask.frame", ...}``) of a v3 chain."""
+    """The numcodecs configuration (``{"id": "dicom_dask.frame", ...}``) of a v3 chain;
+    ``shape`` and ``fill_value`` (the array's) are written when given."""
     _split(codecs)  # validate now, not at the first read
-    return {
+    config: dict[str, Any] = {
         "id": CODEC_NAME,
         "codecs": [dict(c) for c in codecs],
         "chunk_shape": [int(n) for n in chunk_shape],
         "data_type": str(np.dtype(data_type).name),
     }
+    if shape is not None:
+        config["shape"] = [int(n) for n in shape]
+    if fill_value is not None:
+        config["fill_value"] = fill_value
+    return config
 
 
 def _split(codecs: list[dict[str, Any]]) -> tuple[list[list[int]], dict[str, Any]]:
@@ -83,12 +102,25 @@ def decode_chain(
     codecs: list[dict[str, Any]],
     chunk_shape: tuple[int, ...],
     dtype: np.dtype[Any],
+    *,
+    shape: Sequence[int] | None = None,
+    fill_value: Any = None,
+    owner: object = None,
 ) -> np.ndarray:
-    """Decode one chunk's encoded bytes through a v3 chain to a C-ordered array."""
+    """Decode one chunk's encoded bytes through a v3 chain to a C-ordered array.
+
+    With the array's ``shape``, a frame cropped to what the array's end leaves of a tile
+    is pasted into a cell of ``fill_value`` (see the module's description), warned about
+    once per ``owner`` (the codec of one array)."""
     orders, last = _split(codecs)
     encoded_shape = tuple(chunk_shape)
+    # per axis, what the array's end leaves of a chunk: the only size a cropped side may have
+    ends = None
+    if shape is not None:
+        ends = tuple(n % c or c for n, c in zip(shape, chunk_shape, strict=True))
     for order in orders:  # each transpose permutes the shape seen by the next codec
         encoded_shape = tuple(encoded_shape[k] for k in order)
+        ends = None if ends is None else tuple(ends[k] for k in order)
     if last["name"] == "bytes":
         endian = (last.get("configuration") or {}).get("endian", "little")
         stored = dtype.newbyteorder("<" if endian == "little" else ">")
@@ -101,10 +133,23 @@ def decode_chain(
         arr = arr.reshape(encoded_shape)
     else:
         codec = DicomFrameCodec.from_dict(last)
-        arr = codec.decode_bytes(data).reshape(encoded_shape)
+        edge = None
+        if ends is not None:
+            fill = 0 if fill_value is None else fill_value
+            cell = EdgeCell(ends, fill, _UNKNOWN, "a chunk", once=f"#{id(owner)}")
+            edge = partial(_same, cell)
+        arr = codec.decode_bytes(data, edge=edge).reshape(encoded_shape)
     for order in reversed(orders):
         arr = arr.transpose(np.argsort(order))
     return np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<"))
+
+
+#: What a numcodecs codec can say of the file a chunk comes from.
+_UNKNOWN = f"{CODEC_NAME} (numcodecs: the file is not known to the codec)"
+
+
+def _same(cell: EdgeCell) -> EdgeCell:
+    return cell
 
 
 class DicomChainCodec(Codec):  # type: ignore[misc]
@@ -119,26 +164,51 @@ class DicomChainCodec(Codec):  # type: ignore[misc]
         The chunk shape of the array.
     data_type : str
         The decoded data type (written little endian).
+    shape : list of int, optional
+        The array's shape (to accept edge tiles stored cropped).
+    fill_value : int or float, optional
+        The array's fill value (what the rest of a cropped edge tile's cell reads as).
     """
 
     codec_id = CODEC_NAME
 
     def __init__(
-        self, codecs: list[dict[str, Any]], chunk_shape: list[int], data_type: str
+        self,
+        codecs: list[dict[str, Any]],
+        chunk_shape: list[int],
+        data_type: str,
+        shape: list[int] | None = None,
+        fill_value: Any = None,
     ) -> None:
         self.codecs = [dict(c) for c in codecs]
         self.chunk_shape = [int(n) for n in chunk_shape]
         self.data_type = str(data_type)
+        self.shape = None if shape is None else [int(n) for n in shape]
+        self.fill_value = fill_value
         _split(self.codecs)
 
     def get_config(self) -> dict[str, Any]:
         """The codec's JSON configuration."""
-        return chain_filter(self.codecs, tuple(self.chunk_shape), self.data_type)
+        return chain_filter(
+            self.codecs,
+            tuple(self.chunk_shape),
+            self.data_type,
+            shape=self.shape,
+            fill_value=self.fill_value,
+        )
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         """Decode one chunk; the result is the chunk's values in C order."""
         data = np.ascontiguousarray(np.frombuffer(buf, dtype=np.uint8)).data
-        arr = decode_chain(data, self.codecs, tuple(self.chunk_shape), np.dtype(self.data_type))
+        arr = decode_chain(
+            data,
+            self.codecs,
+            tuple(self.chunk_shape),
+            np.dtype(self.data_type),
+            shape=self.shape,
+            fill_value=self.fill_value,
+            owner=self,
+        )
         if out is not None:
             np.copyto(np.asarray(out).reshape(-1).view(np.uint8), arr.reshape(-1).view(np.uint8))
             return out
@@ -165,22 +235,38 @@ class DicomChainBytesCodec(BytesBytesCodec):
     codecs: tuple[dict[str, Any], ...]
     chunk_shape: tuple[int, ...]
     data_type: str
+    shape: tuple[int, ...] | None
+    fill_value: Any
 
     def __init__(
-        self, *, codecs: list[dict[str, Any]], chunk_shape: list[int], data_type: str
+        self,
+        *,
+        codecs: list[dict[str, Any]],
+        chunk_shape: list[int],
+        data_type: str,
+        shape: list[int] | None = None,
+        fill_value: Any = None,
     ) -> None:
         _split(list(codecs))
         object.__setattr__(self, "codecs", tuple(dict(c) for c in codecs))
         object.__setattr__(self, "chunk_shape", tuple(int(n) for n in chunk_shape))
         object.__setattr__(self, "data_type", str(data_type))
+        object.__setattr__(self, "shape", None if shape is None else tuple(int(n) for n in shape))
+        object.__setattr__(self, "fill_value", fill_value)
 
     def __hash__(self) -> int:
-        return hash((repr(self.codecs), self.chunk_shape, self.data_type))
+        return hash((repr(self.codecs), self.chunk_shape, self.data_type, self.shape))
 
     @property
     def codec_config(self) -> dict[str, Any]:
         """The numcodecs form (VirtualiZarr writes this to kerchunk ``.zarray`` filters)."""
-        return chain_filter(list(self.codecs), self.chunk_shape, self.data_type)
+        return chain_filter(
+            list(self.codecs),
+            self.chunk_shape,
+            self.data_type,
+            shape=self.shape,
+            fill_value=self.fill_value,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
@@ -198,7 +284,15 @@ class DicomChainBytesCodec(BytesBytesCodec):
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
         data = chunk_bytes.as_numpy_array().data
-        arr = decode_chain(data, list(self.codecs), self.chunk_shape, np.dtype(self.data_type))
+        arr = decode_chain(
+            data,
+            list(self.codecs),
+            self.chunk_shape,
+            np.dtype(self.data_type),
+            shape=self.shape,
+            fill_value=self.fill_value,
+            owner=self,
+        )
         return chunk_spec.prototype.buffer.from_bytes(arr.reshape(-1).view(np.uint8).data)
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:

@@ -18,6 +18,14 @@ with one. zarr's extension point selects it, as it does other pipelines::
     zarr.config.set({"codec_pipeline.path": "dicom_dask.chunks.pipeline.DicomCodecPipeline"})
 
 [`zarr_settings`][dicom_dask.chunks.pipeline.zarr_settings] returns that setting.
+
+zarr takes an array's pipeline from its process-wide configuration when it opens the
+array; a store or codec cannot carry one. So that every reader of a DICOM-backed array
+(``slide.zarr``, ``zarr.open_group(slide.store)``, ``xarray.open_zarr``, kerchunk
+references) gets this pipeline without a setting, the codec selects it when zarr opens
+such an array while the configuration names zarr's default pipeline
+([`use_by_default`][dicom_dask.chunks.pipeline.use_by_default]); a pipeline the user
+names (zarr's ``FusedCodecPipeline``, zarrs, ...) is left alone.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ if TYPE_CHECKING:
     from zarr.core.buffer import NDBuffer
     from zarr.core.indexing import SelectorTuple
 
-__all__ = ["PIPELINE_PATH", "DicomCodecPipeline", "register", "zarr_settings"]
+__all__ = ["PIPELINE_PATH", "DicomCodecPipeline", "register", "use_by_default", "zarr_settings"]
 
 #: The value of zarr's ``codec_pipeline.path`` setting that selects this pipeline.
 PIPELINE_PATH = "dicom_dask.chunks.pipeline.DicomCodecPipeline"
@@ -79,12 +87,14 @@ class DicomCodecPipeline(BatchedCodecPipeline):
         assert isinstance(codec, DicomFrameCodec)
 
         def read_one(k: int) -> str:
-            _, spec, chunk_selection, out_selection, _ = batch[k]
+            byte_getter, spec, chunk_selection, out_selection, _ = batch[k]
             data = readers[k]()  # type: ignore[misc]
             if data is None:
                 out[out_selection] = fill_value_or_default(spec)
                 return "missing"
-            chunk = codec._decode_select(data, chunk_selection, spec, contiguous=False)
+            chunk = codec._decode_select(
+                data, chunk_selection, spec, contiguous=False, byte_getter=byte_getter
+            )
             assert chunk is not None
             if drop_axes:
                 chunk = chunk.squeeze(axis=drop_axes)
@@ -171,10 +181,11 @@ def zarr_settings() -> dict[str, Any]:
     zarr's default pipeline, unchanged.
 
     zarr picks an array's codec pipeline when the array is opened: open the arrays
-    inside ``zarr.config.set(...)``; they keep the pipeline afterwards.
-    [`Frames.zarr`][dicom_dask.images.instance.Frames.zarr] and
-    [`Volume.zarr`][dicom_dask.images.volume.Volume.zarr] are opened with it unless
-    another pipeline is configured.
+    inside ``zarr.config.set(...)``; they keep the pipeline afterwards. Arrays of DICOM
+    frames need no setting: the codec selects this pipeline as zarr opens them unless
+    another pipeline is configured (see
+    [`use_by_default`][dicom_dask.chunks.pipeline.use_by_default]); these settings name it
+    explicitly, e.g. for a process that also names other pipelines.
 
     Returns
     -------
@@ -201,6 +212,23 @@ def open_array(store: Any) -> Any:
         return zarr.open_array(store, mode="r")
     with zarr.config.set(zarr_settings()):
         return zarr.open_array(store, mode="r")
+
+
+def use_by_default() -> None:
+    """Make this pipeline zarr's configured one if the configuration names zarr's default.
+
+    Called by the [`DicomFrameCodec`][dicom_dask.chunks.codec.DicomFrameCodec] when zarr
+    opens an array of DICOM frames (before zarr picks the array's pipeline), so that any
+    reader of such an array reads at the decode ceiling without a setting. The change is
+    process-wide and harmless to other arrays: for them this pipeline is zarr's default
+    one. Any other configured pipeline is kept; ``zarr.config.set`` afterwards (or around
+    the opening) chooses another.
+    """
+    from zarr import config
+
+    if config.get("codec_pipeline.path") == _ZARR_DEFAULT:
+        register()
+        config.set({"codec_pipeline.path": PIPELINE_PATH})
 
 
 def register() -> None:

@@ -13,12 +13,14 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
-from dicom_dask.chunks.codec import CODEC_NAME, DicomFrameCodec
+from dicom_dask.chunks.codec import CODEC_NAME, DicomFrameCodec, EdgeCell
 from dicom_dask.chunks.decoders import correct_unused_bits, masked_native
 from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef
 from dicom_dask.chunks.selection import Axis, normalize, place
@@ -185,12 +187,19 @@ class ChunkDecoder:
             and self.dtype.isnative
         )
 
-    def __call__(self, data: bytes | memoryview) -> np.ndarray:
+    def __call__(
+        self, data: bytes | memoryview, edge: Callable[[], EdgeCell | None] | None = None
+    ) -> np.ndarray:
+        """Decode one chunk; ``edge`` places a chunk whose frame decodes cropped (see
+        [`DicomFrameCodec.decode_bytes`][dicom_dask.chunks.codec.DicomFrameCodec.decode_bytes])."""
         shape = self.chunk_shape
-        if self._order is not None:
-            shape = tuple(self.chunk_shape[i] for i in self._order)
+        order = self._order
+        if order is not None:
+            shape = tuple(self.chunk_shape[i] for i in order)
         if self._frame_codec is not None:
-            arr = self._frame_codec.decode_bytes(data)
+            if edge is not None and order is not None:  # the codec sees transposed chunks
+                edge = partial(_permute_cell, edge, order)
+            arr = self._frame_codec.decode_bytes(data, edge=edge)
             arr = np.asarray(arr, dtype=self.dtype).reshape(shape)
         else:
             expected = int(np.prod(shape)) * self.dtype.itemsize
@@ -203,6 +212,11 @@ class ChunkDecoder:
         if self._order is not None:
             arr = arr.transpose(np.argsort(self._order))
         return arr.astype(self.dtype, copy=False)
+
+
+def _permute_cell(edge: Callable[[], EdgeCell | None], order: tuple[int, ...]) -> EdgeCell | None:
+    cell = edge()
+    return None if cell is None else replace(cell, valid=tuple(cell.valid[i] for i in order))
 
 
 class ManifestArray:
@@ -307,7 +321,7 @@ class ManifestArray:
                     or ref.encoding is FrameEncoding.WADO
                 ):
                     ref.check(data, self.label(coords))
-                chunk = self.decoder(data)
+                chunk = self.decoder(data, edge=lambda: self._edge_cell(coords, ref))
             except CorruptFrameError as exc:
                 if ref.url and ref.url in str(exc):
                     raise
@@ -340,6 +354,15 @@ class ManifestArray:
         else:
             work(wanted)
         return out
+
+    def _edge_cell(self, coords: tuple[int, ...], ref: ChunkRef) -> EdgeCell:
+        """Where chunk ``coords`` lies, for a frame that decodes cropped."""
+        valid = tuple(
+            max(0, min(c, n - i * c))
+            for i, c, n in zip(coords, self.chunk_shape, self.shape, strict=True)
+        )
+        where = f"{self.label(coords)} ({ref.length} bytes at offset {ref.offset})"
+        return EdgeCell(valid, self.fill_value, ref.url or "inline data", where)
 
     def is_local(self) -> bool:
         """Whether every chunk lies in a file on the local disk (or inline)."""

@@ -485,12 +485,12 @@ class Slide:
     def zarr(self) -> zarr.Group:
         """The virtual OME-Zarr group over [`store`][dicom_dask.images.slide.Slide.store].
 
-        Plain zarr reads only the chunks a selection touches. zarr opens a group's arrays
-        with the codec pipeline configured when they are opened: open them inside
-        ``zarr.config.set(dicom_dask.zarr_settings())`` (see
-        [`zarr_settings`][dicom_dask.chunks.pipeline.zarr_settings]) and local frames are
-        read, decoded and copied in worker threads; zarr's default pipeline copies every
-        chunk in its event loop, one after another.
+        Plain zarr reads only the chunks a selection touches. Its arrays (``slide.zarr["0"]``,
+        and the same arrays opened from [`store`][dicom_dask.images.slide.Slide.store] by
+        ``zarr.open_group`` or ``xarray.open_zarr``) read through dicom_dask's codec
+        pipeline, which reads, decodes and copies local frames in worker threads (see
+        [`zarr_settings`][dicom_dask.chunks.pipeline.zarr_settings]), unless the zarr
+        configuration names another pipeline when an array is opened.
         """
         import zarr
 

@@ -182,7 +182,15 @@ def _v2_zarray(metadata: dict[str, Any]) -> dict[str, Any]:
         endian = (codecs[0].get("configuration") or {}).get("endian", "little")
         dtype = dtype.newbyteorder("<" if endian == "little" else ">")
     else:
-        filters = [chain_filter(codecs, tuple(chunks), dtype.name)]
+        filters = [
+            chain_filter(
+                codecs,
+                tuple(chunks),
+                dtype.name,
+                shape=metadata["shape"],
+                fill_value=metadata.get("fill_value", 0),
+            )
+        ]
         dtype = dtype.newbyteorder("<")
     return {
         "zarr_format": 2,

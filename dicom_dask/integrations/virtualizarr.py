@@ -47,7 +47,13 @@ def virtual_codecs(metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
         return codecs
     dtype = np.dtype(metadata["data_type"])
     chunks = tuple(metadata["chunk_grid"]["configuration"]["chunk_shape"])
-    config = chain_filter(codecs, chunks, dtype.name)
+    config = chain_filter(
+        codecs,
+        chunks,
+        dtype.name,
+        shape=metadata["shape"],
+        fill_value=metadata.get("fill_value", 0),
+    )
     config.pop("id")
     raw: dict[str, Any] = {"name": "bytes"}
     if dtype.itemsize > 1:

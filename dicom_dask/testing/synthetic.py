@@ -204,6 +204,7 @@ def make_slide_dataset(
     encoded_tiles: Sequence[bytes] | None = None,
     series_uid: str | None = None,
     extra: dict[str, Any] | None = None,
+    crop_edges: bool = False,
 ) -> Dataset:
     """A VL Whole Slide Microscopy Image holding ``matrix`` as tiles.
 
@@ -225,6 +226,10 @@ def make_slide_dataset(
         Already encoded frames, in the TILED_FULL order of all tiles (skips encoding).
     extra : dict, optional
         Further attributes by keyword (e.g. ``{"PatientName": "DOE^JANE"}``), set last.
+    crop_edges : bool
+        Encode the tiles of the last tile column and row at the size the matrix leaves
+        them (as some scanners do: a 42-pixel-wide JPEG where tiles are 64 wide) instead
+        of padding them (encapsulated transfer syntaxes only).
     """
     matrix = np.asarray(matrix)
     samples = 3 if matrix.ndim in (3, 5) and matrix.shape[-1] == 3 else 1
@@ -247,20 +252,24 @@ def make_slide_dataset(
             np.random.default_rng(shuffle).shuffle(order)
     elif omit or shuffle is not None:
         raise ValueError("omit and shuffle need organization='TILED_SPARSE'")
+    tsyntax = _uid.UID(transfer_syntax)
+    if crop_edges and (encoded_tiles is not None or not tsyntax.is_encapsulated):
+        raise ValueError("crop_edges needs an encapsulated transfer syntax and no encoded_tiles")
     if encoded_tiles is None:
         frames = np.zeros((len(order), *tile, *matrix.shape[4:]), dtype=matrix.dtype)
+        encoded: list[bytes] | None = [] if crop_edges else None
         for n, i in enumerate(order):
             p, z, r, c = positions[i]
             part = matrix[p, z, r * tile[0] : (r + 1) * tile[0], c * tile[1] : (c + 1) * tile[1]]
             frames[n, : part.shape[0], : part.shape[1]] = part
-        encoded = None
+            if encoded is not None:
+                encoded.append(encode_frame(np.ascontiguousarray(part), tsyntax))
     else:  # only the shape of the frames is used
         frames = np.broadcast_to(
             np.zeros((1,) * (3 + matrix.ndim - 4), dtype=matrix.dtype),
             (len(order), *tile, *matrix.shape[4:]),
         )
         encoded = [encoded_tiles[i] for i in order]
-    tsyntax = _uid.UID(transfer_syntax)
     if tsyntax.is_encapsulated and encoded is None:
         encoded = [encode_frame(f, tsyntax) for f in frames]
     ds = make_dataset(
