@@ -10,6 +10,7 @@ __all__ = [
     "CorruptFrameError",
     "CredentialsWarning",
     "DicomDaskError",
+    "EncodeError",
     "InvalidHeaderError",
     "LayoutError",
     "LayoutWarning",
@@ -54,6 +55,11 @@ class NoImagesError(DicomDaskError, ValueError):
 
 class UnsupportedTransferSyntaxError(DicomDaskError, ValueError):
     """The transfer syntax is not one dicom_dask can read."""
+
+
+class EncodeError(DicomDaskError, ValueError):
+    """A writer could not encode a frame in the requested transfer syntax, or build the
+    header of what it writes; the message names the file, the frame and the reason."""
 
 
 class MissingDecoderError(DicomDaskError, ImportError):

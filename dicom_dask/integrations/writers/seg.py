@@ -8,8 +8,17 @@ encoded tile by tile inside dask tasks and streamed like a slide level (see
 [`write_instance`][dicom_dask.integrations.writers.stream.write_instance]).
 
 Frame order: segments outermost, then TILED_FULL tile order (slides) or slice order
-(volumes). ``BINARY`` frames are bit-packed, ``FRACTIONAL`` frames are 8-bit
-``round(p * max_fractional_value)``, ``LABELMAP`` frames hold the labels (8 or 16 bits).
+(volumes). ``BINARY`` frames are bit-packed continuously across frames (whatever their
+pixel count, see [`bits`][dicom_dask.integrations.writers.bits]), ``FRACTIONAL`` frames
+are 8-bit ``round(p * max_fractional_value)``, ``LABELMAP`` frames hold the labels (8
+or 16 bits).
+
+Over a volume, ``like=`` is the volume from ``open_volume``, sliced along its slices,
+``transformed()`` or computed: the images behind its slices are found from its record
+(see [`headers`][dicom_dask.integrations.writers.headers], which also decodes the
+headers' text, whatever their Specific Character Set, and gives a source without a
+Frame of Reference a new one). A missing slice (``geometry="positions"``) has no image
+to reference: the frames of the slices that exist are written, at their positions.
 """
 
 from __future__ import annotations
@@ -23,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicom_dask.errors import LayoutError
+from dicom_dask.errors import DicomDaskError, InvalidHeaderError, LayoutError
 from dicom_dask.frames._io import StorageOptions
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
+from dicom_dask.integrations.writers.bits import BinaryFrame, write_bitstream
 from dicom_dask.integrations.writers.dataset import (
     _ds,
     new_uid,
@@ -35,6 +45,7 @@ from dicom_dask.integrations.writers.dataset import (
     software_version,
 )
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
+from dicom_dask.integrations.writers.headers import decoded_copy, slice_sources
 from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
 from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
 
@@ -44,18 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["to_dicom_seg"]
 
 _SEG_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
-
-
-@dataclass(frozen=True)
-class _BinaryFrame:
-    """Bit-packs ``tile == segment`` (DICOM's little-endian bit order)."""
-
-    segment: int
-
-    def __call__(self, tile: np.ndarray) -> bytes:
-        from pydicom.pixels import pack_bits
-
-        return bytes(pack_bits(np.asarray(tile == self.segment, dtype=np.uint8)))
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,17 @@ _TYPE2 = (
 )
 
 
-def _completed(ds: Dataset) -> Dataset:
-    """A copy of a source header with the empty type 2 attributes highdicom reads."""
-    out = copy.deepcopy(ds)
+def _completed(ds: Dataset, *, where: str, decoded: bool = False) -> Dataset:
+    """A copy of a source header fit for highdicom: its text decoded and declared UTF-8
+    (an empty or multi-valued Specific Character Set is common), the empty type 2
+    attributes highdicom reads, and a new Frame of Reference when it has none."""
+    out = copy.deepcopy(ds) if decoded else decoded_copy(ds, where=where)
     for keyword in _TYPE2:
         if keyword not in out:
             setattr(out, keyword, "")
+    if not out.get("FrameOfReferenceUID"):
+        out.FrameOfReferenceUID = new_uid()
+        out.PositionReferenceIndicator = ""
     return out
 
 
@@ -126,6 +130,7 @@ def _template(
     tiled: tuple[int, int] | None,
     further: Sequence[Dataset] = (),
     pixel_measures: Any = None,
+    where_text: str = "",
 ) -> Dataset:
     import highdicom as hd
 
@@ -136,8 +141,39 @@ def _template(
             "tile_size": tiled,
             "dimension_organization_type": "TILED_FULL",
         }
-    seg = hd.seg.Segmentation(
-        source_images=[_completed(ds) for ds in source_images],
+    where = str(source_images[0].get("SOPInstanceUID", "the source"))
+    try:
+        seg = _build(hd, source_images, pixels, segmentation_type, descriptions, ts=transfer_syntax,
+                     max_fractional_value=max_fractional_value, further=further, **kwargs)
+    except DicomDaskError:
+        raise
+    except Exception as exc:  # highdicom checks the source: its errors name no file
+        raise InvalidHeaderError(
+            f"{where_text or where}: highdicom cannot build a Segmentation over this "
+            f"image: {type(exc).__name__}: {exc}"
+        ) from exc
+    if series_description:
+        seg.SeriesDescription = series_description
+    for keyword in ("PixelData", "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if keyword in seg:
+            del seg[keyword]
+    return seg
+
+
+def _build(
+    hd: Any,
+    source_images: list[Dataset],
+    pixels: np.ndarray,
+    segmentation_type: str,
+    descriptions: Sequence[Any],
+    *,
+    ts: str,
+    max_fractional_value: int,
+    further: Sequence[Dataset],
+    **kwargs: Any,
+) -> Any:
+    return hd.seg.Segmentation(
+        source_images=list(source_images),
         pixel_array=pixels,
         segmentation_type=segmentation_type,
         segment_descriptions=descriptions,
@@ -150,17 +186,11 @@ def _template(
         software_versions=software_version(),
         device_serial_number="0",
         max_fractional_value=max_fractional_value,
-        transfer_syntax_uid=transfer_syntax,
+        transfer_syntax_uid=ts,
         omit_empty_frames=False,
         further_source_images=list(further) or None,
         **kwargs,
     )
-    if series_description:
-        seg.SeriesDescription = series_description
-    for keyword in ("PixelData", "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
-        if keyword in seg:
-            del seg[keyword]
-    return seg
 
 
 def _segments_axis(labels: Any, spatial: int, kind: str) -> tuple[dask.array.Array, int]:
@@ -185,7 +215,7 @@ def _frame_encoder(
     kind: str, segment: int, transfer_syntax: str, max_value: int, dtype: Any
 ) -> Any:
     if kind == "BINARY":
-        return _BinaryFrame(segment)
+        return BinaryFrame(segment)
     if kind == "FRACTIONAL":
         return _FractionalFrame(max_value)
     return Encoder(transfer_syntax, 1, str(np.dtype(dtype)))
@@ -271,6 +301,8 @@ def to_dicom_seg(
     str
         The written file.
     """
+    if isinstance(labels, Volume):  # e.g. ``ct.transformed().array > 300`` kept as a Volume
+        labels = labels.array
     kind = str(getattr(segmentation_type, "value", segmentation_type)).upper()
     if kind not in _SEG_TYPES:
         raise ValueError(
@@ -305,11 +337,10 @@ def to_dicom_seg(
         if tile is None
         else ((tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1])))
     )
-    if kind == "BINARY" and (tile_shape[0] * tile_shape[1]) % 8:
-        raise LayoutError(f"BINARY frames of {tile_shape} pixels are not whole bytes")
     count, label_dtype = _count(array, kind, count, segment_labels, segment_descriptions)
     descriptions = list(segment_descriptions or _descriptions(count, segment_labels, algorithm))
-    source = _completed(level.image.dataset)
+    where = level.urls[0] if level.urls else "the slide"
+    source = _completed(level.image.dataset, where=where)
     # the specimen module is copied into the SEG: complete what the source left out
     filled = slide_context(source, samples=level.samples).common
     for keyword in (
@@ -337,6 +368,7 @@ def to_dicom_seg(
         series_description=series_description,
         transfer_syntax=ts,
         tiled=tile_shape,
+        where_text=where,
     )
     rows, cols = shape
     real = level.image.dataset
@@ -407,6 +439,15 @@ def _write(
     eot_threshold: int,
 ) -> str:
     bits = int(ds.BitsAllocated)
+    if bits == 1:  # frames follow bit after bit, across byte boundaries
+        return write_bitstream(
+            ds,
+            batches,
+            dest,
+            number_of_frames=int(ds.NumberOfFrames),
+            bits_per_frame=frame_shape[0] * frame_shape[1],
+            storage_options=storage_options,
+        )
     frame_bytes = frame_shape[0] * frame_shape[1] * bits // 8
     written = write_instance(
         ds,
@@ -453,32 +494,21 @@ def _volume_seg(
     progress: bool,
 ) -> str:
     array, count = _segments_axis(labels, 3, kind)
-    if volume.sources is None or volume.channels:
-        raise LayoutError(
-            "a volume SEG references the slices of a volume opened with open_volume "
-            "(not derived, no channel dimensions)"
-        )
     if tuple(array.shape[-3:]) != tuple(volume.spatial_shape):
         raise LayoutError(f"labels {array.shape} do not match the volume {volume.spatial_shape}")
-    datasets, frames, _ = volume.sources
-    frames = np.asarray(frames).reshape(volume.spatial_shape[0], -1)
-    if (frames[:, 0] < 0).any():
-        raise LayoutError("the volume has missing slices: nothing to reference there")
-    slices = [datasets[int(i)] for i in frames[:, 0]]
-    if len({str(ds.SOPInstanceUID) for ds in slices}) != len(slices):
-        raise LayoutError("a volume SEG needs one single-frame source image per slice")
+    sources = slice_sources(volume, purpose="a volume SEG")
+    present = sources.present
     count, label_dtype = _count(array, kind, count, segment_labels, segment_descriptions)
     descriptions = list(segment_descriptions or _descriptions(count, segment_labels, algorithm))
     nslices, rows, cols = volume.spatial_shape
-    if kind == "BINARY" and (rows * cols) % 8:
-        raise LayoutError(f"BINARY frames of {rows} x {cols} pixels are not whole bytes")
     if kind == "FRACTIONAL":
         pixels = np.zeros((1, rows, cols, count), np.float32)
         if count == 1:
             pixels = pixels[..., 0]
     else:
         pixels = np.zeros((1, rows, cols), label_dtype if kind == "LABELMAP" else np.uint8)
-    first = _completed(slices[0])
+    first_url = str(sources.urls[present[0]])
+    first = _completed(sources.fitted(present[0]), where=first_url, decoded=True)
     if not first.get("SliceThickness"):
         first.SliceThickness = _ds(volume.spacing[0])
     ds = _template(
@@ -490,8 +520,9 @@ def _volume_seg(
         series_description=series_description,
         transfer_syntax=ts,
         tiled=None,
-        further=slices[1:],
-        pixel_measures=_pixel_measures(slices[0], volume),
+        further=[sources.fitted(k) for k in present[1:]],
+        pixel_measures=_pixel_measures(first, volume),
+        where_text=first_url,
     )
     measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
     measures.SpacingBetweenSlices = _ds(volume.spacing[0])  # the template had one slice
@@ -499,14 +530,16 @@ def _volume_seg(
     template = list(ds.PerFrameFunctionalGroupsSequence)
     items = []
     for s in range(per_pass):
-        for k, source in enumerate(slices):
+        for j, k in enumerate(present):
+            source = sources.headers[k]
+            assert source is not None
             item = copy.deepcopy(template[s])
             item.PlanePositionSequence[0].ImagePositionPatient = copy.deepcopy(
                 source.ImagePositionPatient
             )
             content = item.FrameContentSequence[0]
             values = [int(v) for v in np.atleast_1d(content.DimensionIndexValues)]
-            values[-1] = k + 1
+            values[-1] = j + 1
             content.DimensionIndexValues = values if len(values) > 1 else values[0]
             for derivation in item.get("DerivationImageSequence", []):
                 for ref in derivation.SourceImageSequence:
@@ -515,6 +548,9 @@ def _volume_seg(
             items.append(item)
     ds.PerFrameFunctionalGroupsSequence = items
     ds.NumberOfFrames = len(items)
+    if len(present) < nslices:  # missing slices: no image there, no frame written
+        array = array[:, present] if kind == "FRACTIONAL" else array[present]
+        nslices = len(present)
     # the volume as a column of slices: one "tile" per slice, in slice order
     if kind == "FRACTIONAL":
         flat = array.reshape(count, nslices * rows, cols)
