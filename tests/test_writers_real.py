@@ -96,13 +96,18 @@ def test_seg_over_each_enhanced_file_or_a_clear_refusal(name: str, tmp_path) -> 
 
 @pytest.mark.parametrize("name", TESTS_DATA)
 def test_seg_over_the_dcm2niix_data_or_a_clear_refusal(name: str, tmp_path) -> None:
-    try:
-        vol = dicom_dask.open_volume(HERE / "data" / name)
-    except DicomDaskError as exc:
-        pytest.skip(f"not opened as a volume: {exc}")
-    mask = np.ones(vol.spatial_shape, np.uint8)
+    folder = HERE / "data" / name
+    vol = dicom_dask.open_volume(folder)
+    mask = _mask(vol)[(slice(None),) * 3 + (0,) * (vol.array.ndim - 3)]
+    if len(vol.metadata["urls"]) == 1:  # one enhanced file: refused, named
+        with pytest.raises(LayoutError, match=name):
+            to_dicom_seg(mask, tmp_path / "seg.dcm", like=vol, progress=False)
+        return
+    # several volumes at the same positions: the SEG references the first one's images
+    path = to_dicom_seg(mask, tmp_path / "seg.dcm", like=vol, progress=False)
+    _check_seg(path, vol, mask)
     with pytest.raises(LayoutError, match="channel dimensions"):
-        to_dicom_seg(mask, tmp_path / "seg.dcm", like=vol, progress=False)
+        to_dicom_series(vol, tmp_path / "out", progress=False)
 
 
 # -- every real series: to_dicom_series in every lossless syntax ---------------------------

@@ -39,7 +39,7 @@ def main(real: Path) -> None:
     print(f"bone: {int(mask.sum())} voxels of {voxel_mm3:.4f} mm3 = {ml:.2f} mL")
     k = mask.shape[0] // 2
     image = np.asarray(hu.array[k].compute())
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6), dpi=100)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 5), dpi=100)
     for ax in axes:
         ax.imshow(image, cmap="gray", vmin=-160, vmax=240)
         ax.set_axis_off()
@@ -49,7 +49,7 @@ def main(real: Path) -> None:
     axes[1].set_title(f"bone SEG read back (> 300 HU): {ml:.2f} mL")
     fig.tight_layout()
     out = ROOT / "docs" / "images" / "ct-bone-seg.png"
-    fig.savefig(out)
+    fig.savefig(out, bbox_inches="tight", pad_inches=0.1)
     print(f"wrote {out}")
 
 

@@ -161,7 +161,7 @@ def _recorded(volume: Volume) -> tuple[list[Dataset | None], list[str | None]] |
     return headers, names
 
 
-def slice_sources(volume: Volume, *, purpose: str) -> SliceSources:
+def slice_sources(volume: Volume, *, purpose: str, channels: bool = False) -> SliceSources:
     """The source image of each slice of ``volume``, checked against its geometry.
 
     Parameters
@@ -171,6 +171,10 @@ def slice_sources(volume: Volume, *, purpose: str) -> SliceSources:
         slices, ``transformed()`` or computed since.
     purpose : str
         What is written (``"a volume SEG"``...), for messages.
+    channels : bool
+        Whether a volume with channel dimensions (several volumes at the same positions,
+        e.g. diffusion gradients) is taken: each slice is then the image of the first
+        channel at that position.
 
     Raises
     ------
@@ -179,7 +183,7 @@ def slice_sources(volume: Volume, *, purpose: str) -> SliceSources:
         sources, or not the geometry of its source images (cropped, flipped, permuted).
     """
     where = _where(volume)
-    if volume.channels:
+    if volume.channels and not channels:
         raise LayoutError(
             f"{where}: {purpose} is written over a volume without channel dimensions, "
             f"not {list(volume.channels)}: select one volume first"

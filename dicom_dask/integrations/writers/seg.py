@@ -496,7 +496,7 @@ def _volume_seg(
     array, count = _segments_axis(labels, 3, kind)
     if tuple(array.shape[-3:]) != tuple(volume.spatial_shape):
         raise LayoutError(f"labels {array.shape} do not match the volume {volume.spatial_shape}")
-    sources = slice_sources(volume, purpose="a volume SEG")
+    sources = slice_sources(volume, purpose="a volume SEG", channels=True)
     present = sources.present
     count, label_dtype = _count(array, kind, count, segment_labels, segment_descriptions)
     descriptions = list(segment_descriptions or _descriptions(count, segment_labels, algorithm))
