@@ -80,32 +80,67 @@ def test_seg_over_each_real_series(name: str, tmp_path) -> None:
         assert _errors(path) == []
 
 
+#: Enhanced files a SEG is not written over, and what the error says besides the file.
+REFUSED = {
+    "highdicom_seg_ct_binary.dcm": "multi-frame SEG image",
+    "liver_seg.dcm": "multi-frame SEG image",
+    "liver_seg_nonbyte_aligned.dcm": "multi-frame SEG image",
+    "parametric_map_float.dcm": "no ImageOrientationPatient",
+    "parametric_map_double_float.dcm": "no ImageOrientationPatient",
+    "rtdose.dcm": "not on this image's pixels",  # its frames are placed by a grid vector
+}
+
+
+def _check_enhanced_seg(path: str, vol: dicom_dask.Volume, mask: np.ndarray) -> None:
+    seg = hd.seg.segread(path)
+    got = seg.get_volume(combine_segments=True)
+    np.testing.assert_array_equal(got.array, mask)
+    np.testing.assert_allclose(got.affine, vol.affine, atol=1e-3)
+    datasets, frames, _ = vol.sources
+    first = np.asarray(frames).reshape(vol.spatial_shape[0], -1, 2)[:, 0]
+    source = datasets[int(first[0, 0])]
+    numbers = [int(f) + 1 for f in first[:, 1]]
+    by_frame = seg.get_pixels_by_source_frame(str(source.SOPInstanceUID), numbers,
+                                              combine_segments=True)  # fmt: skip
+    np.testing.assert_array_equal(by_frame, mask)
+    again = dicom_dask.open_volume(path)
+    np.testing.assert_array_equal(np.asarray(again.array), mask)
+
+
 @pytest.mark.parametrize("name", ENHANCED)
 def test_seg_over_each_enhanced_file_or_a_clear_refusal(name: str, tmp_path) -> None:
     path = REAL / "enhanced" / name
     try:
         vol = dicom_dask.open_volume(path)
-    except DicomDaskError as exc:  # not a volume (one frame, no positions...): not ours
+    except DicomDaskError as exc:  # no position in patient space: not a volume
         pytest.skip(f"not opened as a volume: {exc}")
     mask = np.zeros(vol.spatial_shape, np.uint8)
     mask[:, : vol.spatial_shape[1] // 2] = 1
-    with pytest.raises(DicomDaskError, match=name):
-        to_dicom_seg(mask, tmp_path / "seg.dcm", like=vol, progress=False)
-    assert not (tmp_path / "seg.dcm").exists()
+    mask[0, :3, :5] = 0
+    if name in REFUSED:
+        with pytest.raises(DicomDaskError, match=name) as info:
+            to_dicom_seg(mask, tmp_path / "seg.dcm", like=vol, progress=False)
+        assert REFUSED[name] in str(info.value)
+        assert not (tmp_path / "seg.dcm").exists()
+        return
+    written = to_dicom_seg(mask, tmp_path / "seg.dcm", like=vol, progress=False)
+    _check_enhanced_seg(written, vol, mask)
+    if DCIODVFY and str(vol.metadata.get("modality")) == "CT":
+        assert _errors(written) == []
 
 
 @pytest.mark.parametrize("name", TESTS_DATA)
-def test_seg_over_the_dcm2niix_data_or_a_clear_refusal(name: str, tmp_path) -> None:
+def test_seg_over_the_dcm2niix_data(name: str, tmp_path) -> None:
     folder = HERE / "data" / name
     vol = dicom_dask.open_volume(folder)
+    assert vol.channels  # several volumes at the same positions
     mask = _mask(vol)[(slice(None),) * 3 + (0,) * (vol.array.ndim - 3)]
-    if len(vol.metadata["urls"]) == 1:  # one enhanced file: refused, named
-        with pytest.raises(LayoutError, match=name):
-            to_dicom_seg(mask, tmp_path / "seg.dcm", like=vol, progress=False)
-        return
-    # several volumes at the same positions: the SEG references the first one's images
+    # the SEG references the first volume's images
     path = to_dicom_seg(mask, tmp_path / "seg.dcm", like=vol, progress=False)
-    _check_seg(path, vol, mask)
+    if len(vol.metadata["urls"]) == 1:  # one enhanced file
+        _check_enhanced_seg(path, vol, mask)
+    else:
+        _check_seg(path, vol, mask)
     with pytest.raises(LayoutError, match="channel dimensions"):
         to_dicom_series(vol, tmp_path / "out", progress=False)
 

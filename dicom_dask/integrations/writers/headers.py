@@ -38,7 +38,7 @@ from dicom_dask.frames._io import redact
 from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.writers.dataset import new_uid
 
-__all__ = ["SliceSources", "decoded_copy", "slice_sources"]
+__all__ = ["SliceSources", "decoded_copy", "frame_view", "slice_sources"]
 
 #: What written headers declare: UTF-8 encodes any decoded text.
 UTF8 = "ISO_IR 192"
@@ -86,6 +86,9 @@ class SliceSources:
         The source's Frame of Reference UID, or a new one when the source has none.
     new_frame_of_reference : bool
         Whether ``frame_of_reference_uid`` is new (the source had none).
+    frames : tuple of int
+        The frame (0-based) of a multi-frame image behind each slice, -1 when the slice
+        is a single-frame image (or missing).
     """
 
     headers: tuple[Dataset | None, ...]
@@ -93,6 +96,8 @@ class SliceSources:
     where: str
     frame_of_reference_uid: str
     new_frame_of_reference: bool
+    #: The frame (0-based) of a multi-frame image behind each slice, -1 for single-frame.
+    frames: tuple[int, ...] = ()
 
     @property
     def present(self) -> list[int]:
@@ -120,7 +125,9 @@ def _where(volume: Volume) -> str:
     return "the volume"
 
 
-def _recorded(volume: Volume) -> tuple[list[Dataset | None], list[str | None]] | None:
+def _recorded(
+    volume: Volume,
+) -> tuple[list[Dataset | None], list[str | None], list[int]] | None:
     """Per-slice headers from the volume's own record, or from its metadata and indexes."""
     n = volume.spatial_shape[0]
     if volume.sources is not None:
@@ -148,20 +155,71 @@ def _recorded(volume: Volume) -> tuple[list[Dataset | None], list[str | None]] |
             headers.append(by_url[url])
             names.append(url)
             frame_numbers.append(frame)
-    multi = [
-        names[k]
-        for k, h in enumerate(headers)
-        if h is not None and (frame_numbers[k] > 0 or int(h.get("NumberOfFrames", 1) or 1) > 1)
-    ]
-    if multi:
-        raise LayoutError(
-            f"{redact(str(multi[0]))}: a multi-frame (enhanced) image; results over a volume "
-            "are written over single-frame images, one per slice"
-        )
-    return headers, names
+    return headers, names, frame_numbers
 
 
-def slice_sources(volume: Volume, *, purpose: str, channels: bool = False) -> SliceSources:
+def _is_multiframe(header: Dataset, frame: int) -> bool:
+    return frame > 0 or int(header.get("NumberOfFrames", 1) or 1) > 1
+
+
+def _group(ds: Dataset, frame: int, keyword: str) -> Dataset | None:
+    """Functional group ``keyword`` of ``frame`` (per-frame first, then shared)."""
+    groups = []
+    per = ds.get("PerFrameFunctionalGroupsSequence")
+    if per is not None and frame < len(per):
+        groups.append(per[frame])
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        groups.append(shared[0])
+    for group in groups:
+        items = group.get(keyword)
+        if items:
+            return items[0]
+    return None
+
+
+_FRAME_ONLY = {
+    "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence",
+    "NumberOfFrames",
+    "PixelData",
+    "FloatPixelData",
+    "DoubleFloatPixelData",
+    "ExtendedOffsetTable",
+    "ExtendedOffsetTableLengths",
+}
+
+
+def frame_view(ds: Dataset, frame: int) -> Dataset:
+    """Frame ``frame`` of a multi-frame image as a single-frame header: its position,
+    orientation and pixel measures moved from the functional groups to the top level.
+
+    The view keeps the image's SOP Class and Instance UIDs: what references it must add
+    Referenced Frame Number ``frame + 1``.
+    """
+    view = Dataset()
+    for elem in ds:
+        if elem.keyword not in _FRAME_ONLY:
+            view.add(elem)
+    if hasattr(ds, "file_meta"):
+        view.file_meta = ds.file_meta
+    position = _group(ds, frame, "PlanePositionSequence")
+    orientation = _group(ds, frame, "PlaneOrientationSequence")
+    measures = _group(ds, frame, "PixelMeasuresSequence")
+    if position is not None and "ImagePositionPatient" in position:
+        view.ImagePositionPatient = position.ImagePositionPatient
+    if orientation is not None and "ImageOrientationPatient" in orientation:
+        view.ImageOrientationPatient = orientation.ImageOrientationPatient
+    if measures is not None:
+        for keyword in ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices"):
+            if keyword in measures:
+                view[keyword] = measures[keyword]
+    return view
+
+
+def slice_sources(
+    volume: Volume, *, purpose: str, channels: bool = False, multiframe: bool = False
+) -> SliceSources:
     """The source image of each slice of ``volume``, checked against its geometry.
 
     Parameters
@@ -175,6 +233,10 @@ def slice_sources(volume: Volume, *, purpose: str, channels: bool = False) -> Sl
         Whether a volume with channel dimensions (several volumes at the same positions,
         e.g. diffusion gradients) is taken: each slice is then the image of the first
         channel at that position.
+    multiframe : bool
+        Whether slices may be frames of multi-frame (enhanced) images: their headers are
+        then [`frame_view`][dicom_dask.integrations.writers.headers.frame_view]s, and
+        ``frames`` says which frame each one is.
 
     Raises
     ------
@@ -195,9 +257,23 @@ def slice_sources(volume: Volume, *, purpose: str, channels: bool = False) -> Sl
             "no record of them (built from an array, or its slice axis permuted): pass "
             "the volume from open_volume, sliced, transformed() or computed"
         )
-    headers, urls = found
+    headers, urls, frames = found
     if not any(h is not None for h in headers):
         raise LayoutError(f"{where}: no slice of the volume has a source image")
+    multi = [k for k, h in enumerate(headers) if h is not None and _is_multiframe(h, frames[k])]
+    if multi and not multiframe:
+        raise LayoutError(
+            f"{redact(str(urls[multi[0]]))}: a multi-frame (enhanced) image; {purpose} "
+            "is written from single-frame images, one per slice"
+        )
+    by_frame: dict[tuple[int, int], Dataset] = {}
+    for k in multi:
+        header = headers[k]
+        assert header is not None
+        key = (id(header), frames[k])
+        if key not in by_frame:
+            by_frame[key] = frame_view(header, frames[k])
+        headers[k] = by_frame[key]
     for k, header in enumerate(headers):
         if header is not None:
             _check_slice(volume, k, header, str(urls[k]))
@@ -207,19 +283,23 @@ def slice_sources(volume: Volume, *, purpose: str, channels: bool = False) -> Sl
     if len(uids) > 1:
         raise LayoutError(f"{where}: the slices are in {len(uids)} Frames of Reference")
     new = not uids
-    if len({str(h.SOPInstanceUID) for h in present}) != len(present):
-        raise LayoutError(f"{where}: {purpose} needs one single-frame image per slice")
+    keys = {(str(h.SOPInstanceUID), frames[k]) for k, h in enumerate(headers) if h is not None}
+    if len(keys) != len(present):
+        raise LayoutError(f"{where}: {purpose} needs one image (or frame) per slice")
     return SliceSources(
         tuple(headers),
         tuple(urls),
         where,
         uids.pop() if uids else new_uid(),
         new,
+        tuple(frames[k] if k in multi else -1 for k in range(len(headers))),
     )
 
 
 def _floats(header: Dataset, keyword: str, count: int, where: str) -> np.ndarray:
     value = header.get(keyword)
+    if value is None:
+        raise InvalidHeaderError(f"{where}: no {keyword} to place the image by")
     try:
         out = np.asarray([float(v) for v in value], dtype=np.float64)
     except (TypeError, ValueError) as exc:

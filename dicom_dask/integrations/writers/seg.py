@@ -45,7 +45,7 @@ from dicom_dask.integrations.writers.dataset import (
     software_version,
 )
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
-from dicom_dask.integrations.writers.headers import decoded_copy, slice_sources
+from dicom_dask.integrations.writers.headers import SliceSources, decoded_copy, slice_sources
 from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
 from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
 
@@ -475,6 +475,52 @@ def _pixel_measures(source: Dataset, volume: Volume) -> Any:
     )
 
 
+#: Single-frame SOP classes by modality: what highdicom is shown for a frame of an
+#: enhanced image (it builds the multi-frame source's functional groups otherwise).
+_SINGLE_FRAME = {
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "PT": "1.2.840.10008.5.1.4.1.1.128",
+}
+
+
+def _as_single_frame(ds: Dataset, frame: int, where: str) -> Dataset:
+    """``ds`` (a fitted header) shown to highdicom as a single-frame image if it is a frame."""
+    if frame >= 0:
+        modality = str(ds.get("Modality", ""))
+        if modality not in _SINGLE_FRAME:
+            raise LayoutError(
+                f"{where}: a volume SEG over the frames of a multi-frame {modality or '?'} "
+                f"image ({ds.SOPClassUID.name}) is not written; over multi-frame images, "
+                f"only {', '.join(_SINGLE_FRAME)} are"
+            )
+        ds.SOPClassUID = _SINGLE_FRAME[modality]
+    return ds
+
+
+def _further(sources: SliceSources, present: list[int]) -> list[Dataset]:
+    """The other source instances (once each: the frames of one image share it)."""
+    first = str(sources.headers[present[0]].SOPInstanceUID)  # type: ignore[union-attr]
+    seen = {first}
+    out = []
+    for k in present[1:]:
+        uid = str(sources.headers[k].SOPInstanceUID)  # type: ignore[union-attr]
+        if uid not in seen:
+            seen.add(uid)
+            out.append(_as_single_frame(sources.fitted(k), sources.frames[k], sources.where))
+    return out
+
+
+def _true_classes(ds: Dataset, sources: SliceSources) -> None:
+    """The references of ``ds`` name each source's own SOP class (not the one shown)."""
+    classes = {str(h.SOPInstanceUID): h.SOPClassUID for h in sources.headers if h is not None}
+    for series in ds.get("ReferencedSeriesSequence", []):
+        for ref in series.get("ReferencedInstanceSequence", []):
+            uid = str(ref.ReferencedSOPInstanceUID)
+            if uid in classes:
+                ref.ReferencedSOPClassUID = classes[uid]
+
+
 def _volume_seg(
     labels: Any,
     dest: str | os.PathLike[str],
@@ -496,7 +542,7 @@ def _volume_seg(
     array, count = _segments_axis(labels, 3, kind)
     if tuple(array.shape[-3:]) != tuple(volume.spatial_shape):
         raise LayoutError(f"labels {array.shape} do not match the volume {volume.spatial_shape}")
-    sources = slice_sources(volume, purpose="a volume SEG", channels=True)
+    sources = slice_sources(volume, purpose="a volume SEG", channels=True, multiframe=True)
     present = sources.present
     count, label_dtype = _count(array, kind, count, segment_labels, segment_descriptions)
     descriptions = list(segment_descriptions or _descriptions(count, segment_labels, algorithm))
@@ -509,6 +555,7 @@ def _volume_seg(
         pixels = np.zeros((1, rows, cols), label_dtype if kind == "LABELMAP" else np.uint8)
     first_url = str(sources.urls[present[0]])
     first = _completed(sources.fitted(present[0]), where=first_url, decoded=True)
+    first = _as_single_frame(first, sources.frames[present[0]], first_url)
     if not first.get("SliceThickness"):
         first.SliceThickness = _ds(volume.spacing[0])
     ds = _template(
@@ -520,10 +567,11 @@ def _volume_seg(
         series_description=series_description,
         transfer_syntax=ts,
         tiled=None,
-        further=[sources.fitted(k) for k in present[1:]],
+        further=_further(sources, present),
         pixel_measures=_pixel_measures(first, volume),
         where_text=first_url,
     )
+    _true_classes(ds, sources)
     measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
     measures.SpacingBetweenSlices = _ds(volume.spacing[0])  # the template had one slice
     per_pass = 1 if kind == "LABELMAP" else count
@@ -545,6 +593,10 @@ def _volume_seg(
                 for ref in derivation.SourceImageSequence:
                     ref.ReferencedSOPClassUID = source.SOPClassUID
                     ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
+                    if sources.frames[k] >= 0:  # a frame of a multi-frame image
+                        ref.ReferencedFrameNumber = sources.frames[k] + 1
+                    elif "ReferencedFrameNumber" in ref:
+                        del ref.ReferencedFrameNumber
             items.append(item)
     ds.PerFrameFunctionalGroupsSequence = items
     ds.NumberOfFrames = len(items)
