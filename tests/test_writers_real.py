@@ -63,9 +63,11 @@ def _check_seg(path: str, vol: dicom_dask.Volume, mask: np.ndarray) -> None:
         np.testing.assert_array_equal(got.array, mask)
         np.testing.assert_allclose(got.affine, vol.affine, atol=1e-3)
     again = dicom_dask.open_volume(path, geometry="positions")
-    np.testing.assert_array_equal(np.asarray(again.array[..., 0] if again.array.ndim == 4
-                                             else again.array), mask[present[0]:present[-1] + 1]
-                                  * (~vol.missing_slices[present[0]:present[-1] + 1])[:, None, None])
+    np.testing.assert_array_equal(
+        np.asarray(again.array[..., 0] if again.array.ndim == 4 else again.array),
+        mask[present[0] : present[-1] + 1]
+        * (~vol.missing_slices[present[0] : present[-1] + 1])[:, None, None],
+    )
 
 
 # -- every real series: SEG -----------------------------------------------------------
@@ -203,7 +205,13 @@ def _variant(root: Path, kind: str) -> Path:
     return out
 
 
-VARIANTS = ["empty-charset", "multi-charset", "no-frame-of-reference", "missing-slice", "odd-columns"]
+VARIANTS = [
+    "empty-charset",
+    "multi-charset",
+    "no-frame-of-reference",
+    "missing-slice",
+    "odd-columns",
+]
 
 
 @pytest.fixture(scope="module")

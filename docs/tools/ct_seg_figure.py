@@ -16,10 +16,10 @@ import highdicom as hd
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-import dicom_dask  # noqa: E402
+import dicom_dask
 
 ROOT = Path(__file__).resolve().parents[2]
 

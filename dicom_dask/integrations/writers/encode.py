@@ -182,7 +182,6 @@ class Encoder:
             )
         )
 
-
     def _jpegls_samples(self, tile: np.ndarray) -> np.ndarray:
         """Signed samples as JPEG-LS holds them: unsigned, two's complement in Bits Stored.
 

@@ -61,7 +61,7 @@ def decoded_copy(ds: Dataset, *, where: str) -> Dataset:
             out.decode()
             for elem in out.iterall():
                 _ = elem.value  # raw elements of nested sequences too
-    except Exception as exc:  # noqa: BLE001 - pydicom raises several kinds
+    except Exception as exc:
         raise InvalidHeaderError(
             f"{where}: its text cannot be decoded with Specific Character Set (0008,0005) "
             f"{charset!r}: {exc}"

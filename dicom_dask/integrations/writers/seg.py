@@ -143,8 +143,17 @@ def _template(
         }
     where = str(source_images[0].get("SOPInstanceUID", "the source"))
     try:
-        seg = _build(hd, source_images, pixels, segmentation_type, descriptions, ts=transfer_syntax,
-                     max_fractional_value=max_fractional_value, further=further, **kwargs)
+        seg = _build(
+            hd,
+            source_images,
+            pixels,
+            segmentation_type,
+            descriptions,
+            ts=transfer_syntax,
+            max_fractional_value=max_fractional_value,
+            further=further,
+            **kwargs,
+        )
     except DicomDaskError:
         raise
     except Exception as exc:  # highdicom checks the source: its errors name no file
