@@ -530,6 +530,36 @@ def _true_classes(ds: Dataset, sources: SliceSources) -> None:
                 ref.ReferencedSOPClassUID = classes[uid]
 
 
+def _frame_items(
+    ds: Dataset, sources: SliceSources, present: list[int], per_pass: int
+) -> list[Dataset]:
+    """Per-frame functional groups: the template's, one per segment pass and slice."""
+    template = list(ds.PerFrameFunctionalGroupsSequence)
+    items = []
+    for s in range(per_pass):
+        for j, k in enumerate(present):
+            source = sources.headers[k]
+            assert source is not None
+            item = copy.deepcopy(template[s])
+            item.PlanePositionSequence[0].ImagePositionPatient = copy.deepcopy(
+                source.ImagePositionPatient
+            )
+            content = item.FrameContentSequence[0]
+            values = [int(v) for v in np.atleast_1d(content.DimensionIndexValues)]
+            values[-1] = j + 1
+            content.DimensionIndexValues = values if len(values) > 1 else values[0]
+            for derivation in item.get("DerivationImageSequence", []):
+                for ref in derivation.SourceImageSequence:
+                    ref.ReferencedSOPClassUID = source.SOPClassUID
+                    ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
+                    if sources.frames[k] >= 0:  # a frame of a multi-frame image
+                        ref.ReferencedFrameNumber = sources.frames[k] + 1
+                    elif "ReferencedFrameNumber" in ref:
+                        del ref.ReferencedFrameNumber
+            items.append(item)
+    return items
+
+
 def _volume_seg(
     labels: Any,
     dest: str | os.PathLike[str],
@@ -584,29 +614,7 @@ def _volume_seg(
     measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
     measures.SpacingBetweenSlices = _ds(volume.spacing[0])  # the template had one slice
     per_pass = 1 if kind == "LABELMAP" else count
-    template = list(ds.PerFrameFunctionalGroupsSequence)
-    items = []
-    for s in range(per_pass):
-        for j, k in enumerate(present):
-            source = sources.headers[k]
-            assert source is not None
-            item = copy.deepcopy(template[s])
-            item.PlanePositionSequence[0].ImagePositionPatient = copy.deepcopy(
-                source.ImagePositionPatient
-            )
-            content = item.FrameContentSequence[0]
-            values = [int(v) for v in np.atleast_1d(content.DimensionIndexValues)]
-            values[-1] = j + 1
-            content.DimensionIndexValues = values if len(values) > 1 else values[0]
-            for derivation in item.get("DerivationImageSequence", []):
-                for ref in derivation.SourceImageSequence:
-                    ref.ReferencedSOPClassUID = source.SOPClassUID
-                    ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
-                    if sources.frames[k] >= 0:  # a frame of a multi-frame image
-                        ref.ReferencedFrameNumber = sources.frames[k] + 1
-                    elif "ReferencedFrameNumber" in ref:
-                        del ref.ReferencedFrameNumber
-            items.append(item)
+    items = _frame_items(ds, sources, present, per_pass)
     ds.PerFrameFunctionalGroupsSequence = items
     ds.NumberOfFrames = len(items)
     if len(present) < nslices:  # missing slices: no image there, no frame written
