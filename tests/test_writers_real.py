@@ -295,3 +295,19 @@ def test_bone_mask_over_the_real_ct_reads_back_in_highdicom(tmp_path) -> None:
     np.testing.assert_allclose(got.affine, ct.affine, atol=1e-6)
     if DCIODVFY:
         assert _errors(path) == []
+
+
+# -- BINARY tiles that are not whole bytes, over a real slide --------------------------------
+def test_binary_seg_over_a_slide_with_10_x_10_tiles(tmp_path) -> None:
+    """highdicom's own 50 x 50 slide has 10 x 10 tiles: 100 bits a frame, not whole bytes."""
+    slide = dicom_dask.open_slide(REAL / "wsi" / "highdicom_sm_image.dcm")
+    yy, xx = np.mgrid[0:50, 0:50]
+    labels = ((xx // 7 + yy // 11) % 3).astype(np.uint8)
+    path = to_dicom_seg(da.from_array(labels, chunks=20), tmp_path / "seg.dcm", like=slide,
+                        segment_labels=["a", "b"], progress=False)  # fmt: skip
+    seg = hd.seg.segread(path)
+    assert (seg.Rows, seg.Columns, seg.NumberOfFrames) == (10, 10, 50)
+    assert len(seg.PixelData) == 626  # continuous: 625 bytes (padded to even), not 50 x 13
+    np.testing.assert_array_equal(seg.get_total_pixel_matrix(combine_segments=True), labels)
+    level = dicom_dask.open_tiled(path)
+    assert_eq(level.array[:, 0], np.stack([labels == 1, labels == 2]).astype(np.uint8))

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicom_dask.errors import DicomDaskError, InvalidHeaderError, LayoutError
-from dicom_dask.frames._io import StorageOptions
+from dicom_dask.errors import DicomDaskError, EncodeError, InvalidHeaderError, LayoutError
+from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
@@ -448,27 +448,29 @@ def _write(
     eot_threshold: int,
 ) -> str:
     bits = int(ds.BitsAllocated)
-    if bits == 1:  # frames follow bit after bit, across byte boundaries
-        return write_bitstream(
+    try:
+        if bits == 1:  # frames follow bit after bit, across byte boundaries
+            return write_bitstream(
+                ds,
+                batches,
+                dest,
+                number_of_frames=int(ds.NumberOfFrames),
+                bits_per_frame=frame_shape[0] * frame_shape[1],
+                storage_options=storage_options,
+            )
+        written = write_instance(
             ds,
             batches,
             dest,
             number_of_frames=int(ds.NumberOfFrames),
-            bits_per_frame=frame_shape[0] * frame_shape[1],
+            encapsulated=ds.file_meta.TransferSyntaxUID.is_encapsulated,
+            frame_bytes=frame_shape[0] * frame_shape[1] * bits // 8,
             storage_options=storage_options,
+            offset_table=offset_table,
+            eot_threshold=eot_threshold,
         )
-    frame_bytes = frame_shape[0] * frame_shape[1] * bits // 8
-    written = write_instance(
-        ds,
-        batches,
-        dest,
-        number_of_frames=int(ds.NumberOfFrames),
-        encapsulated=ds.file_meta.TransferSyntaxUID.is_encapsulated,
-        frame_bytes=frame_bytes,
-        storage_options=storage_options,
-        offset_table=offset_table,
-        eot_threshold=eot_threshold,
-    )
+    except EncodeError as exc:  # raised in a task: it knows the tile, not the file
+        raise EncodeError(f"{redact(os.fspath(dest))}: {exc}") from exc
     return written.url
 
 
