@@ -311,3 +311,26 @@ def test_binary_seg_over_a_slide_with_10_x_10_tiles(tmp_path) -> None:
     np.testing.assert_array_equal(seg.get_total_pixel_matrix(combine_segments=True), labels)
     level = dicom_dask.open_tiled(path)
     assert_eq(level.array[:, 0], np.stack([labels == 1, labels == 2]).astype(np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(38, 23), (10, 10), (3, 5), (16, 16)])
+def test_bitstream_packs_frames_bit_after_bit(shape: tuple[int, int]) -> None:
+    from dicom_dask.integrations.writers.bits import BinaryFrame, Bitstream
+
+    rng = np.random.default_rng(sum(shape))
+    frames = rng.integers(0, 2, (7, *shape)).astype(np.uint8)
+    stream = Bitstream(shape[0] * shape[1])
+    encode = BinaryFrame(1)
+    got = b"".join(stream.push(encode(f)) for f in frames) + stream.close()
+    expected = np.packbits(frames.ravel(), bitorder="little").tobytes()
+    assert got == expected
+    assert len(got) == Bitstream.total_bytes(7, shape[0] * shape[1])
+
+
+def test_a_codec_refusing_a_tile_is_an_encode_error() -> None:
+    from dicom_dask.errors import EncodeError
+    from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
+
+    encoder = Encoder(transfer_syntax_uid("jpegls"), 1, "float32")
+    with pytest.raises(EncodeError, match="float32 tile in JPEG-LS Lossless"):
+        encoder(np.zeros((8, 8), np.float32))
