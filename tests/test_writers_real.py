@@ -334,3 +334,15 @@ def test_a_codec_refusing_a_tile_is_an_encode_error() -> None:
     encoder = Encoder(transfer_syntax_uid("jpegls"), 1, "float32")
     with pytest.raises(EncodeError, match="float32 tile in JPEG-LS Lossless"):
         encoder(np.zeros((8, 8), np.float32))
+
+
+def test_cli_rewrites_the_signed_real_ct_in_jpegls(tmp_path) -> None:
+    """The command docs/writing.md shows, over the signed (int16) real CT."""
+    from dicom_dask.integrations.cli import main
+
+    folder = REAL / "volume_series" / "ct_3slice"
+    assert main(["convert", str(folder), str(tmp_path / "out"), "--to", "dicom", "-q",
+                 "--transfer-syntax", "jpegls"]) == 0  # fmt: skip
+    vol = dicom_dask.open_volume(folder)
+    assert vol.dtype == np.int16
+    assert_eq(dicom_dask.open_volume(tmp_path / "out").array, vol.array.compute())

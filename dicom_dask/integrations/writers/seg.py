@@ -293,8 +293,12 @@ def to_dicom_seg(
         The file to write, local or an fsspec URL.
     like : Slide, Level or Volume
         The source the segmentation references: a slide level with the labels' shape
-        (a ``Slide``: the level whose matrix has that shape), or a volume opened from a
-        series of single-frame images.
+        (a ``Slide``: the level whose matrix has that shape; a ``transformed()`` level
+        too), or a volume opened with ``open_volume`` -- single-frame images or an
+        enhanced CT, MR or PET image -- as it is, sliced along its slices,
+        ``transformed()`` or computed (the same geometry as its images; with channel
+        dimensions, the first channel's images are referenced). Missing slices have no
+        frame; a source without a Frame of Reference gets a new one.
     segmentation_type : {"BINARY", "FRACTIONAL", "LABELMAP"}
     segment_labels : sequence of str, optional
         One label per segment (default ``"segment 1"``...).
