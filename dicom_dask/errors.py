@@ -15,6 +15,7 @@ __all__ = [
     "CroppedFrameError",
     "CroppedTileWarning",
     "DicomDaskError",
+    "EncodeError",
     "InvalidHeaderError",
     "LayoutError",
     "LayoutWarning",
@@ -76,6 +77,11 @@ class WrongInputError(DicomDaskError, TypeError):
 
 class UnsupportedTransferSyntaxError(DicomDaskError, ValueError):
     """The transfer syntax is not one dicom_dask can read."""
+
+
+class EncodeError(DicomDaskError, ValueError):
+    """A writer could not encode a frame in the requested transfer syntax, or build the
+    header of what it writes; the message names the file, the frame and the reason."""
 
 
 class MissingDecoderError(DicomDaskError, ImportError):

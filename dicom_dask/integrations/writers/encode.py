@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 from pydicom import uid as _uid
 
-from dicom_dask.errors import MissingDecoderError, UnsupportedTransferSyntaxError
+from dicom_dask.errors import (
+    DicomDaskError,
+    EncodeError,
+    MissingDecoderError,
+    UnsupportedTransferSyntaxError,
+)
 
 __all__ = ["SYNTAXES", "Encoder", "downsample2", "encode_block", "pad_tile"]
 
@@ -71,12 +76,18 @@ class Encoder:
     quality : int
         JPEG quality (1-100) or, for JPEG 2000, the PSNR in dB (lossy only); lossy
         HTJ2K uses OpenJPH's default quantisation.
+    bits_stored : int, optional
+        Bits Stored of the samples (default: all the dtype's bits). Signed samples are
+        written as DICOM asks of JPEG-LS: their two's complement in ``bits_stored``
+        bits, read back signed from Pixel Representation 1 (JPEG 2000 and HTJ2K carry
+        the sign in the codestream, RLE and native data the bytes).
     """
 
     transfer_syntax: str
     samples: int
     dtype: str = "uint8"
     quality: int = 90
+    bits_stored: int | None = None
 
     def __post_init__(self) -> None:
         ts = _uid.UID(self.transfer_syntax)
@@ -121,8 +132,25 @@ class Encoder:
         return "RGB"
 
     def __call__(self, tile: np.ndarray) -> bytes:
-        """Encode one tile ``(rows, columns[, samples])``."""
+        """Encode one tile ``(rows, columns[, samples])``.
+
+        Raises
+        ------
+        EncodeError
+            When the codec refuses the tile (naming the syntax, shape, dtype and reason).
+        """
         tile = np.ascontiguousarray(tile, dtype=self.dtype)
+        try:
+            return self._encode(tile)
+        except DicomDaskError:
+            raise
+        except Exception as exc:  # imagecodecs and pydicom raise several kinds
+            raise EncodeError(
+                f"cannot encode a {'x'.join(map(str, tile.shape))} {tile.dtype} tile in "
+                f"{_uid.UID(self.transfer_syntax).name}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _encode(self, tile: np.ndarray) -> bytes:
         ts = _uid.UID(self.transfer_syntax)
         if ts == _uid.ExplicitVRLittleEndian:
             return tile.astype(tile.dtype.newbyteorder("<"), copy=False).tobytes()
@@ -134,7 +162,7 @@ class Encoder:
         if ts == _uid.JPEGBaseline8Bit:
             return bytes(imagecodecs.jpeg8_encode(tile, level=self.quality))
         if ts == _uid.JPEGLSLossless:
-            return bytes(imagecodecs.jpegls_encode(tile, level=0))
+            return bytes(imagecodecs.jpegls_encode(self._jpegls_samples(tile), level=0))
         lossless = ts in (_uid.JPEG2000Lossless, _uid.HTJ2KLossless)
         if ts in (_uid.JPEG2000Lossless, _uid.JPEG2000):
             return bytes(
@@ -153,6 +181,18 @@ class Encoder:
                 rgb=colour,
             )
         )
+
+    def _jpegls_samples(self, tile: np.ndarray) -> np.ndarray:
+        """Signed samples as JPEG-LS holds them: unsigned, two's complement in Bits Stored.
+
+        (PS3.5 A.4.3: the decoder's unsigned output is read as signed through Pixel
+        Representation; CharLS takes unsigned samples only.)
+        """
+        if tile.dtype.kind != "i":
+            return tile
+        bits = int(self.bits_stored or 8 * tile.dtype.itemsize)
+        unsigned = tile.view(np.dtype(f"u{tile.dtype.itemsize}"))
+        return unsigned & unsigned.dtype.type((1 << bits) - 1)
 
 
 def _rle(tile: np.ndarray, samples: int) -> bytes:

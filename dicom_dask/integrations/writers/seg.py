@@ -8,8 +8,17 @@ encoded tile by tile inside dask tasks and streamed like a slide level (see
 [`write_instance`][dicom_dask.integrations.writers.stream.write_instance]).
 
 Frame order: segments outermost, then TILED_FULL tile order (slides) or slice order
-(volumes). ``BINARY`` frames are bit-packed, ``FRACTIONAL`` frames are 8-bit
-``round(p * max_fractional_value)``, ``LABELMAP`` frames hold the labels (8 or 16 bits).
+(volumes). ``BINARY`` frames are bit-packed continuously across frames (whatever their
+pixel count, see [`bits`][dicom_dask.integrations.writers.bits]), ``FRACTIONAL`` frames
+are 8-bit ``round(p * max_fractional_value)``, ``LABELMAP`` frames hold the labels (8
+or 16 bits).
+
+Over a volume, ``like=`` is the volume from ``open_volume``, sliced along its slices,
+``transformed()`` or computed: the images behind its slices are found from its record
+(see [`headers`][dicom_dask.integrations.writers.headers], which also decodes the
+headers' text, whatever their Specific Character Set, and gives a source without a
+Frame of Reference a new one). A missing slice (``geometry="positions"``) has no image
+to reference: the frames of the slices that exist are written, at their positions.
 """
 
 from __future__ import annotations
@@ -23,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicom_dask.errors import LayoutError
-from dicom_dask.frames._io import StorageOptions
+from dicom_dask.errors import DicomDaskError, EncodeError, InvalidHeaderError, LayoutError
+from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
+from dicom_dask.integrations.writers.bits import BinaryFrame, write_bitstream
 from dicom_dask.integrations.writers.dataset import (
     _ds,
     new_uid,
@@ -35,6 +45,7 @@ from dicom_dask.integrations.writers.dataset import (
     software_version,
 )
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
+from dicom_dask.integrations.writers.headers import SliceSources, decoded_copy, slice_sources
 from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
 from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
 
@@ -44,18 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["to_dicom_seg"]
 
 _SEG_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
-
-
-@dataclass(frozen=True)
-class _BinaryFrame:
-    """Bit-packs ``tile == segment`` (DICOM's little-endian bit order)."""
-
-    segment: int
-
-    def __call__(self, tile: np.ndarray) -> bytes:
-        from pydicom.pixels import pack_bits
-
-        return bytes(pack_bits(np.asarray(tile == self.segment, dtype=np.uint8)))
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,17 @@ _TYPE2 = (
 )
 
 
-def _completed(ds: Dataset) -> Dataset:
-    """A copy of a source header with the empty type 2 attributes highdicom reads."""
-    out = copy.deepcopy(ds)
+def _completed(ds: Dataset, *, where: str, decoded: bool = False) -> Dataset:
+    """A copy of a source header fit for highdicom: its text decoded and declared UTF-8
+    (an empty or multi-valued Specific Character Set is common), the empty type 2
+    attributes highdicom reads, and a new Frame of Reference when it has none."""
+    out = copy.deepcopy(ds) if decoded else decoded_copy(ds, where=where)
     for keyword in _TYPE2:
         if keyword not in out:
             setattr(out, keyword, "")
+    if not out.get("FrameOfReferenceUID"):
+        out.FrameOfReferenceUID = new_uid()
+        out.PositionReferenceIndicator = ""
     return out
 
 
@@ -126,6 +130,7 @@ def _template(
     tiled: tuple[int, int] | None,
     further: Sequence[Dataset] = (),
     pixel_measures: Any = None,
+    where_text: str = "",
 ) -> Dataset:
     import highdicom as hd
 
@@ -136,8 +141,48 @@ def _template(
             "tile_size": tiled,
             "dimension_organization_type": "TILED_FULL",
         }
-    seg = hd.seg.Segmentation(
-        source_images=[_completed(ds) for ds in source_images],
+    where = str(source_images[0].get("SOPInstanceUID", "the source"))
+    try:
+        seg = _build(
+            hd,
+            source_images,
+            pixels,
+            segmentation_type,
+            descriptions,
+            ts=transfer_syntax,
+            max_fractional_value=max_fractional_value,
+            further=further,
+            **kwargs,
+        )
+    except DicomDaskError:
+        raise
+    except Exception as exc:  # highdicom checks the source: its errors name no file
+        raise InvalidHeaderError(
+            f"{where_text or where}: highdicom cannot build a Segmentation over this "
+            f"image: {type(exc).__name__}: {exc}"
+        ) from exc
+    if series_description:
+        seg.SeriesDescription = series_description
+    for keyword in ("PixelData", "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if keyword in seg:
+            del seg[keyword]
+    return seg
+
+
+def _build(
+    hd: Any,
+    source_images: list[Dataset],
+    pixels: np.ndarray,
+    segmentation_type: str,
+    descriptions: Sequence[Any],
+    *,
+    ts: str,
+    max_fractional_value: int,
+    further: Sequence[Dataset],
+    **kwargs: Any,
+) -> Any:
+    return hd.seg.Segmentation(
+        source_images=list(source_images),
         pixel_array=pixels,
         segmentation_type=segmentation_type,
         segment_descriptions=descriptions,
@@ -150,17 +195,11 @@ def _template(
         software_versions=software_version(),
         device_serial_number="0",
         max_fractional_value=max_fractional_value,
-        transfer_syntax_uid=transfer_syntax,
+        transfer_syntax_uid=ts,
         omit_empty_frames=False,
         further_source_images=list(further) or None,
         **kwargs,
     )
-    if series_description:
-        seg.SeriesDescription = series_description
-    for keyword in ("PixelData", "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
-        if keyword in seg:
-            del seg[keyword]
-    return seg
 
 
 def _segments_axis(labels: Any, spatial: int, kind: str) -> tuple[dask.array.Array, int]:
@@ -185,7 +224,7 @@ def _frame_encoder(
     kind: str, segment: int, transfer_syntax: str, max_value: int, dtype: Any
 ) -> Any:
     if kind == "BINARY":
-        return _BinaryFrame(segment)
+        return BinaryFrame(segment)
     if kind == "FRACTIONAL":
         return _FractionalFrame(max_value)
     return Encoder(transfer_syntax, 1, str(np.dtype(dtype)))
@@ -254,8 +293,12 @@ def to_dicom_seg(
         The file to write, local or an fsspec URL.
     like : Slide, Level or Volume
         The source the segmentation references: a slide level with the labels' shape
-        (a ``Slide``: the level whose matrix has that shape), or a volume opened from a
-        series of single-frame images.
+        (a ``Slide``: the level whose matrix has that shape; a ``transformed()`` level
+        too), or a volume opened with ``open_volume`` -- single-frame images or an
+        enhanced CT, MR or PET image -- as it is, sliced along its slices,
+        ``transformed()`` or computed (the same geometry as its images; with channel
+        dimensions, the first channel's images are referenced). Missing slices have no
+        frame; a source without a Frame of Reference gets a new one.
     segmentation_type : {"BINARY", "FRACTIONAL", "LABELMAP"}
     segment_labels : sequence of str, optional
         One label per segment (default ``"segment 1"``...).
@@ -271,6 +314,8 @@ def to_dicom_seg(
     str
         The written file.
     """
+    if isinstance(labels, Volume):  # e.g. ``ct.transformed().array > 300`` kept as a Volume
+        labels = labels.array
     kind = str(getattr(segmentation_type, "value", segmentation_type)).upper()
     if kind not in _SEG_TYPES:
         raise ValueError(
@@ -305,11 +350,10 @@ def to_dicom_seg(
         if tile is None
         else ((tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1])))
     )
-    if kind == "BINARY" and (tile_shape[0] * tile_shape[1]) % 8:
-        raise LayoutError(f"BINARY frames of {tile_shape} pixels are not whole bytes")
     count, label_dtype = _count(array, kind, count, segment_labels, segment_descriptions)
     descriptions = list(segment_descriptions or _descriptions(count, segment_labels, algorithm))
-    source = _completed(level.image.dataset)
+    where = level.urls[0] if level.urls else "the slide"
+    source = _completed(level.image.dataset, where=where)
     # the specimen module is copied into the SEG: complete what the source left out
     filled = slide_context(source, samples=level.samples).common
     for keyword in (
@@ -337,6 +381,7 @@ def to_dicom_seg(
         series_description=series_description,
         transfer_syntax=ts,
         tiled=tile_shape,
+        where_text=where,
     )
     rows, cols = shape
     real = level.image.dataset
@@ -407,18 +452,29 @@ def _write(
     eot_threshold: int,
 ) -> str:
     bits = int(ds.BitsAllocated)
-    frame_bytes = frame_shape[0] * frame_shape[1] * bits // 8
-    written = write_instance(
-        ds,
-        batches,
-        dest,
-        number_of_frames=int(ds.NumberOfFrames),
-        encapsulated=ds.file_meta.TransferSyntaxUID.is_encapsulated,
-        frame_bytes=frame_bytes,
-        storage_options=storage_options,
-        offset_table=offset_table,
-        eot_threshold=eot_threshold,
-    )
+    try:
+        if bits == 1:  # frames follow bit after bit, across byte boundaries
+            return write_bitstream(
+                ds,
+                batches,
+                dest,
+                number_of_frames=int(ds.NumberOfFrames),
+                bits_per_frame=frame_shape[0] * frame_shape[1],
+                storage_options=storage_options,
+            )
+        written = write_instance(
+            ds,
+            batches,
+            dest,
+            number_of_frames=int(ds.NumberOfFrames),
+            encapsulated=ds.file_meta.TransferSyntaxUID.is_encapsulated,
+            frame_bytes=frame_shape[0] * frame_shape[1] * bits // 8,
+            storage_options=storage_options,
+            offset_table=offset_table,
+            eot_threshold=eot_threshold,
+        )
+    except EncodeError as exc:  # raised in a task: it knows the tile, not the file
+        raise EncodeError(f"{redact(os.fspath(dest))}: {exc}") from exc
     return written.url
 
 
@@ -432,6 +488,82 @@ def _pixel_measures(source: Dataset, volume: Volume) -> Any:
         slice_thickness=float(thickness) if thickness else step,
         spacing_between_slices=step,
     )
+
+
+#: Single-frame SOP classes by modality: what highdicom is shown for a frame of an
+#: enhanced image (it builds the multi-frame source's functional groups otherwise).
+_SINGLE_FRAME = {
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "PT": "1.2.840.10008.5.1.4.1.1.128",
+}
+
+
+def _as_single_frame(ds: Dataset, frame: int, where: str) -> Dataset:
+    """``ds`` (a fitted header) shown to highdicom as a single-frame image if it is a frame."""
+    if frame >= 0:
+        modality = str(ds.get("Modality", ""))
+        if modality not in _SINGLE_FRAME:
+            raise LayoutError(
+                f"{where}: a volume SEG over the frames of a multi-frame {modality or '?'} "
+                f"image ({ds.SOPClassUID.name}) is not written; over multi-frame images, "
+                f"only {', '.join(_SINGLE_FRAME)} are"
+            )
+        ds.SOPClassUID = _SINGLE_FRAME[modality]
+    return ds
+
+
+def _further(sources: SliceSources, present: list[int]) -> list[Dataset]:
+    """The other source instances (once each: the frames of one image share it)."""
+    first = str(sources.headers[present[0]].SOPInstanceUID)  # type: ignore[union-attr]
+    seen = {first}
+    out = []
+    for k in present[1:]:
+        uid = str(sources.headers[k].SOPInstanceUID)  # type: ignore[union-attr]
+        if uid not in seen:
+            seen.add(uid)
+            out.append(_as_single_frame(sources.fitted(k), sources.frames[k], sources.where))
+    return out
+
+
+def _true_classes(ds: Dataset, sources: SliceSources) -> None:
+    """The references of ``ds`` name each source's own SOP class (not the one shown)."""
+    classes = {str(h.SOPInstanceUID): h.SOPClassUID for h in sources.headers if h is not None}
+    for series in ds.get("ReferencedSeriesSequence", []):
+        for ref in series.get("ReferencedInstanceSequence", []):
+            uid = str(ref.ReferencedSOPInstanceUID)
+            if uid in classes:
+                ref.ReferencedSOPClassUID = classes[uid]
+
+
+def _frame_items(
+    ds: Dataset, sources: SliceSources, present: list[int], per_pass: int
+) -> list[Dataset]:
+    """Per-frame functional groups: the template's, one per segment pass and slice."""
+    template = list(ds.PerFrameFunctionalGroupsSequence)
+    items = []
+    for s in range(per_pass):
+        for j, k in enumerate(present):
+            source = sources.headers[k]
+            assert source is not None
+            item = copy.deepcopy(template[s])
+            item.PlanePositionSequence[0].ImagePositionPatient = copy.deepcopy(
+                source.ImagePositionPatient
+            )
+            content = item.FrameContentSequence[0]
+            values = [int(v) for v in np.atleast_1d(content.DimensionIndexValues)]
+            values[-1] = j + 1
+            content.DimensionIndexValues = values if len(values) > 1 else values[0]
+            for derivation in item.get("DerivationImageSequence", []):
+                for ref in derivation.SourceImageSequence:
+                    ref.ReferencedSOPClassUID = source.SOPClassUID
+                    ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
+                    if sources.frames[k] >= 0:  # a frame of a multi-frame image
+                        ref.ReferencedFrameNumber = sources.frames[k] + 1
+                    elif "ReferencedFrameNumber" in ref:
+                        del ref.ReferencedFrameNumber
+            items.append(item)
+    return items
 
 
 def _volume_seg(
@@ -453,32 +585,22 @@ def _volume_seg(
     progress: bool,
 ) -> str:
     array, count = _segments_axis(labels, 3, kind)
-    if volume.sources is None or volume.channels:
-        raise LayoutError(
-            "a volume SEG references the slices of a volume opened with open_volume "
-            "(not derived, no channel dimensions)"
-        )
     if tuple(array.shape[-3:]) != tuple(volume.spatial_shape):
         raise LayoutError(f"labels {array.shape} do not match the volume {volume.spatial_shape}")
-    datasets, frames, _ = volume.sources
-    frames = np.asarray(frames).reshape(volume.spatial_shape[0], -1)
-    if (frames[:, 0] < 0).any():
-        raise LayoutError("the volume has missing slices: nothing to reference there")
-    slices = [datasets[int(i)] for i in frames[:, 0]]
-    if len({str(ds.SOPInstanceUID) for ds in slices}) != len(slices):
-        raise LayoutError("a volume SEG needs one single-frame source image per slice")
+    sources = slice_sources(volume, purpose="a volume SEG", channels=True, multiframe=True)
+    present = sources.present
     count, label_dtype = _count(array, kind, count, segment_labels, segment_descriptions)
     descriptions = list(segment_descriptions or _descriptions(count, segment_labels, algorithm))
     nslices, rows, cols = volume.spatial_shape
-    if kind == "BINARY" and (rows * cols) % 8:
-        raise LayoutError(f"BINARY frames of {rows} x {cols} pixels are not whole bytes")
     if kind == "FRACTIONAL":
         pixels = np.zeros((1, rows, cols, count), np.float32)
         if count == 1:
             pixels = pixels[..., 0]
     else:
         pixels = np.zeros((1, rows, cols), label_dtype if kind == "LABELMAP" else np.uint8)
-    first = _completed(slices[0])
+    first_url = str(sources.urls[present[0]])
+    first = _completed(sources.fitted(present[0]), where=first_url, decoded=True)
+    first = _as_single_frame(first, sources.frames[present[0]], first_url)
     if not first.get("SliceThickness"):
         first.SliceThickness = _ds(volume.spacing[0])
     ds = _template(
@@ -490,31 +612,20 @@ def _volume_seg(
         series_description=series_description,
         transfer_syntax=ts,
         tiled=None,
-        further=slices[1:],
-        pixel_measures=_pixel_measures(slices[0], volume),
+        further=_further(sources, present),
+        pixel_measures=_pixel_measures(first, volume),
+        where_text=first_url,
     )
+    _true_classes(ds, sources)
     measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
     measures.SpacingBetweenSlices = _ds(volume.spacing[0])  # the template had one slice
     per_pass = 1 if kind == "LABELMAP" else count
-    template = list(ds.PerFrameFunctionalGroupsSequence)
-    items = []
-    for s in range(per_pass):
-        for k, source in enumerate(slices):
-            item = copy.deepcopy(template[s])
-            item.PlanePositionSequence[0].ImagePositionPatient = copy.deepcopy(
-                source.ImagePositionPatient
-            )
-            content = item.FrameContentSequence[0]
-            values = [int(v) for v in np.atleast_1d(content.DimensionIndexValues)]
-            values[-1] = k + 1
-            content.DimensionIndexValues = values if len(values) > 1 else values[0]
-            for derivation in item.get("DerivationImageSequence", []):
-                for ref in derivation.SourceImageSequence:
-                    ref.ReferencedSOPClassUID = source.SOPClassUID
-                    ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
-            items.append(item)
+    items = _frame_items(ds, sources, present, per_pass)
     ds.PerFrameFunctionalGroupsSequence = items
     ds.NumberOfFrames = len(items)
+    if len(present) < nslices:  # missing slices: no image there, no frame written
+        array = array[:, present] if kind == "FRACTIONAL" else array[present]
+        nslices = len(present)
     # the volume as a column of slices: one "tile" per slice, in slice order
     if kind == "FRACTIONAL":
         flat = array.reshape(count, nslices * rows, cols)

@@ -15,14 +15,16 @@ from typing import Any
 
 import numpy as np
 from pydicom import uid as _uid
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 
-from dicom_dask.errors import LayoutError
-from dicom_dask.frames._io import StorageOptions, resolve_fs
+from dicom_dask.errors import EncodeError, LayoutError
+from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
 from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.writers.dataset import new_uid
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
+from dicom_dask.integrations.writers.headers import slice_sources
+from dicom_dask.integrations.writers.options import compute
 from dicom_dask.integrations.writers.stream import is_local
 
 __all__ = ["to_dicom_series"]
@@ -39,9 +41,11 @@ def _slice_dataset(
     ts = _uid.UID(encoder.transfer_syntax)
     ds.SeriesInstanceUID = series_uid
     ds.SOPInstanceUID = sop
-    ds.file_meta = copy.deepcopy(header.file_meta)
-    ds.file_meta.MediaStorageSOPInstanceUID = sop
-    ds.file_meta.TransferSyntaxUID = ts
+    meta = FileMetaDataset()  # the source's may be absent (files without a meta header)
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ts
+    ds.file_meta = meta
     ds.InstanceNumber = number
     if encoder.samples == 3:
         ds.PhotometricInterpretation = encoder.photometric_interpretation
@@ -67,20 +71,42 @@ def _write_block(
     block: np.ndarray,
     headers: Sequence[Dataset],
     names: Sequence[str],
-    numbers: Sequence[int],
+    positions: Sequence[int],
     encoder: Encoder,
     series_uid: str,
     storage_options: StorageOptions,
 ) -> int:
-    for k, (header, name, number) in enumerate(zip(headers, names, numbers, strict=True)):
-        ds = _slice_dataset(header, block[k], encoder, series_uid, number)
-        if is_local(name):
-            ds.save_as(name, enforce_file_format=True)
-        else:
-            fs, path = resolve_fs(name, storage_options)
-            with fs.open(path, "wb") as fh:
-                ds.save_as(fh, enforce_file_format=True)
+    """Write the slices ``positions`` (indices into ``block``) to ``names``."""
+    for header, name, k in zip(headers, names, positions, strict=True):
+        try:
+            ds = _slice_dataset(header, block[k], encoder, series_uid, int(header.InstanceNumber))
+            if is_local(name):
+                ds.save_as(name, enforce_file_format=True)
+            else:
+                fs, path = resolve_fs(name, storage_options)
+                with fs.open(path, "wb") as fh:
+                    ds.save_as(fh, enforce_file_format=True)
+        except Exception as exc:
+            raise EncodeError(f"{redact(name)}: writing the slice failed: {exc}") from exc
     return len(names)
+
+
+def _check_values(volume: Volume, header: Dataset, where: str) -> None:
+    """The volume holds the stored values its headers describe (not transformed ones)."""
+    if "transform" in volume.metadata:
+        raise LayoutError(
+            f"{where}: to_dicom_series writes stored values; this volume is transformed() "
+            "(write the volume from open_volume, or a result with to_dicom_seg)"
+        )
+    if int(header.get("SamplesPerPixel", 1) or 1) > 1:
+        return
+    bits = int(header.BitsAllocated)
+    kind = "i" if int(header.get("PixelRepresentation", 0) or 0) else "u"
+    if volume.dtype != np.dtype(f"{kind}{bits // 8}"):
+        raise LayoutError(
+            f"{where}: the volume holds {volume.dtype} but its images store {kind}{bits} "
+            "values: to_dicom_series writes stored values"
+        )
 
 
 def to_dicom_series(
@@ -94,16 +120,23 @@ def to_dicom_series(
 ) -> list[str]:
     """Rewrite the slices of ``volume`` as a new single-frame series in the folder ``dest``.
 
+    Each slice keeps its source header (a new series and instance UIDs; text re-encoded
+    as UTF-8; a new Frame of Reference, shared by the series, when the source has none).
+    A slice missing from the volume (``geometry="positions"``) has no image: the slices
+    that exist are written, each at its own position, and reopen with the same gap.
+
     Parameters
     ----------
     volume : Volume
         Opened with [`open_volume`][dicom_dask.images.volume.open_volume] from single-frame
-        files (its stored values, not a transformed or derived volume), without channel
-        dimensions.
+        files, possibly sliced along its slices or computed (its stored values: not
+        ``transformed()``), without channel dimensions.
     dest : str or path
-        A folder, local or an fsspec URL; files are ``slice-0001.dcm``... in volume order.
+        A folder, local or an fsspec URL; files are ``slice-0001.dcm``... numbered by
+        the slice's index in the volume.
     transfer_syntax : str
-        As [`to_dicom_slide`][dicom_dask.integrations.writers.slide.to_dicom_slide].
+        As [`to_dicom_slide`][dicom_dask.integrations.writers.slide.to_dicom_slide]; the
+        lossless ones (explicit VR, RLE, JPEG-LS, JPEG 2000, HTJ2K) carry signed data.
 
     Returns
     -------
@@ -111,55 +144,56 @@ def to_dicom_series(
         The written files, in volume order.
     """
     import dask
+    import dask.array as da
 
-    if volume.sources is None or volume.channels:
-        raise LayoutError(
-            "to_dicom_series rewrites a volume opened with open_volume (stored values, "
-            "not transformed or derived, no channel dimensions)"
-        )
-    datasets, frames, _ = volume.sources
-    n = volume.spatial_shape[0]
-    index = np.asarray(frames).reshape(n, -1)
-    if (index[:, 0] < 0).any():
-        raise LayoutError("the volume has missing slices")
-    headers = [datasets[int(i)] for i in index[:, 0]]
-    if len({str(h.SOPInstanceUID) for h in headers}) != n:
-        raise LayoutError("to_dicom_series needs one single-frame file per slice")
+    sources = slice_sources(volume, purpose="to_dicom_series")
+    present = sources.present
+    first = sources.headers[present[0]]
+    assert first is not None
+    _check_values(volume, first, sources.where)
     array = volume.array
     samples = array.shape[3] if array.ndim == 4 else 1
-    encoder = Encoder(transfer_syntax_uid(transfer_syntax), samples, str(array.dtype), quality)
+    encoder = Encoder(
+        transfer_syntax_uid(transfer_syntax),
+        samples,
+        str(array.dtype),
+        quality,
+        bits_stored=int(first.get("BitsStored", 8 * array.dtype.itemsize)),
+    )
     text = os.fspath(dest)
     if is_local(text):
         os.makedirs(text, exist_ok=True)
-        names = [os.path.join(text, f"slice-{k + 1:04d}.dcm") for k in range(n)]
+        names = {k: os.path.join(text, f"slice-{k + 1:04d}.dcm") for k in present}
     else:
         fs, root = resolve_fs(text, storage_options)
         fs.makedirs(root, exist_ok=True)
-        names = [f"{text.rstrip('/')}/slice-{k + 1:04d}.dcm" for k in range(n)]
+        names = {k: f"{text.rstrip('/')}/slice-{k + 1:04d}.dcm" for k in present}
     series_uid = new_uid()
+    if not isinstance(array, da.Array):
+        array = da.from_array(np.asarray(array), chunks=(1, *array.shape[1:]))
+    # whole slices per block: one task writes the files of one block
+    array = array.rechunk({i: -1 for i in range(1, array.ndim)})
     tasks: list[Any] = []
     start = 0
-    blocks = array.to_delayed().ravel() if hasattr(array, "to_delayed") else [array]
-    sizes = array.chunks[0] if hasattr(array, "chunks") else (n,)
-    for block, size in zip(blocks, sizes, strict=True):
-        part = slice(start, start + size)
-        tasks.append(
-            dask.delayed(_write_block)(
-                block,
-                headers[part],
-                names[part],
-                list(range(start + 1, start + size + 1)),
-                encoder,
-                series_uid,
-                storage_options,
+    for block, size in zip(array.to_delayed().ravel(), array.chunks[0], strict=True):
+        inside = [k for k in present if start <= k < start + size]
+        if inside:
+            headers = []
+            for k in inside:
+                header = sources.fitted(k)
+                header.InstanceNumber = k + 1
+                headers.append(header)
+            tasks.append(
+                dask.delayed(_write_block)(
+                    block,
+                    headers,
+                    [names[k] for k in inside],
+                    [k - start for k in inside],
+                    encoder,
+                    series_uid,
+                    storage_options,
+                )
             )
-        )
         start += size
-    if progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar():
-            dask.compute(*tasks)
-    else:
-        dask.compute(*tasks)
-    return names
+    compute(*tasks, progress=progress)
+    return [names[k] for k in present]
