@@ -35,6 +35,7 @@ from dicom_dask.integrations.writers.dataset import (
     software_version,
 )
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
+from dicom_dask.integrations.writers.placement import place_on_slide, slide_geometry, unwrap
 from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
 from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
 
@@ -44,6 +45,13 @@ if TYPE_CHECKING:
 __all__ = ["to_dicom_seg"]
 
 _SEG_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
+#: Lossless syntaxes of FRACTIONAL and LABELMAP frames (highdicom's list for the IOD).
+_SEG_SYNTAXES = (
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.5",
+)
 
 
 @dataclass(frozen=True)
@@ -60,13 +68,15 @@ class _BinaryFrame:
 
 @dataclass(frozen=True)
 class _FractionalFrame:
-    """``round(p * max_value)`` as 8-bit."""
+    """``round(p * max_value)`` as 8-bit (NaN: 0), compressed by ``encoder`` if given."""
 
     max_value: int
+    encoder: Encoder | None = None
 
     def __call__(self, tile: np.ndarray) -> bytes:
-        scaled = np.rint(np.clip(np.asarray(tile, dtype=np.float64), 0.0, 1.0) * self.max_value)
-        return scaled.astype(np.uint8).tobytes()
+        p = np.nan_to_num(np.asarray(tile, dtype=np.float64), nan=0.0)
+        scaled = np.rint(np.clip(p, 0.0, 1.0) * self.max_value).astype(np.uint8)
+        return scaled.tobytes() if self.encoder is None else self.encoder(scaled)
 
 
 def _descriptions(number: int, segment_labels: Sequence[str] | None, algorithm: str) -> list[Any]:
@@ -126,6 +136,7 @@ def _template(
     tiled: tuple[int, int] | None,
     further: Sequence[Dataset] = (),
     pixel_measures: Any = None,
+    geometry: dict[str, Any] | None = None,
 ) -> Dataset:
     import highdicom as hd
 
@@ -135,6 +146,7 @@ def _template(
             "tile_pixel_array": True,
             "tile_size": tiled,
             "dimension_organization_type": "TILED_FULL",
+            **(geometry or {}),  # a result at its own resolution: its spacing and origin
         }
     seg = hd.seg.Segmentation(
         source_images=[_completed(ds) for ds in source_images],
@@ -187,7 +199,8 @@ def _frame_encoder(
     if kind == "BINARY":
         return _BinaryFrame(segment)
     if kind == "FRACTIONAL":
-        return _FractionalFrame(max_value)
+        native = transfer_syntax == "1.2.840.10008.1.2.1"
+        return _FractionalFrame(max_value, None if native else Encoder(transfer_syntax, 1))
     return Encoder(transfer_syntax, 1, str(np.dtype(dtype)))
 
 
@@ -227,6 +240,8 @@ def to_dicom_seg(
     dest: str | os.PathLike[str],
     *,
     like: Slide | Level | Volume,
+    pixel_spacing: float | tuple[float, float] | None = None,
+    origin: tuple[float, ...] | None = None,
     segmentation_type: str = "BINARY",
     segment_labels: Sequence[str] | None = None,
     segment_descriptions: Sequence[Any] | None = None,
@@ -255,7 +270,16 @@ def to_dicom_seg(
     like : Slide, Level or Volume
         The source the segmentation references: a slide level with the labels' shape
         (a ``Slide``: the level whose matrix has that shape), or a volume opened from a
-        series of single-frame images.
+        series of single-frame images. ``labels`` may be an xarray DataArray with an
+        ``affine`` attribute (a
+        [`PatchSampler.to_map`][dicom_dask.integrations.patches.PatchSampler.to_map]):
+        it then carries its own spacing and origin over the slide.
+    pixel_spacing : float or (float, float), optional
+        Row and column spacing in mm of labels over a slide at their own resolution
+        (coarser than level 0, a patch-score map...); placed from level 0's origin.
+    origin : (x, y[, z]), optional
+        Slide mm of the centre of the labels' pixel ``(0, 0)`` (default: their top-left
+        corner on level 0's).
     segmentation_type : {"BINARY", "FRACTIONAL", "LABELMAP"}
     segment_labels : sequence of str, optional
         One label per segment (default ``"segment 1"``...).
@@ -264,7 +288,8 @@ def to_dicom_seg(
     tile : int or (int, int), optional
         Tile of a slide SEG (default: the source level's tile).
     transfer_syntax : str
-        ``"explicit"``; ``LABELMAP`` also ``"rle"``, ``"jpegls"``, ``"jpeg2000-lossless"``.
+        ``"explicit"``; ``FRACTIONAL`` and ``LABELMAP`` also ``"rle"``, ``"jpegls"``,
+        ``"jpeg2000-lossless"`` (lossless; ``BINARY`` frames are bit-packed, native only).
 
     Returns
     -------
@@ -277,8 +302,19 @@ def to_dicom_seg(
             f"segmentation_type must be one of {_SEG_TYPES}, not {segmentation_type!r}"
         )
     ts = transfer_syntax_uid(transfer_syntax)
-    if kind != "LABELMAP" and ts != "1.2.840.10008.1.2.1":
+    labels, affine = unwrap(labels)
+    if kind == "BINARY" and ts != "1.2.840.10008.1.2.1":
         raise LayoutError(f"{kind} segmentations are written in Explicit VR Little Endian only")
+    if kind != "BINARY" and ts not in _SEG_SYNTAXES:
+        raise LayoutError(
+            f"{kind} segmentations are written losslessly: explicit, rle, jpegls or "
+            f"jpeg2000-lossless, not {transfer_syntax!r}"
+        )
+    if isinstance(like, Volume) and (pixel_spacing is not None or origin is not None):
+        raise LayoutError(
+            "a SEG over a volume has the volume's grid; pixel_spacing= and origin= place "
+            "results over a slide (to_dicom_pmap writes a volume map at its own spacing)"
+        )
     if isinstance(like, Volume):
         return _volume_seg(
             labels,
@@ -299,9 +335,12 @@ def to_dicom_seg(
         )
     array, count = _segments_axis(labels, 2, kind)
     shape = tuple(array.shape[-2:])
-    level = _matching_level(like, shape)
+    placement = place_on_slide(
+        like, shape, pixel_spacing=pixel_spacing, origin=origin, affine=affine
+    )
+    level = placement.level
     tile_shape = (
-        level.tile_shape
+        _clipped(level.tile_shape, shape, kind, placement.resampled)
         if tile is None
         else ((tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1])))
     )
@@ -337,6 +376,7 @@ def to_dicom_seg(
         series_description=series_description,
         transfer_syntax=ts,
         tiled=tile_shape,
+        geometry=slide_geometry(placement) if placement.resampled else None,
     )
     rows, cols = shape
     real = level.image.dataset
@@ -344,6 +384,9 @@ def to_dicom_seg(
     for keyword in ("ImagedVolumeWidth", "ImagedVolumeHeight"):
         if keyword in real:
             ds[keyword] = copy.deepcopy(real[keyword])
+    if placement.resampled:
+        ds.ImagedVolumeWidth = _ds(cols * placement.pixel_spacing[1])
+        ds.ImagedVolumeHeight = _ds(rows * placement.pixel_spacing[0])
     tiles = -(-rows // tile_shape[0]) * -(-cols // tile_shape[1])
     per_pass = 1 if kind == "LABELMAP" else count
     ds.NumberOfFrames = tiles * per_pass
@@ -383,6 +426,16 @@ def _count(
     if n < 1:
         raise LayoutError("the labels hold no segment (all zero) and no segment was described")
     return n, np.uint8 if n < 256 else np.uint16
+
+
+def _clipped(
+    tile: tuple[int, int], shape: tuple[int, ...], kind: str, resampled: bool
+) -> tuple[int, int]:
+    """The source's tile; at most a resampled result's matrix (a small map is one frame)."""
+    clipped = min(int(tile[0]), int(shape[0])), min(int(tile[1]), int(shape[1]))
+    if not resampled or (kind == "BINARY" and (clipped[0] * clipped[1]) % 8):
+        return tile
+    return clipped
 
 
 def _matching_level(like: Slide | Level, shape: tuple[int, ...]) -> Level:
