@@ -191,11 +191,8 @@ def _template(
     """highdicom's Parametric Map of a one-tile/one-slice template, without its pixels."""
     import highdicom as hd
 
-    real = (
-        vrange[0] * content.slope + content.intercept,
-        vrange[1] * content.slope + content.intercept,
-    )
-    width = max(abs(real[1] - real[0]), 1e-6)
+    # the VOI window spans the stored values' range (at least one step of an integer map)
+    width = max(vrange[1] - vrange[0], 1.0 if pixels.dtype.kind == "u" else 1e-6)
     pm = hd.pm.ParametricMap(
         source_images=[source],
         pixel_array=pixels,
@@ -211,8 +208,7 @@ def _template(
         real_world_value_mappings=[_mapping(content, pixels.dtype, vrange)],
         voi_lut_transformations=[
             hd.VOILUTTransformation(
-                window_center=(vrange[0] + vrange[1]) / 2,
-                window_width=max(vrange[1] - vrange[0], width / max(abs(content.slope), 1e-12)),
+                window_center=(vrange[0] + vrange[1]) / 2, window_width=width
             )
         ],
         transfer_syntax_uid=ts,
