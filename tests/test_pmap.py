@@ -196,28 +196,36 @@ def test_plain_array_with_pixel_spacing_and_origin(slide, scored, tmp_path) -> N
     np.testing.assert_allclose(geometry["image_position"], corner, atol=1e-6)
 
 
-def test_quantised_map_is_compressed_losslessly(slide, scored, tmp_path) -> None:
-    _, _, result = scored
-    stored = np.rint(np.nan_to_num(result.values) * 65535).astype(np.uint16)
+def test_quantised_map_is_compressed_losslessly(slide, tmp_path) -> None:
+    """A float map at 1/8 of level 0 (its own spacing), quantised to uint16 with a slope."""
+    level = slide.pyramid[0]
+    grey = level.array.mean(axis=-1)[: 2960, : 2216]  # whole 8 x 8 blocks
+    prob = 1.0 - da.coarsen(np.mean, grey, {0: 8, 1: 8}) / 255.0
+    stored = da.rint(prob * 65535).astype(np.uint16)
+    expected = stored.compute()
     sizes = {}
     for syntax in ("explicit", "jpegls", "jpeg2000-lossless", "rle"):
         path = dicom_dask.to_dicom_pmap(
             stored,
             tmp_path / f"{syntax}.dcm",
             like=slide,
-            pixel_spacing=result.attrs["pixel_spacing"],
+            pixel_spacing=np.asarray(level.pixel_spacing) * 8,
             slope=1 / 65535,
             value_range=(0, 65535),
             transfer_syntax=syntax,
             progress=False,
         )
         ds = pydicom.dcmread(path)
+        assert ds.file_meta.TransferSyntaxUID == pydicom.uid.UID(
+            {"explicit": pydicom.uid.ExplicitVRLittleEndian, "jpegls": pydicom.uid.JPEGLSLossless,
+             "jpeg2000-lossless": pydicom.uid.JPEG2000Lossless, "rle": pydicom.uid.RLELossless}[syntax]
+        )  # fmt: skip
         pm = hd.pm.ParametricMap.from_dataset(ds)
-        np.testing.assert_array_equal(pm.get_total_pixel_matrix(apply_real_world_transform=False), stored)
-        real = pm.get_total_pixel_matrix()
-        np.testing.assert_allclose(real, stored / 65535, atol=1e-9)
+        got = pm.get_total_pixel_matrix(apply_real_world_transform=False)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_allclose(pm.get_total_pixel_matrix(), expected / 65535, atol=1e-9)
         sizes[syntax] = Path(path).stat().st_size
-    assert sizes["jpegls"] < sizes["explicit"]
+    assert sizes["jpegls"] < sizes["explicit"] / 2, sizes
 
 
 def test_parametric_map_over_a_real_ct_at_half_resolution(tmp_path) -> None:
@@ -303,6 +311,7 @@ def _highdicom_own(slide: Any, result: Any, tmp_path: Path, kind: str) -> Path:
                     hd.seg.SegmentAlgorithmTypeValues.MANUAL,
                 )
             ],
+            omit_empty_frames=False,
             **common,
         )  # fmt: skip
     out = tmp_path / f"highdicom-{kind}.dcm"
@@ -323,13 +332,16 @@ def test_dciodvfy_on_the_slide_results(slide, scored, tmp_path) -> None:
     for kind, path in ours.items():
         errors, warnings = _dciodvfy(path)
         known, _ = _dciodvfy(_highdicom_own(slide, result, tmp_path, kind))
+        # Debian's dicom3tools (2022) predates TILED_FULL: it asks highdicom's own object
+        # for per-frame functional groups too; nothing beyond what it reports there
+        assert known, "dciodvfy knows TILED_FULL now: require no error at all"
         assert set(errors) <= set(known), (kind, errors, known)
         print(kind, "errors", errors, "highdicom's own", known, "warnings", warnings)
 
 
 def test_bad_input_names_what_is_wrong(slide, scored, tmp_path) -> None:
     _, _, result = scored
-    grid = result.values
+    grid = np.nan_to_num(result.values)
     with pytest.raises(LayoutError, match="match no level"):
         dicom_dask.to_dicom_pmap(grid, tmp_path / "x.dcm", like=slide)
     with pytest.raises(LayoutError, match="pixel_spacing"):
@@ -350,7 +362,7 @@ def test_bad_input_names_what_is_wrong(slide, scored, tmp_path) -> None:
     turned.attrs["affine"] = affine[:, [1, 0, 2, 3]].tolist()  # rows and columns swapped
     with pytest.raises(LayoutError, match="Orientation"):
         dicom_dask.to_dicom_pmap(turned, tmp_path / "x.dcm", like=slide)
-    with pytest.raises(LayoutError, match="volume"):
+    with pytest.raises(LayoutError, match="Slide, Level or Volume, not str"):
         dicom_dask.to_dicom_pmap(grid, tmp_path / "x.dcm", like="a slide")
     if CT.exists():
         vol = dicom_dask.open_volume(CT)

@@ -208,14 +208,20 @@ def _template(
         real_world_value_mappings=[_mapping(content, pixels.dtype, vrange)],
         voi_lut_transformations=[
             hd.VOILUTTransformation(
-                window_center=(vrange[0] + vrange[1]) / 2, window_width=width
+                window_center=(vrange[0] + vrange[1]) / 2,
+                window_width=width,
+                # LINEAR needs a width of 1 or more (PS3.3 C.11.2.1.2): exact for narrow ranges
+                voi_lut_function="LINEAR_EXACT" if width < 1 else None,
             )
         ],
-        transfer_syntax_uid=ts,
+        # the template's frame is encoded natively (highdicom's JPEG 2000 refuses frames
+        # under 32 pixels); the syntax of the streamed frames is set below
+        transfer_syntax_uid=_uid.ExplicitVRLittleEndian,
         content_label=content.content_label,
         content_description=content.content_description,
         **geometry,
     )
+    pm.file_meta.TransferSyntaxUID = _uid.UID(ts)
     if content.series_description:
         pm.SeriesDescription = content.series_description
     for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
@@ -363,10 +369,19 @@ def _tile_shape(placement: SlidePlacement, tile: int | tuple[int, int] | None) -
     return pair
 
 
+def _source_copy(ds: Dataset) -> Dataset:
+    """``ds`` with the empty type 2 attributes highdicom reads; an empty Specific
+    Character Set (common in CT headers) is the default repertoire: dropped."""
+    out = _completed(ds)
+    if "SpecificCharacterSet" in out and not out.SpecificCharacterSet:
+        del out.SpecificCharacterSet
+    return out
+
+
 def slide_source(level: Level, tile: tuple[int, int]) -> Dataset:
     """A copy of ``level``'s header as highdicom's one-tile source: type 2 attributes
     and the specimen module completed, the total pixel matrix one tile."""
-    source = _completed(level.image.dataset)
+    source = _source_copy(level.image.dataset)
     filled = slide_context(source, samples=level.samples).common
     for keyword in (
         "IssuerOfTheContainerIdentifierSequence",
@@ -406,8 +421,9 @@ def _slide_pmap(
     )
     rows, cols = placement.shape
     ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = rows, cols
-    ds.ImagedVolumeWidth = cols * placement.pixel_spacing[1]
-    ds.ImagedVolumeHeight = rows * placement.pixel_spacing[0]
+    for keyword in ("ImagedVolumeWidth", "ImagedVolumeHeight"):  # not in the PM IOD
+        if keyword in ds:
+            del ds[keyword]
     ds.NumberOfFrames = -(-rows // tile_shape[0]) * -(-cols // tile_shape[1])
     batches = encoded_bands(
         arr,
@@ -449,7 +465,7 @@ def _volume_pmap(
     slices = _volume_slices(volume)
     nslices, rows, cols = placement.shape
     vrange = _value_range(arr, content.value_range, opts.progress)
-    first = _completed(slices[0])
+    first = _source_copy(slices[0])
     step = float(volume.spacing[0])
     orientation = [float(v) for v in slices[0].ImageOrientationPatient]
     thickness = float(first.get("SliceThickness") or step)
@@ -474,6 +490,10 @@ def _volume_pmap(
             )
         ],
     )
+    if "Laterality" not in ds:
+        # General Series Laterality, type 2C: the source's, or empty (dciodvfy requires
+        # it of a patient-space map without Frame Laterality; never of a slide's)
+        ds.Laterality = first.get("Laterality", "")
     template = ds.PerFrameFunctionalGroupsSequence[0]
     ds.PerFrameFunctionalGroupsSequence = [
         _frame_item(template, k, placement.positions[k], source)

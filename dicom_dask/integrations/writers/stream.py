@@ -222,7 +222,7 @@ def write_instance(
                     for frame in batch:
                         items.write(frame)
                 _check_count(items, n, path)
-                if not encapsulated and native_length % 2:
+                if not encapsulated and (n * frame_bytes) % 2:  # the pad byte of an odd length
                     fh.write(b"\x00")
                 if encapsulated:
                     fh.write(_DELIMITER)
@@ -280,7 +280,7 @@ def write_instance(
             elif encapsulated:
                 out.write(_ITEM + b"\x00" * 4)
             shutil.copyfileobj(spool, out, _COPY_BLOCK)
-            if not encapsulated and native_length % 2:
+            if not encapsulated and (n * frame_bytes) % 2:  # the pad byte of an odd length
                 out.write(b"\x00")
             if encapsulated:
                 out.write(_DELIMITER)
