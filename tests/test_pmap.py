@@ -34,6 +34,12 @@ DCIODVFY = shutil.which("dciodvfy")
 CMU1 = REAL / "wsi" / "cmu1_napari"
 CT = REAL / "volume_series" / "ct_3slice"
 SIZE = 224
+SYNTAXES = {
+    "explicit": pydicom.uid.ExplicitVRLittleEndian,
+    "jpegls": pydicom.uid.JPEGLSLossless,
+    "jpeg2000-lossless": pydicom.uid.JPEG2000Lossless,
+    "rle": pydicom.uid.RLELossless,
+}
 
 
 def _dciodvfy(path: str | Path) -> tuple[list[str], list[str]]:
@@ -115,7 +121,9 @@ def test_patch_scores_come_back_as_a_map_that_aligns_in_xarray(slide, scored) ->
     r, c = sampler.map_index()
     np.testing.assert_array_equal(grid[r, c], scores)
     assert np.isnan(grid).sum() == rows * cols - len(sampler)
-    np.testing.assert_allclose(result.attrs["pixel_spacing"], np.asarray(slide.pyramid[0].pixel_spacing) * SIZE)
+    np.testing.assert_allclose(
+        result.attrs["pixel_spacing"], np.asarray(slide.pyramid[0].pixel_spacing) * SIZE
+    )
     # the same mm coordinates as the slide opened in xarray: a map pixel sits on its patch centre
     image = xr.open_dataset(CMU1, engine="dicom")["image"]
     x_mm = np.interp(sampler.positions[:, 0] + (SIZE - 1) / 2, np.arange(image.sizes["x"]), image.x)
@@ -189,7 +197,11 @@ def test_plain_array_with_pixel_spacing_and_origin(slide, scored, tmp_path) -> N
     _check_placement(path, sampler, scores, hd.seg.segread(path).get_total_pixel_matrix()[..., 0])
     # without origin=, the map's top-left corner is level 0's
     path = dicom_dask.to_dicom_pmap(
-        grid, tmp_path / "pm.dcm", like=slide, pixel_spacing=result.attrs["pixel_spacing"], progress=False
+        grid,
+        tmp_path / "pm.dcm",
+        like=slide,
+        pixel_spacing=result.attrs["pixel_spacing"],
+        progress=False,
     )
     geometry = _header_geometry(pydicom.dcmread(path, stop_before_pixels=True))
     corner = slide.pyramid[0].map_pixel_indices_to_slide_coordinates([[(SIZE - 1) / 2] * 2])[0]
@@ -199,7 +211,7 @@ def test_plain_array_with_pixel_spacing_and_origin(slide, scored, tmp_path) -> N
 def test_quantised_map_is_compressed_losslessly(slide, tmp_path) -> None:
     """A float map at 1/8 of level 0 (its own spacing), quantised to uint16 with a slope."""
     level = slide.pyramid[0]
-    grey = level.array.mean(axis=-1)[: 2960, : 2216]  # whole 8 x 8 blocks
+    grey = level.array.mean(axis=-1)[:2960, :2216]  # whole 8 x 8 blocks
     prob = 1.0 - da.coarsen(np.mean, grey, {0: 8, 1: 8}) / 255.0
     stored = da.rint(prob * 65535).astype(np.uint16)
     expected = stored.compute()
@@ -216,10 +228,7 @@ def test_quantised_map_is_compressed_losslessly(slide, tmp_path) -> None:
             progress=False,
         )
         ds = pydicom.dcmread(path)
-        assert ds.file_meta.TransferSyntaxUID == pydicom.uid.UID(
-            {"explicit": pydicom.uid.ExplicitVRLittleEndian, "jpegls": pydicom.uid.JPEGLSLossless,
-             "jpeg2000-lossless": pydicom.uid.JPEG2000Lossless, "rle": pydicom.uid.RLELossless}[syntax]
-        )  # fmt: skip
+        assert ds.file_meta.TransferSyntaxUID == SYNTAXES[syntax]
         pm = hd.pm.ParametricMap.from_dataset(ds)
         got = pm.get_total_pixel_matrix(apply_real_world_transform=False)
         np.testing.assert_array_equal(got, expected)
@@ -354,7 +363,9 @@ def test_bad_input_names_what_is_wrong(slide, scored, tmp_path) -> None:
             pixel_spacing=1.0, transfer_syntax="jpeg",
         )  # fmt: skip
     with pytest.raises(LayoutError, match="int16"):
-        dicom_dask.to_dicom_pmap(grid.astype(np.int16), tmp_path / "x.dcm", like=slide, pixel_spacing=1.0)
+        dicom_dask.to_dicom_pmap(
+            grid.astype(np.int16), tmp_path / "x.dcm", like=slide, pixel_spacing=1.0
+        )
     with pytest.raises(LayoutError, match="one map"):
         dicom_dask.to_dicom_pmap(np.zeros((2, 3, 4, 5)), tmp_path / "x.dcm", like=slide)
     turned = result.copy()
@@ -367,9 +378,13 @@ def test_bad_input_names_what_is_wrong(slide, scored, tmp_path) -> None:
     if CT.exists():
         vol = dicom_dask.open_volume(CT)
         with pytest.raises(LayoutError, match="one frame per slice"):
-            dicom_dask.to_dicom_pmap(np.zeros((2, 512, 512), np.float32), tmp_path / "x.dcm", like=vol)
+            dicom_dask.to_dicom_pmap(
+                np.zeros((2, 512, 512), np.float32), tmp_path / "x.dcm", like=vol
+            )
         with pytest.raises(LayoutError, match="pixel_spacing"):
-            dicom_dask.to_dicom_pmap(np.zeros((3, 256, 256), np.float32), tmp_path / "x.dcm", like=vol)
+            dicom_dask.to_dicom_pmap(
+                np.zeros((3, 256, 256), np.float32), tmp_path / "x.dcm", like=vol
+            )
     for error in (LayoutError, UnsupportedTransferSyntaxError):
         assert issubclass(error, DicomDaskError)
     assert not any(tmp_path.iterdir())  # refused before anything was written

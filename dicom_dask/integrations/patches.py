@@ -275,7 +275,7 @@ class PatchSampler:
     @property
     def grid_shape(self) -> tuple[int, int]:
         """``(rows, columns)`` of the full patch grid over the bbox (masked patches included)."""
-        x0, y0, bw, bh = self.bbox
+        bw, bh = self.bbox[2:]
         (w, h), (sx, sy) = self.size, self.stride
         return max(0, (bh - h) // sy + 1), max(0, (bw - w) // sx + 1)
 

@@ -20,11 +20,11 @@ import highdicom as hd
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pydicom  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pydicom
 
-import dicom_dask  # noqa: E402
+import dicom_dask
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT.parent / "shared" / "data" / "real" / "wsi" / "cmu1_napari"
@@ -53,7 +53,8 @@ def main(source: Path = SOURCE) -> Path:
         ),
         image_orientation=[float(v) for v in ds.ImageOrientationSlide],
         pixel_spacing=[
-            float(v) for v in ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+            float(v)
+            for v in ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
         ],
     )
     rows, cols = values.shape

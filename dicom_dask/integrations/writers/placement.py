@@ -2,16 +2,18 @@
 
 A result computed over a slide (a patch-score map, a coarse probability map) rarely has
 the shape of a pyramid level: it has its own pixel spacing and its own origin, in the
-slide's Frame of Reference. [`place_on_slide`][dicom_dask.integrations.writers.placement.place_on_slide]
-finds that geometry from what the writer was given -- an array with the shape of a
-level, a ``pixel_spacing=`` (and ``origin=``), or an xarray ``DataArray`` whose
-``affine`` attribute maps its ``(row, column)`` indices to slide millimetres (what
-[`PatchSampler.to_map`][dicom_dask.integrations.patches.PatchSampler.to_map] and the
-xarray backend give) -- and checks it against the source.
+slide's Frame of Reference.
+[`place_on_slide`][dicom_dask.integrations.writers.placement.place_on_slide] finds that
+geometry from what the writer was given -- an array with the shape of a level, a
+``pixel_spacing=`` (and ``origin=``), or an xarray ``DataArray`` whose ``affine``
+attribute maps its ``(row, column)`` indices to slide millimetres (what
+[`PatchSampler.to_map`][dicom_dask.integrations.patches.PatchSampler.to_map] gives) --
+and checks it against the source.
 
-Conventions are highdicom's and the [`Level.affine`][dicom_dask.images.level.Level.affine]'s:
-the origin is the centre of the result's pixel ``(0, 0)``, in slide ``(x, y, z)`` mm;
-the orientation is the source's Image Orientation (Slide).
+Conventions are highdicom's pixel-index ones and
+[`Level.affine`][dicom_dask.images.level.Level.affine]'s: the origin is the centre of the
+result's pixel ``(0, 0)``, in slide ``(x, y, z)`` mm; the orientation is the source's
+Image Orientation (Slide).
 """
 
 from __future__ import annotations
@@ -112,7 +114,9 @@ def _pair(value: Any, name: str) -> tuple[float, float]:
     if len(pair) == 1:
         pair = (pair[0], pair[0])
     if len(pair) != 2 or not all(np.isfinite(pair)) or min(pair) <= 0:
-        raise LayoutError(f"{name} must be two positive (row, column) spacings in mm, not {value!r}")
+        raise LayoutError(
+            f"{name} must be two positive (row, column) spacings in mm, not {value!r}"
+        )
     return pair[0], pair[1]
 
 
@@ -219,10 +223,13 @@ def _check_orientation(level: Level, affine: np.ndarray, spacing: tuple[float, f
         raise LayoutError(f"the result's affine has a zero pixel spacing: {affine.tolist()}")
     o = np.asarray(level.image.orientation, dtype=np.float64)
     cols = affine[:3, :2] / np.asarray(spacing)
-    if not (np.allclose(cols[:, 0], o[3:], atol=1e-4) and np.allclose(cols[:, 1], o[:3], atol=1e-4)):
+    if not (
+        np.allclose(cols[:, 0], o[3:], atol=1e-4) and np.allclose(cols[:, 1], o[:3], atol=1e-4)
+    ):
         raise LayoutError(
             f"the result's axes {cols.T.round(4).tolist()} are not the source's Image "
-            f"Orientation (Slide) {o.tolist()} ({level.urls[0]}): resample it onto the source's axes"
+            f"Orientation (Slide) {o.tolist()} ({level.urls[0]}): resample it onto the "
+            "source's axes"
         )
 
 
@@ -243,8 +250,7 @@ def place_on_volume(
     nslices, vrows, vcols = volume.spatial_shape
     if slices != nslices:
         raise LayoutError(
-            f"a result over a volume has one frame per slice: {slices} frames for "
-            f"{nslices} slices"
+            f"a result over a volume has one frame per slice: {slices} frames for {nslices} slices"
         )
     a = np.asarray(volume.affine, dtype=np.float64)
     spacing_v = (float(np.linalg.norm(a[:3, 1])), float(np.linalg.norm(a[:3, 2])))
@@ -253,7 +259,9 @@ def place_on_volume(
         if b.shape != (4, 4) or not np.allclose(b[:3, 0], a[:3, 0], atol=1e-4):
             raise LayoutError("the result's affine does not keep the volume's slices")
         spacing = (float(np.linalg.norm(b[:3, 1])), float(np.linalg.norm(b[:3, 2])))
-        if not np.allclose(b[:3, 1:3] / np.asarray(spacing), a[:3, 1:3] / np.asarray(spacing_v), atol=1e-4):
+        if not np.allclose(
+            b[:3, 1:3] / np.asarray(spacing), a[:3, 1:3] / np.asarray(spacing_v), atol=1e-4
+        ):
             raise LayoutError("the result's rows and columns are not along the volume's")
         positions = b[:3, 3] + np.arange(slices)[:, None] * b[:3, 0]
         return VolumePlacement((slices, rows, cols), spacing, positions, True)

@@ -347,8 +347,8 @@ def to_dicom_pmap(
     if isinstance(like, Volume):
         arr, affine = _as_map(data, 3)
         ts = _syntax(transfer_syntax, arr.dtype)
-        placement = place_on_volume(like, arr.shape, pixel_spacing=pixel_spacing, affine=affine)
-        return _volume_pmap(arr, dest, like, placement, content, ts, opts, chunk_edge, **common)
+        frames = place_on_volume(like, arr.shape, pixel_spacing=pixel_spacing, affine=affine)
+        return _volume_pmap(arr, dest, like, frames, content, ts, opts, chunk_edge, **common)
     if not isinstance(like, Slide | Level):
         raise LayoutError(f"like= must be a Slide, Level or Volume, not {type(like).__name__}")
     arr, affine = _as_map(data, 2)
@@ -432,7 +432,9 @@ def _slide_pmap(
         chunk_edge=chunk_edge,
         progress=_Progress(int(ds.NumberOfFrames), "parametric map", opts.progress),
     )
-    return _write(ds, batches, dest, dtype=arr.dtype, frame_shape=tile_shape, options=opts, **common)
+    return _write(
+        ds, batches, dest, dtype=arr.dtype, frame_shape=tile_shape, options=opts, **common
+    )
 
 
 def _volume_slices(volume: Volume) -> list[Dataset]:
@@ -496,8 +498,7 @@ def _volume_pmap(
         ds.Laterality = first.get("Laterality", "")
     template = ds.PerFrameFunctionalGroupsSequence[0]
     ds.PerFrameFunctionalGroupsSequence = [
-        _frame_item(template, k, placement.positions[k], source)
-        for k, source in enumerate(slices)
+        _frame_item(template, k, placement.positions[k], source) for k, source in enumerate(slices)
     ]
     ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence = [
         _reference(source) for source in slices
@@ -511,7 +512,9 @@ def _volume_pmap(
         chunk_edge=max(chunk_edge, rows),
         progress=_Progress(nslices, "parametric map", opts.progress),
     )
-    return _write(ds, batches, dest, dtype=arr.dtype, frame_shape=(rows, cols), options=opts, **common)
+    return _write(
+        ds, batches, dest, dtype=arr.dtype, frame_shape=(rows, cols), options=opts, **common
+    )
 
 
 def _reference(source: Dataset) -> Dataset:
