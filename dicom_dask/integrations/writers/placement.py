@@ -97,13 +97,44 @@ class VolumePlacement:
     resampled: bool
 
 
-def unwrap(data: Any) -> tuple[Any, np.ndarray | None]:
-    """The array inside ``data`` and its ``affine`` attribute (an xarray DataArray's)."""
+def unwrap(data: Any, like: Any = None) -> tuple[Any, np.ndarray | None]:
+    """The array inside ``data`` and the 4x4 affine that places it, when it says.
+
+    An xarray DataArray's ``affine`` attribute; else, over a slide, its ``y``/``x``
+    coordinates (mm along the slide's axes, as the xarray backend and
+    [`PatchSampler.to_map`][dicom_dask.integrations.patches.PatchSampler.to_map] give
+    them), which survive the arithmetic that drops attributes (``result > 0.5``).
+    """
     attrs = getattr(data, "attrs", None)
-    if attrs is not None and hasattr(data, "dims") and hasattr(data, "data"):
-        affine = attrs.get("affine")
-        return data.data, None if affine is None else np.asarray(affine, dtype=np.float64)
-    return data, None
+    if attrs is None or not hasattr(data, "dims") or not hasattr(data, "data"):
+        return data, None
+    affine = attrs.get("affine")
+    if affine is not None:
+        return data.data, np.asarray(affine, dtype=np.float64)
+    if isinstance(like, Slide | Level) and {"y", "x"} <= set(data.coords):
+        return data.data, _affine_from_coords(data, _levels(like)[0])
+    return data.data, None
+
+
+def _affine_from_coords(data: Any, level: Level) -> np.ndarray | None:
+    """The affine of a map whose ``y``/``x`` coordinates are mm along ``level``'s axes."""
+    y = np.asarray(data.coords["y"].values, dtype=np.float64)
+    x = np.asarray(data.coords["x"].values, dtype=np.float64)
+    if y.ndim != 1 or x.ndim != 1 or len(y) < 2 or len(x) < 2:
+        return None
+    dy, dx = np.diff(y), np.diff(x)
+    if not (np.allclose(dy, dy[0], rtol=1e-6) and np.allclose(dx, dx[0], rtol=1e-6)):
+        raise LayoutError("the map's y/x coordinates are not evenly spaced: resample it first")
+    _level_spacing(level)
+    o = np.asarray(level.image.orientation, dtype=np.float64)
+    row_dir, col_dir = o[:3], o[3:]
+    normal = np.cross(row_dir, col_dir)
+    depth = float(level.affine[:3, 3] @ normal) if np.linalg.norm(normal) else 0.0
+    out = np.eye(4)
+    out[:3, 0] = col_dir * dy[0]
+    out[:3, 1] = row_dir * dx[0]
+    out[:3, 3] = y[0] * col_dir + x[0] * row_dir + depth * normal
+    return out
 
 
 def _pair(value: Any, name: str) -> tuple[float, float]:

@@ -97,10 +97,10 @@ class _Content:
     series_description: str | None
 
 
-def _as_map(data: Any, ndim: int) -> tuple[dask.array.Array, np.ndarray | None]:
+def _as_map(data: Any, ndim: int, like: Any) -> tuple[dask.array.Array, np.ndarray | None]:
     import dask.array as da
 
-    inner, affine = unwrap(data)
+    inner, affine = unwrap(data, like)
     arr = inner if isinstance(inner, da.Array) else da.asarray(inner)
     if arr.ndim == ndim + 1 and arr.shape[0] == 1:
         arr = arr[0]
@@ -345,13 +345,13 @@ def to_dicom_pmap(
     )
     common = {"offset_table": offset_table, "eot_threshold": eot_threshold}
     if isinstance(like, Volume):
-        arr, affine = _as_map(data, 3)
+        arr, affine = _as_map(data, 3, like)
         ts = _syntax(transfer_syntax, arr.dtype)
         frames = place_on_volume(like, arr.shape, pixel_spacing=pixel_spacing, affine=affine)
         return _volume_pmap(arr, dest, like, frames, content, ts, opts, chunk_edge, **common)
     if not isinstance(like, Slide | Level):
         raise LayoutError(f"like= must be a Slide, Level or Volume, not {type(like).__name__}")
-    arr, affine = _as_map(data, 2)
+    arr, affine = _as_map(data, 2, like)
     ts = _syntax(transfer_syntax, arr.dtype)
     placement = place_on_slide(
         like, arr.shape, pixel_spacing=pixel_spacing, origin=origin, affine=affine

@@ -302,7 +302,7 @@ def to_dicom_seg(
             f"segmentation_type must be one of {_SEG_TYPES}, not {segmentation_type!r}"
         )
     ts = transfer_syntax_uid(transfer_syntax)
-    labels, affine = unwrap(labels)
+    labels, affine = unwrap(labels, like)
     if kind == "BINARY" and ts != "1.2.840.10008.1.2.1":
         raise LayoutError(f"{kind} segmentations are written in Explicit VR Little Endian only")
     if kind != "BINARY" and ts not in _SEG_SYNTAXES:
