@@ -327,8 +327,14 @@ class PatchSampler:
             place it on the slide for `to_dicom_pmap`, `to_dicom_seg` and `to_ome_zarr`.
         """
         import dask.array as da
-        import xarray as xr
         from dask import delayed
+
+        try:
+            import xarray as xr
+        except ImportError as exc:  # pragma: no cover - xarray is the [xarray] extra
+            raise ImportError(
+                "to_map returns an xarray DataArray: pip install 'dicom_dask[xarray]'"
+            ) from exc
 
         values = scores if isinstance(scores, da.Array) else np.asarray(scores)
         if values.ndim not in (1, 2) or values.shape[0] != len(self.positions):
