@@ -84,14 +84,16 @@ def _header_geometry(ds: pydicom.Dataset) -> dict[str, Any]:
     }
 
 
-def _check_placement(path: str, sampler: Any, scores: np.ndarray, values: np.ndarray) -> None:
+def _check_placement(
+    path: str, sampler: Any, scores: np.ndarray, values: np.ndarray, inside: float = 37.0
+) -> None:
     """Each result pixel lies on its patch in level 0, and each patch centre on its pixel."""
     level = sampler.level
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     assert ds.FrameOfReferenceUID == level.image.dataset.FrameOfReferenceUID
     geometry = _header_geometry(ds)
     assert geometry["image_orientation"] == [float(v) for v in level.image.orientation]
-    spacing = np.asarray(level.pixel_spacing) * SIZE
+    spacing = np.asarray(level.pixel_spacing) * np.asarray(sampler.stride)[::-1]
     np.testing.assert_allclose(geometry["pixel_spacing"], spacing, rtol=1e-6)
     # highdicom's pixel-index transformers: index (0, 0) is the centre of the first pixel
     to_slide = hd.spatial.PixelToReferenceTransformer(**geometry)
@@ -105,7 +107,7 @@ def _check_placement(path: str, sampler: Any, scores: np.ndarray, values: np.nda
     np.testing.assert_allclose(at, np.stack([x, y], axis=1) + (SIZE - 1) / 2, atol=1e-3)
     # the other way: a tissue point in slide mm (a patch centre) -> the result pixel of its score
     centres = level.map_pixel_indices_to_slide_coordinates(
-        np.stack([x, y], axis=1) + (SIZE - 1) / 2 + 37.0  # off-centre, still in the patch
+        np.stack([x, y], axis=1) + (SIZE - 1) / 2 + inside  # off-centre, still on its pixel
     )
     ji = to_result(centres)[:, :2]  # rounded to the nearest pixel
     np.testing.assert_array_equal(ji[:, 0], cols)
@@ -159,6 +161,19 @@ def test_patch_map_as_a_parametric_map_at_its_own_spacing(slide, scored, tmp_pat
     assert ds.StudyInstanceUID == src.StudyInstanceUID
     ref = ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
     assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
+
+
+def test_overlapping_patches_give_a_finer_map_centred_on_them(slide, tmp_path) -> None:
+    """stride < size: one map pixel per patch, a stride wide, on the patch's centre."""
+    mask = dicom_dask.tissue_mask(slide.associated["thumbnail"].array)
+    sampler = dicom_dask.PatchSampler(slide, SIZE, stride=(112, 96), mask=mask, min_coverage=0.3)
+    scores = np.linspace(0.0, 1.0, len(sampler), dtype=np.float32)  # every patch its own value
+    result = sampler.to_map(scores)
+    assert result.shape == ((2967 - SIZE) // 96 + 1, (2220 - SIZE) // 112 + 1)
+    path = dicom_dask.to_dicom_pmap(result, tmp_path / "pm.dcm", like=slide, progress=False)
+    values = hd.pm.ParametricMap.from_dataset(pydicom.dcmread(path)).get_total_pixel_matrix()
+    np.testing.assert_array_equal(values, result.values)
+    _check_placement(path, sampler, scores, values, inside=40)
 
 
 def test_patch_map_as_a_fractional_seg_at_its_own_spacing(slide, scored, tmp_path) -> None:
