@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames._io import StorageOptions
@@ -162,11 +163,14 @@ def _template(
         software_versions=software_version(),
         device_serial_number="0",
         max_fractional_value=max_fractional_value,
-        transfer_syntax_uid=transfer_syntax,
+        # the template's frame is encoded natively (highdicom's JPEG 2000 refuses frames
+        # under 32 pixels: a small map is one small tile); the frames' syntax is set below
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
         omit_empty_frames=False,
         further_source_images=list(further) or None,
         **kwargs,
     )
+    seg.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     if series_description:
         seg.SeriesDescription = series_description
     for keyword in ("PixelData", "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
