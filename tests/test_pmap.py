@@ -212,6 +212,32 @@ def test_a_map_without_attributes_is_placed_by_its_coordinates(slide, scored, tm
     _check_placement(path, sampler, (scores > 0.35).astype(float), values)
 
 
+def test_frames_are_encoded_on_the_active_scheduler(slide, tmp_path) -> None:
+    """No scheduler is forced: the one dask is configured with (a client's, here a
+    counting synchronous one) encodes the tiles, a few bands per computation."""
+    import dask
+
+    level = slide.pyramid[0]
+    grey = level.array.mean(axis=-1).astype(np.float32) / 255.0  # a level-0 float map
+    graphs: list[int] = []
+
+    def get(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        graphs.append(1)
+        return dask.get(dsk, keys, **kwargs)
+
+    with dask.config.set(scheduler=get):
+        path = dicom_dask.to_dicom_pmap(
+            grey, tmp_path / "pm.dcm", like=slide, value_range=(0, 1), chunk_edge=480,
+            progress=False,
+        )  # fmt: skip
+    assert len(graphs) > 1  # band after band, never the whole map at once
+    ds = pydicom.dcmread(path)
+    assert (ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns) == level.matrix_shape
+    assert ds.NumberOfFrames == len(level.tiles_present.ravel())
+    values = hd.pm.ParametricMap.from_dataset(ds).get_total_pixel_matrix()
+    np.testing.assert_array_equal(values, grey.compute())
+
+
 def test_parametric_map_to_an_fsspec_url(slide, scored) -> None:
     import fsspec
 
