@@ -14,7 +14,8 @@
 * [`to_kerchunk`][dicom_dask.integrations.kerchunk.to_kerchunk]: kerchunk references;
 * [`tissue_mask`][dicom_dask.integrations.patches.tissue_mask]: a tissue mask of a slide;
 * [`to_dicom_slide`][dicom_dask.integrations.writers.slide.to_dicom_slide] and
-  [`to_dicom_seg`][dicom_dask.integrations.writers.seg.to_dicom_seg] and
+  [`to_dicom_seg`][dicom_dask.integrations.writers.seg.to_dicom_seg],
+  [`to_dicom_pmap`][dicom_dask.integrations.writers.pmap.to_dicom_pmap] and
   [`to_dicom_series`][dicom_dask.integrations.writers.series.to_dicom_series]: write DICOM.
 """
 
@@ -26,7 +27,12 @@ from dicom_dask.images.slide import list_slides, open_slide, open_tiled, to_ome_
 from dicom_dask.images.volume import list_series, open_volume
 from dicom_dask.integrations.kerchunk import to_kerchunk
 from dicom_dask.integrations.patches import tissue_mask
-from dicom_dask.integrations.writers import to_dicom_seg, to_dicom_series, to_dicom_slide
+from dicom_dask.integrations.writers import (
+    to_dicom_pmap,
+    to_dicom_seg,
+    to_dicom_series,
+    to_dicom_slide,
+)
 
 __all__ = [
     "Frames",
@@ -38,6 +44,7 @@ __all__ = [
     "open_tiled",
     "open_volume",
     "tissue_mask",
+    "to_dicom_pmap",
     "to_dicom_seg",
     "to_dicom_series",
     "to_dicom_slide",

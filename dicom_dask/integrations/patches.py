@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dicom_dask.errors import LayoutError
+
 if TYPE_CHECKING:
     import dask.array
 
@@ -319,11 +321,126 @@ class PatchSampler:
         )
         return reader_dask(reader, chunks, f"dicom-patches-{token}")
 
+    # -- results back as a map ---------------------------------------------------------------
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """``(rows, columns)`` of the full patch grid over the bbox (masked patches included)."""
+        bw, bh = self.bbox[2:]
+        (w, h), (sx, sy) = self.size, self.stride
+        return max(0, (bh - h) // sy + 1), max(0, (bw - w) // sx + 1)
+
+    @property
+    def map_affine(self) -> np.ndarray:
+        """4x4: a [`to_map`][dicom_dask.integrations.patches.PatchSampler.to_map] pixel
+        ``(row, column, 0, 1)`` -> slide ``(x, y, z, 1)`` mm.
+
+        Map pixel ``(i, j)`` is centred on the centre of the patch at grid row ``i``,
+        column ``j``, and is one stride wide: with ``stride == size`` it covers its patch
+        exactly.
+        """
+        (w, h), (sx, sy) = self.size, self.stride
+        x0, y0 = self.bbox[:2]
+        to_level = np.eye(4)
+        to_level[0, 0], to_level[1, 1] = sy, sx
+        # the first patch's centre, in the level's (row, column) pixel indices
+        to_level[0, 3], to_level[1, 3] = y0 + (h - 1) / 2, x0 + (w - 1) / 2
+        return np.asarray(self.level.affine @ to_level)
+
+    def map_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Grid ``(rows, columns)`` of every patch of
+        [`positions`][dicom_dask.integrations.patches.PatchSampler]."""
+        x0, y0 = self.bbox[:2]
+        sx, sy = self.stride
+        return (self.positions[:, 1] - y0) // sy, (self.positions[:, 0] - x0) // sx
+
+    def to_map(self, scores: Any, *, fill_value: Any = np.nan, name: str = "score") -> Any:
+        """Per-patch ``scores`` back as a lazy map over the slide (an xarray ``DataArray``).
+
+        Parameters
+        ----------
+        scores : array-like or dask array
+            ``(n,)`` one value per patch, or ``(n, k)`` ``k`` values per patch (class
+            probabilities), in the order of
+            [`positions`][dicom_dask.integrations.patches.PatchSampler].
+        fill_value : number
+            The value of grid cells without a patch (masked out).
+        name : str
+            The DataArray's name.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``(y, x)`` or ``(c, y, x)``, dask-backed, one pixel per grid cell (one
+            stride, centred on its patch). ``y``/``x`` are in mm along the level's axes,
+            as in ``xr.open_dataset(slide, engine="dicom")``, so the map aligns with the
+            slide there; ``attrs["affine"]`` (pixel -> slide mm) and ``pixel_spacing``
+            place it on the slide for `to_dicom_pmap`, `to_dicom_seg` and `to_ome_zarr`.
+        """
+        import dask.array as da
+        from dask import delayed
+
+        try:
+            import xarray as xr
+        except ImportError as exc:  # pragma: no cover - xarray is the [xarray] extra
+            raise ImportError(
+                "to_map returns an xarray DataArray: pip install 'dicom_dask[xarray]'"
+            ) from exc
+
+        values = scores if isinstance(scores, da.Array) else np.asarray(scores)
+        if values.ndim not in (1, 2) or values.shape[0] != len(self.positions):
+            raise LayoutError(
+                f"scores of shape {values.shape} for {len(self.positions)} patches: expected "
+                "(n,) or (n, k) in the order of the sampler's positions"
+            )
+        affine = self.map_affine
+        rows, cols = self.grid_shape
+        lead = () if values.ndim == 1 else (int(values.shape[1]),)
+        dtype = np.result_type(values.dtype, fill_value)
+        grid = self.map_index()
+        block = delayed(_scatter)(values, grid, (rows, cols), fill_value, dtype)
+        array = da.from_delayed(block, shape=(*lead, rows, cols), dtype=dtype)
+        spacing = np.linalg.norm(affine[:3, :2], axis=0)
+        direction = affine[:3, :2] / spacing
+        coords = {
+            "y": float(affine[:3, 3] @ direction[:, 0]) + np.arange(rows) * spacing[0],
+            "x": float(affine[:3, 3] @ direction[:, 1]) + np.arange(cols) * spacing[1],
+        }
+        dataset = self.level.image.dataset
+        attrs = {
+            "long_name": f"{name} per patch of {self.size[0]} x {self.size[1]} pixels",
+            "affine": affine.tolist(),
+            "pixel_spacing": (float(spacing[0]), float(spacing[1])),
+            "origin": [float(v) for v in affine[:3, 3]],
+            "frame_of_reference_uid": str(dataset.get("FrameOfReferenceUID", "")),
+            "source": self.level.urls[0],
+        }
+        data = xr.DataArray(
+            array, dims=(*(("c",) if lead else ()), "y", "x"), coords=coords, attrs=attrs, name=name
+        )
+        for axis in ("y", "x"):
+            data.coords[axis].attrs.update({"units": "mm", "long_name": f"slide {axis} (mm)"})
+        return data
+
     def __repr__(self) -> str:
         return (
             f"PatchSampler(n={len(self)}, size={self.size}, stride={self.stride}, "
             f"padding={self.padding}, bbox={self.bbox})"
         )
+
+
+def _scatter(
+    values: np.ndarray,
+    grid: tuple[np.ndarray, np.ndarray],
+    shape: tuple[int, int],
+    fill_value: Any,
+    dtype: Any,
+) -> np.ndarray:
+    """``values`` ``(n[, k])`` at grid cells ``grid``, ``fill_value`` elsewhere."""
+    values = np.asarray(values)
+    lead = values.shape[1:]
+    out = np.full((*shape, *lead), fill_value, dtype=dtype)
+    out[grid[0], grid[1]] = values
+    return np.moveaxis(out, -1, 0) if lead else out
 
 
 def _tiles_in(columns: tuple[int, int], level: Level) -> int:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from dicom_dask.errors import DicomDaskError, EncodeError, InvalidHeaderError, LayoutError
 from dicom_dask.frames._io import StorageOptions, redact
@@ -46,6 +47,7 @@ from dicom_dask.integrations.writers.dataset import (
 )
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
 from dicom_dask.integrations.writers.headers import SliceSources, decoded_copy, slice_sources
+from dicom_dask.integrations.writers.placement import place_on_slide, slide_geometry, unwrap
 from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
 from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
 
@@ -55,17 +57,26 @@ if TYPE_CHECKING:
 __all__ = ["to_dicom_seg"]
 
 _SEG_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
+#: Lossless syntaxes of FRACTIONAL and LABELMAP frames (highdicom's list for the IOD).
+_SEG_SYNTAXES = (
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.5",
+)
 
 
 @dataclass(frozen=True)
 class _FractionalFrame:
-    """``round(p * max_value)`` as 8-bit."""
+    """``round(p * max_value)`` as 8-bit (NaN: 0), compressed by ``encoder`` if given."""
 
     max_value: int
+    encoder: Encoder | None = None
 
     def __call__(self, tile: np.ndarray) -> bytes:
-        scaled = np.rint(np.clip(np.asarray(tile, dtype=np.float64), 0.0, 1.0) * self.max_value)
-        return scaled.astype(np.uint8).tobytes()
+        p = np.nan_to_num(np.asarray(tile, dtype=np.float64), nan=0.0)
+        scaled = np.rint(np.clip(p, 0.0, 1.0) * self.max_value).astype(np.uint8)
+        return scaled.tobytes() if self.encoder is None else self.encoder(scaled)
 
 
 def _descriptions(number: int, segment_labels: Sequence[str] | None, algorithm: str) -> list[Any]:
@@ -131,6 +142,7 @@ def _template(
     further: Sequence[Dataset] = (),
     pixel_measures: Any = None,
     where_text: str = "",
+    geometry: dict[str, Any] | None = None,
 ) -> Dataset:
     import highdicom as hd
 
@@ -140,6 +152,7 @@ def _template(
             "tile_pixel_array": True,
             "tile_size": tiled,
             "dimension_organization_type": "TILED_FULL",
+            **(geometry or {}),  # a result at its own resolution: its spacing and origin
         }
     where = str(source_images[0].get("SOPInstanceUID", "the source"))
     try:
@@ -149,7 +162,6 @@ def _template(
             pixels,
             segmentation_type,
             descriptions,
-            ts=transfer_syntax,
             max_fractional_value=max_fractional_value,
             further=further,
             **kwargs,
@@ -161,6 +173,7 @@ def _template(
             f"{where_text or where}: highdicom cannot build a Segmentation over this "
             f"image: {type(exc).__name__}: {exc}"
         ) from exc
+    seg.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     if series_description:
         seg.SeriesDescription = series_description
     for keyword in ("PixelData", "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
@@ -176,7 +189,6 @@ def _build(
     segmentation_type: str,
     descriptions: Sequence[Any],
     *,
-    ts: str,
     max_fractional_value: int,
     further: Sequence[Dataset],
     **kwargs: Any,
@@ -195,7 +207,9 @@ def _build(
         software_versions=software_version(),
         device_serial_number="0",
         max_fractional_value=max_fractional_value,
-        transfer_syntax_uid=ts,
+        # the template's frame is encoded natively (highdicom's JPEG 2000 refuses frames
+        # under 32 pixels: a small map is one small tile); the frames' syntax is set below
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
         omit_empty_frames=False,
         further_source_images=list(further) or None,
         **kwargs,
@@ -226,7 +240,8 @@ def _frame_encoder(
     if kind == "BINARY":
         return BinaryFrame(segment)
     if kind == "FRACTIONAL":
-        return _FractionalFrame(max_value)
+        native = transfer_syntax == "1.2.840.10008.1.2.1"
+        return _FractionalFrame(max_value, None if native else Encoder(transfer_syntax, 1))
     return Encoder(transfer_syntax, 1, str(np.dtype(dtype)))
 
 
@@ -266,6 +281,8 @@ def to_dicom_seg(
     dest: str | os.PathLike[str],
     *,
     like: Slide | Level | Volume,
+    pixel_spacing: float | tuple[float, float] | None = None,
+    origin: tuple[float, ...] | None = None,
     segmentation_type: str = "BINARY",
     segment_labels: Sequence[str] | None = None,
     segment_descriptions: Sequence[Any] | None = None,
@@ -299,6 +316,12 @@ def to_dicom_seg(
         ``transformed()`` or computed (the same geometry as its images; with channel
         dimensions, the first channel's images are referenced). Missing slices have no
         frame; a source without a Frame of Reference gets a new one.
+    pixel_spacing : float or (float, float), optional
+        Row and column spacing in mm of labels over a slide at their own resolution
+        (coarser than level 0, a patch-score map...); placed from level 0's origin.
+    origin : (x, y[, z]), optional
+        Slide mm of the centre of the labels' pixel ``(0, 0)`` (default: their top-left
+        corner on level 0's).
     segmentation_type : {"BINARY", "FRACTIONAL", "LABELMAP"}
     segment_labels : sequence of str, optional
         One label per segment (default ``"segment 1"``...).
@@ -307,7 +330,8 @@ def to_dicom_seg(
     tile : int or (int, int), optional
         Tile of a slide SEG (default: the source level's tile).
     transfer_syntax : str
-        ``"explicit"``; ``LABELMAP`` also ``"rle"``, ``"jpegls"``, ``"jpeg2000-lossless"``.
+        ``"explicit"``; ``FRACTIONAL`` and ``LABELMAP`` also ``"rle"``, ``"jpegls"``,
+        ``"jpeg2000-lossless"`` (lossless; ``BINARY`` frames are bit-packed, native only).
 
     Returns
     -------
@@ -322,8 +346,19 @@ def to_dicom_seg(
             f"segmentation_type must be one of {_SEG_TYPES}, not {segmentation_type!r}"
         )
     ts = transfer_syntax_uid(transfer_syntax)
-    if kind != "LABELMAP" and ts != "1.2.840.10008.1.2.1":
+    labels, affine = unwrap(labels, like)
+    if kind == "BINARY" and ts != "1.2.840.10008.1.2.1":
         raise LayoutError(f"{kind} segmentations are written in Explicit VR Little Endian only")
+    if kind != "BINARY" and ts not in _SEG_SYNTAXES:
+        raise LayoutError(
+            f"{kind} segmentations are written losslessly: explicit, rle, jpegls or "
+            f"jpeg2000-lossless, not {transfer_syntax!r}"
+        )
+    if isinstance(like, Volume) and (pixel_spacing is not None or origin is not None):
+        raise LayoutError(
+            "a SEG over a volume has the volume's grid; pixel_spacing= and origin= place "
+            "results over a slide (to_dicom_pmap writes a volume map at its own spacing)"
+        )
     if isinstance(like, Volume):
         return _volume_seg(
             labels,
@@ -344,9 +379,12 @@ def to_dicom_seg(
         )
     array, count = _segments_axis(labels, 2, kind)
     shape = tuple(array.shape[-2:])
-    level = _matching_level(like, shape)
+    placement = place_on_slide(
+        like, shape, pixel_spacing=pixel_spacing, origin=origin, affine=affine
+    )
+    level = placement.level
     tile_shape = (
-        level.tile_shape
+        _clipped(level.tile_shape, shape, kind, placement.resampled)
         if tile is None
         else ((tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1])))
     )
@@ -382,6 +420,7 @@ def to_dicom_seg(
         transfer_syntax=ts,
         tiled=tile_shape,
         where_text=where,
+        geometry=slide_geometry(placement) if placement.resampled else None,
     )
     rows, cols = shape
     real = level.image.dataset
@@ -389,6 +428,9 @@ def to_dicom_seg(
     for keyword in ("ImagedVolumeWidth", "ImagedVolumeHeight"):
         if keyword in real:
             ds[keyword] = copy.deepcopy(real[keyword])
+    if placement.resampled:
+        ds.ImagedVolumeWidth = _ds(cols * placement.pixel_spacing[1])
+        ds.ImagedVolumeHeight = _ds(rows * placement.pixel_spacing[0])
     tiles = -(-rows // tile_shape[0]) * -(-cols // tile_shape[1])
     per_pass = 1 if kind == "LABELMAP" else count
     ds.NumberOfFrames = tiles * per_pass
@@ -428,6 +470,16 @@ def _count(
     if n < 1:
         raise LayoutError("the labels hold no segment (all zero) and no segment was described")
     return n, np.uint8 if n < 256 else np.uint16
+
+
+def _clipped(
+    tile: tuple[int, int], shape: tuple[int, ...], kind: str, resampled: bool
+) -> tuple[int, int]:
+    """The source's tile; at most a resampled result's matrix (a small map is one frame)."""
+    clipped = min(int(tile[0]), int(shape[0])), min(int(tile[1]), int(shape[1]))
+    if not resampled or (kind == "BINARY" and (clipped[0] * clipped[1]) % 8):
+        return tile
+    return clipped
 
 
 def _matching_level(like: Slide | Level, shape: tuple[int, ...]) -> Level:
@@ -572,7 +624,6 @@ def _volume_seg(
     volume: Volume,
     *,
     kind: str,
-    ts: str,
     segment_labels: Sequence[str] | None,
     segment_descriptions: Sequence[Any] | None,
     algorithm: str,

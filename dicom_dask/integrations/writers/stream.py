@@ -45,6 +45,12 @@ _COPY_BLOCK = 16 * 2**20
 #: Lossy Image Compression Ratio (0028,2112), explicit VR little endian, as it starts.
 _RATIO_TAG = struct.pack("<HH2s", 0x0028, 0x2112, b"DS")
 _PLACEHOLDER = b"0" * 16
+#: The pixel data elements a writer streams: element number and VR (None: by bit depth).
+PIXEL_ELEMENTS = {
+    "PixelData": (0x0010, None),
+    "FloatPixelData": (0x0008, "OF"),
+    "DoubleFloatPixelData": (0x0009, "OD"),
+}
 
 
 def _ratio_position(head: bytes) -> int | None:
@@ -99,7 +105,7 @@ def header_bytes(
     out.update(ds)
     out.file_meta = ds.file_meta
     out.preamble = b"\x00" * 128
-    for keyword in ("PixelData", "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+    for keyword in (*PIXEL_ELEMENTS, "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
         if keyword in out:
             del out[keyword]
     if offsets is not None and lengths is not None:
@@ -110,7 +116,7 @@ def header_bytes(
     return buf.getvalue()
 
 
-def _pixel_header(encapsulated: bool, vr: str, length: int) -> bytes:
+def _pixel_header(encapsulated: bool, vr: str, length: int, element: int = 0x0010) -> bytes:
     if encapsulated:
         return struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF)
     if length > 0xFFFFFFFE:
@@ -118,7 +124,7 @@ def _pixel_header(encapsulated: bool, vr: str, length: int) -> bytes:
             f"native pixel data of {length} bytes does not fit a defined-length element "
             "(4 GiB); choose an encapsulated transfer syntax"
         )
-    return struct.pack("<HH2sHI", 0x7FE0, 0x0010, vr.encode(), 0, length)
+    return struct.pack("<HH2sHI", 0x7FE0, element, vr.encode(), 0, length)
 
 
 def _bot(n: int) -> bytes:
@@ -163,6 +169,7 @@ def write_instance(
     offset_table: str = "auto",
     eot_threshold: int = EOT_THRESHOLD,
     spool_dir: str | None = None,
+    pixel_keyword: str = "PixelData",
 ) -> Written:
     """Write ``ds`` and its frames, coming in ordered ``batches``, to ``dest``.
 
@@ -181,11 +188,14 @@ def write_instance(
         Pixel data size above which ``"auto"`` writes an EOT (4 GiB; lower in tests).
     spool_dir : str, optional
         Where remote destinations spool their items (default: the system's temp dir).
+    pixel_keyword : {"PixelData", "FloatPixelData", "DoubleFloatPixelData"}
+        The element the frames go to (float data is native only: never encapsulated).
     """
     if offset_table not in ("auto", "bot", "eot", "empty"):
         raise ValueError(f"offset_table must be auto, bot, eot or empty, not {offset_table!r}")
     n = number_of_frames
-    vr = "OW" if int(ds.get("BitsAllocated", 8)) > 8 else "OB"
+    element, fixed_vr = PIXEL_ELEMENTS[pixel_keyword]
+    vr = fixed_vr or ("OW" if int(ds.get("BitsAllocated", 8)) > 8 else "OB")
     native_length = n * frame_bytes + (n * frame_bytes) % 2
     if is_local(dest):
         path = _local_path(dest)
@@ -204,7 +214,7 @@ def write_instance(
                     ds, offsets=zeros if eot else None, lengths=zeros if eot else None
                 )
                 fh.write(head)
-                fh.write(_pixel_header(encapsulated, vr, native_length))
+                fh.write(_pixel_header(encapsulated, vr, native_length, element))
                 if encapsulated:
                     fh.write(_bot(n) if table == "bot" else _ITEM + b"\x00" * 4)
                 items = _Items(fh, encapsulated)
@@ -212,7 +222,7 @@ def write_instance(
                     for frame in batch:
                         items.write(frame)
                 _check_count(items, n, path)
-                if not encapsulated and native_length % 2:
+                if not encapsulated and (n * frame_bytes) % 2:  # the pad byte of an odd length
                     fh.write(b"\x00")
                 if encapsulated:
                     fh.write(_DELIMITER)
@@ -263,14 +273,14 @@ def write_instance(
         spool.seek(0)
         with fs.open(path, "wb") as out:
             out.write(head)
-            out.write(_pixel_header(encapsulated, vr, native_length))
+            out.write(_pixel_header(encapsulated, vr, native_length, element))
             if table == "bot":
                 out.write(_ITEM + struct.pack("<I", 4 * n))
                 out.write(np.asarray(items.offsets, dtype="<u4").tobytes())
             elif encapsulated:
                 out.write(_ITEM + b"\x00" * 4)
             shutil.copyfileobj(spool, out, _COPY_BLOCK)
-            if not encapsulated and native_length % 2:
+            if not encapsulated and (n * frame_bytes) % 2:  # the pad byte of an odd length
                 out.write(b"\x00")
             if encapsulated:
                 out.write(_DELIMITER)
