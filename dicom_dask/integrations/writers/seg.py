@@ -624,6 +624,7 @@ def _volume_seg(
     volume: Volume,
     *,
     kind: str,
+    ts: str,
     segment_labels: Sequence[str] | None,
     segment_descriptions: Sequence[Any] | None,
     algorithm: str,
