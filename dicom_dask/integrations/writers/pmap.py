@@ -369,10 +369,10 @@ def _tile_shape(placement: SlidePlacement, tile: int | tuple[int, int] | None) -
     return pair
 
 
-def _source_copy(ds: Dataset) -> Dataset:
-    """``ds`` with the empty type 2 attributes highdicom reads; an empty Specific
-    Character Set (common in CT headers) is the default repertoire: dropped."""
-    out = _completed(ds)
+def _source_copy(ds: Dataset, *, where: str) -> Dataset:
+    """``ds`` (the header of ``where``) with its text declared UTF-8 and the empty type 2
+    attributes highdicom reads; an empty Specific Character Set is dropped."""
+    out = _completed(ds, where=where)
     if "SpecificCharacterSet" in out and not out.SpecificCharacterSet:
         del out.SpecificCharacterSet
     return out
@@ -381,7 +381,7 @@ def _source_copy(ds: Dataset) -> Dataset:
 def slide_source(level: Level, tile: tuple[int, int]) -> Dataset:
     """A copy of ``level``'s header as highdicom's one-tile source: type 2 attributes
     and the specimen module completed, the total pixel matrix one tile."""
-    source = _source_copy(level.image.dataset)
+    source = _source_copy(level.image.dataset, where=level.urls[0] if level.urls else "the slide")
     filled = slide_context(source, samples=level.samples).common
     for keyword in (
         "IssuerOfTheContainerIdentifierSequence",
@@ -467,7 +467,7 @@ def _volume_pmap(
     slices = _volume_slices(volume)
     nslices, rows, cols = placement.shape
     vrange = _value_range(arr, content.value_range, opts.progress)
-    first = _source_copy(slices[0])
+    first = _source_copy(slices[0], where=str(slices[0].get("SOPInstanceUID", "the volume")))
     step = float(volume.spacing[0])
     orientation = [float(v) for v in slices[0].ImageOrientationPatient]
     thickness = float(first.get("SliceThickness") or step)
