@@ -671,8 +671,13 @@ def _demo_all(out: Path, n: int) -> int:
     """The three parts of the demo in ``out``: 0 when every check passed, else 1."""
     tiles = _demo_tiles(n)
     ok = _demo_frames(out, tiles)
-    ok = _demo_slide(out, tiles) and ok
-    del tiles
+    # the tiles side by side (one copy) become the slide's level 0; then they are dropped
+    side, tile = int(n**0.5), tiles.shape[1]
+    grid = tiles[: side * side].reshape(side, side, tile, tile, 3)
+    level0 = grid.transpose(0, 2, 1, 3, 4).reshape(side * tile, side * tile, 3)
+    del tiles, grid
+    ok = _demo_slide(out, level0, tile) and ok
+    del level0
     ok = _demo_volume(out) and ok
     return 0 if ok else 1
 
@@ -764,8 +769,8 @@ def _demo_volume(out: Path) -> bool:
     return abs(mean_inside - 40.0) < 10.0
 
 
-def _demo_slide(out: Path, tiles: Any) -> bool:
-    """Write the tiles as a 3-level slide with a label, open it, read a region, convert."""
+def _demo_slide(out: Path, level0: Any, tile: int) -> bool:
+    """Write ``level0`` as a 3-level slide with a label, open it, read a region, convert."""
     import numpy as np
     from pydicom import uid
     from pydicom.uid import generate_uid
@@ -773,10 +778,7 @@ def _demo_slide(out: Path, tiles: Any) -> bool:
     from dicom_dask.images.slide import open_slide, to_ome_zarr
     from dicom_dask.testing import make_slide_dataset
 
-    side = int(np.sqrt(len(tiles)))
-    tile = tiles.shape[1]
-    grid = tiles[: side * side].reshape(side, side, tile, tile, 3)
-    level0 = grid.transpose(0, 2, 1, 3, 4).reshape(side * tile, side * tile, 3)
+    size = level0.shape[0]
     folder = out / "demo-slide"
     folder.mkdir(exist_ok=True)
     common: dict[str, Any] = {"frame_of_reference": generate_uid(), "container_id": "DEMO-1"}
@@ -802,8 +804,8 @@ def _demo_slide(out: Path, tiles: Any) -> bool:
     )
     for k, (level, ds_) in enumerate(zip(slide.levels, slide.downsamples, strict=True)):
         print(f"  level {k} (downsample {ds_:g}): {level}")
-    x, y = min(100, side * tile // 4), min(200, side * tile // 4)
-    w, h = min(1024, side * tile - x), min(768, side * tile - y)
+    x, y = min(100, size // 4), min(200, size // 4)
+    w, h = min(1024, size - x), min(768, size - y)
     t0 = time.perf_counter()
     region = slide.read_region((x, y), 0, (w, h))
     print(
