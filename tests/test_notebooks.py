@@ -31,7 +31,10 @@ def test_notebook_executes(path: Path, tmp_path: Path) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     client = nbclient.NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute(env={**os.environ, "TMPDIR": str(scratch)})
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]

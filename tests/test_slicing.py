@@ -146,7 +146,11 @@ def _graph_reads(
     for block in itertools.product(*per_axis):
         if any(not len(p) for p in block):
             continue
-        reads.update(itertools.product(*[np.unique(p // c).tolist() for p, c in zip(block, chunk, strict=True)]))
+        reads.update(
+            itertools.product(
+                *[np.unique(p // c).tolist() for p, c in zip(block, chunk, strict=True)]
+            )
+        )
     return reads
 
 
