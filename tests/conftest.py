@@ -135,6 +135,17 @@ def process_cluster(threads_per_worker: int = 1) -> Iterator[Any]:
         yield client
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dask_scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """dask's and distributed's scratch folders (the workers' spill space and locks) under
+    pytest's temporary folder, not ``dask-scratch-space`` in the system temp folder."""
+    import dask
+
+    folder = tmp_path_factory.mktemp("dask")
+    with dask.config.set({"temporary-directory": str(folder)}):
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
     if not (REAL / "REFERENCE.json").exists():
