@@ -6,6 +6,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from shutil import which
 from typing import Any
 
 import numpy as np
@@ -28,13 +29,27 @@ HYPOTHESIS_PROFILE = os.environ.get(
 settings.load_profile(HYPOTHESIS_PROFILE)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+#: Programs that pip cannot install, and what goes without them (``.ci/run`` installs them).
+PROGRAMS = {
+    "nginx": "the HTTP range tests skip",
+    "Orthanc": "the DICOMweb tests skip",
+    "dciodvfy": "the writers' dciodvfy checks are left out",
+    "chromium": "the docs site browser test skips",
+}
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
     active = settings()
     if active.derandomize:
         seed = "fixed: each test's seed is a digest of the test (derandomize=True)"
     else:
         seed = "random per run (the failing example is printed; HYPOTHESIS_PROFILE=ci fixes it)"
-    return f"hypothesis profile {HYPOTHESIS_PROFILE!r}: seed {seed}"
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"])
+    missing = [f"{name} ({why})" for name, why in PROGRAMS.items() if not which(name, path=path)]
+    return [
+        f"hypothesis profile {HYPOTHESIS_PROFILE!r}: seed {seed}",
+        "programs: " + ("all found" if not missing else "missing: " + "; ".join(missing)),
+    ]
 
 
 def real_reference() -> dict[str, Any]:
