@@ -6,15 +6,50 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from shutil import which
 from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
 from fsspec.implementations.local import LocalFileSystem
+from hypothesis import settings
 
 HERE = Path(__file__).resolve().parent
 REAL = Path(os.environ.get("DICOM_DASK_REAL_DATA", HERE.parent.parent / "shared" / "data" / "real"))
+
+# Hypothesis: under CI (CI=true) every property test draws the same examples on every run:
+# derandomize=True seeds each test from a digest of the test itself (no global random
+# seed, no example database replaying earlier failures, no deadline that a loaded machine
+# misses). HYPOTHESIS_PROFILE=ci gives the same locally; elsewhere the default profile.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+HYPOTHESIS_PROFILE = os.environ.get(
+    "HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI", "").lower() == "true" else "default"
+)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+#: Programs that pip cannot install, and what goes without them (``.ci/run`` installs them).
+PROGRAMS = {
+    "nginx": "the HTTP range tests skip",
+    "Orthanc": "the DICOMweb tests skip",
+    "dciodvfy": "the writers' dciodvfy checks are left out",
+    "chromium": "the docs site browser test skips",
+}
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    active = settings()
+    if active.derandomize:
+        seed = "fixed: each test's seed is a digest of the test (derandomize=True)"
+    else:
+        seed = "random per run (the failing example is printed; HYPOTHESIS_PROFILE=ci fixes it)"
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"])
+    missing = [f"{name} ({why})" for name, why in PROGRAMS.items() if not which(name, path=path)]
+    return [
+        f"hypothesis profile {HYPOTHESIS_PROFILE!r}: seed {seed}",
+        "programs: " + ("all found" if not missing else "missing: " + "; ".join(missing)),
+    ]
 
 
 def real_reference() -> dict[str, Any]:
@@ -113,6 +148,17 @@ def process_cluster(threads_per_worker: int = 1) -> Iterator[Any]:
         distributed.Client(cluster) as client,
     ):
         yield client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dask_scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """dask's and distributed's scratch folders (the workers' spill space and locks) under
+    pytest's temporary folder, not ``dask-scratch-space`` in the system temp folder."""
+    import dask
+
+    folder = tmp_path_factory.mktemp("dask")
+    with dask.config.set({"temporary-directory": str(folder)}):
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
+import os
 from pathlib import Path
 
 import pytest
@@ -24,13 +24,19 @@ def _pngs(notebook) -> int:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path: Path) -> None:
+def test_notebook_executes(path: Path, tmp_path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
-    with tempfile.TemporaryDirectory() as folder:  # the notebooks write nothing into the repo
-        client = nbclient.NotebookClient(
-            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": folder}}
-        )
-        client.execute()
+    # the kernel works in tmp_path and its temporary folders (the notebooks' tempfile.mkdtemp,
+    # dask's scratch space) go there too: nothing lands in the repo or the system temp folder
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute(env={**os.environ, "TMPDIR": str(scratch)})
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     silent = [cell.source[:40] for cell in code if not cell.outputs]
     assert code and not silent, silent

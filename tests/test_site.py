@@ -44,6 +44,7 @@ def test_no_sphinx_role_in_sources() -> None:
 
 def test_fix_roles_converts_and_is_idempotent(tmp_path: Path) -> None:
     """The script on a package with roles: links for rendered targets, code for the others."""
+    pytest.importorskip("griffe", reason="docs/tools/fix_roles.py resolves targets with griffe")
     fix_roles = _tool("fix_roles")
     package = tmp_path / "dicom_dask"
     shutil_copy = __import__("shutil").copytree

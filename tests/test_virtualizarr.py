@@ -188,3 +188,30 @@ def test_unreferenceable_sources_say_why(tmp_path) -> None:
     assert [c.to_dict()["name"] for c in vds["frames"].data.metadata.codecs] == ["bytes"]
     store = DicomParser()(native, _registry())
     np.testing.assert_array_equal(_values(store, "frames"), arr)
+
+
+def _paths(variable: Any) -> set[str]:
+    return {entry["path"] for entry in variable.data.manifest.dict().values()}
+
+
+def test_a_symlinked_data_folder(pyramid, tmp_path) -> None:
+    """A folder opened through a symlink (as ``../shared`` may be): the references name the
+    files' real paths, so an Icechunk container made for ``Path.resolve()`` of the link
+    reads them, and the same file gets the same URL whichever path opened it."""
+    link = tmp_path / "linked"
+    link.symlink_to(pyramid, target_is_directory=True)
+    expected = np.asarray(dicom_dask.open_slide(pyramid).zarr["1"][...])
+    parser = DicomParser(level=1)
+    level = vz.open_virtual_dataset(str(link), parser=parser, registry=_registry())
+    paths = _paths(level["image"])
+    real = pyramid.resolve().as_uri() + "/"
+    assert paths and all(p.startswith(real) for p in paths), paths
+    via_real = vz.open_virtual_dataset(str(pyramid), parser=parser, registry=_registry())
+    assert _paths(via_real["image"]) == paths
+    repo = _repository(tmp_path, link)
+    session = repo.writable_session("main")
+    level.vz.to_icechunk(session.store)
+    session.commit("a level through a symlink")
+    readonly = repo.readonly_session(branch="main")
+    np.testing.assert_array_equal(_values(readonly.store, "image"), expected)
+    _kerchunk_round_trips(level, "image", tmp_path, expected)

@@ -221,8 +221,8 @@ def _rebuild(
 
 def _axis_chunks(positions: Positions, edges: np.ndarray) -> tuple[int, ...]:
     """Output chunks along an axis: a new chunk wherever the source block changes; an
-    unsorted array in chunks of the largest block (a block it revisits is read once
-    per chunk, not once per visit)."""
+    unsorted array as [`_unsorted_chunks`][dicom_dask.images.lazy._unsorted_chunks]
+    makes them."""
     if not len(positions):
         return (0,)
     if isinstance(positions, range):
@@ -230,12 +230,47 @@ def _axis_chunks(positions: Positions, edges: np.ndarray) -> tuple[int, ...]:
     block = np.searchsorted(edges[1:-1], positions, side="right")
     steps = np.diff(block)
     if (steps < 0).any() and (steps > 0).any():
-        size = max(1, int(np.diff(edges).max()))
-        n = len(positions)
-        return tuple(min(size, n - lo) for lo in range(0, n, size))
+        return _unsorted_chunks(block, max(1, int(np.diff(edges).max())))
     cuts = np.flatnonzero(steps != 0) + 1
     bounds = [0, *cuts.tolist(), len(positions)]
     return tuple(b - a for a, b in itertools.pairwise(bounds))
+
+
+def _unsorted_chunks(block: np.ndarray, size: int) -> tuple[int, ...]:
+    """Output chunks of unsorted positions whose source blocks are ``block``.
+
+    Each chunk holds every visit of the source blocks it touches, so that each block is
+    read by one task (a task reads each chunk it needs once, however often it repeats);
+    chunks are merged up to ``size`` positions (the largest source block). A stretch that
+    revisits blocks over more than ``size`` positions is cut where the block changes
+    instead (a repeat of one block is never cut), and a block it revisits is then read
+    once per piece.
+    """
+    n = len(block)
+    last = np.zeros(int(block.max()) + 1, dtype=np.int64)
+    uniq, first_from_end = np.unique(block[::-1], return_index=True)
+    last[uniq] = n - 1 - first_from_end  # the last visit of each block
+    reach = np.maximum.accumulate(last[block])
+    ends = np.flatnonzero(reach == np.arange(n)) + 1  # no block is visited on both sides
+    changes = np.flatnonzero(np.diff(block) != 0) + 1
+    pieces: list[int] = []
+    start = 0
+    for end in ends.tolist():
+        if end - start <= size:
+            pieces.append(end - start)
+        else:  # too long: its runs of one block
+            inner = changes[(changes > start) & (changes < end)].tolist()
+            pieces.extend(b - a for a, b in itertools.pairwise([start, *inner, end]))
+        start = end
+    chunks: list[int] = []
+    current = 0
+    for piece in pieces:  # merged up to ``size``
+        if current and current + piece > size:
+            chunks.append(current)
+            current = 0
+        current += piece
+    chunks.append(current)
+    return tuple(chunks)
 
 
 def _range_chunks(positions: range, edges: np.ndarray) -> tuple[int, ...]:

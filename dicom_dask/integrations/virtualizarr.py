@@ -62,13 +62,18 @@ def virtual_codecs(metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _uri(url: str) -> str:
+    """The reference URL of a chunk's file: remote URLs as they are; a local file as the
+    ``file://`` URL of its real path (symlinks resolved, as ``Path.resolve()`` gives), so
+    that one file has one URL whichever link it was opened through, and an Icechunk
+    virtual chunk container for ``Path(folder).resolve().as_uri()`` covers it."""
     if "::" in url:
         raise ManifestError(
             f"{url}: chained fsspec URLs cannot be virtual references; use the target URL"
         )
-    if "://" in url:
+    protocol, _, rest = url.partition("://")
+    if rest and protocol not in ("file", "local"):
         return url
-    return Path(url).as_uri()
+    return Path(unquote(rest) if rest else url).resolve().as_uri()
 
 
 def _chunk_manifest(manifest: ChunkManifest, where: str) -> Any:
@@ -133,8 +138,10 @@ class DicomParser:
     Notes
     -----
     ``url`` is a file, a folder or a glob, as ``file:///...``, a local path or an
-    fsspec URL; chunk paths are absolute URLs (``file://`` for local files), so the
-    registry needs a store for their prefix.
+    fsspec URL; chunk paths are absolute URLs (for local files ``file://`` URLs of the
+    real path, symlinks resolved), so the registry needs a store for their prefix, and
+    an Icechunk virtual chunk container for local files is
+    ``Path(folder).resolve().as_uri() + "/"``.
     """
 
     kind: str | None = None

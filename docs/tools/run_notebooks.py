@@ -6,12 +6,14 @@ site (mkdocs-jupyter, which does not execute them) show the figures. Run this af
     PYTHONPATH=. python docs/tools/run_notebooks.py                 # all of them
     PYTHONPATH=. python docs/tools/run_notebooks.py notebooks/slide_tour.ipynb
 
-Each runs top to bottom in a fresh kernel, in a temporary working folder; the time it took and the
-number of PNG figures it holds are printed. ``tests/test_notebooks.py`` executes them the same way.
+Each runs top to bottom in a fresh kernel, in a temporary working folder that also holds its
+temporary files (removed after); the time it took and the number of PNG figures it holds are
+printed. ``tests/test_notebooks.py`` executes them the same way.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -27,13 +29,17 @@ def execute(path: Path, *, timeout: int = 300):  # -> nbformat.NotebookNode
 
     notebook = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as folder:
+        # the kernel's own temporary folders (the notebooks' tempfile.mkdtemp) go inside
+        # ``folder`` too, so that they are removed with it
+        scratch = Path(folder, "tmp")
+        scratch.mkdir()
         client = nbclient.NotebookClient(
             notebook,
             timeout=timeout,
             kernel_name="python3",
             resources={"metadata": {"path": folder}},
         )
-        client.execute()
+        client.execute(env={**os.environ, "TMPDIR": str(scratch)})
     return notebook
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from . import harnesses
 from .harnesses import REAL, TARGETS
 
 HERE = Path(__file__).resolve().parent
@@ -22,7 +23,11 @@ SECONDS = int(os.environ.get("DICOM_DASK_FUZZ_SECONDS", "8"))
 @pytest.mark.parametrize(
     "path", REGRESSIONS, ids=[f"{p.parent.name}-{p.name[:14]}" for p in REGRESSIONS]
 )
-def test_past_findings_raise_only_our_errors(path: Path) -> None:
+def test_past_findings_raise_only_our_errors(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the targets that read a local file write it here, not in the system temp folder
+    monkeypatch.setattr(harnesses, "_TMP", tmp_path / "input.dcm")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         TARGETS[path.parent.name](path.read_bytes())
@@ -38,6 +43,8 @@ def test_short_fuzz_run_of_every_target(tmp_path: Path) -> None:
     for target in sorted(TARGETS):
         out = tmp_path / target
         out.mkdir()
+        # the harness's scratch input (tempfile.gettempdir()) lands in ``out`` too
+        env["TMPDIR"] = str(out)
         command = [
             sys.executable,
             "-m",
@@ -50,7 +57,7 @@ def test_short_fuzz_run_of_every_target(tmp_path: Path) -> None:
         ]
         log = (out / "log").open("w")
         runs[target] = (
-            subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=HERE.parents[1]),
+            subprocess.Popen(command, stdout=log, stderr=log, env=dict(env), cwd=HERE.parents[1]),
             out / "log",
         )
     failed = {}
