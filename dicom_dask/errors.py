@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "CorruptFrameError",
     "CredentialsWarning",
+    "DestinationExistsError",
     "DicomDaskError",
     "InvalidHeaderError",
     "LayoutError",
@@ -109,3 +110,7 @@ class RangeNotSupportedError(ReadError):
     whole files: read through a local copy instead (a ``simplecache::`` URL makes
     fsspec download the file once), or serve it with a server that honours ``Range``.
     """
+
+
+class DestinationExistsError(DicomDaskError, FileExistsError):
+    """A writer's destination already holds data and ``overwrite=True`` was not passed."""
