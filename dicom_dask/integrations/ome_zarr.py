@@ -12,6 +12,7 @@ destination themselves, or dask's threads).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import secrets
@@ -283,6 +284,9 @@ class _Target:
     storage_options: StorageOptions
     run: str
     zarr_format: int
+    #: zstd level of the chunks (``None``: stored raw) when the tasks encode them
+    #: themselves; ``-1``: zarr's own write path (another codec).
+    zstd: int | None = -1
 
 
 def _async(fs: Any) -> Any:
@@ -292,8 +296,7 @@ def _async(fs: Any) -> Any:
 
         return AsyncFileSystemWrapper(fs)
     if not fs.asynchronous:
-        options = {**fs.storage_options, "asynchronous": True, "skip_instance_cache": True}
-        return type(fs)(**options)
+        return type(fs)(**{**fs.storage_options, "asynchronous": True})
     return fs
 
 
@@ -325,14 +328,19 @@ _OPEN_LOCK = threading.Lock()
 
 
 def _level_array(target: _Target, level: int) -> zarr.Array:
-    """Level ``level`` of the destination, opened once per process and write."""
+    """Level ``level`` of the destination, opened once per process and write (one store,
+    so one S3 client and its connections, serves every level)."""
     import zarr
 
     key = (target.url, target.run, level)
     with _OPEN_LOCK:
         found = _OPEN.get(key)
+        store = _OPEN.get((target.url, target.run, -1))
     if found is None:
-        store = _store(target.url, target.storage_options)
+        if store is None:
+            store = _store(target.url, target.storage_options)
+            with _OPEN_LOCK:
+                _OPEN[(target.url, target.run, -1)] = store
         found = zarr.open_array(store, path=str(level), mode="r+", zarr_format=target.zarr_format)
         with _OPEN_LOCK:
             _OPEN[key] = found
@@ -361,12 +369,62 @@ def _write_stage(
             slice(start >> i, (start >> i) + n) if axis >= ndim - 2 else slice(start, start + n)
             for axis, ((start, _), n) in enumerate(zip(location, current.shape, strict=True))
         )
-        _level_array(target, first + i)[selection] = current
+        _write_level(target, first + i, current, selection)
         if i + 1 < count or returns_next:
             current = downsample(current, method)
     if returns_next:
         return current
     return np.zeros((1,) * ndim, dtype=block.dtype)
+
+
+def _write_level(
+    target: _Target, level: int, block: np.ndarray, selection: tuple[slice, ...]
+) -> None:
+    """Write ``block`` at ``selection`` of a level; ``selection`` covers whole chunks (or
+    reaches the level's edge)."""
+    array = _level_array(target, level)
+    if target.zstd == -1:  # another codec: zarr encodes
+        array[selection] = block
+        return
+    import numcodecs
+
+    codec = numcodecs.Zstd(level=target.zstd) if target.zstd is not None else None
+    chunk = tuple(int(n) for n in array.chunks)
+    little = block.dtype.newbyteorder("<") if block.dtype.itemsize > 1 else block.dtype
+    files: dict[str, bytes] = {}
+    ranges = [range(s.start // c, -(-s.stop // c)) for s, c in zip(selection, chunk, strict=True)]
+    for coords in itertools.product(*ranges):
+        piece = block[
+            tuple(
+                slice(i * c - s.start, min((i + 1) * c, s.stop) - s.start)
+                for i, c, s in zip(coords, chunk, selection, strict=True)
+            )
+        ]
+        if not piece.any():  # all fill value: not stored, as zarr does
+            continue
+        if piece.shape != chunk:  # an edge chunk is stored whole, padded with the fill value
+            padded = np.zeros(chunk, dtype=little)
+            padded[tuple(slice(0, n) for n in piece.shape)] = piece
+            piece = padded
+        raw = np.ascontiguousarray(piece, dtype=little)
+        data = codec.encode(raw) if codec is not None else raw.tobytes()
+        files[f"{level}/{array.metadata.encode_chunk_key(coords)}"] = bytes(data)
+    _put(target, files)
+
+
+def _put(target: _Target, files: Mapping[str, bytes]) -> None:
+    """Store encoded chunks under the group (one batched request set for remote stores)."""
+    if not files:
+        return
+    if "://" not in target.url:
+        for key, data in files.items():
+            path = os.path.join(target.url, *key.split("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+        return
+    fs, root = resolve_fs(target.url, target.storage_options)
+    fs.pipe({f"{root.rstrip('/')}/{key}": data for key, data in files.items()})
 
 
 def _levels_in_block(chunks: tuple[tuple[int, ...], ...], edges: tuple[int, int], left: int) -> int:
@@ -753,7 +811,8 @@ def to_ome_zarr(
     )
     client = write_options.active_client()
     with shipped_storage_options(url, storage_options, client=client) as shipped:
-        target = _Target(url, shipped, secrets.token_hex(8), zarr_format)
+        zstd = 3 if compressor == "zstd" else None if compressor is None else -1
+        target = _Target(url, shipped, secrets.token_hex(8), zarr_format, zstd)
         given = [image.array, *_own_levels(data, image, count)]
         graphs = [
             _pyramid(given[k], target=target, levels=k + 1, edges=edges, method=method, start=k)
