@@ -68,7 +68,7 @@ def _mean2(block: np.ndarray) -> np.ndarray:
         total *= 0.25
         return total
     total += 2  # round half up
-    total //= 4
+    total >>= 2  # floor division by 4, for signed values too
     return total.astype(b.dtype)
 
 
@@ -363,7 +363,7 @@ def _write_stage(
     """Write ``block`` (of level ``first``) and its halves to ``count`` levels; return the next."""
     location = block_info[0]["array-location"]
     ndim = block.ndim
-    current = np.asarray(block)
+    current = np.ascontiguousarray(block)  # one copy: chunks and halves read it in order
     for i in range(count):
         selection = tuple(
             slice(start >> i, (start >> i) + n) if axis >= ndim - 2 else slice(start, start + n)
@@ -386,9 +386,7 @@ def _write_level(
     if target.zstd == -1:  # another codec: zarr encodes
         array[selection] = block
         return
-    import numcodecs
-
-    codec = numcodecs.Zstd(level=target.zstd) if target.zstd is not None else None
+    encode = _zstd(target.zstd) if target.zstd is not None else None
     chunk = tuple(int(n) for n in array.chunks)
     little = block.dtype.newbyteorder("<") if block.dtype.itemsize > 1 else block.dtype
     files: dict[str, bytes] = {}
@@ -407,9 +405,21 @@ def _write_level(
             padded[tuple(slice(0, n) for n in piece.shape)] = piece
             piece = padded
         raw = np.ascontiguousarray(piece, dtype=little)
-        data = codec.encode(raw) if codec is not None else raw.tobytes()
+        data = encode(raw) if encode is not None else raw.tobytes()
         files[f"{level}/{array.metadata.encode_chunk_key(coords)}"] = bytes(data)
     _put(target, files)
+
+
+def _zstd(level: int) -> Callable[[np.ndarray], Any]:
+    """A zstd frame encoder: imagecodecs' when installed (faster), else numcodecs' (zarr's)."""
+    try:
+        import imagecodecs
+
+        return lambda raw: imagecodecs.zstd_encode(raw, level=level)
+    except ImportError:
+        import numcodecs
+
+        return numcodecs.Zstd(level=level).encode  # type: ignore[no-any-return]
 
 
 def _put(target: _Target, files: Mapping[str, bytes]) -> None:
