@@ -1,4 +1,4 @@
-"""The 16384² bench slide to a 7-level OME-Zarr pyramid: dicom_dask against its ceiling and ngff-zarr.
+"""The 16384² bench slide to a 7-level OME-Zarr pyramid: dicom_dask, its ceiling, ngff-zarr.
 
 Modes (each a fresh subprocess, so that imports and caches are its own):
 

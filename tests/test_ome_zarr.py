@@ -212,7 +212,11 @@ def test_ngff_04_is_zarr_v2_and_reads_back(tmp_path):
 
 # -- downsampling ----------------------------------------------------------------------------
 @settings(max_examples=60, deadline=None)
-@given(hnp.arrays(np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, max_side=9), elements=st.integers(0, 3)))
+@given(
+    hnp.arrays(
+        np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, max_side=9), elements=st.integers(0, 3)
+    )
+)
 def test_mode_of_each_window(labels):
     np.testing.assert_array_equal(writer.downsample(labels, "mode"), _mode_reference(labels))
 
@@ -253,7 +257,9 @@ def test_bad_input_is_named(tmp_path, cmu1):
     with pytest.raises(DestinationExistsError, match=r"already exists.*overwrite=True") as info:
         dicom_dask.to_ome_zarr(array, tmp_path / "a", pixel_spacing=(1, 1), progress=False)
     assert str(tmp_path / "a") in str(info.value)
-    dicom_dask.to_ome_zarr(array + 1, tmp_path / "a", pixel_spacing=(1, 1), overwrite=True, progress=False)  # fmt: skip
+    dicom_dask.to_ome_zarr(
+        array + 1, tmp_path / "a", pixel_spacing=(1, 1), overwrite=True, progress=False
+    )
     assert zarr.open_group(tmp_path / "a", mode="r")["0"][0, 0] == 1
     for kwargs, match in [
         ({"pixel_spacing": (1, 1), "levels": 0}, r"levels=0"),
@@ -266,7 +272,9 @@ def test_bad_input_is_named(tmp_path, cmu1):
         with pytest.raises(DicomDaskError, match=match):
             dicom_dask.to_ome_zarr(array, tmp_path / "b", progress=False, **kwargs)
     with pytest.raises(LayoutError, match=r"shape \(2, 2, 2, 2, 2, 2\)"):
-        dicom_dask.to_ome_zarr(np.zeros((2,) * 6), tmp_path / "c", pixel_spacing=(1, 1), progress=False)  # fmt: skip
+        dicom_dask.to_ome_zarr(
+            np.zeros((2,) * 6), tmp_path / "c", pixel_spacing=(1, 1), progress=False
+        )
     with pytest.raises(LayoutError, match=r"no level of like="):
         dicom_dask.to_ome_zarr(array, tmp_path / "d", like=cmu1, progress=False)
 

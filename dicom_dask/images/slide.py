@@ -34,7 +34,7 @@ from dicom_dask.chunks.sidecar import (
 )
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError, LayoutWarning, NoImagesError
-from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
+from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
 from dicom_dask.frames.values import fast_get

@@ -81,7 +81,11 @@ def _mode2(block: np.ndarray) -> np.ndarray:
     cd, ce, de = c == d, c == e, d == e
     out = a.copy()
     best = 1 + ac.astype(np.uint8) + ad + ae
-    for value, count in ((c, 1 + ac.astype(np.uint8) + cd + ce), (d, 1 + ad.astype(np.uint8) + cd + de), (e, 1 + ae.astype(np.uint8) + ce + de)):
+    for value, count in (
+        (c, 1 + ac.astype(np.uint8) + cd + ce),
+        (d, 1 + ad.astype(np.uint8) + cd + de),
+        (e, 1 + ae.astype(np.uint8) + ce + de),
+    ):
         wins = count > best
         np.copyto(out, value, where=wins)
         np.maximum(best, count, out=best)
@@ -229,9 +233,8 @@ def _image(data: Any, like: Any, pixel_spacing: Sequence[float] | None) -> _Imag
     array = _as_dask(pixels)
     letters = _axes(tuple(array.shape), kind, pixel_spacing)
     if "s" in letters or letters == "zyxc":
-        order = (letters.index("s" if "s" in letters else "c"),) + tuple(
-            i for i, a in enumerate(letters) if a in "zyx"
-        )
+        first = letters.index("s" if "s" in letters else "c")
+        order = (first, *(i for i, a in enumerate(letters) if a in "zyx"))
         array = array.transpose(order)
         letters = "c" + letters.replace("s", "").replace("c", "")
     spatial = tuple(int(array.shape[letters.index(a)]) for a in letters if a in "zyx")
@@ -341,7 +344,9 @@ def _level_array(target: _Target, level: int) -> zarr.Array:
             store = _store(target.url, target.storage_options)
             with _OPEN_LOCK:
                 _OPEN[(target.url, target.run, -1)] = store
-        found = zarr.open_array(store, path=str(level), mode="r+", zarr_format=target.zarr_format)
+        found = zarr.open_array(
+            store, path=str(level), mode="r+", zarr_format=3 if target.zarr_format == 3 else 2
+        )
         with _OPEN_LOCK:
             _OPEN[key] = found
             while len(_OPEN) > 64:
@@ -415,7 +420,7 @@ def _zstd(level: int) -> Callable[[np.ndarray], Any]:
     try:
         import imagecodecs
 
-        return lambda raw: imagecodecs.zstd_encode(raw, level=level)
+        return lambda raw: imagecodecs.zstd_encode(raw, level=level)  # type: ignore[arg-type]
     except ImportError:
         import numcodecs
 
@@ -579,7 +584,9 @@ def _level_shape(shape: tuple[int, ...], level: int) -> tuple[int, ...]:
 def _multiscales(image: _Image, levels: int, method: str, version: str) -> dict[str, Any]:
     """The OME-NGFF ``multiscales`` (and ``omero``) attributes of the group."""
     axes = [
-        {"name": a, "type": "channel"} if a == "c" else {"name": a, "type": "space", "unit": image.unit}
+        {"name": a, "type": "channel"}
+        if a == "c"
+        else {"name": a, "type": "space", "unit": image.unit}
         for a in image.axes
     ]
     datasets = []
@@ -615,7 +622,13 @@ def _multiscales(image: _Image, levels: int, method: str, version: str) -> dict[
     if version == "0.4":
         multiscale = {"version": "0.4", **multiscale}
         return {"multiscales": [multiscale], **({"omero": omero} if omero else {})}
-    return {"ome": {"version": "0.5", "multiscales": [multiscale], **({"omero": omero} if omero else {})}}
+    return {
+        "ome": {
+            "version": "0.5",
+            "multiscales": [multiscale],
+            **({"omero": omero} if omero else {}),
+        }
+    }
 
 
 def _omero(image: _Image) -> dict[str, Any] | None:
@@ -668,12 +681,18 @@ def _compressors(compressor: Any, zarr_format: int) -> Any:
     if zarr_format == 2:
         import numcodecs
 
-        v2 = {"zstd": numcodecs.Zstd(level=3), "blosc": numcodecs.Blosc("zstd", 3, numcodecs.Blosc.BITSHUFFLE)}
+        v2 = {
+            "zstd": numcodecs.Zstd(level=3),
+            "blosc": numcodecs.Blosc("zstd", 3, numcodecs.Blosc.BITSHUFFLE),
+        }
         found = v2.get(compressor)
     else:
         from zarr.codecs import BloscCodec, ZstdCodec
 
-        v3 = {"zstd": ZstdCodec(level=3), "blosc": BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")}
+        v3 = {
+            "zstd": ZstdCodec(level=3),
+            "blosc": BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+        }
         found = v3.get(compressor)
     if found is None:
         raise LayoutError(f"compressor={compressor!r}: expected 'zstd', 'blosc', None or a codec")
@@ -694,16 +713,21 @@ def _create(
     """The group and its empty level arrays (metadata only)."""
     import zarr
 
-    group = zarr.open_group(_store(url, storage_options), mode="w", zarr_format=zarr_format)
+    group = zarr.open_group(
+        _store(url, storage_options),
+        mode="w",
+        zarr_format=3 if zarr_format == 3 else 2,
+    )
     group.attrs.update(dict(attributes))
     shape = tuple(int(n) for n in image.array.shape)
     for k in range(levels):
         level_shape = _level_shape(shape, k)
         chunk = tuple(
-            min(edges[i - len(shape) + 2], n) if i >= len(shape) - 2 else (n if a == "c" and n <= 4 and len(image.array.chunks[i]) == 1 else 1)
+            min(edges[i - len(shape) + 2], n)
+            if i >= len(shape) - 2
+            else (n if a == "c" and n <= 4 and len(image.array.chunks[i]) == 1 else 1)
             for i, (a, n) in enumerate(zip(image.axes, level_shape, strict=True))
         )
-        extra = {"dimension_names": image.axes} if zarr_format == 3 else {}
         group.create_array(
             str(k),
             shape=level_shape,
@@ -711,7 +735,7 @@ def _create(
             dtype=image.array.dtype,
             compressors=_compressors(compressor, zarr_format),
             fill_value=0,
-            **extra,
+            dimension_names=image.axes if zarr_format == 3 else None,
         )
     return group
 
@@ -794,7 +818,9 @@ def to_ome_zarr(
         The written group.
     """
     if ngff_version not in ("0.4", "0.5"):
-        raise LayoutError(f"ngff_version={ngff_version!r}: expected '0.5' (zarr v3) or '0.4' (zarr v2)")
+        raise LayoutError(
+            f"ngff_version={ngff_version!r}: expected '0.5' (zarr v3) or '0.4' (zarr v2)"
+        )
     if not isinstance(dest, str | os.PathLike):
         raise LayoutError(f"dest is a {type(dest).__name__}: expected a path or an fsspec URL")
     image = _image(data, like, pixel_spacing)
@@ -830,7 +856,9 @@ def to_ome_zarr(
         ]
         last = len(given) - 1
         graphs.append(
-            _pyramid(given[last], target=target, levels=count, edges=edges, method=method, start=last)
+            _pyramid(
+                given[last], target=target, levels=count, edges=edges, method=method, start=last
+            )
         )
         write_options.compute(*graphs, progress=progress)
     return group

@@ -89,7 +89,9 @@ def main() -> None:
     for ax in axes:
         ax.set_xlabel("x (µm)")
     axes[0].set_ylabel("y (µm)")
-    fig.suptitle("slide -> map_blocks on a 2-process LocalCluster -> to_ome_zarr(like=slide, levels=3)")
+    fig.suptitle(
+        "slide -> map_blocks on a 2-process LocalCluster -> to_ome_zarr(like=slide, levels=3)"
+    )
     fig.tight_layout()
     fig.savefig(OUT, dpi=80)
     print("wrote", OUT)

@@ -6,8 +6,8 @@ sit in clear in the graph, the scheduler's memory and any spilled task. Instead,
 [`shipped_storage_options`][dicom_dask.integrations.writers.credentials.shipped_storage_options]
 keeps the mapping in a per-process registry under a random token: in this process,
 and, when a `distributed.Client` is active, on every worker through a worker plugin
-sent once over the cluster's comms (and removed when the write ends). The graph
-carries a [`RegisteredFilesystem`][dicom_dask.integrations.writers.credentials.RegisteredFilesystem]:
+sent once over the cluster's comms (and removed when the write ends). The graph carries
+a [`RegisteredFilesystem`][dicom_dask.integrations.writers.credentials.RegisteredFilesystem],
 a filesystem factory (see [`resolve_fs`][dicom_dask.frames._io.resolve_fs]) that
 pickles as the token and the credential-free URL only.
 """
