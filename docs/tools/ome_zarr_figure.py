@@ -94,6 +94,9 @@ def main() -> None:
     )
     fig.tight_layout()
     fig.savefig(OUT, dpi=80)
+    from PIL import Image
+
+    Image.open(OUT).convert("RGB").quantize(colors=128).save(OUT, optimize=True)  # docs stay small
     print("wrote", OUT)
 
 
