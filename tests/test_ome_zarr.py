@@ -288,3 +288,18 @@ def test_graph_is_one_task_per_block():
     first = [k for k in layers if k.startswith("ome-zarr-write-0-")]
     assert first and len(layers[first[0]]) == 16  # 4 x 4 blocks write levels 0 and 1
     assert len(pickle.dumps(dict(graph.__dask_graph__()))) < 200_000
+
+
+def test_identifiers_only_on_request(real_dir, tmp_path):
+    volume = dicom_dask.open_volume(real_dir / "volume_series" / "ct_3slice")
+    plain = dicom_dask.to_ome_zarr(volume, tmp_path / "plain", levels=1, progress=False)
+    assert "dicom_dask" not in plain.attrs
+    assert "ct_3slice" not in str(dict(plain.attrs))
+    kept = dicom_dask.to_ome_zarr(
+        volume, tmp_path / "kept", levels=1, keep_identifiers=True, progress=False
+    )
+    header = kept.attrs["dicom_dask"]["header"]
+    assert header["00080060"]["Value"] == ["CT"]  # Modality
+    assert "00100010" in header  # Patient's Name, as the source has it
+    assert "7FE00010" not in header  # no pixel data
+    assert "ct_3slice" in kept.attrs["dicom_dask"]["urls"][0]

@@ -216,6 +216,9 @@ class _Target:
     #: zstd level of the chunks (``None``: stored raw) when the tasks encode them
     #: themselves; ``-1``: zarr's own write path (another codec).
     zstd: int | None = -1
+    #: Leave out chunks that hold only the fill value (label and float maps, whose
+    #: background is often empty; an image's chunks almost never are, so not checked).
+    skip_empty: bool = True
 
 
 def _async(fs: Any) -> Any:
@@ -329,7 +332,7 @@ def _write_level(
                 for i, c, s in zip(coords, chunk, selection, strict=True)
             )
         ]
-        if not piece.any():  # all fill value: not stored, as zarr does
+        if target.skip_empty and not piece.any():  # only the fill value: not stored
             continue
         if piece.shape != chunk:  # an edge chunk is stored whole, padded with the fill value
             padded = np.zeros(chunk, dtype=little)
@@ -774,7 +777,8 @@ def to_ome_zarr(
     client = write_options.active_client()
     with shipped_storage_options(url, storage_options, client=client) as shipped:
         zstd = 3 if compressor == "zstd" else None if compressor is None else -1
-        target = _Target(url, shipped, secrets.token_hex(8), zarr_format, zstd)
+        skip_empty = image.labels or image.array.dtype.kind == "f"
+        target = _Target(url, shipped, secrets.token_hex(8), zarr_format, zstd, skip_empty)
         given = [image.array, *_own_levels(data, image, count)]
         graphs = [
             _pyramid(given[k], target=target, levels=k + 1, edges=edges, method=method, start=k)
