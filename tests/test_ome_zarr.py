@@ -167,6 +167,13 @@ def test_slide_rgb_keeps_its_colours_and_writes_missing_levels(cmu1, tmp_path):
     assert len(nodes[0].data) == 4
     models = pytest.importorskip("ome_zarr_models.v05.image")
     models.Image.from_zarr(zarr.open_group(tmp_path / "s.ome.zarr", mode="r"))
+    # a Level is its own like=: the same level 0 and scale
+    level = dicom_dask.to_ome_zarr(cmu1.pyramid[0], tmp_path / "l.ome.zarr", levels=1)
+    np.testing.assert_array_equal(level["0"][...], group["0"][...])
+    assert (
+        _scales(level.attrs["ome"]["multiscales"][0])
+        == _scales(group.attrs["ome"]["multiscales"][0])[:1]
+    )
 
 
 # -- volumes ---------------------------------------------------------------------------------
