@@ -5,9 +5,10 @@
 * [`open_frames`][dicom_dask.images.instance.open_frames] and
   [`open_store`][dicom_dask.images.instance.open_store]: the frames of one instance;
 * [`open_slide`][dicom_dask.images.slide.open_slide],
-  [`open_tiled`][dicom_dask.images.slide.open_tiled],
-  [`list_slides`][dicom_dask.images.slide.list_slides] and
-  [`to_ome_zarr`][dicom_dask.images.slide.to_ome_zarr]: whole-slide pyramids;
+  [`open_tiled`][dicom_dask.images.slide.open_tiled] and
+  [`list_slides`][dicom_dask.images.slide.list_slides]: whole-slide pyramids;
+* [`to_ome_zarr`][dicom_dask.integrations.ome_zarr.to_ome_zarr]: a slide, volume or
+  computed array to an OME-Zarr pyramid;
 * [`open_volume`][dicom_dask.images.volume.open_volume] and
   [`list_series`][dicom_dask.images.volume.list_series]: CT/MR volumes;
 * [`zarr_settings`][dicom_dask.chunks.pipeline.zarr_settings]: zarr settings for the fastest reads;
@@ -23,9 +24,10 @@ from __future__ import annotations
 
 from dicom_dask.chunks.pipeline import zarr_settings
 from dicom_dask.images.instance import Frames, open_frames, open_store
-from dicom_dask.images.slide import list_slides, open_slide, open_tiled, to_ome_zarr
+from dicom_dask.images.slide import list_slides, open_slide, open_tiled
 from dicom_dask.images.volume import list_series, open_volume
 from dicom_dask.integrations.kerchunk import to_kerchunk
+from dicom_dask.integrations.ome_zarr import to_ome_zarr
 from dicom_dask.integrations.patches import tissue_mask
 from dicom_dask.integrations.writers import (
     to_dicom_pmap,

@@ -14,6 +14,7 @@ __all__ = [
     "CredentialsWarning",
     "CroppedFrameError",
     "CroppedTileWarning",
+    "DestinationExistsError",
     "DicomDaskError",
     "EncodeError",
     "InvalidHeaderError",
@@ -170,3 +171,7 @@ class RangeNotSupportedError(ReadError):
     whole files: read through a local copy instead (a ``simplecache::`` URL makes
     fsspec download the file once), or serve it with a server that honours ``Range``.
     """
+
+
+class DestinationExistsError(DicomDaskError, FileExistsError):
+    """A writer's destination already holds data and ``overwrite=True`` was not passed."""

@@ -238,7 +238,7 @@ def test_to_ome_zarr_roundtrip(tmp_path) -> None:
     m = _matrix(200, 150, 3)
     path = write_slide(tmp_path / "s.dcm", m, tile=(32, 32), transfer_syntax=uid.RLELossless)
     slide = dicom_dask.open_slide(path)
-    group = dicom_dask.to_ome_zarr(slide, tmp_path / "out.zarr", chunk_edge=64, progress=False)
+    group = dicom_dask.to_ome_zarr(slide, tmp_path / "out.zarr", chunks=64, progress=False)
     again = zarr.open_group(tmp_path / "out.zarr", mode="r")
     np.testing.assert_array_equal(again["0"][...], np.moveaxis(m, -1, 0))
     assert again.attrs["ome"]["multiscales"] == group.attrs["ome"]["multiscales"]

@@ -7,7 +7,7 @@ VOLUME instances of a slide become pyramid levels ordered by pixel spacing (leve
 = highest resolution); LABEL, OVERVIEW and THUMBNAIL instances become associated
 images. The slide is also a virtual OME-Zarr group (``Slide.store``): generic zarr
 and OME tools read it without a copy, and
-[`to_ome_zarr`][dicom_dask.images.slide.to_ome_zarr] streams it into a real one.
+[`to_ome_zarr`][dicom_dask.integrations.ome_zarr.to_ome_zarr] writes a real one.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dicom_dask.chunks.sidecar import (
 )
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, LayoutWarning, NoImagesError
-from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
+from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     import dask.array
     import zarr
 
-__all__ = ["Slide", "list_slides", "open_slide", "open_tiled", "to_ome_zarr"]
+__all__ = ["Slide", "list_slides", "open_slide", "open_tiled"]
 
 ASSOCIATED = ("LABEL", "OVERVIEW", "THUMBNAIL")
 INDEX_FORMAT = 1
@@ -750,100 +750,3 @@ def open_tiled(
         storage_options=storage_options,
         chunk_edge=chunk_edge,
     )
-
-
-def to_ome_zarr(
-    slide: Slide,
-    dest: Any,
-    *,
-    storage_options: StorageOptions = None,
-    chunk_edge: int = 1024,
-    compressor: str | None = "zstd",
-    overwrite: bool = False,
-    progress: bool = True,
-    num_workers: int | None = None,
-) -> zarr.Group:
-    """Stream ``slide`` into an OME-Zarr (NGFF 0.5, zarr v3) store at ``dest``.
-
-    Each level is read and written chunk by chunk through dask's threaded scheduler,
-    so memory stays at a few chunks per worker whatever the slide's size.
-
-    Parameters
-    ----------
-    dest : str, path or zarr store
-        Where to write (any fsspec URL).
-    chunk_edge : int
-        Edge of the written chunks in pixels (rounded to whole tiles).
-    compressor : {"zstd", "blosc", None}
-        Compression of the written chunks.
-    progress : bool
-        Show dask's progress bar.
-    """
-    import dask
-    import dask.array as da
-    import zarr
-    from zarr.codecs import BloscCodec, ZstdCodec
-
-    source = slide.zarr
-    if isinstance(dest, str | os.PathLike):
-        text = os.fspath(dest)
-        if "://" in text:
-            fs, path = resolve_fs(text, storage_options)
-            if not fs.async_impl:
-                from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
-
-                fs = AsyncFileSystemWrapper(fs)
-            dest = zarr.storage.FsspecStore(fs, path=path, read_only=False)
-        else:
-            dest = zarr.storage.LocalStore(text)
-    group = zarr.open_group(dest, mode="w" if overwrite else "w-", zarr_format=3)
-    group.attrs.update(dict(source.attrs))
-    compressors: Any = {
-        "zstd": [ZstdCodec(level=3)],
-        "blosc": [BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")],
-        None: None,
-    }[compressor]
-    for i, level in enumerate(slide.pyramid):
-        doc = json.loads(slide.store.documents[f"{i}/zarr.json"])
-        chunk = list(doc["chunk_grid"]["configuration"]["chunk_shape"])
-        for axis in (-2, -1):  # whole tiles, about chunk_edge pixels
-            tile = chunk[axis]
-            chunk[axis] = min(doc["shape"][axis], tile * max(1, round(chunk_edge / tile)))
-        target = group.create_array(
-            str(i),
-            shape=tuple(doc["shape"]),
-            chunks=tuple(chunk),
-            dtype=level.dtype,
-            dimension_names=doc["dimension_names"],
-            compressors=compressors,
-            fill_value=level.fill_value,
-            attributes=doc["attributes"],
-        )
-        arr = _ome_dask(slide, i, tuple(chunk))
-        with dask.config.set(scheduler="threads", num_workers=num_workers):
-            if progress:
-                from dask.diagnostics import ProgressBar
-
-                with ProgressBar():
-                    da.store(arr, target, lock=False)  # type: ignore[arg-type]
-            else:
-                da.store(arr, target, lock=False)  # type: ignore[arg-type]
-    return group
-
-
-def _ome_dask(slide: Slide, level: int, chunks: tuple[int, ...]) -> dask.array.Array:
-    """Level ``level`` of the virtual OME-Zarr as a dask array read through the manifest."""
-    from dicom_dask.chunks.reader import ManifestArray
-    from dicom_dask.images.lazy import reader_dask
-
-    doc = json.loads(slide.store.documents[f"{level}/zarr.json"])
-    reader = ManifestArray(
-        slide.store,
-        str(level),
-        shape=tuple(doc["shape"]),
-        chunk_shape=tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]),
-        dtype=np.dtype(doc["data_type"]),
-        codecs=doc["codecs"],
-        fill_value=doc["fill_value"],
-    )
-    return reader_dask(reader, chunks)

@@ -478,7 +478,7 @@ def _convert(args: argparse.Namespace) -> int:
     import dask.array as da
     import zarr
 
-    from dicom_dask.images.slide import to_ome_zarr
+    from dicom_dask.integrations.ome_zarr import to_ome_zarr
 
     if getattr(args, "to", "zarr") == "dicom":
         return _convert_to_dicom(args)
@@ -713,7 +713,8 @@ def _demo_slide(out: Path, level0: Any, tile: int) -> bool:
     from pydicom import uid
     from pydicom.uid import generate_uid
 
-    from dicom_dask.images.slide import open_slide, to_ome_zarr
+    from dicom_dask.images.slide import open_slide
+    from dicom_dask.integrations.ome_zarr import to_ome_zarr
     from dicom_dask.testing import make_slide_dataset
 
     size = level0.shape[0]
