@@ -487,7 +487,13 @@ def _convert(args: argparse.Namespace) -> int:
     kind, source = _open_source(args.url, options, args.as_, args.select)
     progress = not args.quiet
     if kind == "slide":
-        to_ome_zarr(source, args.dest, overwrite=args.overwrite, progress=progress)
+        to_ome_zarr(
+            source,
+            args.dest,
+            overwrite=args.overwrite,
+            progress=progress,
+            keep_identifiers=args.keep_identifiers,
+        )
         print(f"wrote {args.dest}: OME-Zarr (NGFF 0.5)")
         return 0
     array, attrs, dims, note = _array_and_attributes(
