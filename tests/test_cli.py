@@ -344,7 +344,8 @@ def test_convert_a_folder_of_several_series_takes_select_uid(series_folder, tmp_
     assert "select=" not in err
     listed = dicom_dask.list_series(series_folder)
     mr = next(d for d in listed if d["modality"] == "MR")
-    argv = ["convert", str(series_folder), str(dest), "-q", "--select", mr["series_instance_uid"]]
+    uid = mr["series_instance_uid"]
+    argv = ["convert", str(series_folder), str(dest), "-q", "--select", uid, "--keep-identifiers"]
     code, out, err = _run(capsys, *argv)
     assert code == 0, err
     assert "zarr array of shape (4, " in out

@@ -711,7 +711,8 @@ def to_ome_zarr(
         its axes). Default: ``data`` itself when it is a Slide, Level or Volume.
     levels : int, optional
         Number of levels, each half the size of the one above along y and x (z and
-        channels are kept). Default: halve until a level fits in one chunk.
+        channels are kept). Default: halve until a level fits in one chunk (for a
+        Slide, at least its own number of levels).
     method : {"mean", "mode", "nearest"}, optional
         How a level is made from the one above: 2 x 2 mean (default for images, float
         maps and volumes), the most frequent value (default for integer label maps) or
@@ -758,6 +759,8 @@ def to_ome_zarr(
         raise LayoutError(f"method={method!r}: expected one of {METHODS}")
     edges = _chunk_edges(image.array, chunks)
     count = _level_count(levels, tuple(image.array.shape[-2:]), edges)  # type: ignore[arg-type]
+    if levels is None and isinstance(data, Slide):  # at least the slide's own levels
+        count = max(count, len(data.pyramid))
     url = canonical_url(dest)
     zarr_format = 3 if ngff_version == "0.5" else 2
     _check_destination(url, storage_options, overwrite)
