@@ -1,7 +1,7 @@
 """Write the 16384² bench slide as a 7-level JPEG pyramid: dicom_dask, its ceiling, wsidicom.
 
 Each run is a fresh subprocess, so that its peak resident memory (``ru_maxrss``) is its
-own. Modes:
+own (``VmHWM``). Modes:
 
 * ``ceiling``: the least work that gives the same files, with no dask: level 0 in bands
   of two tile rows, 2 threads taking one band at a time; in a band, each 2 x 2 group of
@@ -14,12 +14,13 @@ own. Modes:
   their UIDs and dates (``--check`` compares every frame);
 * ``threads``: ``to_dicom_slide`` on dask's threaded scheduler (2 threads);
 * ``cluster``: the same on a 2-process ``LocalCluster`` (1 thread each, started before
-  the clock); peak memory is the client's plus each worker's;
+  the clock); peak memory and CPU time are the client's plus each worker's;
 * ``wsidicom``: ``WsiDicom.save`` transcoding to JPEG (quality 90) with
   ``add_missing_levels=True`` and 2 workers: it writes every missing level down to one
   tile, 7 levels in all, as the other modes do.
 
-Times include opening the source (imports excluded). Input: ``level0.dcm`` of
+Times (wall, and CPU of all threads: steadier on a shared machine) include opening
+the source (imports excluded). Input: ``level0.dcm`` of
 ``--source`` (default ``benchmarks/data/slide-bot``: 4,096 JPEG tiles of 256², made by
 ``make_data.py``; ``make_data.py --out /tmp/bench`` puts it in ``/tmp/bench/slide-bot``).
 
@@ -50,6 +51,15 @@ QUALITY = 90
 
 
 def _peak_mib() -> float:
+    """This process's peak resident memory (``VmHWM``: unlike ``ru_maxrss``, it does not
+    start from the parent's size at the fork)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -76,7 +86,7 @@ class _Fused:
 
     def band(self, b: int) -> tuple[list[bytes], list[bytes], np.ndarray]:
         """Tile rows ``2b, 2b + 1`` of level 0, row ``b`` of level 1, rows of level 2."""
-        from dicom_dask.integrations.writers.encode import downsample2
+        from dicom_dask.integrations.writers.pyramid import halve
 
         th, tw = self.tile
         nx = self.offsets.shape[1]
@@ -93,11 +103,10 @@ class _Fused:
                         blob = os.pread(fd, int(self.lengths[r, cc]), int(self.offsets[r, cc]))
                         tile = self.decode(blob, colorspace="YCbCr", outcolorspace="RGB")
                         enc0[dr][cc] = bytes(self.encode(tile, level=QUALITY))
-                        quad[
-                            dr * th // 2 : (dr + 1) * th // 2, dc * tw // 2 : (dc + 1) * tw // 2
-                        ] = downsample2(tile)
+                        ys, xs = dr * th // 2, dc * tw // 2
+                        halve(tile, quad[ys : ys + th // 2, xs : xs + tw // 2])
                 enc1.append(bytes(self.encode(quad, level=QUALITY)))
-                down2[:, c // 2 * tw // 2 : (c // 2 + 1) * tw // 2] = downsample2(quad)
+                halve(quad, down2[:, c // 2 * tw // 2 : (c // 2 + 1) * tw // 2])
         finally:
             os.close(fd)
         return enc0[0] + enc0[1], enc1, down2
@@ -107,7 +116,8 @@ def _small_levels(level2: np.ndarray, levels: int, tile: tuple[int, int], pool: 
     """Levels 2.. from level 2 in memory: each level's tile rows encoded in the pool."""
     import imagecodecs
 
-    from dicom_dask.integrations.writers.encode import downsample2, encode_block
+    from dicom_dask.integrations.writers.encode import encode_block
+    from dicom_dask.integrations.writers.pyramid import halve
 
     class _Jpeg:
         def __call__(self, t: np.ndarray) -> bytes:
@@ -119,7 +129,7 @@ def _small_levels(level2: np.ndarray, levels: int, tile: tuple[int, int], pool: 
         rows = [array[y : y + th] for y in range(0, array.shape[0], th)]
         encoded = pool.map(lambda r: encode_block(r, tile=tile, encoder=_Jpeg()), rows)
         yield [bytes(f) for row in encoded for f in row.ravel()]
-        array = downsample2(array)
+        array = halve(array)
 
 
 def run_ceiling(source: Path, out: str) -> list[str]:
@@ -173,50 +183,72 @@ def _ours(source: Path, out: str) -> list[str]:
     return dicom_dask.to_dicom_slide(slide.levels[0], out, like=slide, **kwargs)
 
 
-def run_mode(mode: str, source: Path, out: str) -> dict[str, object]:
-    """One write in this process; returns seconds, peak MiB and what was written."""
-    import dask
+def _cpu() -> float:
+    """CPU seconds of this process so far (all threads): less sensitive than wall time
+    to other jobs on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
-    if mode == "ceiling":
-        t0 = time.perf_counter()
-        files = run_ceiling(source, out)
-        return {"seconds": time.perf_counter() - t0, "peak_mib": _peak_mib(), "files": len(files)}
-    if mode == "wsidicom":
-        from wsidicom import WsiDicom
-        from wsidicom.codec import JpegSettings
 
-        t0 = time.perf_counter()  # imports excluded, opening included, for all
-        with WsiDicom.open(source) as wsi:
-            files = wsi.save(
+def _wsidicom(source: Path, out: str) -> list[Any]:
+    from wsidicom import WsiDicom
+    from wsidicom.codec import JpegSettings
+
+    with WsiDicom.open(source) as wsi:
+        return list(
+            wsi.save(
                 out,
                 workers=2,
                 add_missing_levels=True,
                 transcoding=JpegSettings(quality=QUALITY),
                 force_transcoding=True,
             )
-        seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "peak_mib": _peak_mib(), "files": len(files)}
-    if mode == "cluster":
-        import distributed
+        )
 
-        with (
-            distributed.LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-            ) as cluster,
-            distributed.Client(cluster) as client,
-        ):
-            client.run(lambda: __import__("dicom_dask"))  # workers warm, as threads are
-            t0 = time.perf_counter()  # the cluster's start is not timed
-            files = _ours(source, out)
-            seconds = time.perf_counter() - t0
-            workers = client.run(_peak_mib)
-        peak = _peak_mib() + sum(workers.values())
-        return {"seconds": seconds, "peak_mib": peak, "files": len(files), "workers": workers}
-    t0 = time.perf_counter()
-    with dask.config.set(scheduler="threads", num_workers=2):
+
+def _on_cluster(source: Path, out: str) -> dict[str, object]:
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.run(lambda: __import__("dicom_dask"))  # workers warm, as threads are
+        cpu0, workers0 = _cpu(), client.run(_cpu)
+        t0 = time.perf_counter()  # the cluster's start is not timed
         files = _ours(source, out)
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "peak_mib": _peak_mib(), "files": len(files)}
+        seconds = time.perf_counter() - t0
+        workers1 = client.run(_cpu)
+        peaks = client.run(_peak_mib)
+    cpu = _cpu() - cpu0 + sum(workers1[w] - workers0[w] for w in workers1)
+    return {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "peak_mib": _peak_mib() + sum(peaks.values()),
+        "files": len(files),
+        "workers_peak_mib": peaks,
+    }
+
+
+def run_mode(mode: str, source: Path, out: str) -> dict[str, object]:
+    """One write in this process: wall and CPU seconds (imports excluded, opening the
+    source included), peak MiB, files written."""
+    import dask
+
+    if mode == "cluster":
+        return _on_cluster(source, out)
+    cpu0, t0 = _cpu(), time.perf_counter()
+    if mode == "ceiling":
+        files: list[Any] = run_ceiling(source, out)
+    elif mode == "wsidicom":
+        files = _wsidicom(source, out)
+    else:
+        with dask.config.set(scheduler="threads", num_workers=2):
+            files = _ours(source, out)
+    seconds, cpu = time.perf_counter() - t0, _cpu() - cpu0
+    return {"seconds": seconds, "cpu_s": cpu, "peak_mib": _peak_mib(), "files": len(files)}
 
 
 def check_same_frames(a: str, b: str) -> None:
@@ -280,13 +312,14 @@ def main() -> None:
             result["mib_written"] = round(size / 2**20, 1)
             results.setdefault(mode, []).append(result)
             print(mode, json.dumps(result), flush=True)
-    print("\nmode        seconds (min-max)        peak MiB (min-max)")
+    print("\nmode        seconds (min-max)    CPU seconds (min-max)   peak MiB (min-max)")
     for mode, runs in results.items():
         secs = [float(r["seconds"]) for r in runs]  # type: ignore[arg-type]
+        cpus = [float(r["cpu_s"]) for r in runs]  # type: ignore[arg-type]
         peaks = [float(r["peak_mib"]) for r in runs]  # type: ignore[arg-type]
         print(
-            f"{mode:10s}  {min(secs):7.2f} - {max(secs):7.2f}   "
-            f"{min(peaks):8.0f} - {max(peaks):8.0f}"
+            f"{mode:10s}  {min(secs):7.2f} - {max(secs):7.2f}   {min(cpus):7.2f} - {max(cpus):7.2f}"
+            f"   {min(peaks):8.0f} - {max(peaks):8.0f}"
         )
 
 

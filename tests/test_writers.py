@@ -309,6 +309,25 @@ def test_pyramid_levels_are_means_whatever_the_bands(tmp_path, tile, chunk_edge,
         assert _errors(out / "level-4.dcm") == []
 
 
+@pytest.mark.parametrize(
+    "shape", [(6, 16, 3), (7, 19, 3), (9, 35), (40, 64, 3), (2, 2, 3), (1, 8, 3), (5, 1)]
+)
+@pytest.mark.parametrize("dtype", ["u1", "u2"])
+def test_halve_equals_the_2x2_mean(shape, dtype) -> None:
+    from dicom_dask.integrations.writers.encode import downsample2
+    from dicom_dask.integrations.writers.pyramid import halve
+
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, np.iinfo(dtype).max, (shape[0], shape[1] + 13, *shape[2:]), dtype=dtype)
+    for block in (big[:, : shape[1]], big[:, 5 : 5 + shape[1]], big[:, 8 : 8 + shape[1]]):
+        expected = downsample2(block[: shape[0] // 2 * 2, : shape[1] // 2 * 2])
+        np.testing.assert_array_equal(halve(block), expected)
+        out = np.full((2 * expected.shape[0], 3 * expected.shape[1], *shape[2:]), 7, dtype)
+        halve(block, out[::2, 1::3])  # into a strided view
+        np.testing.assert_array_equal(out[::2, 1::3], expected)
+        assert (out[1::2] == 7).all()
+
+
 def _frames(path: Path) -> list[bytes]:
     ds = pydicom.dcmread(path)
     return list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=ds.NumberOfFrames))

@@ -20,18 +20,29 @@ frames into the files in order.
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dicom_dask.chunks.reader import ManifestArray
 from dicom_dask.errors import LayoutError
-from dicom_dask.integrations.writers.encode import Encoder, downsample2, encode_block
+from dicom_dask.integrations.writers.encode import Encoder, downsample2
 
 if TYPE_CHECKING:
     import dask.array
 
-__all__ = ["BAND_TILE_ROWS", "Part", "band_task", "level_shapes", "pyramid_tasks", "row_task"]
+__all__ = [
+    "BAND_TILE_ROWS",
+    "Part",
+    "band_task",
+    "halve",
+    "level_shapes",
+    "pyramid_tasks",
+    "row_task",
+]
 
 #: Tile rows of level 0 in one band task (two: the band then holds whole level-1 tiles).
 BAND_TILE_ROWS = 2
@@ -62,6 +73,121 @@ def level_shapes(shape: tuple[int, int], levels: int) -> list[tuple[int, int]]:
     return out
 
 
+#: Per-thread scratch buffers of the band tasks (see ``_scratch``).
+_LOCAL = threading.local()
+#: Scratch buffers at most this large are kept from task to task.
+_KEEP = 4 * 2**20
+_LOW_BYTES = np.uint64(0x00FF00FF00FF00FF)
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A buffer of this thread reused from tile to tile and task to task.
+
+    A `distributed` worker sets ``MALLOC_TRIM_THRESHOLD_``, so that glibc hands freed
+    memory back to the system at once: every temporary array of a tile's size then
+    costs fresh, zeroed pages (measured: 3x the CPU of the 2 x 2 mean itself).
+    """
+    dtype = np.dtype(dtype)
+    need = int(np.prod(shape)) * dtype.itemsize
+    buffers: dict[str, np.ndarray] = _LOCAL.__dict__.setdefault("buffers", {})
+    buf = buffers.get(name)
+    if buf is None or buf.nbytes < need:
+        buf = np.empty(max(need, 8), np.uint8)
+        if need <= _KEEP:
+            buffers[name] = buf
+    return buf[:need].view(dtype).reshape(shape)
+
+
+def halve(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """2 x 2 means of ``block`` (rounded half up; a last odd row or column dropped),
+    into ``out`` when given.
+
+    The same values as [`downsample2`][dicom_dask.integrations.writers.encode.downsample2].
+    8-bit grey and RGB rows are summed eight bytes at a time in 64-bit words (even and
+    odd bytes in 16-bit lanes), in reused buffers: 3x less CPU than strided NumPy sums,
+    and no temporary arrays.
+    """
+    h, w = block.shape[0] // 2 * 2, block.shape[1] // 2 * 2
+    if out is None:
+        out = np.empty((h // 2, w // 2, *block.shape[2:]), dtype=block.dtype)
+    samples = block.shape[2] if block.ndim == 3 else 1
+    rows = block[:h, : w // 8 * 8]
+    if (
+        block.dtype != np.uint8
+        or samples not in (1, 3)
+        or rows.size == 0
+        or rows.strides[1] != samples
+        or rows.strides[-1] != 1
+        or sys.byteorder != "little"
+    ):
+        np.copyto(out, downsample2(block[:h, :w]))
+        return out
+    w8 = rows.shape[1]
+    _halve_words(rows.reshape(h, w8 * samples).view(np.uint64), samples, out[:, : w8 // 2])
+    if w8 < w:
+        out[:, w8 // 2 :] = downsample2(block[:h, w8:w])
+    return out
+
+
+def _halve_words(words: np.ndarray, samples: int, out: np.ndarray) -> None:
+    """``halve`` of 8-bit rows seen as 64-bit words ``(rows, words)``."""
+    hh, n = words.shape[0] // 2, words.shape[1]
+    upper, lower = words[0::2], words[1::2]
+    even, odd, tmp = (_scratch(k, (hh, n), np.uint64) for k in ("even", "odd", "tmp"))
+    np.bitwise_and(upper, _LOW_BYTES, out=even)
+    np.bitwise_and(lower, _LOW_BYTES, out=tmp)
+    even += tmp  # bytes 0, 2, 4, 6 of each word, summed over the two rows
+    np.right_shift(upper, 8, out=odd)
+    odd &= _LOW_BYTES
+    np.right_shift(lower, 8, out=tmp)
+    tmp &= _LOW_BYTES
+    odd += tmp  # bytes 1, 3, 5, 7
+    e, o = even.view(np.uint16), odd.view(np.uint16)  # lane k: the sum of byte 2k (+1)
+    pairs = out.shape[1]
+    acc = _scratch("acc", (hh, pairs, samples), np.uint16)
+    if samples == 1:  # pixel pair j: bytes 2j and 2j + 1
+        np.add(e, o, out=acc[..., 0])
+    else:  # pixel pair j: bytes 6j .. 6j + 5 = R G B R G B, lanes 3j .. 3j + 2
+        e3, o3 = e.reshape(hh, pairs, 3), o.reshape(hh, pairs, 3)
+        np.add(e3[..., 0], o3[..., 1], out=acc[..., 0])
+        np.add(o3[..., 0], e3[..., 2], out=acc[..., 1])
+        np.add(e3[..., 1], o3[..., 2], out=acc[..., 2])
+    acc += 2
+    acc >>= 2
+    np.copyto(out, acc.reshape(out.shape), casting="unsafe")
+
+
+def _encode_tiles(
+    block: np.ndarray,
+    out: np.ndarray,
+    column: int,
+    *,
+    tile: tuple[int, int],
+    encoder: Encoder,
+    fill: Any,
+) -> None:
+    """Encode the tiles of ``block`` into ``out[:, column:]``, each copied first into one
+    reused contiguous buffer (edge tiles padded with ``fill``)."""
+    th, tw = tile
+    buf = _scratch("tile", (th, tw, *block.shape[2:]), block.dtype)
+    for r in range(_tiles(block.shape[0], th)):
+        for c in range(_tiles(block.shape[1], tw)):
+            part = block[r * th : (r + 1) * th, c * tw : (c + 1) * tw]
+            if part.shape[:2] != (th, tw):
+                buf.fill(fill)
+            buf[: part.shape[0], : part.shape[1]] = part
+            out[r, column + c] = encoder(buf)
+
+
+def _read(source: Any, key: Any, shape: tuple[int, ...] | None) -> np.ndarray:
+    """The band: ``source[key]`` (a reader), or ``source`` itself with ``key=None``."""
+    if key is None:
+        return np.asarray(source)
+    if shape is not None and isinstance(source, ManifestArray):
+        return source.read(key, out=_scratch("band", shape, source.dtype))
+    return np.asarray(source[key])
+
+
 def _tiles(n: int, tile: int) -> int:
     return -(-n // tile)
 
@@ -75,6 +201,7 @@ def band_task(
     source: Any,
     key: Any,
     *,
+    shape: tuple[int, ...] | None = None,
     encoder: Encoder,
     tile: tuple[int, int],
     levels: int,
@@ -87,6 +214,8 @@ def band_task(
     ----------
     source : array-like
         A reader (``source[key]`` reads the band) or, with ``key=None``, the band.
+    shape : tuple of int, optional
+        The band's shape (a dicom_dask reader then reads into a reused buffer).
     levels : int
         Levels encoded here: 1 (level 0 only) or 2 (level 0 and the level-1 row).
     carry : bool
@@ -99,28 +228,33 @@ def band_task(
         The encoded frames of each level, ``(tile rows, tile columns)``, and what is
         handed on.
     """
-    block = np.asarray(source if key is None else source[key])
+    block = _read(source, key, shape)
     th, tw = tile
     rows, cols = block.shape[:2]
     out = [np.empty((_tiles(rows, th), _tiles(cols, tw)), dtype=object)]
     if levels == 1:
-        out[0][...] = encode_block(block, tile=tile, encoder=encoder, fill=fill)
+        _encode_tiles(block, out[0], 0, tile=tile, encoder=encoder, fill=fill)
         return out, None
     out.append(np.empty((_tiles(rows // 2, th), _tiles(cols // 2, tw)), dtype=object))
     even = _even(tile)
-    pieces = []
+    piece = None
+    if carry:  # what is handed on: the level-1 row's means, or the row itself
+        h1, w1 = rows // 2, cols // 2
+        size = (h1 // 2, w1 // 2) if even else (h1, w1)
+        piece = np.empty((*size, *block.shape[2:]), block.dtype)
     for s, x0 in enumerate(range(0, cols, 2 * tw)):
-        strip = block[:, x0 : x0 + 2 * tw]  # two tiles across: fits the cache
-        out[0][:, 2 * s : 2 * s + _tiles(strip.shape[1], tw)] = encode_block(
-            strip, tile=tile, encoder=encoder, fill=fill
-        )
-        down = downsample2(strip)
-        if down.shape[0] == 0 or down.shape[1] == 0:
+        strip = block[:, x0 : x0 + 2 * tw]  # two tiles across: in cache from here on
+        _encode_tiles(strip, out[0], 2 * s, tile=tile, encoder=encoder, fill=fill)
+        h, w = strip.shape[0] // 2, strip.shape[1] // 2
+        if h == 0 or w == 0:
             continue  # a last single row or column: no pixel of level 1
-        out[1][:, s : s + 1] = encode_block(down, tile=tile, encoder=encoder, fill=fill)
-        if carry:
-            pieces.append(downsample2(down) if even else down)
-    return out, (np.concatenate(pieces, axis=1) if carry and pieces else None)
+        down = halve(strip, _scratch("down", (h, w, *block.shape[2:]), block.dtype))
+        _encode_tiles(down, out[1], s, tile=tile, encoder=encoder, fill=fill)
+        if piece is not None and even:
+            halve(down, piece[:, x0 // 4 : x0 // 4 + w // 2])
+        elif piece is not None:
+            piece[:, x0 // 2 : x0 // 2 + w] = down
+    return out, piece
 
 
 def row_task(
@@ -142,11 +276,13 @@ def row_task(
     block = np.concatenate(rows, axis=0) if len(rows) > 1 else rows[0]
     even = _even(tile)
     if not even:  # the raw rows above were handed on
-        block = downsample2(block)
-    encoded = [encode_block(block, tile=tile, encoder=encoder, fill=fill)]
+        block = halve(block)
+    th, tw = tile
+    encoded = [np.empty((_tiles(block.shape[0], th), _tiles(block.shape[1], tw)), dtype=object)]
+    _encode_tiles(block, encoded[0], 0, tile=tile, encoder=encoder, fill=fill)
     if not carry:
         return encoded, None
-    return encoded, downsample2(block) if even else block
+    return encoded, halve(block) if even else block
 
 
 def _is_reader_array(array: Any) -> bool:
@@ -169,7 +305,13 @@ def _band_sources(
     if _is_reader_array(array):
         source: Any = array
         reader = dask.delayed(source.reader, name=f"slide-reader-{token}", traverse=False)
-        keys = [[source[y : y + band, x : x + width].reader_key() for x in xs] for y in ys]
+        keys = []
+        for y in ys:
+            row = []
+            for x in xs:
+                part = source[y : y + band, x : x + width]
+                row.append((part.reader_key(), part.shape))
+            keys.append(row)
         return reader, keys, []
     blocks = array.rechunk((band, width, *array.shape[2:])).to_delayed()
     blocks = blocks.reshape(blocks.shape[:2])
@@ -223,10 +365,13 @@ def pyramid_tasks(
     for b in range(_tiles(shapes[0][0], band)):
         row = []
         for c in range(_tiles(shapes[0][1], width)):
-            source, key = (reader, keys[b][c]) if reader is not None else (blocks[b][c], None)
+            source, (key, shape) = (
+                (reader, keys[b][c]) if reader is not None else (blocks[b][c], (None, None))
+            )
             encoded, piece = task(
                 source,
                 key,
+                shape=shape,
                 encoder=encoder,
                 tile=tile,
                 levels=here,
