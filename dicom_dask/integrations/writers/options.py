@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import sys
 import threading
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
@@ -116,7 +117,8 @@ def as_completed(tasks: Mapping[K, Any]) -> Iterator[tuple[K, Any]]:
     """
     if not tasks:
         return
-    client = active_client()
+    # no client can be active unless distributed was imported (importing it costs ~1 s)
+    client = active_client() if "distributed" in sys.modules else None
     if client is not None:
         yield from _distributed(client, tasks)
         return

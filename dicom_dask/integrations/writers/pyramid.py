@@ -179,13 +179,42 @@ def _encode_tiles(
             out[r, column + c] = encoder(buf)
 
 
-def _read(source: Any, key: Any, shape: tuple[int, ...] | None) -> np.ndarray:
-    """The band: ``source[key]`` (a reader), or ``source`` itself with ``key=None``."""
-    if key is None:
-        return np.asarray(source)
-    if shape is not None and isinstance(source, ManifestArray):
-        return source.read(key, out=_scratch("band", shape, source.dtype))
-    return np.asarray(source[key])
+class _Band:
+    """The pixels of one band, read strip by strip where the source is a dicom_dask
+    reader (each strip decoded into one reused, cache-sized buffer), else whole."""
+
+    def __init__(self, source: Any, key: Any, shape: tuple[int, ...] | None) -> None:
+        self.reader, self.key, self.block = source, key, None
+        if key is None:
+            self.block = np.asarray(source)
+        elif not (shape is not None and isinstance(source, ManifestArray) and _plain(key)):
+            self.block = np.asarray(source[key])
+        if self.block is not None:
+            self.shape, self.dtype = self.block.shape, self.block.dtype
+        else:
+            assert shape is not None
+            self.shape, self.dtype = tuple(shape), np.dtype(source.dtype)
+
+    def strip(self, x0: int, width: int) -> np.ndarray:
+        """Columns ``x0 .. x0 + width`` of the band."""
+        if self.block is not None:
+            return self.block[:, x0 : x0 + width]
+        x1 = min(x0 + width, self.shape[1])
+        ys, xs = self.key[0], self.key[1]
+        key = (ys, slice(xs.start + x0, xs.start + x1, 1), *self.key[2:])
+        out = _scratch("strip", (self.shape[0], x1 - x0, *self.shape[2:]), self.dtype)
+        return self.reader.read(key, out=out)
+
+
+def _plain(key: Any) -> bool:
+    """Whether a reader key selects rows and columns as plain ranges (step 1)."""
+    return (
+        isinstance(key, tuple)
+        and len(key) >= 2
+        and all(
+            isinstance(k, slice) and k.start is not None and k.step in (1, None) for k in key[:2]
+        )
+    )
 
 
 def _tiles(n: int, tile: int) -> int:
@@ -228,27 +257,25 @@ def band_task(
         The encoded frames of each level, ``(tile rows, tile columns)``, and what is
         handed on.
     """
-    block = _read(source, key, shape)
+    band = _Band(source, key, shape)
     th, tw = tile
-    rows, cols = block.shape[:2]
+    rows, cols = band.shape[:2]
+    samples = tuple(band.shape[2:])
     out = [np.empty((_tiles(rows, th), _tiles(cols, tw)), dtype=object)]
-    if levels == 1:
-        _encode_tiles(block, out[0], 0, tile=tile, encoder=encoder, fill=fill)
-        return out, None
-    out.append(np.empty((_tiles(rows // 2, th), _tiles(cols // 2, tw)), dtype=object))
+    if levels == 2:
+        out.append(np.empty((_tiles(rows // 2, th), _tiles(cols // 2, tw)), dtype=object))
     even = _even(tile)
     piece = None
     if carry:  # what is handed on: the level-1 row's means, or the row itself
         h1, w1 = rows // 2, cols // 2
-        size = (h1 // 2, w1 // 2) if even else (h1, w1)
-        piece = np.empty((*size, *block.shape[2:]), block.dtype)
+        piece = np.empty(((h1 // 2, w1 // 2) if even else (h1, w1)) + samples, band.dtype)
     for s, x0 in enumerate(range(0, cols, 2 * tw)):
-        strip = block[:, x0 : x0 + 2 * tw]  # two tiles across: in cache from here on
+        strip = band.strip(x0, 2 * tw)  # two tiles across: in cache from here on
         _encode_tiles(strip, out[0], 2 * s, tile=tile, encoder=encoder, fill=fill)
         h, w = strip.shape[0] // 2, strip.shape[1] // 2
-        if h == 0 or w == 0:
-            continue  # a last single row or column: no pixel of level 1
-        down = halve(strip, _scratch("down", (h, w, *block.shape[2:]), block.dtype))
+        if levels == 1 or h == 0 or w == 0:
+            continue  # no level 1 here, or a last single row or column
+        down = halve(strip, _scratch("down", (h, w, *samples), strip.dtype))
         _encode_tiles(down, out[1], s, tile=tile, encoder=encoder, fill=fill)
         if piece is not None and even:
             halve(down, piece[:, x0 // 4 : x0 // 4 + w // 2])
