@@ -382,6 +382,16 @@ def test_one_task_per_band_and_per_tile_row_below(jpeg_source: Path, tmp_path) -
     assert len(tasks) == bands + rows
 
 
+def test_pyramid_on_the_synchronous_scheduler_gives_the_same_frames(jpeg_source, tmp_path) -> None:
+    level = dicom_dask.open_tiled(jpeg_source)
+    for scheduler in ("threads", "sync"):
+        with dask.config.set(scheduler=scheduler):
+            dicom_dask.to_dicom_slide(level, tmp_path / scheduler, levels=3, progress=False)
+    for k in range(3):
+        name = f"level-{k}.dcm"
+        assert _frames(tmp_path / "sync" / name) == _frames(tmp_path / "threads" / name)
+
+
 def test_pyramid_on_a_process_cluster_runs_on_the_workers(jpeg_source: Path, tmp_path) -> None:
     """Same frames as on threads; the bands are decoded and encoded on the workers."""
     distributed = pytest.importorskip("distributed")
