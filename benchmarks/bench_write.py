@@ -215,7 +215,7 @@ def _on_cluster(source: Path, out: str) -> dict[str, object]:
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        client.run(lambda: __import__("dicom_dask"))  # workers warm, as threads are
+        client.run(_warm_worker)  # workers' imports done, as the threads' are
         cpu0, workers0 = _cpu(), client.run(_cpu)
         t0 = time.perf_counter()  # the cluster's start is not timed
         files = _ours(source, out)
@@ -245,6 +245,17 @@ def _warm_imports() -> None:
     import dicom_dask.integrations.writers.pyramid
 
     del dask, highdicom, imagecodecs, PIL, wsidicom, dicom_dask
+
+
+def _warm_worker() -> None:
+    """What a worker imports on its first band task (the threads' process has it)."""
+    import imagecodecs
+    import PIL.Image
+
+    import dicom_dask.chunks.decoders
+    import dicom_dask.integrations.writers.pyramid
+
+    del imagecodecs, PIL, dicom_dask
 
 
 def run_mode(mode: str, source: Path, out: str) -> dict[str, object]:
