@@ -382,9 +382,9 @@ def to_dicom_slide(
     associated : bool or sequence of str
         Copy ``"label"``/``"overview"``/``"thumbnail"`` images of ``like`` (``True``: all).
     storage_options : mapping or callable, optional
-        fsspec options of ``dest`` (see
-        [`WriteOptions`][dicom_dask.integrations.writers.options.WriteOptions]); used only
-        in this process, which writes the files: never sent to workers.
+        fsspec options of ``dest`` (a mapping, or a callable returning the filesystem,
+        as ``WriteOptions`` takes them); used only in this process, which writes the
+        files: never sent to workers.
     offset_table : {"auto", "bot", "eot", "empty"}
         Basic Offset Table, or an Extended Offset Table when the pixel data may pass
         ``eot_threshold`` bytes (4 GiB).
