@@ -10,7 +10,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as da
+import fsspec
 import numpy as np
 import pydicom
 import pytest
@@ -266,6 +268,179 @@ def test_stream_to_s3_multipart(s3_server, tmp_path) -> None:
     ds = pydicom.dcmread(tmp_path / "eot.dcm", stop_before_pixels=True)
     assert len(ds.ExtendedOffsetTable) == 8 * 48
     assert_eq(dicom_dask.open_slide(tmp_path / "eot.dcm").levels[0], picture)
+
+
+def _means(picture: np.ndarray, levels: int) -> list[np.ndarray]:
+    """Each level the 2 x 2 mean (rounded half up) of the one above, odd edges dropped."""
+    out = [picture]
+    for _ in range(1, levels):
+        up = out[-1][: out[-1].shape[0] // 2 * 2, : out[-1].shape[1] // 2 * 2].astype(np.int32)
+        mean = (up[0::2, 0::2] + up[1::2, 0::2] + up[0::2, 1::2] + up[1::2, 1::2] + 2) // 4
+        out.append(mean.astype(picture.dtype))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("tile", "chunk_edge", "reader"),
+    [
+        ((64, 64), 256, True),  # bands cut into 2 blocks across, read by the band tasks
+        ((64, 64), 4096, False),  # one block per band, from a plain dask array
+        ((63, 45), 200, True),  # odd tiles: rows handed on raw, averaged by the next task
+        ((64, 64), 160, False),  # a last block of one tile column
+    ],
+)
+def test_pyramid_levels_are_means_whatever_the_bands(tmp_path, tile, chunk_edge, reader) -> None:
+    picture = _picture(600, 701)
+    data: Any = da.from_array(picture, chunks=(100, 300, 3))
+    if reader:
+        write_slide(tmp_path / "src.dcm", picture, tile=(128, 96), transfer_syntax=uid.RLELossless)
+        data = dicom_dask.open_tiled(tmp_path / "src.dcm")
+    out = tmp_path / "out"
+    dicom_dask.to_dicom_slide(
+        data, out, tile=tile, transfer_syntax="explicit", levels=5, chunk_edge=chunk_edge,
+        progress=False,
+    )  # fmt: skip
+    slide = dicom_dask.open_slide(out)
+    expected = _means(picture, 5)
+    assert slide.dimensions == [(e.shape[1], e.shape[0]) for e in expected]
+    for level, mean in zip(slide.levels, expected, strict=True):
+        assert_eq(level, mean)
+    if DCIODVFY:
+        assert _errors(out / "level-4.dcm") == []
+
+
+@pytest.mark.parametrize(
+    "shape", [(6, 16, 3), (7, 19, 3), (9, 35), (40, 64, 3), (2, 2, 3), (1, 8, 3), (5, 1)]
+)
+@pytest.mark.parametrize("dtype", ["u1", "u2"])
+def test_halve_equals_the_2x2_mean(shape, dtype) -> None:
+    from dicom_dask.integrations.writers.encode import downsample2
+    from dicom_dask.integrations.writers.pyramid import halve
+
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, np.iinfo(dtype).max, (shape[0], shape[1] + 13, *shape[2:]), dtype=dtype)
+    for block in (big[:, : shape[1]], big[:, 5 : 5 + shape[1]], big[:, 8 : 8 + shape[1]]):
+        expected = downsample2(block[: shape[0] // 2 * 2, : shape[1] // 2 * 2])
+        np.testing.assert_array_equal(halve(block), expected)
+        out = np.full((2 * expected.shape[0], 3 * expected.shape[1], *shape[2:]), 7, dtype)
+        halve(block, out[::2, 1::3])  # into a strided view
+        np.testing.assert_array_equal(out[::2, 1::3], expected)
+        assert (out[1::2] == 7).all()
+
+
+def _frames(path: Path) -> list[bytes]:
+    ds = pydicom.dcmread(path)
+    return list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=ds.NumberOfFrames))
+
+
+@pytest.fixture(scope="module")
+def jpeg_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1024 x 896 JPEG slide: the band tasks decode its frames themselves."""
+    path = tmp_path_factory.mktemp("jpeg") / "level0.dcm"
+    write_slide(path, _picture(), tile=(256, 256), transfer_syntax=uid.JPEGBaseline8Bit)
+    return path
+
+
+def test_one_task_per_band_and_per_tile_row_below(jpeg_source: Path, tmp_path) -> None:
+    from dask.callbacks import Callback
+
+    ran: list[str] = []
+
+    def pretask(key: Any, dsk: Any, state: Any) -> None:
+        ran.append(str(key[0] if isinstance(key, tuple) else key))
+
+    level = dicom_dask.open_tiled(jpeg_source)
+    with dask.config.set(scheduler="threads"), Callback(pretask=pretask):
+        dicom_dask.to_dicom_slide(level, tmp_path, levels=4, progress=False)
+    kinds = {name: sum(k.startswith(name) for k in ran) for name in ("slide-band", "slide-row")}
+    # 896 rows: 2 bands of 2 tile rows (levels 0 and 1); levels 2 and 3: one tile row each
+    assert kinds == {"slide-band": 2, "slide-row": 2}
+    # no task reads frames but the band tasks: nothing else than their parts and sinks
+    others = [k for k in ran if not k.startswith(("slide-", "getitem", "_nothing"))]
+    assert others == []
+    assert len(ran) <= 3 * 4 + 1 + 4
+    # at 100k x 100k, the graph stays at a task per band (blocks of 32,768 columns)
+    from dask.highlevelgraph import HighLevelGraph
+
+    from dicom_dask.integrations.writers.encode import Encoder
+    from dicom_dask.integrations.writers.pyramid import pyramid_tasks
+
+    big = da.zeros((100_000, 100_000, 3), dtype=np.uint8, chunks=(4096, 4096, 3))
+    tasks = pyramid_tasks(
+        big,
+        levels=9,
+        tile=(256, 256),
+        encoder=Encoder(uid.JPEGBaseline8Bit, 3),
+        block_pixels=4096**2,
+    )
+    graph = dict(HighLevelGraph.merge(*(t.__dask_graph__() for t in tasks.values())))
+    names = [str(k[0] if isinstance(k, tuple) else k) for k in graph]
+    bands = sum(n.startswith("slide-band") for n in names)
+    rows = sum(n.startswith("slide-row") for n in names)
+    assert bands == 196 * 4  # ceil(100000 / 512) bands x ceil(100000 / 32768) blocks
+    assert rows == sum(-(-(100_000 >> k) // 256) for k in range(2, 9))
+    assert len(tasks) == bands + rows
+
+
+def test_pyramid_on_the_synchronous_scheduler_gives_the_same_frames(jpeg_source, tmp_path) -> None:
+    level = dicom_dask.open_tiled(jpeg_source)
+    for scheduler in ("threads", "sync"):
+        with dask.config.set(scheduler=scheduler):
+            dicom_dask.to_dicom_slide(level, tmp_path / scheduler, levels=3, progress=False)
+    for k in range(3):
+        name = f"level-{k}.dcm"
+        assert _frames(tmp_path / "sync" / name) == _frames(tmp_path / "threads" / name)
+
+
+def test_pyramid_on_a_process_cluster_runs_on_the_workers(jpeg_source: Path, tmp_path) -> None:
+    """Same frames as on threads; the bands are decoded and encoded on the workers."""
+    distributed = pytest.importorskip("distributed")
+    from .conftest import process_cluster
+
+    level = dicom_dask.open_tiled(jpeg_source)
+    with dask.config.set(scheduler="threads"):
+        dicom_dask.to_dicom_slide(level, tmp_path / "threads", levels=4, progress=False)
+    # the destination: this process's memory filesystem through a factory: a writer
+    # that shipped its storage options, or wrote, on a worker would not put the files here
+    memory = fsspec.filesystem("memory")
+    with process_cluster() as client, distributed.get_task_stream(client) as stream:
+        files = dicom_dask.to_dicom_slide(
+            level, "memory://cluster", levels=4, storage_options=lambda: memory, progress=False
+        )
+        workers = set(client.scheduler_info()["workers"])
+    assert files == [f"memory://cluster/level-{k}.dcm" for k in range(4)]
+    (tmp_path / "cluster").mkdir()
+    for k in range(4):
+        (tmp_path / "cluster" / f"level-{k}.dcm").write_bytes(memory.cat(f"/cluster/level-{k}.dcm"))
+    memory.rm("/cluster", recursive=True)
+    ran = {
+        (t["key"][0] if isinstance(t["key"], tuple) else t["key"]): t["worker"] for t in stream.data
+    }
+    bands = [k for k in ran if str(k).startswith("slide-band")]
+    assert len(bands) == 2 and {ran[k] for k in bands} <= workers
+    assert sum(str(k).startswith("slide-row") for k in ran) == 2
+    for k in range(4):
+        name = f"level-{k}.dcm"
+        assert _frames(tmp_path / "cluster" / name) == _frames(tmp_path / "threads" / name), name
+    again = dicom_dask.open_slide(tmp_path / "cluster")
+    assert again.dimensions == [(1024 >> k, 896 >> k) for k in range(4)]
+    error = again.levels[1].compute().astype(int) - _means(level.array.compute(), 2)[1]
+    assert np.abs(error).mean() < 2  # JPEG at quality 90 of the 2 x 2 means
+    if DCIODVFY:
+        assert _errors(tmp_path / "cluster" / "level-0.dcm") == []
+
+
+def test_failed_task_leaves_no_partial_pyramid(tmp_path) -> None:
+    def boom(block: np.ndarray, block_info: Any = None) -> np.ndarray:
+        if block_info[0]["array-location"][0][0] == 256:
+            raise RuntimeError("a failing model")
+        return block
+
+    picture = da.from_array(_picture(512, 512), chunks=256)
+    data = picture.map_blocks(boom, meta=np.empty((0, 0, 0), np.uint8))
+    with pytest.raises(RuntimeError, match="failing model"):
+        dicom_dask.to_dicom_slide(data, tmp_path, transfer_syntax="explicit", progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_instance_checks_the_frame_count(tmp_path) -> None:

@@ -11,13 +11,18 @@ threads otherwise); no writer forces a scheduler.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import queue
+import sys
+import threading
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from dicom_dask.frames._io import StorageOptions
 
-__all__ = ["WriteOptions", "active_client", "compute", "progress_bar"]
+__all__ = ["WriteOptions", "active_client", "as_completed", "compute", "progress_bar"]
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,3 +91,103 @@ def compute(*collections: Any, progress: bool = False) -> tuple[Any, ...]:
 
     with progress_bar(progress):
         return dask.compute(*collections)
+
+
+class _Stopped(Exception):
+    """Raised inside dask's local scheduler when the consumer of the results stopped."""
+
+
+def _nothing(_: Any) -> None:
+    """A sink: its input is released once it has run (only ``None`` is kept to the end)."""
+
+
+def as_completed(tasks: Mapping[K, Any]) -> Iterator[tuple[K, Any]]:
+    """Compute ``tasks`` (name -> `dask.delayed` object) on the active scheduler,
+    yielding ``(name, value)`` as each one finishes, in any order.
+
+    The streaming form of [`compute`][dicom_dask.integrations.writers.options.compute],
+    with the same scheduler rule: with a `distributed.Client` active, the tasks run on
+    its workers and each value comes back to this process when it is ready (and is
+    then released on the cluster); otherwise dask's local scheduler (threads, or
+    whatever ``dask.config`` names) runs them in a background thread and a callback
+    hands each value over as its task ends. Either way a value is held here only
+    until the consumer has taken it, so a writer streams results of any total size.
+    Graphs are computed as given (``optimize_graph=False``): the names stay the keys.
+    Stopping the iteration cancels what is left.
+    """
+    if not tasks:
+        return
+    # no client can be active unless distributed was imported (importing it costs ~1 s)
+    client = active_client() if "distributed" in sys.modules else None
+    if client is not None:
+        yield from _distributed(client, tasks)
+        return
+    import dask
+    import dask.local
+    import dask.multiprocessing
+    import dask.threaded
+
+    get = dask.base.get_scheduler(collections=list(tasks.values()))
+    if get not in (dask.threaded.get, dask.local.get_sync, dask.multiprocessing.get):
+        # a scheduler without dask's local callbacks: everything at once
+        values = dask.compute(*tasks.values(), optimize_graph=False)
+        yield from zip(tasks, values, strict=True)
+        return
+    yield from _local(tasks)
+
+
+def _distributed(client: Any, tasks: Mapping[K, Any]) -> Iterator[tuple[K, Any]]:
+    from distributed import as_completed as completed
+
+    futures = client.compute(list(tasks.values()), optimize_graph=False)
+    names = {f.key: name for f, name in zip(futures, tasks, strict=True)}
+    pending = completed(futures, with_results=True)
+    try:
+        for future, value in pending:
+            yield names[future.key], value
+            future.release()
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+
+
+def _local(tasks: Mapping[K, Any]) -> Iterator[tuple[K, Any]]:
+    import dask
+    from dask.callbacks import Callback
+
+    names = {t.key: name for name, t in tasks.items()}
+    results: queue.Queue[tuple[bool, Any, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    def posttask(key: Any, result: Any, dsk: Any, state: Any, worker: Any) -> None:
+        if key not in names:  # the callback is global: other computations pass by
+            return
+        if stop.is_set():
+            raise _Stopped
+        results.put((True, names[key], result))
+
+    def run() -> None:
+        try:
+            with Callback(posttask=posttask):
+                dask.compute(
+                    *(dask.delayed(_nothing)(t) for t in tasks.values()), optimize_graph=False
+                )
+            results.put((False, None, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            results.put((False, None, exc))
+
+    thread = threading.Thread(target=run, name="dicom-dask-writer", daemon=True)
+    thread.start()
+    try:
+        while True:
+            value, name, result = results.get()
+            if value:
+                yield name, result
+                continue
+            if isinstance(result, _Stopped):
+                return
+            if result is not None:
+                raise result
+            return
+    finally:
+        stop.set()
+        thread.join()

@@ -1,23 +1,23 @@
 """``to_dicom_slide``: a dask array, a `Level` or a `Slide` as a VL Whole Slide Microscopy pyramid.
 
-Each level is one TILED_FULL instance. Tiles are encoded inside dask tasks -- one task
-per block of whole tiles, about ``chunk_edge`` pixels on a side -- and the encoded
-frames are streamed into the file one band of tile rows after the other (see
-[`write_instance`][dicom_dask.integrations.writers.stream.write_instance]): at most a
-couple of bands are in flight, whatever the size of the slide. Lower levels are
-downsampled lazily from the level above (2 x 2 mean), so a level's pixels are never
-held whole.
+Each level is one TILED_FULL instance. The whole pyramid is written in one pass (see
+[`pyramid`][dicom_dask.integrations.writers.pyramid]): one dask task per band of two
+tile rows reads the band (its frames decoded inside that task when the source is a
+dicom_dask array), encodes level 0's tiles, downsamples the band into level 1's tile
+row while it is in cache and encodes that, and hands on the next level's mean; each
+tile row of the smaller levels is one small task. The tasks run on the active
+scheduler (a `distributed.Client`'s workers when one is active) and send back only
+encoded frames, which this process streams into every level's file in order (header
+first, offset table fixed up at the end).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,21 +34,26 @@ from dicom_dask.integrations.writers.dataset import (
     slide_context,
     slide_level_dataset,
 )
-from dicom_dask.integrations.writers.encode import (
-    Encoder,
-    downsample2,
-    encode_block,
-    transfer_syntax_uid,
+from dicom_dask.integrations.writers.encode import Encoder, encode_block, transfer_syntax_uid
+from dicom_dask.integrations.writers.options import WriteOptions, as_completed
+from dicom_dask.integrations.writers.pyramid import Part, level_shapes, pyramid_tasks
+from dicom_dask.integrations.writers.stream import (
+    EOT_THRESHOLD,
+    InstanceWriter,
+    is_local,
 )
-from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, Written, is_local, write_instance
 
 if TYPE_CHECKING:
     import dask.array
 
 __all__ = ["to_dicom_slide"]
 
-#: Target edge of an encoding task's block, in pixels (rounded to whole tiles).
+#: Target edge of an encoding task's block, in pixels (rounded to whole tiles), for
+#: [`encoded_bands`][dicom_dask.integrations.writers.slide.encoded_bands].
 CHUNK_EDGE = 2048
+#: A pyramid band task holds at most about ``BLOCK_EDGE**2`` pixels of level 0: two
+#: tile rows of up to 32,768 columns with 256-pixel tiles.
+BLOCK_EDGE = 4096
 
 
 class _Progress:
@@ -83,17 +88,16 @@ def encoded_bands(
     fill: Any = 0,
     progress: _Progress | None = None,
     window: int | None = None,
-    spill: Any = None,
 ) -> Iterator[list[bytes]]:
     """Encoded frames of ``array`` ``(y, x[, s])`` in TILED_FULL order, a band at a time.
 
     The array is rechunked to blocks of whole tiles; each block is encoded by one dask
-    task. Bands of blocks are computed ``window`` at a time, the next window while the
-    current one is written. ``spill``, a zarr array of half the size, receives the 2 x 2
-    means of the same blocks in the same computations: the next level is then read from
-    it instead of decoding this one's source again.
+    task. Bands of blocks are computed ``window`` at a time on the active scheduler,
+    the next window while the current one is written. (The segmentation writer's
+    path; pyramids go through
+    [`pyramid_tasks`][dicom_dask.integrations.writers.pyramid.pyramid_tasks].)
     """
-    import dask
+    from dicom_dask.integrations.writers.options import compute as active_compute
 
     blocks = _blocks(array, tile, chunk_edge)
     th, tw = tile
@@ -113,7 +117,6 @@ def encoded_bands(
         meta=np.empty((0, 0), dtype=object),
     )
     delayed = encoded.to_delayed()
-    side = None if spill is None else _spilled(blocks, spill).to_delayed()
     if window is None:
         workers = _workers()
         window = max(1, -(-2 * workers // nx_blocks))
@@ -121,13 +124,8 @@ def encoded_bands(
 
     def compute(start: int) -> list[Any]:
         stop = min(start + window, ny_blocks)
-        rows = [list(delayed[i]) for i in range(start, stop)]
-        flat = [d for row in rows for d in row]
-        extra = []
-        if side is not None:  # the same source blocks, shared in one computation
-            last = side.shape[0] if stop == ny_blocks else min(stop, side.shape[0])
-            extra = [d for i in range(start, last) for d in side[i]]
-        results = dask.compute(*flat, *extra)
+        flat = [d for i in range(start, stop) for d in delayed[i]]
+        results = active_compute(*flat)
         return [results[k : k + nx_blocks] for k in range(0, len(flat), nx_blocks)]
 
     with ThreadPoolExecutor(1) as pool:
@@ -150,41 +148,6 @@ def _blocks(array: dask.array.Array, tile: tuple[int, int], chunk_edge: int) -> 
     return array.rechunk((bh, bw, *array.shape[2:]))
 
 
-def _spill_block(block: np.ndarray, target: Any, block_info: Any = None) -> np.ndarray:
-    """Write the block where it belongs in ``target``; a 1 x 1 token for dask."""
-    (r0, r1), (c0, c1) = block_info[0]["array-location"][:2]
-    target[r0:r1, c0:c1] = block
-    return np.ones((1, 1), dtype=bool)
-
-
-def _spilled(blocks: Any, target: Any) -> Any:
-    """Tasks writing the 2 x 2 means of ``blocks`` into ``target`` (one per block)."""
-    down: Any = downsample(blocks)
-    return down.map_blocks(
-        _spill_block,
-        target=target,
-        dtype=bool,
-        chunks=((1,) * down.numblocks[0], (1,) * down.numblocks[1]),
-        drop_axis=list(range(2, down.ndim)),
-        meta=np.empty((0, 0), dtype=bool),
-    )
-
-
-def spill_target(array: Any, tile: tuple[int, int], chunk_edge: int, folder: str) -> Any:
-    """An uncompressed zarr array for the next level, one chunk per block of this one."""
-    import zarr
-
-    down = downsample(_blocks(array, tile, chunk_edge))
-    return zarr.create_array(
-        store=folder,
-        shape=down.shape,
-        chunks=tuple(int(c) for c in down.chunksize),
-        dtype=down.dtype,
-        compressors=None,
-        fill_value=0,
-    )
-
-
 def _workers() -> int:
     """Threads that compute: the cluster's, when a distributed client is active."""
     if "distributed" in sys.modules:  # importing it costs seconds: only if in use
@@ -197,25 +160,6 @@ def _workers() -> int:
     import dask
 
     return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-
-
-def downsample(array: dask.array.Array) -> dask.array.Array:
-    """Half the rows and columns of ``array`` (2 x 2 mean), lazily, chunk by chunk."""
-    h, w = array.shape[0] // 2 * 2, array.shape[1] // 2 * 2
-    if h == 0 or w == 0:
-        raise LayoutError(f"cannot downsample a {array.shape[0]} x {array.shape[1]} level")
-    trimmed = array[:h, :w]
-    even = tuple(c if c % 2 == 0 else c + 1 for c in (trimmed.chunksize[0], trimmed.chunksize[1]))
-    trimmed = trimmed.rechunk((*even, *array.shape[2:]))
-    return trimmed.map_blocks(
-        downsample2,
-        chunks=(
-            tuple(c // 2 for c in trimmed.chunks[0]),
-            tuple(c // 2 for c in trimmed.chunks[1]),
-            *trimmed.chunks[2:],
-        ),
-        dtype=array.dtype,
-    )
 
 
 def _as_dask(data: Any) -> dask.array.Array:
@@ -276,23 +220,58 @@ def _join(dest: str, name: str) -> str:
     return f"{dest.rstrip('/')}/{name}" if not is_local(dest) else os.path.join(dest, name)
 
 
-def write_level(
-    array: dask.array.Array,
+@dataclass
+class _Output:
+    """One instance being written, and its tile rows waiting for their turn."""
+
+    writer: InstanceWriter
+    tile_columns: int
+    next_row: int = 0
+    waiting: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
+
+    def add(self, row: int, column: int, frames: np.ndarray) -> int:
+        """Take encoded ``frames`` ``(tile rows, tile columns)`` placed at ``(row,
+        column)``; write every tile row now complete and in turn; return how many
+        frames were written."""
+        for i in range(frames.shape[0]):
+            self.waiting.setdefault(row + i, {})[column] = frames[i]
+        written = 0
+        while self._complete(self.next_row):
+            parts = self.waiting.pop(self.next_row)
+            batch = [bytes(f) for c in sorted(parts) for f in parts[c]]
+            self.writer.write(batch)
+            written += len(batch)
+            self.next_row += 1
+        return written
+
+    def _complete(self, row: int) -> bool:
+        parts = self.waiting.get(row)
+        return parts is not None and sum(len(p) for p in parts.values()) == self.tile_columns
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Levels ``first .. first + levels - 1`` of the outputs, written from ``array``."""
+
+    array: Any
+    first: int
+    levels: int
+    encoder: Encoder
+    tile: tuple[int, int]
+
+
+def _open_output(
     path: str,
     *,
     context: SlideContext,
     spec: LevelSpec,
     encoder: Encoder,
     instance_number: int,
-    storage_options: StorageOptions,
+    options: WriteOptions,
     offset_table: str,
     eot_threshold: int,
-    chunk_edge: int,
-    progress: bool,
-    label: str,
-    spill: Any = None,
-) -> Written:
-    """Write one level: header, then its frames as dask encodes them (and spills the next)."""
+) -> _Output:
+    """The header of one instance, written (or spooled) now; its frames will follow."""
     ds = slide_level_dataset(
         context,
         spec,
@@ -301,27 +280,48 @@ def write_level(
         lossy_method=encoder.lossy_method,
         instance_number=instance_number,
     )
-    n = int(ds.NumberOfFrames)
-    frame_bytes = spec.tile[0] * spec.tile[1] * spec.samples * spec.bits // 8
-    bar = _Progress(n, label, progress)
-    return write_instance(
+    writer = InstanceWriter(
         ds,
-        encoded_bands(
-            array,
-            tile=spec.tile,
-            encoder=encoder,
-            chunk_edge=chunk_edge,
-            progress=bar,
-            spill=spill,
-        ),
         path,
-        number_of_frames=n,
+        number_of_frames=int(ds.NumberOfFrames),
         encapsulated=encoder.transfer_syntax != "1.2.840.10008.1.2.1",
-        frame_bytes=frame_bytes,
-        storage_options=storage_options,
+        frame_bytes=spec.tile[0] * spec.tile[1] * spec.samples * spec.bits // 8,
+        storage_options=options.storage_options,
         offset_table=offset_table,
         eot_threshold=eot_threshold,
     )
+    return _Output(writer, -(-spec.columns // spec.tile[1]))
+
+
+def _write_all(
+    outputs: list[_Output], jobs: list[_Job], *, block_pixels: int, progress: bool
+) -> list[str]:
+    """Compute every job's tasks on the active scheduler and stream their frames."""
+    tasks: dict[Part, Any] = {}
+    for job in jobs:
+        tasks.update(
+            pyramid_tasks(
+                job.array,
+                levels=job.levels,
+                tile=job.tile,
+                encoder=job.encoder,
+                block_pixels=block_pixels,
+                first=job.first,
+            )
+        )
+    total = sum(o.writer.n for o in outputs)
+    rows, cols = jobs[0].array.shape[:2]
+    label = f"{len(outputs)} instances, level 0 ({format_size(cols, rows)})"
+    bar = _Progress(total, label, progress)
+    try:
+        for part, encoded in as_completed(tasks):
+            for i, frames in enumerate(encoded):
+                bar.add(outputs[part.level + i].add(part.row >> i, part.column >> i, frames))
+        return [o.writer.close().url for o in outputs]
+    except BaseException:
+        for o in outputs:  # no partial pyramid left behind
+            o.writer.abort()
+        raise
 
 
 def to_dicom_slide(
@@ -339,11 +339,21 @@ def to_dicom_slide(
     storage_options: StorageOptions = None,
     offset_table: str = "auto",
     eot_threshold: int = EOT_THRESHOLD,
-    chunk_edge: int = CHUNK_EDGE,
+    chunk_edge: int = BLOCK_EDGE,
     scratch: str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
+    options: WriteOptions | Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Write ``data`` as a VL Whole Slide Microscopy pyramid in the folder ``dest``.
+
+    The whole pyramid is written in one pass over ``data``: one dask task per band of
+    two tile rows decodes the band (when ``data`` comes from dicom_dask, the frames are
+    read inside that task), encodes its tiles and those of the level below, and hands
+    on the next level's 2 x 2 means; the smaller levels take one task per tile row.
+    The tasks run on the active scheduler -- a `distributed.Client`'s workers when one
+    is active, dask's threads otherwise -- and only encoded frames come back to this
+    process, which streams them into the files in order (header first; a local file's
+    offset table is fixed up at the end, a remote file is spooled, then uploaded).
 
     Parameters
     ----------
@@ -368,30 +378,37 @@ def to_dicom_slide(
     quality : int
         JPEG quality, or JPEG 2000 PSNR (dB), for the lossy syntaxes.
     levels : int, optional
-        Number of levels, each half the size of the one above. Default: a ``Slide``'s
-        own levels; otherwise halve until a level fits in one tile.
+        Number of levels, each the 2 x 2 mean of the one above (rounded half up). Default:
+        a ``Slide``'s own levels; otherwise halve until a level fits in one tile.
     pixel_spacing : (float, float), optional
         Row and column spacing of level 0 in mm (default: from ``like``).
     associated : bool or sequence of str
         Copy ``"label"``/``"overview"``/``"thumbnail"`` images of ``like`` (``True``: all).
+    storage_options : mapping or callable, optional
+        fsspec options of ``dest`` (a mapping, or a callable returning the filesystem,
+        as ``WriteOptions`` takes them); used only in this process, which writes the
+        files: never sent to workers.
     offset_table : {"auto", "bot", "eot", "empty"}
         Basic Offset Table, or an Extended Offset Table when the pixel data may pass
         ``eot_threshold`` bytes (4 GiB).
     chunk_edge : int
-        Edge of the block one dask task encodes, in pixels (rounded to whole tiles).
+        A band task holds at most about ``chunk_edge**2`` pixels of level 0 (two tile
+        rows; wider bands are cut into blocks of whole tiles across).
     scratch : str, optional
-        A local folder (default: the system's temporary folder) where each level's
-        2 x 2 means are spilled, uncompressed, while the level is written, so that the
-        next level does not decode the source again; removed at the end. With a
-        cluster of several machines it must be a folder they all see.
-    progress : bool
-        Print a progress bar per level.
+        Ignored: nothing is spilled any more (kept so that existing calls still work).
+    progress : bool, optional
+        Print a progress bar over the frames written (default: ``options.progress``).
+    options : WriteOptions or mapping, optional
+        The options every writer shares; ``storage_options`` and ``progress`` given
+        here take precedence.
 
     Returns
     -------
     list of str
         The written files, level 0 first, then the associated images.
     """
+    del scratch
+    opts = WriteOptions.coerce(options, storage_options=storage_options, progress=progress)
     source_levels: list[dask.array.Array] | None = None
     if isinstance(data, Slide):
         like = data if like is None else like
@@ -409,133 +426,111 @@ def to_dicom_slide(
     like_ds, refs = _like_dataset(like)
     context = slide_context(like_ds, samples=samples, series_description=series_description)
     if levels is None:
-        if source_levels is not None:
-            levels = len(source_levels)
-        else:
-            levels = 1
-            size = max(base.shape[:2])
-            while size > max(tile_shape):
-                size //= 2
-                levels += 1
-    options = {
-        "storage_options": storage_options,
-        "offset_table": offset_table,
-        "eot_threshold": eot_threshold,
-        "chunk_edge": chunk_edge,
-        "progress": progress,
-    }
+        levels = (
+            len(source_levels)
+            if source_levels is not None
+            else _levels_to_one_tile(base.shape[:2], tile_shape)
+        )
+    jobs = _pyramid_jobs(base, source_levels, levels, encoder, tile_shape)
+    shapes = [s for job in jobs for s in level_shapes(job.array.shape[:2], job.levels)]
+    assoc = _associated_jobs(like, associated, (ts, quality), first=levels)
     dest_text = os.fspath(dest)
-    if is_local(dest_text):
-        os.makedirs(dest_text.removeprefix("file://"), exist_ok=True)
-    else:
-        fs, root = resolve_fs(dest_text, storage_options)
-        fs.makedirs(root, exist_ok=True)
+    _make_folder(dest_text, opts.storage_options)
     spacing0 = _spacing(base.shape[:2], refs, pixel_spacing)
-    written: list[str] = []
-    array = base
-    scratch_dir = tempfile.mkdtemp(prefix="dicom-dask-levels-", dir=scratch)
-    spill: Any = None
+    use_refs = source_levels is not None and pixel_spacing is None
+    outputs: list[_Output] = []
     try:
-        for k in range(levels):
-            if k > 0:
-                same = source_levels is not None and k < len(source_levels)
-                array = source_levels[k] if same and source_levels else _from_spill(spill)
-            spill = None
-            if k + 1 < levels and not (source_levels and k + 1 < len(source_levels)):
-                folder = os.path.join(scratch_dir, f"level-{k + 1}.zarr")
-                spill = spill_target(array, tile_shape, chunk_edge, folder)
-            written.append(
-                _write_one(
-                    array,
-                    k,
-                    dest_text,
-                    spill=spill,
-                    base_shape=base.shape[:2],
-                    spacing0=spacing0,
-                    refs=refs if source_levels is not None and pixel_spacing is None else None,
+        for k, (rows, cols) in enumerate(shapes):
+            spacing = (
+                _spacing((rows, cols), refs, None)
+                if use_refs
+                else (spacing0[0] * base.shape[0] / rows, spacing0[1] * base.shape[1] / cols)
+            )
+            spec = LevelSpec(
+                rows,
+                cols,
+                tile_shape,
+                samples,
+                base.dtype.itemsize * 8,
+                base.dtype.kind == "i",
+                spacing,
+                resampled=k > 0,
+            )
+            outputs.append(
+                _open_output(
+                    _join(dest_text, f"level-{k}.dcm"),
                     context=context,
+                    spec=spec,
                     encoder=encoder,
-                    tile=tile_shape,
-                    options=options,
+                    instance_number=k + 1,
+                    options=opts,
+                    offset_table=offset_table,
+                    eot_threshold=eot_threshold,
                 )
             )
-    finally:
-        shutil.rmtree(scratch_dir, ignore_errors=True)
-    written += _write_associated(
-        like,
-        associated,
-        dest_text,
-        context=context,
-        encoder_args=(ts, quality),
-        storage_options=storage_options,
-        progress=progress,
-        start=levels + 1,
-    )
-    return written
+        for i, (job, name, spec, label_text) in enumerate(assoc):
+            outputs.append(
+                _open_output(
+                    _join(dest_text, f"{name}.dcm"),
+                    context=replace(context, label_text=label_text),
+                    spec=spec,
+                    encoder=job.encoder,
+                    instance_number=levels + 1 + i,
+                    options=opts,
+                    offset_table="auto",
+                    eot_threshold=EOT_THRESHOLD,
+                )
+            )
+    except BaseException:
+        for o in outputs:
+            o.writer.abort()
+        raise
+    all_jobs = jobs + [a[0] for a in assoc]
+    return _write_all(outputs, all_jobs, block_pixels=chunk_edge**2, progress=opts.progress)
 
 
-def _from_spill(spill: Any) -> dask.array.Array:
-    import dask.array as da
+def _levels_to_one_tile(shape: tuple[int, ...], tile: tuple[int, int]) -> int:
+    """Levels from ``shape`` halving until one tile holds the level."""
+    levels, size = 1, max(shape[:2])
+    while size > max(tile):
+        size //= 2
+        levels += 1
+    return levels
 
-    return da.from_zarr(spill)
 
-
-def _write_one(
-    array: dask.array.Array,
-    k: int,
-    dest: str,
-    *,
-    spill: Any,
-    base_shape: tuple[int, ...],
-    spacing0: tuple[float, float],
-    refs: Any,
-    context: SlideContext,
+def _pyramid_jobs(
+    base: Any,
+    source_levels: list[Any] | None,
+    levels: int,
     encoder: Encoder,
     tile: tuple[int, int],
-    options: dict[str, Any],
-) -> str:
-    """Write level ``k`` of the pyramid."""
-    rows, cols = array.shape[:2]
-    spacing = (
-        _spacing((rows, cols), refs, None)
-        if refs is not None
-        else (spacing0[0] * base_shape[0] / rows, spacing0[1] * base_shape[1] / cols)
-    )
-    spec = LevelSpec(
-        rows,
-        cols,
-        tile,
-        encoder.samples,
-        array.dtype.itemsize * 8,
-        array.dtype.kind == "i",
-        spacing,
-        resampled=k > 0,
-    )
-    result = write_level(
-        array,
-        _join(dest, f"level-{k}.dcm"),
-        context=context,
-        spec=spec,
-        encoder=encoder,
-        instance_number=k + 1,
-        label=f"level {k} ({format_size(cols, rows)})",
-        spill=spill,
-        **options,
-    )
-    return result.url
+) -> list[_Job]:
+    """A slide's own levels, each written from itself, the last one also giving the
+    levels below it; or ``levels`` levels from ``base``."""
+    if not source_levels:
+        return [_Job(base, 0, levels, encoder, tile)]
+    own = min(levels, len(source_levels))
+    jobs = [_Job(source_levels[k], k, 1, encoder, tile) for k in range(own - 1)]
+    jobs.append(_Job(source_levels[own - 1], own - 1, levels - own + 1, encoder, tile))
+    return jobs
 
 
-def _write_associated(
+def _make_folder(dest: str, storage_options: StorageOptions) -> None:
+    if is_local(dest):
+        os.makedirs(dest.removeprefix("file://"), exist_ok=True)
+    else:
+        fs, root = resolve_fs(dest, storage_options)
+        fs.makedirs(root, exist_ok=True)
+
+
+def _associated_jobs(
     like: Any,
     associated: Sequence[str] | bool,
-    dest: str,
-    *,
-    context: SlideContext,
     encoder_args: tuple[str, int],
-    storage_options: StorageOptions,
-    progress: bool,
-    start: int,
-) -> list[str]:
+    *,
+    first: int,
+) -> list[tuple[_Job, str, LevelSpec, tuple[str, str]]]:
+    """``(job, name, spec, (barcode, label text))`` of each associated image to copy."""
     if not associated:
         return []
     if not isinstance(like, Slide):
@@ -565,19 +560,5 @@ def _write_associated(
         )
         source = level.image.dataset
         text = (str(source.get("BarcodeValue", "") or ""), str(source.get("LabelText", "") or ""))
-        result = write_level(
-            array,
-            _join(dest, f"{name}.dcm"),
-            context=replace(context, label_text=text),
-            spec=spec,
-            encoder=encoder,
-            instance_number=start + i,
-            storage_options=storage_options,
-            offset_table="auto",
-            eot_threshold=EOT_THRESHOLD,
-            chunk_edge=max(tile),
-            progress=progress,
-            label=name,
-        )
-        out.append(result.url)
+        out.append((_Job(array, first + i, 1, encoder, tile), name, spec, text))
     return out

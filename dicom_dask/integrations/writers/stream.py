@@ -35,7 +35,7 @@ from pydicom.filewriter import dcmwrite
 from dicom_dask.errors import InvalidHeaderError
 from dicom_dask.frames._io import StorageOptions, resolve_fs
 
-__all__ = ["Written", "header_bytes", "is_local", "write_instance"]
+__all__ = ["InstanceWriter", "Written", "header_bytes", "is_local", "write_instance"]
 
 #: Pixel data larger than this gets an Extended Offset Table (BOT offsets are 32-bit).
 EOT_THRESHOLD = 2**32
@@ -157,6 +157,158 @@ class _Items:
             self.position += len(frame)
 
 
+class InstanceWriter:
+    """One instance written frame by frame: the header first, frames as they come.
+
+    The push form of
+    [`write_instance`][dicom_dask.integrations.writers.stream.write_instance] (same
+    parameters, but the frames are given to ``write`` one batch at a time), so that
+    several instances -- the levels of a pyramid -- are written at once, each receiving
+    its frames as dask computes them. A local file is opened and its header written at
+    once; a remote one spools its items locally. ``close`` checks the frame count and
+    fixes the offset table up; ``abort`` leaves no truncated file behind.
+    """
+
+    def __init__(
+        self,
+        ds: Dataset,
+        dest: str | os.PathLike[str],
+        *,
+        number_of_frames: int,
+        encapsulated: bool,
+        frame_bytes: int,
+        storage_options: StorageOptions = None,
+        offset_table: str = "auto",
+        eot_threshold: int = EOT_THRESHOLD,
+        spool_dir: str | None = None,
+        pixel_keyword: str = "PixelData",
+    ) -> None:
+        if offset_table not in ("auto", "bot", "eot", "empty"):
+            raise ValueError(f"offset_table must be auto, bot, eot or empty, not {offset_table!r}")
+        self.ds, self.dest = ds, os.fspath(dest)
+        self.n, self.encapsulated, self.frame_bytes = number_of_frames, encapsulated, frame_bytes
+        self.storage_options, self.eot_threshold = storage_options, eot_threshold
+        self.element, fixed_vr = PIXEL_ELEMENTS[pixel_keyword]
+        self.vr = fixed_vr or ("OW" if int(ds.get("BitsAllocated", 8)) > 8 else "OB")
+        self.native_length = self.n * frame_bytes + (self.n * frame_bytes) % 2
+        self.local = is_local(dest)
+        self.table = offset_table
+        self.head = b""
+        if self.local:
+            self.path = _local_path(dest)
+            if self.table == "auto":
+                # encoded frames are smaller than twice the decoded ones (plus item headers)
+                bound = self.n * (2 * frame_bytes + 1024)
+                self.table = "eot" if bound > eot_threshold else "bot"
+            if not encapsulated:
+                self.table = "none"
+            self.fh: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed by close/abort
+            try:
+                zeros = [0] * self.n
+                eot = self.table == "eot"
+                self.head = header_bytes(
+                    ds, offsets=zeros if eot else None, lengths=zeros if eot else None
+                )
+                self.fh.write(self.head)
+                self.fh.write(
+                    _pixel_header(encapsulated, self.vr, self.native_length, self.element)
+                )
+                if encapsulated:
+                    self.fh.write(_bot(self.n) if self.table == "bot" else _ITEM + b"\x00" * 4)
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.path = self.dest
+            self.fh = tempfile.TemporaryFile(dir=spool_dir)  # noqa: SIM115
+        self.items = _Items(self.fh, encapsulated)
+
+    def write(self, frames: Iterable[bytes]) -> None:
+        """Append ``frames`` (the next ones in frame order)."""
+        for frame in frames:
+            self.items.write(frame)
+
+    def abort(self) -> None:
+        """Close and remove what was written (a failed or interrupted write)."""
+        with contextlib.suppress(OSError):
+            self.fh.close()
+        if self.local:
+            with contextlib.suppress(OSError):
+                os.remove(self.path)
+
+    def close(self) -> Written:
+        """Finish the instance (offset table, ratio, upload) and say what was written."""
+        try:
+            _check_count(self.items, self.n, self.path)
+            if self.local:
+                self._finish_local()
+            else:
+                self._finish_remote()
+        except BaseException:
+            self.abort()
+            raise
+        return Written(
+            self.path, self.table, np.asarray(self.items.offsets), np.asarray(self.items.lengths)
+        )
+
+    def _finish_local(self) -> None:
+        fh, items, n, head = self.fh, self.items, self.n, self.head
+        if not self.encapsulated and (self.n * self.frame_bytes) % 2:
+            fh.write(b"\x00")
+        if self.encapsulated:
+            fh.write(_DELIMITER)
+        if self.table == "bot":
+            _check_bot(items, self.path)
+            fh.seek(len(head) + 12 + 8)
+            fh.write(np.asarray(items.offsets, dtype="<u4").tobytes())
+        ratio_at = _ratio_position(head)
+        if ratio_at is not None:
+            fh.seek(ratio_at)
+            fh.write(_ratio_bytes(n * self.frame_bytes, sum(items.lengths)))
+        if self.table == "eot":
+            # the header ends with the EOT (12 + 8n bytes) and its lengths (12 + 8n)
+            fh.seek(len(head) - 2 * (12 + 8 * n) + 12)
+            fh.write(np.asarray(items.offsets, dtype="<u8").tobytes())
+            fh.seek(len(head) - 8 * n)
+            fh.write(np.asarray(items.lengths, dtype="<u8").tobytes())
+        fh.close()
+
+    def _finish_remote(self) -> None:
+        items, n, spool = self.items, self.n, self.fh
+        if not self.encapsulated:
+            self.table = "none"
+        elif self.table == "auto":
+            self.table = "eot" if items.position > self.eot_threshold else "bot"
+        if self.table == "bot":
+            _check_bot(items, self.dest)
+        eot = self.table == "eot"
+        head = header_bytes(
+            self.ds,
+            offsets=items.offsets if eot else None,
+            lengths=items.lengths if eot else None,
+        )
+        ratio_at = _ratio_position(head)
+        if ratio_at is not None:
+            ratio = _ratio_bytes(n * self.frame_bytes, sum(items.lengths))
+            head = head[:ratio_at] + ratio + head[ratio_at + 16 :]
+        spool.seek(0)
+        fs, path = resolve_fs(self.dest, self.storage_options)
+        with fs.open(path, "wb") as out:
+            out.write(head)
+            out.write(_pixel_header(self.encapsulated, self.vr, self.native_length, self.element))
+            if self.table == "bot":
+                out.write(_ITEM + struct.pack("<I", 4 * n))
+                out.write(np.asarray(items.offsets, dtype="<u4").tobytes())
+            elif self.encapsulated:
+                out.write(_ITEM + b"\x00" * 4)
+            shutil.copyfileobj(spool, out, _COPY_BLOCK)
+            if not self.encapsulated and (self.n * self.frame_bytes) % 2:
+                out.write(b"\x00")
+            if self.encapsulated:
+                out.write(_DELIMITER)
+        spool.close()
+
+
 def write_instance(
     ds: Dataset,
     batches: Iterable[Sequence[bytes]],
@@ -191,100 +343,26 @@ def write_instance(
     pixel_keyword : {"PixelData", "FloatPixelData", "DoubleFloatPixelData"}
         The element the frames go to (float data is native only: never encapsulated).
     """
-    if offset_table not in ("auto", "bot", "eot", "empty"):
-        raise ValueError(f"offset_table must be auto, bot, eot or empty, not {offset_table!r}")
-    n = number_of_frames
-    element, fixed_vr = PIXEL_ELEMENTS[pixel_keyword]
-    vr = fixed_vr or ("OW" if int(ds.get("BitsAllocated", 8)) > 8 else "OB")
-    native_length = n * frame_bytes + (n * frame_bytes) % 2
-    if is_local(dest):
-        path = _local_path(dest)
-        table = offset_table
-        if table == "auto":
-            # encoded frames are smaller than twice the decoded ones (plus item headers)
-            bound = n * (2 * frame_bytes + 1024)
-            table = "eot" if bound > eot_threshold else "bot"
-        if not encapsulated:
-            table = "none"
-        try:
-            with open(path, "wb") as fh:
-                zeros = [0] * n
-                eot = table == "eot"
-                head = header_bytes(
-                    ds, offsets=zeros if eot else None, lengths=zeros if eot else None
-                )
-                fh.write(head)
-                fh.write(_pixel_header(encapsulated, vr, native_length, element))
-                if encapsulated:
-                    fh.write(_bot(n) if table == "bot" else _ITEM + b"\x00" * 4)
-                items = _Items(fh, encapsulated)
-                for batch in batches:
-                    for frame in batch:
-                        items.write(frame)
-                _check_count(items, n, path)
-                if not encapsulated and (n * frame_bytes) % 2:  # the pad byte of an odd length
-                    fh.write(b"\x00")
-                if encapsulated:
-                    fh.write(_DELIMITER)
-                if table == "bot":
-                    _check_bot(items, path)
-                    fh.seek(len(head) + 12 + 8)
-                    fh.write(np.asarray(items.offsets, dtype="<u4").tobytes())
-                ratio_at = _ratio_position(head)
-                if ratio_at is not None:
-                    fh.seek(ratio_at)
-                    fh.write(_ratio_bytes(n * frame_bytes, sum(items.lengths)))
-                if table == "eot":
-                    # the header ends with the EOT (12 + 8n bytes) and its lengths (12 + 8n)
-                    fh.seek(len(head) - 2 * (12 + 8 * n) + 12)
-                    fh.write(np.asarray(items.offsets, dtype="<u8").tobytes())
-                    fh.seek(len(head) - 8 * n)
-                    fh.write(np.asarray(items.lengths, dtype="<u8").tobytes())
-        except BaseException:
-            # no truncated file left behind (a failed task, an interrupt)
-            with contextlib.suppress(OSError):
-                os.remove(path)
-            raise
-        return Written(path, table, np.asarray(items.offsets), np.asarray(items.lengths))
-    fs, path = resolve_fs(os.fspath(dest), storage_options)
-    with tempfile.TemporaryFile(dir=spool_dir) as spool:
-        items = _Items(spool, encapsulated)  # type: ignore[arg-type]
+    writer = InstanceWriter(
+        ds,
+        dest,
+        number_of_frames=number_of_frames,
+        encapsulated=encapsulated,
+        frame_bytes=frame_bytes,
+        storage_options=storage_options,
+        offset_table=offset_table,
+        eot_threshold=eot_threshold,
+        spool_dir=spool_dir,
+        pixel_keyword=pixel_keyword,
+    )
+    try:
         for batch in batches:
-            for frame in batch:
-                items.write(frame)
-        _check_count(items, n, os.fspath(dest))
-        table = offset_table
-        if not encapsulated:
-            table = "none"
-        elif table == "auto":
-            table = "eot" if items.position > eot_threshold else "bot"
-        if table == "bot":
-            _check_bot(items, os.fspath(dest))
-        eot = table == "eot"
-        head = header_bytes(
-            ds,
-            offsets=items.offsets if eot else None,
-            lengths=items.lengths if eot else None,
-        )
-        ratio_at = _ratio_position(head)
-        if ratio_at is not None:
-            ratio = _ratio_bytes(n * frame_bytes, sum(items.lengths))
-            head = head[:ratio_at] + ratio + head[ratio_at + 16 :]
-        spool.seek(0)
-        with fs.open(path, "wb") as out:
-            out.write(head)
-            out.write(_pixel_header(encapsulated, vr, native_length, element))
-            if table == "bot":
-                out.write(_ITEM + struct.pack("<I", 4 * n))
-                out.write(np.asarray(items.offsets, dtype="<u4").tobytes())
-            elif encapsulated:
-                out.write(_ITEM + b"\x00" * 4)
-            shutil.copyfileobj(spool, out, _COPY_BLOCK)
-            if not encapsulated and (n * frame_bytes) % 2:  # the pad byte of an odd length
-                out.write(b"\x00")
-            if encapsulated:
-                out.write(_DELIMITER)
-    return Written(os.fspath(dest), table, np.asarray(items.offsets), np.asarray(items.lengths))
+            writer.write(batch)
+    except BaseException:
+        # no truncated file left behind (a failed task, an interrupt)
+        writer.abort()
+        raise
+    return writer.close()
 
 
 def _check_count(items: _Items, n: int, where: str) -> None:
