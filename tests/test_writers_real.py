@@ -352,3 +352,87 @@ def test_cli_rewrites_the_signed_real_ct_in_jpegls(tmp_path) -> None:
     vol = dicom_dask.open_volume(folder)
     assert vol.dtype == np.int16
     assert_eq(dicom_dask.open_volume(tmp_path / "out").array, vol.array.compute())
+
+
+# -- every real series: Parametric Map with like= the transformed volume ---------------------
+def _check_pmap(path: str, vol: dicom_dask.Volume, values: np.ndarray) -> None:
+    """highdicom reads ``values`` back from the Parametric Map at ``path``, frame by frame
+    at the positions of the slices that have an image, and as a volume with ``vol``'s
+    affine when no slice is missing."""
+    ds = pydicom.dcmread(path)
+    pm = hd.pm.ParametricMap.from_dataset(ds)
+    present = np.flatnonzero(~vol.missing_slices)
+    assert int(ds.NumberOfFrames) == len(present)
+    got = np.asarray(ds.pixel_array).reshape(values[present].shape)
+    np.testing.assert_array_equal(got, values[present])
+    positions = [
+        [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+        for item in ds.PerFrameFunctionalGroupsSequence
+    ]
+    expected = vol.map_indices_to_reference([[k, 0, 0] for k in present])
+    np.testing.assert_allclose(positions, expected, atol=1e-3)
+    if len(present) == vol.spatial_shape[0] and len(present) > 1:
+        volume = pm.get_volume()
+        np.testing.assert_array_equal(volume.array, values)
+        np.testing.assert_allclose(volume.affine, vol.affine, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_pmap_over_each_real_series_like_the_transformed_volume(name: str, tmp_path) -> None:
+    vol = dicom_dask.open_volume(REAL / "volume_series" / name)
+    real = vol.transformed()
+    values = np.asarray(real.array.compute(), dtype=np.float32)
+    path = dicom_dask.to_dicom_pmap(real.array.astype(np.float32), tmp_path / "pm.dcm",
+                                    like=real, progress=False)  # fmt: skip
+    _check_pmap(path, vol, values)
+    if DCIODVFY and str(vol.metadata.get("modality")) == "CT":
+        assert _errors(path) == []
+
+
+@pytest.mark.parametrize("name", TESTS_DATA)
+def test_pmap_over_the_dcm2niix_data(name: str, tmp_path) -> None:
+    vol = dicom_dask.open_volume(HERE / "data" / name)
+    real = vol.transformed()
+    first = (slice(None),) * 3 + (0,) * (vol.array.ndim - 3)  # the first volume's images
+    values = np.asarray(real.array[first].compute(), dtype=np.float32)
+    path = dicom_dask.to_dicom_pmap(values, tmp_path / "pm.dcm", like=real, progress=False)
+    _check_pmap(path, vol, values)
+    ds = pydicom.dcmread(path)
+    refs = ds.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
+    if len(vol.metadata["urls"]) == 1:  # frames of one enhanced image: named by number
+        assert refs.SourceImageSequence[0].ReferencedFrameNumber == 1 + int(
+            np.asarray(vol.sources[1]).reshape(vol.spatial_shape[0], -1, 2)[0, 0, 1]
+        )
+
+
+@pytest.mark.parametrize("kind", VARIANTS)
+def test_pmap_from_headers_found_in_the_wild(wild: dict[str, Path], kind: str, tmp_path) -> None:
+    vol = _open(wild[kind])
+    real = vol.transformed()
+    values = np.asarray(real.array.compute(), dtype=np.float32)
+    path = dicom_dask.to_dicom_pmap(values, tmp_path / "pm.dcm", like=real, progress=False)
+    _check_pmap(path, vol, values)
+    ds = pydicom.dcmread(path)
+    assert ds.SpecificCharacterSet == "ISO_IR 192"
+    source = pydicom.dcmread(next(wild[kind].glob("*.dcm")))
+    assert str(ds.PatientName) == str(source.PatientName)
+    if kind == "no-frame-of-reference":  # a new one, named as such
+        assert ds.FrameOfReferenceUID and ds.PositionReferenceIndicator == ""
+    if kind == "missing-slice":  # no frame where no image, the others reference theirs
+        uids = [
+            str(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+            for item in ds.PerFrameFunctionalGroupsSequence
+        ]
+        files = {str(pydicom.dcmread(f).SOPInstanceUID) for f in wild[kind].glob("*.dcm")}
+        assert sorted(uids) == sorted(files)
+    if DCIODVFY:
+        assert _errors(path) == []
+
+
+def test_pmap_refuses_a_volume_not_on_its_images(tmp_path) -> None:
+    vol = dicom_dask.open_volume(REAL / "volume_series" / "ct_24x38x3")
+    for bad in (vol[:, 1:], vol.flip(1)):
+        values = np.zeros(bad.spatial_shape, np.float32)
+        with pytest.raises(LayoutError, match="ct_24x38x3"):
+            dicom_dask.to_dicom_pmap(values, tmp_path / "x.dcm", like=bad, progress=False)
+        assert not (tmp_path / "x.dcm").exists()
