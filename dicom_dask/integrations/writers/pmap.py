@@ -12,8 +12,9 @@ stays at a few bands of tiles whatever the size of the map.
 The map has its own resolution: over a slide, ``pixel_spacing=`` (and ``origin=``) or
 an xarray map's ``affine`` place it in the slide's Frame of Reference (see
 [`place_on_slide`][dicom_dask.integrations.writers.placement.place_on_slide]); over a
-volume it has one frame per slice, at the slice's position, with the volume's or its
-own in-plane spacing.
+volume it has one frame per slice that has a source image, at the slice's position,
+with the volume's or its own in-plane spacing; the source headers are resolved as the
+SEG's (see [`slice_sources`][dicom_dask.integrations.writers.headers.slice_sources]).
 
 Pixel data and compression (PS3.3 C.8.32 Parametric Map, PS3.5 A.4):
 
@@ -304,7 +305,13 @@ def to_dicom_pmap(
         The file to write, local or an fsspec URL.
     like : Slide, Level or Volume
         The source: patient, study, specimen, Frame of Reference and orientation come
-        from it, and the map references it.
+        from it, and the map references it. A volume as ``open_volume`` gives it --
+        single-frame images or an enhanced CT, MR or PET image -- sliced along its
+        slices, ``transformed()`` or computed (the geometry of its images; with channel
+        dimensions, the first channel's images are referenced). A missing slice has no
+        frame; a source without a Frame of Reference gets a new one; the header text
+        is written in UTF-8 whatever the source's Specific Character Set (see
+        [`slice_sources`][dicom_dask.integrations.writers.headers.slice_sources]).
     pixel_spacing : float or (float, float), optional
         Row and column spacing of the map in mm, when it is not at a level's (or the
         volume's) resolution.
@@ -463,7 +470,9 @@ def _volume_pmap(
     first_url = str(sources.urls[present[0]])
     first = _completed(sources.fitted(present[0]), where=first_url, decoded=True)
     orientation = [float(v) for v in first.ImageOrientationPatient]
-    first = _as_single_frame(first, sources.frames[present[0]], first_url)
+    first = _as_single_frame(
+        first, sources.frames[present[0]], first_url, purpose="a Parametric Map"
+    )
     step = float(volume.spacing[0])
     if not first.get("SliceThickness"):  # type 2 in CT and MR: often empty, read by highdicom
         first.SliceThickness = _ds(step)

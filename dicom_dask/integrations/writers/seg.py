@@ -551,13 +551,15 @@ _SINGLE_FRAME = {
 }
 
 
-def _as_single_frame(ds: Dataset, frame: int, where: str) -> Dataset:
+def _as_single_frame(
+    ds: Dataset, frame: int, where: str, *, purpose: str = "a volume SEG"
+) -> Dataset:
     """``ds`` (a fitted header) shown to highdicom as a single-frame image if it is a frame."""
     if frame >= 0:
         modality = str(ds.get("Modality", ""))
         if modality not in _SINGLE_FRAME:
             raise LayoutError(
-                f"{where}: a volume SEG over the frames of a multi-frame {modality or '?'} "
+                f"{where}: {purpose} over the frames of a multi-frame {modality or '?'} "
                 f"image ({ds.SOPClassUID.name}) is not written; over multi-frame images, "
                 f"only {', '.join(_SINGLE_FRAME)} are"
             )
