@@ -435,3 +435,53 @@ def test_pmap_refuses_a_volume_not_on_its_images(tmp_path) -> None:
         with pytest.raises(LayoutError, match="ct_24x38x3"):
             dicom_dask.to_dicom_pmap(values, tmp_path / "x.dcm", like=bad, progress=False)
         assert not (tmp_path / "x.dcm").exists()
+
+
+# -- a SEG over a volume at its own in-plane resolution ----------------------------------------
+def _coarse_affine(vol: dicom_dask.Volume, factor: int) -> np.ndarray:
+    """``vol``'s affine for pixels ``factor`` times wider, their top-left corner on its own."""
+    a = np.asarray(vol.affine, dtype=np.float64)
+    expected = a.copy()
+    expected[:3, 1:3] *= factor
+    expected[:3, 3] += (a[:3, 1] + a[:3, 2]) * (factor - 1) / 2  # centre of the first block
+    return expected
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_seg_over_each_real_series_at_its_own_in_plane_resolution(name: str, tmp_path) -> None:
+    vol = dicom_dask.open_volume(REAL / "volume_series" / name)
+    hu = vol.transformed()
+    coarse = _mask(vol)[:, ::2, ::2]  # one label per 2 x 2 block
+    spacing = np.asarray(vol.spacing[1:]) * 2
+    path = to_dicom_seg(coarse, tmp_path / "seg.dcm", like=hu, pixel_spacing=spacing,
+                        progress=False)  # fmt: skip
+    seg = hd.seg.segread(path)
+    got = seg.get_volume(combine_segments=True)
+    np.testing.assert_array_equal(got.array, coarse)
+    np.testing.assert_allclose(got.affine, _coarse_affine(vol, 2), atol=1e-3)
+    frame = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
+    assert frame.SourceImageSequence[0].SpatialLocationsPreserved == "NO"
+    again = dicom_dask.open_volume(path)
+    np.testing.assert_array_equal(np.asarray(again.array), coarse)
+    np.testing.assert_allclose(again.affine, _coarse_affine(vol, 2), atol=1e-3)
+    if DCIODVFY and str(vol.metadata.get("modality")) == "CT":
+        assert _errors(path) == []
+
+
+def test_fractional_seg_over_the_real_ct_at_a_quarter_resolution(tmp_path) -> None:
+    ct = dicom_dask.open_volume(REAL / "volume_series" / "ct_3slice")
+    hu = ct.transformed()
+    bone = (hu.array > 300).astype(np.float32)
+    fraction = bone.reshape(3, 128, 4, 128, 4).mean(axis=(2, 4))  # share of bone per block
+    spacing = tuple(np.asarray(ct.spacing[1:]) * 4)
+    path = to_dicom_seg(fraction, tmp_path / "seg.dcm", like=hu, segmentation_type="FRACTIONAL",
+                        pixel_spacing=spacing, progress=False)  # fmt: skip
+    got = hd.seg.segread(path).get_volume(combine_segments=False)
+    np.testing.assert_allclose(got.array[..., 0], fraction.compute(), atol=1 / 255 / 2 + 1e-6)
+    np.testing.assert_allclose(got.affine, _coarse_affine(ct, 4), atol=1e-3)
+    with pytest.raises(LayoutError, match="origin="):
+        to_dicom_seg(fraction, tmp_path / "x.dcm", like=hu, segmentation_type="FRACTIONAL",
+                     pixel_spacing=2.0, origin=(0.0, 0.0, 0.0), progress=False)  # fmt: skip
+    with pytest.raises(LayoutError, match="pixel_spacing="):
+        to_dicom_seg(fraction > 0.5, tmp_path / "x.dcm", like=hu, progress=False)
+    assert not (tmp_path / "x.dcm").exists()
