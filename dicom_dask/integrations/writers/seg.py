@@ -19,6 +19,8 @@ Over a volume, ``like=`` is the volume from ``open_volume``, sliced along its sl
 headers' text, whatever their Specific Character Set, and gives a source without a
 Frame of Reference a new one). A missing slice (``geometry="positions"``) has no image
 to reference: the frames of the slices that exist are written, at their positions.
+Labels at their own in-plane resolution (``pixel_spacing=``) are placed by
+[`place_on_volume`][dicom_dask.integrations.writers.placement.place_on_volume].
 """
 
 from __future__ import annotations
