@@ -485,3 +485,31 @@ def test_fractional_seg_over_the_real_ct_at_a_quarter_resolution(tmp_path) -> No
     with pytest.raises(LayoutError, match="pixel_spacing="):
         to_dicom_seg(fraction > 0.5, tmp_path / "x.dcm", like=hu, progress=False)
     assert not (tmp_path / "x.dcm").exists()
+
+
+@pytest.mark.parametrize("name", ENHANCED)
+def test_pmap_over_each_enhanced_file_or_a_clear_refusal(name: str, tmp_path) -> None:
+    path = REAL / "enhanced" / name
+    try:
+        vol = dicom_dask.open_volume(path)
+    except DicomDaskError as exc:  # no position in patient space: not a volume
+        pytest.skip(f"not opened as a volume: {exc}")
+    first = (slice(None),) * 3 + (0,) * (vol.array.ndim - 3)
+    values = np.asarray(vol.array[first].compute(), dtype=np.float32) / 7
+    if name in REFUSED:  # what the SEG refuses, for the same reason
+        with pytest.raises(DicomDaskError, match=name) as info:
+            dicom_dask.to_dicom_pmap(values, tmp_path / "pm.dcm", like=vol, progress=False)
+        assert REFUSED[name] in str(info.value)
+        assert not (tmp_path / "pm.dcm").exists()
+        return
+    written = dicom_dask.to_dicom_pmap(values, tmp_path / "pm.dcm", like=vol, progress=False)
+    _check_pmap(written, vol, values)
+    ds = pydicom.dcmread(written)
+    numbers = [
+        int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
+        for item in ds.PerFrameFunctionalGroupsSequence
+    ]
+    frames = np.asarray(vol.sources[1]).reshape(vol.spatial_shape[0], -1, 2)[:, 0, 1]
+    assert numbers == [int(f) + 1 for f in frames]
+    if DCIODVFY and str(vol.metadata.get("modality")) == "CT":
+        assert _errors(written) == []
