@@ -352,3 +352,164 @@ def test_cli_rewrites_the_signed_real_ct_in_jpegls(tmp_path) -> None:
     vol = dicom_dask.open_volume(folder)
     assert vol.dtype == np.int16
     assert_eq(dicom_dask.open_volume(tmp_path / "out").array, vol.array.compute())
+
+
+# -- every real series: Parametric Map with like= the transformed volume ---------------------
+def _check_pmap(path: str, vol: dicom_dask.Volume, values: np.ndarray) -> None:
+    """highdicom reads ``values`` back from the Parametric Map at ``path``: one frame per
+    slice that has an image, at its position, and as a volume with ``vol``'s affine."""
+    ds = pydicom.dcmread(path)
+    pm = hd.pm.ParametricMap.from_dataset(ds)
+    present = np.flatnonzero(~vol.missing_slices)
+    assert int(ds.NumberOfFrames) == len(present)
+    got = np.asarray(ds.pixel_array).reshape(values[present].shape)
+    np.testing.assert_array_equal(got, values[present])
+    positions = [
+        [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+        for item in ds.PerFrameFunctionalGroupsSequence
+    ]
+    expected = vol.map_indices_to_reference([[k, 0, 0] for k in present])
+    np.testing.assert_allclose(positions, expected, atol=1e-3)
+    if len(present) > 1:  # a missing slice is a gap in the frames' positions
+        volume = pm.get_volume(allow_missing_positions=bool(vol.missing_slices.any()))
+        np.testing.assert_array_equal(volume.array[present], values[present])
+        np.testing.assert_allclose(volume.affine, vol.affine, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_pmap_over_each_real_series_like_the_transformed_volume(name: str, tmp_path) -> None:
+    vol = dicom_dask.open_volume(REAL / "volume_series" / name)
+    real = vol.transformed()
+    values = np.asarray(real.array.compute(), dtype=np.float32)
+    path = dicom_dask.to_dicom_pmap(real.array.astype(np.float32), tmp_path / "pm.dcm",
+                                    like=real, progress=False)  # fmt: skip
+    _check_pmap(path, vol, values)
+    if DCIODVFY and str(vol.metadata.get("modality")) == "CT":
+        assert _errors(path) == []
+
+
+@pytest.mark.parametrize("name", TESTS_DATA)
+def test_pmap_over_the_dcm2niix_data(name: str, tmp_path) -> None:
+    vol = dicom_dask.open_volume(HERE / "data" / name)
+    real = vol.transformed()
+    first = (slice(None),) * 3 + (0,) * (vol.array.ndim - 3)  # the first volume's images
+    values = np.asarray(real.array[first].compute(), dtype=np.float32)
+    path = dicom_dask.to_dicom_pmap(values, tmp_path / "pm.dcm", like=real, progress=False)
+    _check_pmap(path, vol, values)
+    ds = pydicom.dcmread(path)
+    refs = ds.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
+    if len(vol.metadata["urls"]) == 1:  # frames of one enhanced image: named by number
+        assert refs.SourceImageSequence[0].ReferencedFrameNumber == 1 + int(
+            np.asarray(vol.sources[1]).reshape(vol.spatial_shape[0], -1, 2)[0, 0, 1]
+        )
+
+
+@pytest.mark.parametrize("kind", VARIANTS)
+def test_pmap_from_headers_found_in_the_wild(wild: dict[str, Path], kind: str, tmp_path) -> None:
+    vol = _open(wild[kind])
+    real = vol.transformed()
+    values = np.asarray(real.array.compute(), dtype=np.float32)
+    path = dicom_dask.to_dicom_pmap(values, tmp_path / "pm.dcm", like=real, progress=False)
+    _check_pmap(path, vol, values)
+    ds = pydicom.dcmread(path)
+    assert ds.SpecificCharacterSet == "ISO_IR 192"
+    source = pydicom.dcmread(next(wild[kind].glob("*.dcm")))
+    assert str(ds.PatientName) == str(source.PatientName)
+    if kind == "no-frame-of-reference":  # a new one, named as such
+        assert ds.FrameOfReferenceUID and ds.PositionReferenceIndicator == ""
+    if kind == "missing-slice":  # no frame where no image, the others reference theirs
+        uids = [
+            str(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+            for item in ds.PerFrameFunctionalGroupsSequence
+        ]
+        files = {str(pydicom.dcmread(f).SOPInstanceUID) for f in wild[kind].glob("*.dcm")}
+        assert sorted(uids) == sorted(files)
+    if DCIODVFY:
+        assert _errors(path) == []
+
+
+def test_pmap_refuses_a_volume_not_on_its_images(tmp_path) -> None:
+    vol = dicom_dask.open_volume(REAL / "volume_series" / "ct_24x38x3")
+    for bad in (vol[:, 1:], vol.flip(1)):
+        values = np.zeros(bad.spatial_shape, np.float32)
+        with pytest.raises(LayoutError, match="ct_24x38x3"):
+            dicom_dask.to_dicom_pmap(values, tmp_path / "x.dcm", like=bad, progress=False)
+        assert not (tmp_path / "x.dcm").exists()
+
+
+# -- a SEG over a volume at its own in-plane resolution ----------------------------------------
+def _coarse_affine(vol: dicom_dask.Volume, factor: int) -> np.ndarray:
+    """``vol``'s affine for pixels ``factor`` times wider, their top-left corner on its own."""
+    a = np.asarray(vol.affine, dtype=np.float64)
+    expected = a.copy()
+    expected[:3, 1:3] *= factor
+    expected[:3, 3] += (a[:3, 1] + a[:3, 2]) * (factor - 1) / 2  # centre of the first block
+    return expected
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_seg_over_each_real_series_at_its_own_in_plane_resolution(name: str, tmp_path) -> None:
+    vol = dicom_dask.open_volume(REAL / "volume_series" / name)
+    hu = vol.transformed()
+    coarse = _mask(vol)[:, ::2, ::2]  # one label per 2 x 2 block
+    spacing = np.asarray(vol.spacing[1:]) * 2
+    path = to_dicom_seg(coarse, tmp_path / "seg.dcm", like=hu, pixel_spacing=spacing,
+                        progress=False)  # fmt: skip
+    seg = hd.seg.segread(path)
+    got = seg.get_volume(combine_segments=True)
+    np.testing.assert_array_equal(got.array, coarse)
+    np.testing.assert_allclose(got.affine, _coarse_affine(vol, 2), atol=1e-3)
+    frame = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
+    assert frame.SourceImageSequence[0].SpatialLocationsPreserved == "NO"
+    again = dicom_dask.open_volume(path)
+    np.testing.assert_array_equal(np.asarray(again.array), coarse)
+    np.testing.assert_allclose(again.affine, _coarse_affine(vol, 2), atol=1e-3)
+    if DCIODVFY and str(vol.metadata.get("modality")) == "CT":
+        assert _errors(path) == []
+
+
+def test_fractional_seg_over_the_real_ct_at_a_quarter_resolution(tmp_path) -> None:
+    ct = dicom_dask.open_volume(REAL / "volume_series" / "ct_3slice")
+    hu = ct.transformed()
+    bone = (hu.array > 300).astype(np.float32)
+    fraction = bone.reshape(3, 128, 4, 128, 4).mean(axis=(2, 4))  # share of bone per block
+    spacing = tuple(np.asarray(ct.spacing[1:]) * 4)
+    path = to_dicom_seg(fraction, tmp_path / "seg.dcm", like=hu, segmentation_type="FRACTIONAL",
+                        pixel_spacing=spacing, progress=False)  # fmt: skip
+    got = hd.seg.segread(path).get_volume(combine_segments=False)
+    np.testing.assert_allclose(got.array[..., 0], fraction.compute(), atol=1 / 255 / 2 + 1e-6)
+    np.testing.assert_allclose(got.affine, _coarse_affine(ct, 4), atol=1e-3)
+    with pytest.raises(LayoutError, match="origin="):
+        to_dicom_seg(fraction, tmp_path / "x.dcm", like=hu, segmentation_type="FRACTIONAL",
+                     pixel_spacing=2.0, origin=(0.0, 0.0, 0.0), progress=False)  # fmt: skip
+    with pytest.raises(LayoutError, match="pixel_spacing="):
+        to_dicom_seg(fraction > 0.5, tmp_path / "x.dcm", like=hu, progress=False)
+    assert not (tmp_path / "x.dcm").exists()
+
+
+@pytest.mark.parametrize("name", ENHANCED)
+def test_pmap_over_each_enhanced_file_or_a_clear_refusal(name: str, tmp_path) -> None:
+    path = REAL / "enhanced" / name
+    try:
+        vol = dicom_dask.open_volume(path)
+    except DicomDaskError as exc:  # no position in patient space: not a volume
+        pytest.skip(f"not opened as a volume: {exc}")
+    first = (slice(None),) * 3 + (0,) * (vol.array.ndim - 3)
+    values = np.asarray(vol.array[first].compute(), dtype=np.float32) / 7
+    if name in REFUSED:  # what the SEG refuses, for the same reason
+        with pytest.raises(DicomDaskError, match=name) as info:
+            dicom_dask.to_dicom_pmap(values, tmp_path / "pm.dcm", like=vol, progress=False)
+        assert REFUSED[name] in str(info.value)
+        assert not (tmp_path / "pm.dcm").exists()
+        return
+    written = dicom_dask.to_dicom_pmap(values, tmp_path / "pm.dcm", like=vol, progress=False)
+    _check_pmap(written, vol, values)
+    ds = pydicom.dcmread(written)
+    numbers = [
+        int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
+        for item in ds.PerFrameFunctionalGroupsSequence
+    ]
+    frames = np.asarray(vol.sources[1]).reshape(vol.spatial_shape[0], -1, 2)[:, 0, 1]
+    assert numbers == [int(f) + 1 for f in frames]
+    if DCIODVFY and str(vol.metadata.get("modality")) == "CT":
+        assert _errors(written) == []

@@ -12,8 +12,9 @@ stays at a few bands of tiles whatever the size of the map.
 The map has its own resolution: over a slide, ``pixel_spacing=`` (and ``origin=``) or
 an xarray map's ``affine`` place it in the slide's Frame of Reference (see
 [`place_on_slide`][dicom_dask.integrations.writers.placement.place_on_slide]); over a
-volume it has one frame per slice, at the slice's position, with the volume's or its
-own in-plane spacing.
+volume it has one frame per slice that has a source image, at the slice's position,
+with the volume's or its own in-plane spacing; the source headers are resolved as the
+SEG's (see [`slice_sources`][dicom_dask.integrations.writers.headers.slice_sources]).
 
 Pixel data and compression (PS3.3 C.8.32 Parametric Map, PS3.5 A.4):
 
@@ -44,6 +45,7 @@ from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.writers.dataset import _ds, new_uid, slide_context, software_version
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
+from dicom_dask.integrations.writers.headers import SliceSources, slice_sources
 from dicom_dask.integrations.writers.options import WriteOptions, compute
 from dicom_dask.integrations.writers.placement import (
     SlidePlacement,
@@ -53,7 +55,7 @@ from dicom_dask.integrations.writers.placement import (
     slide_geometry,
     unwrap,
 )
-from dicom_dask.integrations.writers.seg import _completed
+from dicom_dask.integrations.writers.seg import _as_single_frame, _completed
 from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
 from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
 
@@ -303,7 +305,13 @@ def to_dicom_pmap(
         The file to write, local or an fsspec URL.
     like : Slide, Level or Volume
         The source: patient, study, specimen, Frame of Reference and orientation come
-        from it, and the map references it.
+        from it, and the map references it. A volume as ``open_volume`` gives it --
+        single-frame images or an enhanced CT, MR or PET image -- sliced along its
+        slices, ``transformed()`` or computed (the geometry of its images; with channel
+        dimensions, the first channel's images are referenced). A missing slice has no
+        frame; a source without a Frame of Reference gets a new one; the header text
+        is written in UTF-8 whatever the source's Specific Character Set (see
+        [`slice_sources`][dicom_dask.integrations.writers.headers.slice_sources]).
     pixel_spacing : float or (float, float), optional
         Row and column spacing of the map in mm, when it is not at a level's (or the
         volume's) resolution.
@@ -437,20 +445,6 @@ def _slide_pmap(
     )
 
 
-def _volume_slices(volume: Volume) -> list[Dataset]:
-    if volume.sources is None or volume.channels:
-        raise LayoutError(
-            "a Parametric Map over a volume references the slices of a volume opened with "
-            "open_volume (not derived, no channel dimensions)"
-        )
-    datasets, frames, *_ = volume.sources
-    frames = np.asarray(frames).reshape(volume.spatial_shape[0], -1)
-    if (frames[:, 0] < 0).any():
-        missing = np.flatnonzero(frames[:, 0] < 0).tolist()
-        raise LayoutError(f"the volume has missing slices {missing}: nothing to reference there")
-    return [datasets[int(i)] for i in frames[:, 0]]
-
-
 def _volume_pmap(
     arr: dask.array.Array,
     dest: str | os.PathLike[str],
@@ -464,13 +458,25 @@ def _volume_pmap(
 ) -> str:
     import highdicom as hd
 
-    slices = _volume_slices(volume)
+    # the images behind each slice, from headers as found in the wild: a transformed or
+    # computed volume, missing slices (no frame there), frames of an enhanced image,
+    # no Frame of Reference (a new one), any Specific Character Set (the SEG's rules)
+    sources = slice_sources(
+        volume, purpose="a Parametric Map over a volume", channels=True, multiframe=True
+    )
+    present = sources.present
     nslices, rows, cols = placement.shape
     vrange = _value_range(arr, content.value_range, opts.progress)
-    first = _source_copy(slices[0], where=str(slices[0].get("SOPInstanceUID", "the volume")))
+    first_url = str(sources.urls[present[0]])
+    first = _completed(sources.fitted(present[0]), where=first_url, decoded=True)
+    orientation = [float(v) for v in first.ImageOrientationPatient]
+    first = _as_single_frame(
+        first, sources.frames[present[0]], first_url, purpose="a Parametric Map"
+    )
     step = float(volume.spacing[0])
-    orientation = [float(v) for v in slices[0].ImageOrientationPatient]
-    thickness = float(first.get("SliceThickness") or step)
+    if not first.get("SliceThickness"):  # type 2 in CT and MR: often empty, read by highdicom
+        first.SliceThickness = _ds(step)
+    thickness = float(first.SliceThickness)
     ds = _template(
         first,
         np.zeros((1, rows, cols), arr.dtype),
@@ -488,53 +494,73 @@ def _volume_pmap(
         plane_positions=[
             hd.PlanePositionSequence(
                 coordinate_system="PATIENT",
-                image_position=[float(v) for v in placement.positions[0]],
+                image_position=[float(v) for v in placement.positions[present[0]]],
             )
         ],
     )
+    measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    measures.SpacingBetweenSlices = _ds(step)  # highdicom's, of a one-slice template
     if "Laterality" not in ds:
         # General Series Laterality, type 2C: the source's, or empty (dciodvfy requires
         # it of a patient-space map without Frame Laterality; never of a slide's)
         ds.Laterality = first.get("Laterality", "")
     template = ds.PerFrameFunctionalGroupsSequence[0]
     ds.PerFrameFunctionalGroupsSequence = [
-        _frame_item(template, k, placement.positions[k], source) for k, source in enumerate(slices)
+        _frame_item(template, j, placement.positions[k], sources, k) for j, k in enumerate(present)
     ]
-    ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence = [
-        _reference(source) for source in slices
-    ]
-    ds.NumberOfFrames = nslices
-    flat = arr.reshape(nslices * rows, cols)  # one "tile" per slice, in slice order
+    ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence = _references(sources, present)
+    ds.NumberOfFrames = len(present)
+    if len(present) < nslices:  # missing slices: no image there, no frame written
+        arr = arr[present]
+    flat = arr.reshape(len(present) * rows, cols)  # one "tile" per slice, in slice order
     batches = encoded_bands(
         flat,
         tile=(rows, cols),
         encoder=_frame_encoder(arr.dtype, ts),
         chunk_edge=max(chunk_edge, rows),
-        progress=_Progress(nslices, "parametric map", opts.progress),
+        progress=_Progress(len(present), "parametric map", opts.progress),
     )
     return _write(
         ds, batches, dest, dtype=arr.dtype, frame_shape=(rows, cols), options=opts, **common
     )
 
 
-def _reference(source: Dataset) -> Dataset:
-    item = Dataset()
-    item.ReferencedSOPClassUID = source.SOPClassUID
-    item.ReferencedSOPInstanceUID = source.SOPInstanceUID
-    return item
+def _references(sources: SliceSources, present: list[int]) -> list[Dataset]:
+    """One reference per source instance (the frames of an enhanced image share one),
+    naming its own SOP class."""
+    items, seen = [], set()
+    for k in present:
+        source = sources.headers[k]
+        assert source is not None
+        uid = str(source.SOPInstanceUID)
+        if uid not in seen:
+            seen.add(uid)
+            item = Dataset()
+            item.ReferencedSOPClassUID = source.SOPClassUID
+            item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+            items.append(item)
+    return items
 
 
-def _frame_item(template: Dataset, k: int, position: np.ndarray, source: Dataset) -> Dataset:
-    """The per-frame functional groups of frame ``k``: its position and its source slice."""
-
+def _frame_item(
+    template: Dataset, j: int, position: np.ndarray, sources: SliceSources, k: int
+) -> Dataset:
+    """The per-frame functional groups of frame ``j``: its position and its source,
+    slice ``k`` of the volume (a frame of an enhanced image names its frame number)."""
+    source = sources.headers[k]
+    assert source is not None
     item = copy.deepcopy(template)
     item.PlanePositionSequence[0].ImagePositionPatient = [_ds(v) for v in position]
     content = item.FrameContentSequence[0]
     values = [int(v) for v in np.atleast_1d(content.DimensionIndexValues)]
-    values[-1] = k + 1
+    values[-1] = j + 1
     content.DimensionIndexValues = values if len(values) > 1 else values[0]
     for derivation in item.get("DerivationImageSequence", []):
         for ref in derivation.SourceImageSequence:
             ref.ReferencedSOPClassUID = source.SOPClassUID
             ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
+            if sources.frames[k] >= 0:
+                ref.ReferencedFrameNumber = sources.frames[k] + 1
+            elif "ReferencedFrameNumber" in ref:
+                del ref.ReferencedFrameNumber
     return item

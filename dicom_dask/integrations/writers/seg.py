@@ -19,6 +19,8 @@ Over a volume, ``like=`` is the volume from ``open_volume``, sliced along its sl
 headers' text, whatever their Specific Character Set, and gives a source without a
 Frame of Reference a new one). A missing slice (``geometry="positions"``) has no image
 to reference: the frames of the slices that exist are written, at their positions.
+Labels at their own in-plane resolution (``pixel_spacing=``) are placed by
+[`place_on_volume`][dicom_dask.integrations.writers.placement.place_on_volume].
 """
 
 from __future__ import annotations
@@ -47,7 +49,13 @@ from dicom_dask.integrations.writers.dataset import (
 )
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
 from dicom_dask.integrations.writers.headers import SliceSources, decoded_copy, slice_sources
-from dicom_dask.integrations.writers.placement import place_on_slide, slide_geometry, unwrap
+from dicom_dask.integrations.writers.placement import (
+    VolumePlacement,
+    place_on_slide,
+    place_on_volume,
+    slide_geometry,
+    unwrap,
+)
 from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
 from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
 
@@ -146,7 +154,8 @@ def _template(
 ) -> Dataset:
     import highdicom as hd
 
-    kwargs: dict[str, Any] = {"pixel_measures": pixel_measures}
+    # a volume's labels at their own in-plane grid: its orientation and first position
+    kwargs: dict[str, Any] = {"pixel_measures": pixel_measures, **(geometry or {})}
     if tiled is not None:
         kwargs = {
             "tile_pixel_array": True,
@@ -317,8 +326,10 @@ def to_dicom_seg(
         dimensions, the first channel's images are referenced). Missing slices have no
         frame; a source without a Frame of Reference gets a new one.
     pixel_spacing : float or (float, float), optional
-        Row and column spacing in mm of labels over a slide at their own resolution
-        (coarser than level 0, a patch-score map...); placed from level 0's origin.
+        Row and column spacing in mm of labels at their own resolution: over a slide
+        (coarser than level 0, a patch-score map...), placed from level 0's origin; over
+        a volume, one frame per slice with its own in-plane grid (its top-left corner on
+        the volume's), placed by the source's positions and orientation.
     origin : (x, y[, z]), optional
         Slide mm of the centre of the labels' pixel ``(0, 0)`` (default: their top-left
         corner on level 0's).
@@ -354,16 +365,19 @@ def to_dicom_seg(
             f"{kind} segmentations are written losslessly: explicit, rle, jpegls or "
             f"jpeg2000-lossless, not {transfer_syntax!r}"
         )
-    if isinstance(like, Volume) and (pixel_spacing is not None or origin is not None):
+    if isinstance(like, Volume) and origin is not None:
         raise LayoutError(
-            "a SEG over a volume has the volume's grid; pixel_spacing= and origin= place "
-            "results over a slide (to_dicom_pmap writes a volume map at its own spacing)"
+            "origin= places results over a slide; over a volume, labels at their own "
+            "pixel_spacing= have their top-left corner on the volume's (a DataArray with "
+            "an affine attribute places them elsewhere)"
         )
     if isinstance(like, Volume):
         return _volume_seg(
             labels,
             dest,
             like,
+            pixel_spacing=pixel_spacing,
+            affine=affine,
             kind=kind,
             ts=ts,
             segment_labels=segment_labels,
@@ -530,13 +544,14 @@ def _write(
     return written.url
 
 
-def _pixel_measures(source: Dataset, volume: Volume) -> Any:
+def _pixel_measures(source: Dataset, volume: Volume, placement: VolumePlacement | None) -> Any:
     import highdicom as hd
 
     step = float(volume.spacing[0])
     thickness = source.get("SliceThickness")
+    spacing = volume.spacing[1:] if placement is None else placement.pixel_spacing
     return hd.PixelMeasuresSequence(
-        pixel_spacing=[float(v) for v in volume.spacing[1:]],
+        pixel_spacing=[float(v) for v in spacing],
         slice_thickness=float(thickness) if thickness else step,
         spacing_between_slices=step,
     )
@@ -551,13 +566,15 @@ _SINGLE_FRAME = {
 }
 
 
-def _as_single_frame(ds: Dataset, frame: int, where: str) -> Dataset:
+def _as_single_frame(
+    ds: Dataset, frame: int, where: str, *, purpose: str = "a volume SEG"
+) -> Dataset:
     """``ds`` (a fitted header) shown to highdicom as a single-frame image if it is a frame."""
     if frame >= 0:
         modality = str(ds.get("Modality", ""))
         if modality not in _SINGLE_FRAME:
             raise LayoutError(
-                f"{where}: a volume SEG over the frames of a multi-frame {modality or '?'} "
+                f"{where}: {purpose} over the frames of a multi-frame {modality or '?'} "
                 f"image ({ds.SOPClassUID.name}) is not written; over multi-frame images, "
                 f"only {', '.join(_SINGLE_FRAME)} are"
             )
@@ -588,10 +605,37 @@ def _true_classes(ds: Dataset, sources: SliceSources) -> None:
                 ref.ReferencedSOPClassUID = classes[uid]
 
 
+def _volume_geometry(
+    first: Dataset, placement: VolumePlacement | None, k: int
+) -> dict[str, Any] | None:
+    """highdicom's orientation and first position of labels at their own in-plane grid."""
+    import highdicom as hd
+
+    if placement is None:
+        return None
+    orientation = [float(v) for v in first.ImageOrientationPatient]
+    return {
+        "plane_orientation": hd.PlaneOrientationSequence(
+            coordinate_system="PATIENT", image_orientation=orientation
+        ),
+        "plane_positions": [
+            hd.PlanePositionSequence(
+                coordinate_system="PATIENT",
+                image_position=[float(v) for v in placement.positions[k]],
+            )
+        ],
+    }
+
+
 def _frame_items(
-    ds: Dataset, sources: SliceSources, present: list[int], per_pass: int
+    ds: Dataset,
+    sources: SliceSources,
+    present: list[int],
+    per_pass: int,
+    placement: VolumePlacement | None = None,
 ) -> list[Dataset]:
-    """Per-frame functional groups: the template's, one per segment pass and slice."""
+    """Per-frame functional groups: the template's, one per segment pass and slice (at the
+    source image's position, or at the labels' own grid's)."""
     template = list(ds.PerFrameFunctionalGroupsSequence)
     items = []
     for s in range(per_pass):
@@ -599,8 +643,10 @@ def _frame_items(
             source = sources.headers[k]
             assert source is not None
             item = copy.deepcopy(template[s])
-            item.PlanePositionSequence[0].ImagePositionPatient = copy.deepcopy(
-                source.ImagePositionPatient
+            item.PlanePositionSequence[0].ImagePositionPatient = (
+                copy.deepcopy(source.ImagePositionPatient)
+                if placement is None
+                else [_ds(v) for v in placement.positions[k]]
             )
             content = item.FrameContentSequence[0]
             values = [int(v) for v in np.atleast_1d(content.DimensionIndexValues)]
@@ -618,11 +664,34 @@ def _frame_items(
     return items
 
 
+def _volume_placement(
+    volume: Volume, shape: tuple[int, ...], pixel_spacing: Any, affine: np.ndarray | None
+) -> VolumePlacement | None:
+    """The labels' own in-plane grid over ``volume``, or ``None`` when it is the volume's."""
+    if pixel_spacing is None and affine is None:
+        if shape != tuple(volume.spatial_shape):
+            raise LayoutError(
+                f"labels {shape} do not match the volume {volume.spatial_shape}: pass "
+                "pixel_spacing= (mm) to write them at their own in-plane resolution"
+            )
+        return None
+    placement = place_on_volume(volume, shape, pixel_spacing=pixel_spacing, affine=affine)
+    own = np.asarray(volume.affine)[:3, 3] + np.arange(shape[0])[:, None] * volume.affine[:3, 0]
+    same = (
+        shape == tuple(volume.spatial_shape)
+        and np.allclose(placement.pixel_spacing, volume.spacing[1:], rtol=1e-6)
+        and np.allclose(placement.positions, own, atol=1e-4)
+    )
+    return None if same else placement
+
+
 def _volume_seg(
     labels: Any,
     dest: str | os.PathLike[str],
     volume: Volume,
     *,
+    pixel_spacing: Any,
+    affine: np.ndarray | None,
     kind: str,
     ts: str,
     segment_labels: Sequence[str] | None,
@@ -637,13 +706,12 @@ def _volume_seg(
     progress: bool,
 ) -> str:
     array, count = _segments_axis(labels, 3, kind)
-    if tuple(array.shape[-3:]) != tuple(volume.spatial_shape):
-        raise LayoutError(f"labels {array.shape} do not match the volume {volume.spatial_shape}")
+    placement = _volume_placement(volume, tuple(array.shape[-3:]), pixel_spacing, affine)
     sources = slice_sources(volume, purpose="a volume SEG", channels=True, multiframe=True)
     present = sources.present
     count, label_dtype = _count(array, kind, count, segment_labels, segment_descriptions)
     descriptions = list(segment_descriptions or _descriptions(count, segment_labels, algorithm))
-    nslices, rows, cols = volume.spatial_shape
+    nslices, rows, cols = array.shape[-3:]
     if kind == "FRACTIONAL":
         pixels = np.zeros((1, rows, cols, count), np.float32)
         if count == 1:
@@ -665,14 +733,15 @@ def _volume_seg(
         transfer_syntax=ts,
         tiled=None,
         further=_further(sources, present),
-        pixel_measures=_pixel_measures(first, volume),
+        pixel_measures=_pixel_measures(first, volume, placement),
         where_text=first_url,
+        geometry=_volume_geometry(first, placement, present[0]),
     )
     _true_classes(ds, sources)
     measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
     measures.SpacingBetweenSlices = _ds(volume.spacing[0])  # the template had one slice
     per_pass = 1 if kind == "LABELMAP" else count
-    items = _frame_items(ds, sources, present, per_pass)
+    items = _frame_items(ds, sources, present, per_pass, placement)
     ds.PerFrameFunctionalGroupsSequence = items
     ds.NumberOfFrames = len(items)
     if len(present) < nslices:  # missing slices: no image there, no frame written
