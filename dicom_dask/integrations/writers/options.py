@@ -146,7 +146,7 @@ def check_destination(
             taken += [url] if _exists(url, storage_options) else []
             continue
         present = _listing(folder, storage_options)
-        taken += [names[n] for n in sorted(present & set(names))]
+        taken += [url for name, url in names.items() if name in present]
         if pattern is not None:
             base = next(iter(names.values()))
             prefix = base[: len(base) - len(_split(base)[1])]
@@ -155,7 +155,7 @@ def check_destination(
     if (taken or leftover) and not overwrite:
         first = (taken or leftover)[0]
         more = len(taken) + len(leftover) - 1
-        also = f" (and {more} more file{'s' if more > 1 else ''} of a previous write)" if more else ""
+        also = f" (and {more} more file{'s' if more > 1 else ''} this write replaces)" if more else ""
         raise DestinationExistsError(
             f"{redact(first)} already exists{also}; pass overwrite=True to replace it"
         )
