@@ -155,7 +155,7 @@ def check_destination(
     if (taken or leftover) and not overwrite:
         first = (taken or leftover)[0]
         more = len(taken) + len(leftover) - 1
-        also = f" (and {more} more file{'s' if more > 1 else ''} this write replaces)" if more else ""
+        also = f" (and {more} more file{'s' if more > 1 else ''})" if more else ""
         raise DestinationExistsError(
             f"{redact(first)} already exists{also}; pass overwrite=True to replace it"
         )
