@@ -532,6 +532,7 @@ def _convert_to_dicom(args: argparse.Namespace) -> int:
     write = {
         "transfer_syntax": args.transfer_syntax,
         "storage_options": options,
+        "overwrite": args.overwrite,
         "progress": not args.quiet,
     }
     if args.url.rstrip("/").endswith(".zarr"):

@@ -17,7 +17,9 @@ __all__ = ["cli_words", "summary"]
 
 
 def cli_words(message: str) -> str:
-    """A library message in the command's words: ``select=`` becomes ``--select``."""
+    """A library message in the command's words: ``select=`` becomes ``--select``,
+    ``overwrite=True`` ``--overwrite``."""
+    message = message.replace("pass overwrite=True", "pass --overwrite")
     message = re.sub(r"\bselect=(?=\s|$)", "--select", message)
     return re.sub(r"\bselect=", "--select ", message)
 

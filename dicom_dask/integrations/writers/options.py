@@ -11,16 +11,27 @@ threads otherwise); no writer forces a scheduler.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import re
 import sys
 import threading
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from dicom_dask.frames._io import StorageOptions
+from dicom_dask.errors import DestinationExistsError
+from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
 
-__all__ = ["WriteOptions", "active_client", "as_completed", "compute", "progress_bar"]
+__all__ = [
+    "WriteOptions",
+    "active_client",
+    "as_completed",
+    "check_destination",
+    "compute",
+    "progress_bar",
+    "remove_files",
+]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -55,6 +66,112 @@ class WriteOptions:
             base = dict(options)
         base.update({k: v for k, v in given.items() if v is not None})
         return cls(**base)
+
+
+def _split(url: str) -> tuple[str, str]:
+    """``(folder, name)`` of a file's path or URL."""
+    if "://" not in url:
+        return os.path.split(url)
+    if url.startswith("file://"):
+        return os.path.split(url[len("file://") :])
+    folder, _, name = url.rstrip("/").rpartition("/")
+    return folder, name
+
+
+def _listing(folder: str, storage_options: StorageOptions) -> set[str]:
+    """The names of the files in ``folder`` (empty if it does not exist)."""
+    if "://" not in folder:
+        return set(os.listdir(folder)) if os.path.isdir(folder) else set()
+    fs, path = resolve_fs(folder, storage_options)
+    fs.invalidate_cache(path)  # what another process wrote since
+    try:
+        found = fs.ls(path, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+    return {str(f).rstrip("/").rpartition("/")[2] for f in found}
+
+
+def _exists(url: str, storage_options: StorageOptions) -> bool:
+    if "://" not in url:
+        return os.path.lexists(url)
+    fs, path = resolve_fs(url, storage_options)
+    fs.invalidate_cache(path)
+    return bool(fs.exists(path))
+
+
+def check_destination(
+    paths: Sequence[str],
+    *,
+    storage_options: StorageOptions = None,
+    overwrite: bool = False,
+    family: str | None = None,
+) -> list[str]:
+    """Refuse to replace files that exist unless ``overwrite``; called by a writer before
+    any work starts.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        The files the writer will write (local paths or fsspec URLs).
+    storage_options : mapping or callable, optional
+        fsspec options of the destination.
+    overwrite : bool
+        Allow replacing them.
+    family : str, optional
+        A regular expression of the file names a previous write of the same kind left in
+        the same folder (``level-\\d+\\.dcm``, say): such files that this write will not
+        replace count as existing too (they would mix with the new ones), and are
+        returned, so that the writer removes them once it has succeeded.
+
+    Returns
+    -------
+    list of str
+        The files of ``family`` this write leaves over (empty without ``overwrite``).
+
+    Raises
+    ------
+    DestinationExistsError
+        When a file exists and ``overwrite`` is false.
+    """
+    folders: dict[str, dict[str, str]] = {}
+    for path in paths:
+        folder, name = _split(os.fspath(path))
+        folders.setdefault(folder, {})[name] = os.fspath(path)
+    taken: list[str] = []
+    leftover: list[str] = []
+    pattern = re.compile(family) if family else None
+    for folder, names in folders.items():
+        if pattern is None and len(names) == 1:  # one file: no listing of its folder
+            (url,) = names.values()
+            taken += [url] if _exists(url, storage_options) else []
+            continue
+        present = _listing(folder, storage_options)
+        taken += [url for name, url in names.items() if name in present]
+        if pattern is not None:
+            base = next(iter(names.values()))
+            prefix = base[: len(base) - len(_split(base)[1])]
+            others = sorted(n for n in present - set(names) if pattern.fullmatch(n))
+            leftover += [prefix + n for n in others]
+    if (taken or leftover) and not overwrite:
+        first = (taken or leftover)[0]
+        more = len(taken) + len(leftover) - 1
+        also = f" (and {more} more file{'s' if more > 1 else ''})" if more else ""
+        raise DestinationExistsError(
+            f"{redact(first)} already exists{also}; pass overwrite=True to replace it"
+        )
+    return leftover
+
+
+def remove_files(paths: Sequence[str], storage_options: StorageOptions = None) -> None:
+    """Remove ``paths`` (files left over from a previous write, after an overwrite)."""
+    for path in paths:
+        if "://" not in path or path.startswith("file://"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path.removeprefix("file://"))
+        else:
+            fs, stripped = resolve_fs(path, storage_options)
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(stripped)
 
 
 def active_client() -> Any | None:

@@ -46,7 +46,7 @@ from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.writers.dataset import _ds, new_uid, slide_context, software_version
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
 from dicom_dask.integrations.writers.headers import SliceSources, slice_sources
-from dicom_dask.integrations.writers.options import WriteOptions, compute
+from dicom_dask.integrations.writers.options import WriteOptions, check_destination, compute
 from dicom_dask.integrations.writers.placement import (
     SlidePlacement,
     VolumePlacement,
@@ -288,6 +288,7 @@ def to_dicom_pmap(
     chunk_edge: int = CHUNK_EDGE,
     options: WriteOptions | Mapping[str, Any] | None = None,
     storage_options: Any = None,
+    overwrite: bool = False,
     progress: bool | None = None,
 ) -> str:
     """Write ``data`` over a slide or a volume as a DICOM Parametric Map file ``dest``.
@@ -331,14 +332,24 @@ def to_dicom_pmap(
     transfer_syntax : str
         ``"explicit"``; integer maps also ``"jpegls"``, ``"jpeg2000-lossless"``, ``"rle"``.
     options : WriteOptions, optional
-        ``storage_options`` and ``progress`` (the keywords of the same name override it).
+        ``storage_options``, ``overwrite`` and ``progress`` (the keywords of the same name
+        override it).
+    overwrite : bool
+        Replace ``dest`` if it exists (also ``options.overwrite``); otherwise an existing
+        ``dest`` raises [`DestinationExistsError`][dicom_dask.errors.DestinationExistsError]
+        before anything is computed.
 
     Returns
     -------
     str
         The written file.
     """
-    opts = WriteOptions.coerce(options, storage_options=storage_options, progress=progress)
+    opts = WriteOptions.coerce(
+        options, storage_options=storage_options, progress=progress, overwrite=overwrite or None
+    )
+    check_destination(
+        [os.fspath(dest)], storage_options=opts.storage_options, overwrite=opts.overwrite
+    )
     content = _Content(
         lut_label=lut_label,
         lut_explanation=lut_explanation or lut_label,

@@ -49,6 +49,7 @@ from dicom_dask.integrations.writers.dataset import (
 )
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
 from dicom_dask.integrations.writers.headers import SliceSources, decoded_copy, slice_sources
+from dicom_dask.integrations.writers.options import check_destination
 from dicom_dask.integrations.writers.placement import (
     VolumePlacement,
     place_on_slide,
@@ -304,6 +305,7 @@ def to_dicom_seg(
     offset_table: str = "auto",
     eot_threshold: int = EOT_THRESHOLD,
     chunk_edge: int = CHUNK_EDGE,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> str:
     """Write ``labels`` over a slide level or a volume as a DICOM Segmentation file ``dest``.
@@ -343,6 +345,10 @@ def to_dicom_seg(
     transfer_syntax : str
         ``"explicit"``; ``FRACTIONAL`` and ``LABELMAP`` also ``"rle"``, ``"jpegls"``,
         ``"jpeg2000-lossless"`` (lossless; ``BINARY`` frames are bit-packed, native only).
+    overwrite : bool
+        Replace ``dest`` if it exists; otherwise an existing ``dest`` raises
+        [`DestinationExistsError`][dicom_dask.errors.DestinationExistsError] before
+        anything is computed.
 
     Returns
     -------
@@ -371,6 +377,7 @@ def to_dicom_seg(
             "pixel_spacing= have their top-left corner on the volume's (a DataArray with "
             "an affine attribute places them elsewhere)"
         )
+    check_destination([os.fspath(dest)], storage_options=storage_options, overwrite=overwrite)
     if isinstance(like, Volume):
         return _volume_seg(
             labels,

@@ -24,10 +24,13 @@ from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.writers.dataset import new_uid
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
 from dicom_dask.integrations.writers.headers import slice_sources
-from dicom_dask.integrations.writers.options import compute
+from dicom_dask.integrations.writers.options import check_destination, compute, remove_files
 from dicom_dask.integrations.writers.stream import is_local
 
 __all__ = ["to_dicom_series"]
+
+#: The files a series written by ``to_dicom_series`` has in its folder.
+SERIES_FILES = r"slice-\d+\.dcm"
 
 
 def _slice_dataset(
@@ -116,6 +119,7 @@ def to_dicom_series(
     transfer_syntax: str = "explicit",
     quality: int = 90,
     storage_options: StorageOptions = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> list[str]:
     """Rewrite the slices of ``volume`` as a new single-frame series in the folder ``dest``.
@@ -137,6 +141,12 @@ def to_dicom_series(
     transfer_syntax : str
         As [`to_dicom_slide`][dicom_dask.integrations.writers.slide.to_dicom_slide]; the
         lossless ones (explicit VR, RLE, JPEG-LS, JPEG 2000, HTJ2K) carry signed data.
+    overwrite : bool
+        Replace the ``slice-NNNN.dcm`` files of a series already in ``dest``. Without
+        it, any of them raises
+        [`DestinationExistsError`][dicom_dask.errors.DestinationExistsError] before
+        anything is read or written; with it, those this series does not replace are
+        removed once it is written, so that the folder holds one series.
 
     Returns
     -------
@@ -162,12 +172,20 @@ def to_dicom_series(
     )
     text = os.fspath(dest)
     if is_local(text):
-        os.makedirs(text, exist_ok=True)
         names = {k: os.path.join(text, f"slice-{k + 1:04d}.dcm") for k in present}
+    else:
+        names = {k: f"{text.rstrip('/')}/slice-{k + 1:04d}.dcm" for k in present}
+    leftover = check_destination(
+        list(names.values()),
+        storage_options=storage_options,
+        overwrite=overwrite,
+        family=SERIES_FILES,
+    )
+    if is_local(text):
+        os.makedirs(text.removeprefix("file://"), exist_ok=True)
     else:
         fs, root = resolve_fs(text, storage_options)
         fs.makedirs(root, exist_ok=True)
-        names = {k: f"{text.rstrip('/')}/slice-{k + 1:04d}.dcm" for k in present}
     series_uid = new_uid()
     if not isinstance(array, da.Array):
         array = da.from_array(np.asarray(array), chunks=(1, *array.shape[1:]))
@@ -196,4 +214,5 @@ def to_dicom_series(
             )
         start += size
     compute(*tasks, progress=progress)
+    remove_files(leftover, storage_options)
     return [names[k] for k in present]

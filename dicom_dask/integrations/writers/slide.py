@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -35,7 +36,12 @@ from dicom_dask.integrations.writers.dataset import (
     slide_level_dataset,
 )
 from dicom_dask.integrations.writers.encode import Encoder, encode_block, transfer_syntax_uid
-from dicom_dask.integrations.writers.options import WriteOptions, as_completed
+from dicom_dask.integrations.writers.options import (
+    WriteOptions,
+    as_completed,
+    check_destination,
+    remove_files,
+)
 from dicom_dask.integrations.writers.pyramid import Part, level_shapes, pyramid_tasks
 from dicom_dask.integrations.writers.stream import (
     EOT_THRESHOLD,
@@ -51,6 +57,8 @@ __all__ = ["to_dicom_slide"]
 #: Target edge of an encoding task's block, in pixels (rounded to whole tiles), for
 #: [`encoded_bands`][dicom_dask.integrations.writers.slide.encoded_bands].
 CHUNK_EDGE = 2048
+#: The files a pyramid written by ``to_dicom_slide`` has in its folder.
+PYRAMID_FILES = r"(level-\d+|label|overview|thumbnail)\.dcm"
 #: A pyramid band task holds at most about ``BLOCK_EDGE**2`` pixels of level 0: two
 #: tile rows of up to 32,768 columns with 256-pixel tiles.
 BLOCK_EDGE = 4096
@@ -341,6 +349,7 @@ def to_dicom_slide(
     eot_threshold: int = EOT_THRESHOLD,
     chunk_edge: int = BLOCK_EDGE,
     scratch: str | None = None,
+    overwrite: bool = False,
     progress: bool | None = None,
     options: WriteOptions | Mapping[str, Any] | None = None,
 ) -> list[str]:
@@ -395,7 +404,15 @@ def to_dicom_slide(
         A band task holds at most about ``chunk_edge**2`` pixels of level 0 (two tile
         rows; wider bands are cut into blocks of whole tiles across).
     scratch : str, optional
-        Ignored: nothing is spilled any more (kept so that existing calls still work).
+        Deprecated and ignored (nothing is spilled any more): passing it warns.
+    overwrite : bool
+        Replace the files of a pyramid already in ``dest`` (also ``options.overwrite``).
+        Without it, a ``level-N.dcm``, ``label.dcm``, ``overview.dcm`` or
+        ``thumbnail.dcm`` in ``dest`` raises
+        [`DestinationExistsError`][dicom_dask.errors.DestinationExistsError] before
+        anything is read or written; with it, the files of the previous pyramid that
+        this one does not replace (its deeper levels, say) are removed once the new one
+        is written, so that the folder holds one pyramid.
     progress : bool, optional
         Print a progress bar over the frames written (default: ``options.progress``).
     options : WriteOptions or mapping, optional
@@ -406,9 +423,25 @@ def to_dicom_slide(
     -------
     list of str
         The written files, level 0 first, then the associated images.
+
+    Raises
+    ------
+    DestinationExistsError
+        When ``dest`` already holds a pyramid's files and ``overwrite`` is false.
     """
-    del scratch
-    opts = WriteOptions.coerce(options, storage_options=storage_options, progress=progress)
+    if scratch is not None:
+        warnings.warn(
+            "to_dicom_slide(scratch=...) is deprecated and ignored: nothing is spilled any "
+            "more; remove the argument",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    opts = WriteOptions.coerce(
+        options,
+        storage_options=storage_options,
+        progress=progress,
+        overwrite=overwrite or None,
+    )
     source_levels: list[dask.array.Array] | None = None
     if isinstance(data, Slide):
         like = data if like is None else like
@@ -435,6 +468,13 @@ def to_dicom_slide(
     shapes = [s for job in jobs for s in level_shapes(job.array.shape[:2], job.levels)]
     assoc = _associated_jobs(like, associated, (ts, quality), first=levels)
     dest_text = os.fspath(dest)
+    names = [f"level-{k}.dcm" for k in range(len(shapes))] + [f"{a[1]}.dcm" for a in assoc]
+    leftover = check_destination(
+        [_join(dest_text, n) for n in names],
+        storage_options=opts.storage_options,
+        overwrite=opts.overwrite,
+        family=PYRAMID_FILES,
+    )
     _make_folder(dest_text, opts.storage_options)
     spacing0 = _spacing(base.shape[:2], refs, pixel_spacing)
     use_refs = source_levels is not None and pixel_spacing is None
@@ -486,7 +526,9 @@ def to_dicom_slide(
             o.writer.abort()
         raise
     all_jobs = jobs + [a[0] for a in assoc]
-    return _write_all(outputs, all_jobs, block_pixels=chunk_edge**2, progress=opts.progress)
+    files = _write_all(outputs, all_jobs, block_pixels=chunk_edge**2, progress=opts.progress)
+    remove_files(leftover, opts.storage_options)
+    return files
 
 
 def _levels_to_one_tile(shape: tuple[int, ...], tile: tuple[int, int]) -> int:
