@@ -286,7 +286,11 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
 
         use_by_default()  # zarr picks the array's pipeline next: ours, unless one is named
         evolved = copy.copy(self)
-        object.__setattr__(evolved, "_array_shape", tuple(int(n) for n in array_spec.shape))
+        # zarr evolves the codecs of the array's metadata with the array's shape; zarr
+        # >= 3.3 then evolves them again with the chunk shape when it builds the codec
+        # pipeline: the first shape seen is the array's, kept
+        if getattr(self, "_array_shape", None) is None:
+            object.__setattr__(evolved, "_array_shape", tuple(int(n) for n in array_spec.shape))
         return evolved
 
     def _edge(self, byte_getter: Any, chunk_spec: ArraySpec) -> Callable[[], EdgeCell | None]:
