@@ -175,11 +175,15 @@ def remove_files(paths: Sequence[str], storage_options: StorageOptions = None) -
 
 
 def active_client() -> Any | None:
-    """The active `distributed.Client`, or ``None`` (distributed not installed or none active)."""
-    try:
-        from distributed import default_client
-    except ImportError:
+    """The active `distributed.Client`, or ``None`` (distributed not installed or none active).
+
+    No client can be active unless distributed was imported: it is not imported here
+    (that costs about a second), so asking is free when it is not in use.
+    """
+    if "distributed" not in sys.modules:
         return None
+    from distributed import default_client
+
     try:
         return default_client()
     except ValueError:
@@ -234,8 +238,7 @@ def as_completed(tasks: Mapping[K, Any]) -> Iterator[tuple[K, Any]]:
     """
     if not tasks:
         return
-    # no client can be active unless distributed was imported (importing it costs ~1 s)
-    client = active_client() if "distributed" in sys.modules else None
+    client = active_client()
     if client is not None:
         yield from _distributed(client, tasks)
         return

@@ -38,6 +38,7 @@ from dicom_dask.integrations.writers.dataset import (
 from dicom_dask.integrations.writers.encode import Encoder, encode_block, transfer_syntax_uid
 from dicom_dask.integrations.writers.options import (
     WriteOptions,
+    active_client,
     as_completed,
     check_destination,
     remove_files,
@@ -158,13 +159,9 @@ def _blocks(array: dask.array.Array, tile: tuple[int, int], chunk_edge: int) -> 
 
 def _workers() -> int:
     """Threads that compute: the cluster's, when a distributed client is active."""
-    if "distributed" in sys.modules:  # importing it costs seconds: only if in use
-        from distributed import default_client
-
-        try:
-            return max(1, sum(default_client().nthreads().values()))
-        except ValueError:
-            pass
+    client = active_client()
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
     import dask
 
     return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
