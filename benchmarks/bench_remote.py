@@ -10,8 +10,9 @@ request and counts them. In one process this measures:
   dicom_dask over HTTP and S3, highdicom's ``ImageFileReader`` over an s3fs file object
   (the tiles under the region read one by one) and wsidicom over fsspec (S3);
 * **full slide**: every pixel of level 0 through dask, with up to 16 requests in flight,
-  against the same read with one request at a time (``CONCURRENCY = 1`` and dask's
-  synchronous scheduler), and the local decode-only time of the same tiles.
+  against the same read with one request at a time
+  (``dicom_dask.config.set({"io.concurrency": 1})`` and dask's synchronous scheduler),
+  and the local decode-only time of the same tiles.
 
 Times are the best of ``--repeat`` runs; the sequential full read and the anchors run once.
 """
@@ -28,7 +29,7 @@ import numpy as np
 from _timing import timed  # benchmarks/_timing.py
 
 import dicom_dask
-from dicom_dask.frames import _io
+import dicom_dask.config
 from dicom_dask.testing import loopback
 
 HERE = Path(__file__).resolve().parent
@@ -162,16 +163,15 @@ def full_slide(args: argparse.Namespace, http: loopback.Proxy) -> None:
         ("16 requests in flight (dask threads)", 16, "threads", args.repeat),
         ("one request at a time (synchronous)", 1, "synchronous", 1),
     ):
-        _io.CONCURRENCY = concurrency
         http.reset()
-        t, _ = timed(lambda scheduler=scheduler: level.compute(scheduler=scheduler), repeat)
+        with dicom_dask.config.set({"io.concurrency": concurrency}):
+            t, _ = timed(lambda scheduler=scheduler: level.compute(scheduler=scheduler), repeat)
         log = http.reset()
         rows[name] = t
         mib = sum(r.body_bytes for r in log) / 2**20 / repeat
         print(
             f"| {name} | {t:.2f} | {len(log) // repeat} | {loopback.round_trips(log)} | {mib:.0f} |"
         )
-    _io.CONCURRENCY = 32
     local = dicom_dask.open_slide(HERE / "data" / "slide-bot").levels[0]
     t, _ = timed(lambda: local.compute(scheduler="threads"), args.repeat)
     print(f"| local file, same dask read (no latency) | {t:.2f} | | | |")

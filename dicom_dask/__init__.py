@@ -8,6 +8,7 @@ loopback servers used by the tests, benchmarks and demo.
 
 from __future__ import annotations
 
+from dicom_dask import config
 from dicom_dask.api import (
     Frames,
     list_series,
@@ -42,6 +43,7 @@ from dicom_dask.integrations.facade import OpenSlide
 from dicom_dask.integrations.patches import PatchSampler
 
 __all__ = [
+    "config",
     "ChunkManifest",
     "DicomDaskError",
     "DicomFrameCodec",

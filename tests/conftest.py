@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +52,46 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"hypothesis profile {HYPOTHESIS_PROFILE!r}: seed {seed}",
         "programs: " + ("all found" if not missing else "missing: " + "; ".join(missing)),
     ]
+
+
+#: Fixtures that start a server process (nginx, moto, the GCS emulator, Orthanc, the proxy).
+SERVER_FIXTURES = {"http_server", "s3_server", "gcs_server", "dicomweb_server", "backend", "proxy"}
+#: Calls in a test's body that start servers or a process cluster themselves.
+SERVER_CALLS = ("process_cluster(", "_server(", "LocalCluster(", "loopback.", "Orthanc")
+
+
+def _marks_for(item: pytest.Item) -> set[str]:
+    """The markers a test earns by what it uses: ``servers`` and ``realdata``."""
+    marks = set()
+    names = set(getattr(item, "fixturenames", ()))
+    funcs = [getattr(item, "function", None)]
+    # the fixtures it uses, and theirs: a module fixture may start the cluster
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    funcs += [d[-1].func for n, d in defs.items() if d and n not in SERVER_FIXTURES]
+    body = ""
+    for func in funcs:
+        try:
+            body += inspect.getsource(func)
+        except (OSError, TypeError):
+            pass
+    if names & SERVER_FIXTURES or any(call in body for call in SERVER_CALLS):
+        marks.add("servers")
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    real = str(REAL)
+    if (
+        "real_dir" in names
+        or re.search(r"\b(REAL|REFERENCE|real_reference)\b", body)
+        or any(real in str(value) for value in params.values())
+    ):
+        marks.add("realdata")
+    return marks
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with what it needs (``-m "not servers"``, ``-m realdata``...)."""
+    for item in items:
+        for name in _marks_for(item):
+            item.add_marker(name)
 
 
 def real_reference() -> dict[str, Any]:
@@ -170,7 +212,7 @@ def real_dir() -> Path:
 
 # the servers' fixtures (nginx, moto, the GCS emulator, the counting proxy); imported last
 # because tests/servers.py uses REAL from this module
-from .servers import (  # noqa: E402, F401
+from tests.servers import (  # noqa: E402, F401
     backend,
     data_tree,
     dicomweb_server,

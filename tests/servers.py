@@ -19,8 +19,7 @@ import pytest
 from pydicom import uid
 
 from dicom_dask.testing import loopback, series_positions, write_series, write_slide
-
-from .conftest import REAL
+from tests.conftest import REAL
 
 #: The synthetic slide: 64 x 64 tiles of 128 x 128 RGB pixels (4,096 tiles).
 SLIDE_TILE = 128

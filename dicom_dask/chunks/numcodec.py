@@ -152,7 +152,7 @@ def _same(cell: EdgeCell) -> EdgeCell:
     return cell
 
 
-class DicomChainCodec(Codec):  # type: ignore[misc]
+class DicomChainCodec(Codec):
     """numcodecs codec ``dicom_dask.frame``: encoded DICOM chunk -> decoded chunk bytes.
 
     Parameters

@@ -40,7 +40,7 @@ from zarr.core.codec_pipeline import BatchedCodecPipeline, fill_value_or_default
 
 from dicom_dask.chunks.codec import DicomFrameCodec, _local_reader
 from dicom_dask.chunks.reader import _share
-from dicom_dask.frames._io import cpu_count
+from dicom_dask.config import cpu_count
 
 if TYPE_CHECKING:
     from zarr.abc.store import ByteGetter

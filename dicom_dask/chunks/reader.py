@@ -25,10 +25,11 @@ from dicom_dask.chunks.decoders import correct_unused_bits, masked_native
 from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef
 from dicom_dask.chunks.selection import Axis, normalize, place
 from dicom_dask.chunks.store import DicomStore
+from dicom_dask.config import cpu_count
 from dicom_dask.enums import ITEM_TAG, FrameEncoding
 from dicom_dask.errors import CorruptFrameError, ReadError
-from dicom_dask.frames._io import call_fs, cpu_count, fetch_ranges
 from dicom_dask.frames.dicomweb import fetch_frames
+from dicom_dask.frames.fetch import call_fs, fetch_ranges
 
 __all__ = ["ChunkDecoder", "FrameLabel", "ManifestArray"]
 

@@ -43,17 +43,12 @@ from pydicom.uid import UID
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import DicomDaskError, ManifestError, StaleIndexError
 from dicom_dask.frames import FrameIndex, FrameRanges
-from dicom_dask.frames._io import (
-    StorageOptions,
-    canonical_url,
-    open_source,
-    redact,
-    resolve_fs,
-    strip_credentials,
-)
 from dicom_dask.frames.deidentify import Rules, deidentify_json
 from dicom_dask.frames.functional_groups import PER_FRAME_TAG, per_frame_raw
 from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescription
+from dicom_dask.frames.source import open_file
+from dicom_dask.frames.storage import canonical_url, redact, resolve_fs, strip_credentials
+from dicom_dask.types import StorageOptions
 
 __all__ = [
     "FORMAT_VERSION",
@@ -427,7 +422,7 @@ def _verify(
 ) -> None:
     if url.startswith("dicomweb+") or (info.get("ranges") or {}).get("method") == "dicomweb":
         return  # DICOMweb reports no size: the URL binding is the check
-    found = open_source(url, storage_options=storage_options)
+    found = open_file(url, storage_options=storage_options)
     check_identity(
         info, url, size=found.size, identity=found.identity, relocated=moved, source=source
     )

@@ -28,14 +28,10 @@ from zarr.core.buffer import Buffer, BufferPrototype
 
 from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef, parse_chunk_key
 from dicom_dask.enums import FrameEncoding
-from dicom_dask.frames._io import (
-    StorageOptions,
-    call_fs,
-    check_range_read,
-    fetch_ranges,
-    resolve_fs,
-)
 from dicom_dask.frames.dicomweb import fetch_frames
+from dicom_dask.frames.fetch import call_fs, check_range_read, fetch_ranges
+from dicom_dask.frames.storage import resolve_fs
+from dicom_dask.types import StorageOptions
 
 __all__ = ["DicomStore"]
 
@@ -91,8 +87,8 @@ class DicomStore(Store):
     storage_options : mapping or callable, optional
         fsspec options used to open every URL in the manifests, or a picklable
         zero-argument filesystem factory called in each process that reads (see
-        [`dicom_dask.frames._io.resolve_fs`][dicom_dask.frames._io.resolve_fs]): credentials stay
-        out of pickles.
+        [`resolve_fs`][dicom_dask.frames.storage.resolve_fs]): credentials stay out of
+        pickles.
     read_only : bool
         Stores built from DICOM are read-only (the source is never written to);
         a writable store keeps written keys in memory only.
@@ -101,7 +97,7 @@ class DicomStore(Store):
     supports_writes: bool = True
     supports_deletes: bool = True
     supports_listing: bool = True
-    supports_partial_writes = False  # type: ignore[assignment]
+    supports_partial_writes = False
 
     def __init__(
         self,
@@ -466,7 +462,7 @@ class DicomStore(Store):
         Ranges of a chunk that lies in a file are merged where the gap between them is
         at most ``max_gap_bytes`` (up to ``max_coalesced_bytes`` per merged read), and
         every merged range is fetched in a single ``cat_ranges`` call, concurrently on
-        async filesystems (at most `dicom_dask.frames._io.CONCURRENCY`
+        async filesystems (at most `dicom_dask.config.io_concurrency()`
         requests in flight, which stands in for ``max_concurrency``). Yields one batch
         of ``(input_index, buffer)``; an absent key raises an ``ExceptionGroup`` holding
         a ``FileNotFoundError``, as zarr's own implementation does.

@@ -13,11 +13,13 @@ import fsspec
 import numpy as np
 
 from dicom_dask.enums import FrameEncoding
-from dicom_dask.frames._io import BlockReader, Source, StorageOptions, canonical_url, open_source
 from dicom_dask.frames.encapsulated import encapsulated_ranges, scan_fragments
 from dicom_dask.frames.header import DicomHeader, PixelDescription, read_header
 from dicom_dask.frames.native import native_ranges
 from dicom_dask.frames.ranges import FrameRanges
+from dicom_dask.frames.source import BlockReader, Source, open_file
+from dicom_dask.frames.storage import canonical_url
+from dicom_dask.types import StorageOptions
 
 __all__ = [
     "BlockReader",
@@ -28,7 +30,7 @@ __all__ = [
     "Source",
     "canonical_url",
     "index_frames",
-    "open_source",
+    "open_file",
     "scan_fragments",
 ]
 
@@ -42,7 +44,7 @@ class FrameIndex:
     #: Requests sent to build this index (header, offset tables, scan).
     requests: int
     #: What identifies the version of the file indexed, besides its size (``etag``,
-    #: ``generation``, ``mtime``: see [`Source`][dicom_dask.frames._io.Source]).
+    #: ``generation``, ``mtime``: see [`Source`][dicom_dask.frames.source.Source]).
     identity: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -71,7 +73,7 @@ def index_frames(
     first_block : int
         Size of the first header request; later ones double.
     """
-    source = open_source(url, storage_options=storage_options, filesystem=filesystem)
+    source = open_file(url, storage_options=storage_options, filesystem=filesystem)
     reader = BlockReader(source, first_block=first_block)
     header = read_header(reader)
     if header.inline_pixel_data is not None:

@@ -26,9 +26,10 @@ from pydicom.uid import UID
 
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import NoImagesError, ReadError, SourceNotFoundError
-from dicom_dask.frames._io import call_fs, credentials_for, redact, strip_credentials
+from dicom_dask.frames.fetch import call_fs
 from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescription
 from dicom_dask.frames.ranges import FrameRanges
+from dicom_dask.frames.storage import credentials_for, redact, strip_credentials
 
 __all__ = ["DicomWebLocation", "fetch_frames", "index_location", "is_dicomweb", "location"]
 

@@ -22,9 +22,9 @@ from pydicom import uid as _uid
 
 from dicom_dask.enums import ITEM_TAG, SEQUENCE_DELIMITER, FrameEncoding
 from dicom_dask.errors import OffsetTableError, TruncatedFileError
-from dicom_dask.frames._io import BlockReader, Source
 from dicom_dask.frames.header import DicomHeader
 from dicom_dask.frames.ranges import FrameRanges
+from dicom_dask.frames.source import BlockReader, Source
 
 __all__ = ["Fragment", "encapsulated_ranges", "scan_fragments"]
 

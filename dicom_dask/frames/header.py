@@ -34,8 +34,9 @@ from dicom_dask.errors import (
     TruncatedFileError,
     UnsupportedTransferSyntaxError,
 )
-from dicom_dask.frames._io import BlockReader, call_fs
+from dicom_dask.frames.fetch import call_fs
 from dicom_dask.frames.sizes import format_size
+from dicom_dask.frames.source import BlockReader
 from dicom_dask.frames.values import fast_get
 
 __all__ = ["DicomHeader", "PixelDataElement", "PixelDescription", "read_header"]
@@ -278,7 +279,7 @@ def _parse_dataset(reader: BlockReader, url: str) -> tuple[Dataset, bool, bytes 
             ds, preamble = _parse(local, reader, url)
             local.seek(reader.tell())
             return ds, preamble, local.read(12)  # the pixel data element's header
-    buffered = io.BufferedReader(reader, buffer_size=8192)  # type: ignore[arg-type]
+    buffered = io.BufferedReader(reader, buffer_size=8192)
     try:
         return (*_parse(buffered, reader, url), None)
     finally:

@@ -13,11 +13,11 @@ from dicom_dask.chunks.manifest import MISSING, ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import LayoutError
-from dicom_dask.frames._io import StorageOptions
 from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.geometry import ORIENTATION_TOL, GeometryPolicy, stack_geometry
 from dicom_dask.images.series import SliceRecord, Stack
 from dicom_dask.images.tiled import frame_chunks, place_frames
+from dicom_dask.types import StorageOptions
 
 if TYPE_CHECKING:
     import dask.array

@@ -111,7 +111,7 @@ def _item(ds: Dataset | None, keyword: str) -> Dataset | None:
     if ds is None:
         return None
     seq = ds.get(keyword)
-    return seq[0] if seq else None  # type: ignore[no-any-return]
+    return seq[0] if seq else None
 
 
 def _seconds(tm: Any) -> float | None:

@@ -30,10 +30,11 @@ from dicom_dask.chunks.sidecar import (
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import AmbiguousSourceError, NoImagesError
 from dicom_dask.frames import FrameIndex, index_frames
-from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
+from dicom_dask.frames.storage import redact
 from dicom_dask.images.transforms import FrameTransformer, TransformOptions
+from dicom_dask.types import StorageOptions
 
 if TYPE_CHECKING:
     import dask.array

@@ -13,7 +13,7 @@ Why not plain ``dask.array.from_array``: with ``fancy=False`` dask's slice fusio
 (``dask.array.optimization._optimize_slices``) gives up on every plain slice, so a
 slice computes whole blocks and cuts them; with ``fancy=True`` it fuses slices with
 positive steps but not negative steps or integer arrays (``fuse_slice`` raises), and
-reductions still go through the graph. ``tests/test_slicing.py`` checks dask's
+reductions still go through the graph. ``tests/images/test_slicing.py`` checks dask's
 behaviour, so this can be revisited when dask changes.
 """
 

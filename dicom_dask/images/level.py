@@ -20,11 +20,12 @@ import numpy as np
 from dicom_dask.chunks.manifest import ChunkManifest
 from dicom_dask.chunks.metadata import frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
+from dicom_dask.config import cpu_count
 from dicom_dask.errors import LayoutError
-from dicom_dask.frames._io import StorageOptions, cpu_count
 from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
 from dicom_dask.images.transforms import FrameTransformer, TransformOptions, apply_block
+from dicom_dask.types import StorageOptions
 
 if TYPE_CHECKING:
     import dask.array
@@ -322,7 +323,7 @@ class Level:
                 out[y0 - y : y1 - y, x0 - x : x1 - x] = reader[channel, plane, y0:y1, x0:x1]
         if self.transform is not None:
             out = self._transform_region(out, channel, plane, threads)
-        return out  # type: ignore[no-any-return]
+        return out
 
     def _transform_region(
         self, region: np.ndarray, channel: int, plane: int, threads: int

@@ -112,7 +112,7 @@ def _thickness(ds: Dataset | None) -> float | None:
 
 def _item(groups: Dataset | None, sequence: str) -> Dataset | None:
     if groups is not None and sequence in groups and groups[sequence].value:
-        return groups[sequence][0]  # type: ignore[no-any-return]
+        return groups[sequence][0]
     return None
 
 

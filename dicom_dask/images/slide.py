@@ -34,17 +34,18 @@ from dicom_dask.chunks.sidecar import (
 )
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, LayoutWarning, NoImagesError
-from dicom_dask.frames._io import StorageOptions, redact
 from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
 from dicom_dask.frames.sizes import SIZE_ORDER, format_size
+from dicom_dask.frames.storage import redact
 from dicom_dask.frames.values import fast_get
 from dicom_dask.images.level import Level, merge_level
 from dicom_dask.images.ome import multiscales_attributes
 from dicom_dask.images.sources import expand_sources, index_many
 from dicom_dask.images.tiled import TiledImage, is_tiled, tiled_image
 from dicom_dask.images.transforms import TransformOptions
+from dicom_dask.types import StorageOptions
 
 if TYPE_CHECKING:
     import dask.array

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError
 from dicom_dask.frames import FrameIndex, canonical_url, index_frames
-from dicom_dask.frames._io import StorageOptions, resolve_fs
+from dicom_dask.frames.storage import resolve_fs
+from dicom_dask.types import StorageOptions
 
 __all__ = ["classify", "classify_source", "expand_sources", "index_many", "is_collection"]
 

@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 
 from dicom_dask.chunks.manifest import INLINE, MISSING, ChunkManifest
 from dicom_dask.errors import LayoutError, LayoutWarning
-from dicom_dask.frames import FrameIndex, open_source
+from dicom_dask.frames import FrameIndex, open_file
 from dicom_dask.frames.functional_groups import SlidePositions, slide_positions
 from dicom_dask.frames.sizes import format_size
 from dicom_dask.frames.values import fast_get
@@ -115,7 +115,7 @@ def _segments(ds: Dataset) -> list[ChannelInfo]:
 def _shared(ds: Dataset, sequence: str) -> Dataset | None:
     shared = ds.get("SharedFunctionalGroupsSequence")
     if shared and sequence in shared[0] and shared[0][sequence].value:
-        return shared[0][sequence][0]  # type: ignore[no-any-return]
+        return shared[0][sequence][0]
     return None
 
 
@@ -418,7 +418,7 @@ def frame_chunks(index: FrameIndex, *, storage_options: Any = None) -> ChunkMani
                 f"{index.url}: {n} unaligned 1-bit frames in {length} bytes of pixel data; "
                 f"re-chunking them reads the pixel data whole, limited to {MAX_INLINE_BYTES}"
             )
-        value = open_source(index.url, storage_options=storage_options).read(start, start + length)
+        value = open_file(index.url, storage_options=storage_options).read(start, start + length)
     if desc.bits_allocated == 1:
         per = desc.rows * desc.columns * desc.samples_per_pixel
         bits = np.unpackbits(np.frombuffer(value, dtype=np.uint8), bitorder="little")

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from dicom_dask.chunks.store import DicomStore
+from dicom_dask.config import cpu_count
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
-from dicom_dask.frames._io import StorageOptions, cpu_count, redact
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.frames.sizes import format_size
+from dicom_dask.frames.storage import redact
 from dicom_dask.images.assembly import assemble
 from dicom_dask.images.geometry import (
     GeometryPolicy,
@@ -37,6 +38,7 @@ from dicom_dask.images.series import (
     stack_differences,
 )
 from dicom_dask.images.sources import expand_sources, index_many
+from dicom_dask.types import StorageOptions
 
 __all__ = ["Volume", "list_series", "open_volume"]
 

@@ -682,7 +682,7 @@ def _demo_frames(out: Path, n: int) -> bool:
     print(f"one frame {one.shape} in {1e3 * (time.perf_counter() - t0):.1f} ms")
     everything = np.empty(frames.array.shape, frames.array.dtype)
     t0 = time.perf_counter()
-    da.store(frames.array, everything, lock=False)  # type: ignore[arg-type]
+    da.store(frames.array, everything, lock=False)
     t_all = time.perf_counter() - t0
     print(f"all {n} frames in {t_all:.2f} s ({n / t_all:.0f} frames/s, threaded scheduler)")
     same = bool(np.array_equal(frames.zarr[: min(n, 16)], everything[: min(n, 16)]))

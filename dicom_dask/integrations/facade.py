@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dicom_dask.frames._io import StorageOptions
+from dicom_dask.types import StorageOptions
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -21,12 +21,12 @@ from dicom_dask.chunks.numcodec import chain_filter
 from dicom_dask.chunks.sidecar import SOURCES_KEY, check_sources, sources_entry
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import AmbiguousSourceError, NoImagesError
-from dicom_dask.frames._io import StorageOptions
 from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.images.instance import open_frames
 from dicom_dask.images.slide import open_slide
 from dicom_dask.images.sources import is_collection
 from dicom_dask.images.volume import open_volume
+from dicom_dask.types import StorageOptions
 
 __all__ = [
     "VirtualArray",

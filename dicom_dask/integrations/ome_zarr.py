@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dicom_dask.errors import DestinationExistsError, LayoutError
-from dicom_dask.frames._io import StorageOptions, canonical_url, redact, resolve_fs
+from dicom_dask.frames.storage import canonical_url, redact, resolve_fs
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.downsample import METHODS, downsample
 from dicom_dask.integrations.writers import options as write_options
 from dicom_dask.integrations.writers.credentials import shipped_storage_options
+from dicom_dask.types import StorageOptions
 
 if TYPE_CHECKING:
     import dask.array
@@ -353,7 +354,7 @@ def _zstd(level: int) -> Callable[[np.ndarray], Any]:
     except ImportError:
         import numcodecs
 
-        return numcodecs.Zstd(level=level).encode  # type: ignore[no-any-return]
+        return numcodecs.Zstd(level=level).encode
 
 
 def _put(target: _Target, files: Mapping[str, bytes]) -> None:
@@ -394,10 +395,10 @@ def _restage(array: dask.array.Array, edges: tuple[int, int], left: int) -> dask
         size, m = array.shape[axis], 0
         while m + 1 < left and (edge << (m + 1)) < size:
             m += 1
-        new[axis] = edge << m  # type: ignore[call-overload]
-    while others * new[-2] * new[-1] > STAGE_BYTES and max(new[-2], new[-1]) > max(edges):  # type: ignore[operator]
-        axis = -2 if new[-2] >= new[-1] else -1  # type: ignore[operator]
-        new[axis] = max(edges[axis], new[axis] // 2)  # type: ignore[operator]
+        new[axis] = edge << m
+    while others * new[-2] * new[-1] > STAGE_BYTES and max(new[-2], new[-1]) > max(edges):
+        axis = -2 if new[-2] >= new[-1] else -1
+        new[axis] = max(edges[axis], new[axis] // 2)
     return array.rechunk(tuple(new))
 
 
@@ -758,7 +759,7 @@ def to_ome_zarr(
     if method not in METHODS:
         raise LayoutError(f"method={method!r}: expected one of {METHODS}")
     edges = _chunk_edges(image.array, chunks)
-    count = _level_count(levels, tuple(image.array.shape[-2:]), edges)  # type: ignore[arg-type]
+    count = _level_count(levels, tuple(image.array.shape[-2:]), edges)
     if levels is None and isinstance(data, Slide):  # at least the slide's own levels
         count = max(count, len(data.pyramid))
     url = canonical_url(dest)

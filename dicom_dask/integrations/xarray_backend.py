@@ -340,7 +340,7 @@ class DicomBackendEntrypoint(BackendEntrypoint):
                 raise DicomDaskError(f"{name}= applies to volumes and slides, not to frames")
         return kind, open_frames(source, **common)
 
-    def open_dataset(  # type: ignore[override]
+    def open_dataset(
         self,
         filename_or_obj: Any,
         *,
@@ -398,7 +398,7 @@ class DicomBackendEntrypoint(BackendEntrypoint):
             out = out.drop_vars(drop_variables, errors="ignore")
         return out
 
-    def open_datatree(  # type: ignore[override]
+    def open_datatree(
         self,
         filename_or_obj: Any,
         *,
@@ -411,7 +411,7 @@ class DicomBackendEntrypoint(BackendEntrypoint):
             self.open_groups_as_dict(filename_or_obj, drop_variables=drop_variables, **kwargs)
         )
 
-    def open_groups_as_dict(  # type: ignore[override]
+    def open_groups_as_dict(
         self,
         filename_or_obj: Any,
         *,

@@ -8,7 +8,7 @@ site (mkdocs-jupyter, which does not execute them) show the figures. Run this af
 
 Each runs top to bottom in a fresh kernel, in a temporary working folder that also holds its
 temporary files (removed after); the time it took and the number of PNG figures it holds are
-printed. ``tests/test_notebooks.py`` executes them the same way.
+printed. ``tests/package/test_notebooks.py`` executes them the same way.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ given) are written as PNG files::
     PYTHONPATH=. python docs/tools/site_screenshots.py                 # to build/site-screenshots/
     PYTHONPATH=. python docs/tools/site_screenshots.py --out shots slides/ volumes/
 
-``tests/test_site.py`` uses the same helpers to check every page in the browser. Needs
+``tests/package/test_site.py`` uses the same helpers to check every page in the browser. Needs
 ``chromium`` and ``chromium-driver`` (Debian packages) and ``selenium`` (PyPI); nothing is
 downloaded, and the browser talks only to the local server.
 """

@@ -68,13 +68,13 @@ class ContractError(AssertionError):
 
 
 def _source(data: bytes, *, local: bool = False) -> Any:
-    from dicom_dask.frames._io import open_source
+    from dicom_dask.frames.source import open_file
 
     if local:
         _TMP.write_bytes(data)
-        return open_source(str(_TMP))
+        return open_file(str(_TMP))
     _MEM.pipe_file("/fuzz/input.dcm", data)
-    return open_source("memory://fuzz/input.dcm")
+    return open_file("memory://fuzz/input.dcm")
 
 
 def _check_ranges(ranges: Any, size: int) -> None:
@@ -86,17 +86,17 @@ def _check_ranges(ranges: Any, size: int) -> None:
 
 # -- targets -------------------------------------------------------------------------
 def header(data: bytes) -> None:
-    from dicom_dask.frames._io import BlockReader
     from dicom_dask.frames.header import read_header
+    from dicom_dask.frames.source import BlockReader
 
     with contextlib.suppress(DicomDaskError):
         read_header(BlockReader(_source(data, local=len(data) % 2 == 1), first_block=4096))
 
 
 def native(data: bytes) -> None:
-    from dicom_dask.frames._io import BlockReader
     from dicom_dask.frames.header import read_header
     from dicom_dask.frames.native import native_ranges
+    from dicom_dask.frames.source import BlockReader
 
     try:
         source = _source(data)
@@ -116,12 +116,12 @@ def native(data: bytes) -> None:
 @functools.cache
 def _templates() -> list[tuple[bytes, Any]]:
     """(bytes before the pixel data value, header) of real encapsulated files."""
-    from dicom_dask.frames._io import BlockReader, open_source
     from dicom_dask.frames.header import read_header
+    from dicom_dask.frames.source import BlockReader, open_file
 
     out = []
     for path in _encapsulated_files():
-        head = read_header(BlockReader(open_source(str(path))))
+        head = read_header(BlockReader(open_file(str(path))))
         prefix = path.read_bytes()[: head.element.value_offset]
         out.append((prefix, head))
     return out
@@ -144,8 +144,8 @@ def _encapsulated_files() -> list[Path]:
 def encapsulated(data: bytes) -> None:
     """``data``: template index, frame count - 1, flags (bit 0: an Extended Offset Table
     follows as 8 x n offsets then 8 x n lengths), then the item stream."""
-    from dicom_dask.frames._io import BlockReader
     from dicom_dask.frames.encapsulated import encapsulated_ranges
+    from dicom_dask.frames.source import BlockReader
 
     templates = _templates()
     if len(data) < 3 or not templates:
@@ -302,13 +302,13 @@ def _header_seeds() -> list[bytes]:
 
 
 def _native_seeds() -> list[bytes]:
-    from dicom_dask.frames._io import BlockReader, open_source
     from dicom_dask.frames.header import read_header
+    from dicom_dask.frames.source import BlockReader, open_file
 
     out = []
     for path in _real_files():
         try:
-            head = read_header(BlockReader(open_source(str(path))))
+            head = read_header(BlockReader(open_file(str(path))))
         except DicomDaskError:
             continue
         if not head.is_encapsulated and path.stat().st_size <= MAX_LEN:
@@ -317,8 +317,8 @@ def _native_seeds() -> list[bytes]:
 
 
 def _encapsulated_seeds() -> list[bytes]:
-    from dicom_dask.frames._io import BlockReader, open_source
     from dicom_dask.frames.encapsulated import scan_fragments
+    from dicom_dask.frames.source import BlockReader, open_file
 
     out = []
     for k, (prefix, head) in enumerate(_templates()):
@@ -331,7 +331,7 @@ def _encapsulated_seeds() -> list[bytes]:
         # the same items with an Extended Offset Table, when each frame is one fragment
         (bot_len,) = struct.unpack("<L", stream[4:8])
         first = len(prefix) + 8 + bot_len
-        fragments = scan_fragments(BlockReader(open_source(str(path))), first)
+        fragments = scan_fragments(BlockReader(open_file(str(path))), first)
         if len(fragments) == n:
             eot = struct.pack(f"<{n}Q", *(f.offset - first for f in fragments))
             lengths = struct.pack(f"<{n}Q", *(f.length for f in fragments))

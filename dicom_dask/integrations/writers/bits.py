@@ -23,8 +23,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_dask.errors import InvalidHeaderError
-from dicom_dask.frames._io import StorageOptions, resolve_fs
+from dicom_dask.frames.storage import resolve_fs
 from dicom_dask.integrations.writers.stream import header_bytes, is_local
+from dicom_dask.types import StorageOptions
 
 __all__ = ["BinaryFrame", "Bitstream", "write_bitstream"]
 

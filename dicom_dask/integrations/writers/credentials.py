@@ -8,7 +8,7 @@ keeps the mapping in a per-process registry under a random token: in this proces
 and, when a `distributed.Client` is active, on every worker through a worker plugin
 sent once over the cluster's comms (and removed when the write ends). The graph carries
 a [`RegisteredFilesystem`][dicom_dask.integrations.writers.credentials.RegisteredFilesystem],
-a filesystem factory (see [`resolve_fs`][dicom_dask.frames._io.resolve_fs]) that
+a filesystem factory (see [`resolve_fs`][dicom_dask.frames.storage.resolve_fs]) that
 pickles as the token and the credential-free URL only.
 """
 
@@ -24,7 +24,8 @@ from typing import Any
 import fsspec
 
 from dicom_dask.errors import DicomDaskError
-from dicom_dask.frames._io import StorageOptions, redact
+from dicom_dask.frames.storage import redact
+from dicom_dask.types import StorageOptions
 
 __all__ = ["RegisteredFilesystem", "shipped_storage_options"]
 

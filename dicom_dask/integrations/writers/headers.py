@@ -34,7 +34,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_dask.errors import InvalidHeaderError, LayoutError
-from dicom_dask.frames._io import redact
+from dicom_dask.frames.storage import redact
 from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.writers.dataset import new_uid
 

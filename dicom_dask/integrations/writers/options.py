@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dicom_dask.errors import DestinationExistsError
-from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
+from dicom_dask.frames.storage import redact, resolve_fs
+from dicom_dask.types import StorageOptions
 
 __all__ = [
     "WriteOptions",

@@ -36,7 +36,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from dicom_dask.errors import DicomDaskError, EncodeError, InvalidHeaderError, LayoutError
-from dicom_dask.frames._io import StorageOptions, redact
+from dicom_dask.frames.storage import redact
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
@@ -59,6 +59,7 @@ from dicom_dask.integrations.writers.placement import (
 )
 from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
 from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
+from dicom_dask.types import StorageOptions
 
 if TYPE_CHECKING:
     import dask.array

@@ -19,13 +19,14 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 
 from dicom_dask.errors import EncodeError, LayoutError
-from dicom_dask.frames._io import StorageOptions, redact, resolve_fs
+from dicom_dask.frames.storage import redact, resolve_fs
 from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.writers.dataset import new_uid
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
 from dicom_dask.integrations.writers.headers import slice_sources
 from dicom_dask.integrations.writers.options import check_destination, compute, remove_files
 from dicom_dask.integrations.writers.stream import is_local
+from dicom_dask.types import StorageOptions
 
 __all__ = ["to_dicom_series"]
 

@@ -25,8 +25,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_dask.errors import LayoutError
-from dicom_dask.frames._io import StorageOptions, resolve_fs
 from dicom_dask.frames.sizes import format_size
+from dicom_dask.frames.storage import resolve_fs
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
 from dicom_dask.integrations.writers.dataset import (
@@ -49,6 +49,7 @@ from dicom_dask.integrations.writers.stream import (
     InstanceWriter,
     is_local,
 )
+from dicom_dask.types import StorageOptions
 
 if TYPE_CHECKING:
     import dask.array

@@ -33,7 +33,8 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 
 from dicom_dask.errors import InvalidHeaderError
-from dicom_dask.frames._io import StorageOptions, resolve_fs
+from dicom_dask.frames.storage import resolve_fs
+from dicom_dask.types import StorageOptions
 
 __all__ = ["InstanceWriter", "Written", "header_bytes", "is_local", "write_instance"]
 

@@ -1,0 +1,205 @@
+"""One file or object as a [`Source`][dicom_dask.frames.source.Source]: its filesystem, path,
+URL, size and identity; [`BlockReader`][dicom_dask.frames.source.BlockReader] reads its header
+in blocks, keeping what it read."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from dicom_dask.errors import ReadError
+from dicom_dask.frames.fetch import call_fs, check_range_read, fetch_ranges, pread
+from dicom_dask.frames.storage import canonical_url, redact, resolve_fs
+from dicom_dask.types import StorageOptions
+
+__all__ = ["BlockReader", "Source", "file_identity", "open_file"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file or object: its filesystem, path, canonical URL and size."""
+
+    fs: fsspec.AbstractFileSystem
+    path: str
+    url: str
+    size: int
+    #: What else identifies this version of the file, as the filesystem reported it with
+    #: the size: ``etag``, ``generation``, ``mtime`` (strings; absent when not reported).
+    identity: Mapping[str, str] = field(default_factory=dict)
+
+    def _check_range(self, start: int, stop: int) -> None:
+        if start < 0 or stop > self.size or stop < start:
+            raise ReadError(
+                f"{redact(self.url)}: byte range [{start}, {stop}) lies outside the file "
+                f"of {self.size} bytes"
+            )
+
+    def read(self, start: int, stop: int) -> bytes:
+        """Return the bytes ``[start, stop)``; raise [`ReadError`][dicom_dask.errors.ReadError] when
+        short."""
+        self._check_range(start, stop)
+        if stop == start:
+            return b""
+        if type(self.fs) is LocalFileSystem:  # one pread, without fsspec's file object
+            data = call_fs(self.url, pread, self.path, start, stop)
+        else:
+            data = call_fs(self.url, self.fs.cat_file, self.path, start=start, end=stop)
+        check_range_read(self.url, start, stop, data, size=self.size)
+        return bytes(data)
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Return the bytes of several ``(start, stop)`` ranges in one call."""
+        if not ranges:
+            return []
+        for start, stop in ranges:
+            self._check_range(start, stop)
+        if len(ranges) == 1:
+            return [self.read(*ranges[0])]
+        return fetch_ranges(self.fs, [(self.url, self.path, a, b) for a, b in ranges])
+
+
+def open_file(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: StorageOptions = None,
+    filesystem: fsspec.AbstractFileSystem | None = None,
+) -> Source:
+    """Resolve ``url`` to a `Source` (one metadata request for its size)."""
+    curl = canonical_url(url)
+    if filesystem is not None:
+        fs, path = filesystem, filesystem._strip_protocol(curl)
+    else:
+        fs, path = resolve_fs(curl, storage_options)
+    if type(fs) is LocalFileSystem:  # os.stat: fsspec's info() costs more than a header
+        st = call_fs(curl, os.stat, path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ReadError(f"{redact(curl)}: is a directory, expected a DICOM file")
+        return Source(fs=fs, path=path, url=curl, size=int(st.st_size), identity=_local_id(st))
+    info = call_fs(curl, fs.info, path)
+    if info.get("type") == "directory":
+        raise ReadError(f"{redact(curl)}: is a directory, expected a DICOM file")
+    size = info.get("size")
+    target = getattr(fs, "fs", None)  # blockcache:: reports no size; its target does
+    if size is None and isinstance(target, fsspec.AbstractFileSystem):
+        size = call_fs(curl, target.info, path).get("size")
+    if size is None:
+        raise ReadError(f"{redact(curl)}: the filesystem does not report the size of this file")
+    return Source(fs=fs, path=path, url=curl, size=int(size), identity=file_identity(info))
+
+
+#: Keys of fsspec's ``info()`` that identify a version of a file, per identity field
+#: (HTTP, s3fs, gcsfs, adlfs, local...).
+_IDENTITY_KEYS = {
+    "etag": ("ETag", "etag", "Etag"),
+    "generation": ("generation", "VersionId", "version_id"),
+    "mtime": ("mtime", "LastModified", "Last-Modified", "last_modified", "updated"),
+}
+
+
+def file_identity(info: Mapping[str, Any]) -> dict[str, str]:
+    """The ``etag`` / ``generation`` / ``mtime`` an fsspec ``info()`` reports, as strings."""
+    out = {}
+    for name, keys in _IDENTITY_KEYS.items():
+        value = next((info[k] for k in keys if info.get(k) not in (None, "")), None)
+        if value is not None:
+            out[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return out
+
+
+def _local_id(st: os.stat_result) -> dict[str, str]:
+    return {"mtime": str(st.st_mtime)}  # what LocalFileSystem.info() reports
+
+
+class BlockReader(io.RawIOBase):
+    """A read-only, seekable file over a `Source` that fetches growing blocks.
+
+    It keeps one contiguous prefix of the file in memory, extended by requests that
+    double in size, so that a header of any length costs few requests and the
+    bytes after it (offset tables, first fragments) are often already there.
+    """
+
+    def __init__(self, source: Source, *, first_block: int = 65536) -> None:
+        super().__init__()
+        self.source = source
+        self.first_block = int(first_block)
+        self._buffer = bytearray()
+        self._pos = 0
+        #: Number of requests this reader has sent.
+        self.requests = 0
+
+    # -- io.RawIOBase --------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The URL (what ``io.BufferedReader.name`` reports)."""
+        return self.source.url
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        else:
+            pos = self.source.size + offset
+        if pos < 0:
+            raise OSError(f"{redact(self.source.url)}: seek to negative offset {pos}")
+        self._pos = pos
+        return pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.source.size - self._pos
+        stop = min(self._pos + size, self.source.size)
+        if stop <= self._pos:
+            return b""
+        self._ensure(stop)
+        data = bytes(self._buffer[self._pos : stop])
+        self._pos = stop
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    # -- block cache ---------------------------------------------------------
+    def _ensure(self, stop: int) -> None:
+        have = len(self._buffer)
+        if stop <= have:
+            return
+        grow = max(self.first_block, have)  # doubles the prefix at every request
+        new_stop = min(max(stop, have + grow), self.source.size)
+        self._buffer += self.source.read(have, new_stop)
+        self.requests += 1
+
+    def cached(self, start: int, stop: int) -> bytes | None:
+        """Return ``[start, stop)`` if it is already in memory, else ``None``."""
+        if stop <= len(self._buffer):
+            return bytes(self._buffer[start:stop])
+        return None
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Return several ranges, from memory where possible, the rest in one call."""
+        out: list[bytes | None] = [self.cached(a, b) for a, b in ranges]
+        missing = [i for i, v in enumerate(out) if v is None]
+        if missing:
+            fetched = self.source.read_ranges([ranges[i] for i in missing])
+            self.requests += 1
+            for i, data in zip(missing, fetched, strict=True):
+                out[i] = data
+        return [v for v in out if v is not None]
