@@ -87,7 +87,7 @@ def test_v2_references_of_every_layout(tmp_path, name: str) -> None:
     numcodecs form of the chain decodes each as open_frames does."""
     from dicom_dask.testing import write_dicom
 
-    from .test_synthetic import CASES
+    from tests.images.test_synthetic import CASES
 
     arr, kwargs = CASES[name]
     path = write_dicom(tmp_path / f"{name}.dcm", arr, **kwargs)
