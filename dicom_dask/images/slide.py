@@ -17,7 +17,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -697,18 +697,19 @@ def open_slide(
             else f"{len(source)} files"
         )
     group = _select(_group(images), select, where)
-    options = {
-        "raw": raw,
-        "backend": backend,
-        "fill_value": fill_value,
-        "storage_options": storage_options,
-        "chunk_edge": chunk_edge,
-    }
+    level = partial(
+        merge_level,
+        raw=raw,
+        backend=backend,
+        fill_value=fill_value,
+        storage_options=storage_options,
+        chunk_edge=chunk_edge,
+    )
     volumes: dict[tuple[int, int], list[TiledImage]] = {}
     associated: dict[str, Level] = {}
     for im in group:
         if im.image_type in ASSOCIATED:
-            associated.setdefault(im.image_type.lower(), merge_level([im], **options))
+            associated.setdefault(im.image_type.lower(), level([im]))
         else:
             volumes.setdefault(im.matrix_shape, []).append(im)
     if not volumes:
@@ -721,7 +722,7 @@ def open_slide(
         spacing = volumes[shape][0].pixel_spacing
         return (spacing[1] if spacing else 0.0, -shape[1])
 
-    pyramid = tuple(merge_level(volumes[shape], **options) for shape in sorted(volumes, key=order))
+    pyramid = tuple(level(volumes[shape]) for shape in sorted(volumes, key=order))
     return Slide(pyramid=pyramid, associated=associated, storage_options=storage_options)
 
 
