@@ -33,7 +33,7 @@ def volume_manifest(
 
     Single-frame chunks take their byte ranges straight from each file's frame table;
     others (several frames per chunk, inline pixel data) go through
-    [`frame_chunks`][dicom_dask.images.tiled.frame_chunks].
+    ``dicom_dask.images.tiled.frame_chunks``.
     """
     simple = all(
         r.index.ranges.frames_per_chunk == 1 and r.index.header.inline_pixel_data is None

@@ -1,7 +1,7 @@
 """Where each slice of a stack goes in its volume: a
 [`VolumeLayout`][dicom_dask.images.layout.VolumeLayout].
 
-A [`Stack`][dicom_dask.images.series.Stack] of slices becomes a layout in three steps,
+A `Stack` of slices (see `dicom_dask.images.series`) becomes a layout in three steps,
 one function each: [`check_consistent`][dicom_dask.images.layout.check_consistent]
 (one pixel encoding, orientation and pixel spacing),
 [`slots_by_position`][dicom_dask.images.layout.slots_by_position] (the slices at each
@@ -340,7 +340,7 @@ def volume_layout(stack: Stack, *, where: str, policy: GeometryPolicy) -> Volume
     ----------
     stack : Stack
         Slices of one series, orientation and stack (see
-        [`group_stacks`][dicom_dask.images.series.group_stacks]).
+        ``dicom_dask.images.series.group_stacks``).
     where : str
         The source, as error messages name it.
     policy : GeometryPolicy
