@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -23,7 +23,13 @@ if TYPE_CHECKING:
 
     from dicom_dask.chunks.reader import ManifestArray
 
-__all__ = ["AssembledVolume", "assemble", "volume_attributes", "volume_manifest"]
+__all__ = [
+    "AssembledVolume",
+    "VolumeAttributes",
+    "assemble",
+    "volume_attributes",
+    "volume_manifest",
+]
 
 
 def volume_manifest(
@@ -71,7 +77,30 @@ def volume_manifest(
     return place_frames(parts, grid)
 
 
-def volume_attributes(layout: VolumeLayout, *, raw: bool) -> dict[str, Any]:
+class VolumeAttributes(TypedDict):
+    """The ``dicom_dask`` attributes of a volume's ``zarr.json``, and its
+    [`Volume.metadata`][dicom_dask.images.volume.Volume]."""
+
+    #: Series Instance UID of the first file.
+    series_instance_uid: str
+    #: Stack label (Stack ID, or the volume dimension whose repeats are irregular).
+    stack: str
+    #: Modality of the first file.
+    modality: str
+    #: Every file of the stack, sorted.
+    urls: list[str]
+    #: ``[url, frame]`` of each slice (its first channel), ``None`` for a missing slice.
+    slice_files: list[list[Any] | None]
+    #: Photometric interpretation of the decoded pixels.
+    photometric_interpretation: str
+    #: How irregularities were handled (see
+    #: [`StackGeometry.to_dict`][dicom_dask.images.geometry.StackGeometry.to_dict]).
+    geometry: dict[str, Any]
+    #: ``{name: {"dimension": ..., "values": [...]}}`` along the volume dimensions.
+    coordinates: dict[str, dict[str, Any]]
+
+
+def volume_attributes(layout: VolumeLayout, *, raw: bool) -> VolumeAttributes:
     """The ``dicom_dask`` attributes of the volume's ``zarr.json`` (and
     [`Volume.metadata`][dicom_dask.images.volume.Volume]): series, files, geometry handling,
     photometric interpretation and the values along the volume dimensions."""
@@ -111,7 +140,7 @@ class AssembledVolume:
         The manifest reader behind ``array``.
     """
 
-    metadata: dict[str, Any]
+    metadata: VolumeAttributes
     store: DicomStore
     array: dask.array.Array
     reader: ManifestArray

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dicom_dask.chunks.manifest import ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata
 from dicom_dask.chunks.sidecar import (
     SOURCES_KEY,
@@ -415,7 +416,7 @@ class Slide:
         has_z = any(len(lv.focal_planes) > 1 for lv in self.pyramid)
         return ("c", "z", "y", "x") if has_z else ("c", "y", "x")
 
-    def _ome_array(self, level: Level) -> tuple[dict[str, Any], Any]:
+    def _ome_array(self, level: Level) -> tuple[dict[str, Any], ChunkManifest]:
         """zarr.json document and manifest of a level in the NGFF ``(c[, z], y, x)`` layout."""
         axes = self._ome_axes()
         c, z = len(level.channels), len(level.focal_planes)
