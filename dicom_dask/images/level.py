@@ -30,7 +30,7 @@ from dicom_dask.types import StorageOptions
 if TYPE_CHECKING:
     import dask.array
 
-__all__ = ["Level", "merge_level"]
+__all__ = ["Level", "LevelView", "merge_level"]
 
 #: Target edge of a dask chunk, in pixels (rounded to whole tiles).
 CHUNK_EDGE = 2048
@@ -45,6 +45,29 @@ class _TileLabel:
     def __call__(self, coords: tuple[int, ...]) -> str:
         parts = [f"{a}={c}" for a, c in zip(self.axes, coords, strict=False) if a != "s"]
         return "tile " + ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class LevelView:
+    """How a level's array lies over its manifest (see
+    [`Level.shape`][dicom_dask.images.level.Level.shape]).
+
+    Attributes
+    ----------
+    axes : str
+        ``"yx"`` (squeezed) or ``"czyx"``, then ``"s"`` for colour samples.
+    shape : tuple of int
+        Shape of the array.
+    chunk_shape : tuple of int
+        One tile (all samples).
+    grid : tuple of int
+        Tiles along each axis: the shape of the manifest.
+    """
+
+    axes: str
+    shape: tuple[int, ...]
+    chunk_shape: tuple[int, ...]
+    grid: tuple[int, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,7 +158,7 @@ class Level:
     def shape(self) -> tuple[int, ...]:
         """Shape of [`array`][dicom_dask.images.level.Level.array]: ``(y, x[, s])`` or ``(c, z, y,
         x[, s])``."""
-        return self._view(self.squeezed)[1]
+        return self._view(self.squeezed).shape
 
     @property
     def tiles_present(self) -> np.ndarray:
@@ -160,8 +183,8 @@ class Level:
             axes=axes,
         )
 
-    def _view(self, squeeze: bool) -> tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """``(axes, shape, chunk shape, manifest grid)`` of the (squeezed) array."""
+    def _view(self, squeeze: bool) -> LevelView:
+        """Axes, shape, chunk shape and manifest grid of the (squeezed) array."""
         c, z = len(self.channels), len(self.focal_planes)
         rows, cols = self.matrix_shape
         th, tw = self.tile_shape
@@ -173,8 +196,10 @@ class Level:
         if squeeze:
             if c != 1 or z != 1:
                 raise ValueError(f"cannot squeeze a level with {c} channels and {z} planes")
-            return "yx" + tail_axes, (rows, cols, *tail), (th, tw, *tail), (ny, nx, *tail_grid)
-        return (
+            return LevelView(
+                "yx" + tail_axes, (rows, cols, *tail), (th, tw, *tail), (ny, nx, *tail_grid)
+            )
+        return LevelView(
             "czyx" + tail_axes,
             (c, z, rows, cols, *tail),
             (1, 1, th, tw, *tail),
@@ -186,17 +211,17 @@ class Level:
         from dicom_dask.chunks.reader import ManifestArray
 
         squeeze = self.squeezed if squeeze is None else squeeze
-        axes, shape, chunk, grid = self._view(squeeze)
+        view = self._view(squeeze)
         return ManifestArray(
             DicomStore(storage_options=self.storage_options),
             "",
-            shape=shape,
-            chunk_shape=chunk,
+            shape=view.shape,
+            chunk_shape=view.chunk_shape,
             dtype=self.dtype,
-            codecs=self._codecs(axes),
+            codecs=self._codecs(view.axes),
             fill_value=self.fill_value,
-            label=_TileLabel(axes),
-            manifest=self.manifest.reshape(grid),
+            label=_TileLabel(view.axes),
+            manifest=self.manifest.reshape(view.grid),
             threads=threads,
         )
 
@@ -204,9 +229,9 @@ class Level:
         """Dask chunks: whole tiles, about [`chunk_edge`][dicom_dask.images.level.Level] pixels on a
         side."""
         squeeze = self.squeezed if squeeze is None else squeeze
-        axes, shape, chunk, _ = self._view(squeeze)
+        view = self._view(squeeze)
         out = []
-        for axis, size, tile in zip(axes, shape, chunk, strict=True):
+        for axis, size, tile in zip(view.axes, view.shape, view.chunk_shape, strict=True):
             if axis in "yx":
                 out.append(min(size, tile * max(1, round(self.chunk_edge / tile))))
             else:
@@ -234,7 +259,7 @@ class Level:
         array = reader_dask(reader, chunks, f"dicom-slide-{token}")
         if self.transform is None:
             return array
-        axes = self._view(self.squeezed if squeeze is None else squeeze)[0]
+        axes = self._view(self.squeezed if squeeze is None else squeeze).axes
         transformer = self.transform
         if axes.startswith("yx"):  # one channel and plane: its transform for every block
             transformer = self._single(0, 0)
@@ -278,17 +303,17 @@ class Level:
         where a tile exists."""
         import dask.array as da
 
-        axes, shape, chunk, _ = self._view(self.squeezed)
+        view = self._view(self.squeezed)
         present = self.tiles_present
         if self.squeezed:
             present = present[0, 0]
         grid = da.from_array(present, chunks=present.shape)
-        for i, axis in enumerate(axes):
+        for i, axis in enumerate(view.axes):
             if axis in "yx":
-                grid = da.repeat(grid, chunk[i], axis=i)
-        grid = grid[tuple(slice(0, n) for n in shape[: grid.ndim])]
-        if "s" in axes:
-            grid = da.broadcast_to(grid[..., np.newaxis], shape)
+                grid = da.repeat(grid, view.chunk_shape[i], axis=i)
+        grid = grid[tuple(slice(0, n) for n in view.shape[: grid.ndim])]
+        if "s" in view.axes:
+            grid = da.broadcast_to(grid[..., np.newaxis], view.shape)
         return grid.rechunk(self.default_chunks())
 
     def read_region(
@@ -400,8 +425,31 @@ class Level:
         return np.stack([rc[1], rc[0]], axis=1)
 
 
-def merge_level(images: Sequence[TiledImage], **options: Any) -> Level:
-    """Merge instances of one level (same matrix) onto one chunk grid."""
+def merge_level(
+    images: Sequence[TiledImage],
+    *,
+    raw: bool = False,
+    backend: str = "auto",
+    fill_value: int | float = 0,
+    storage_options: StorageOptions = None,
+    chunk_edge: int = CHUNK_EDGE,
+) -> Level:
+    """Merge instances of one level (same matrix) onto one chunk grid.
+
+    Parameters
+    ----------
+    images : sequence of TiledImage
+        Instances with the same matrix, tile size, pixel type and encoding (optical
+        paths, focal planes).
+    raw, backend, fill_value, storage_options, chunk_edge
+        As in [`open_slide`][dicom_dask.images.slide.open_slide].
+
+    Raises
+    ------
+    LayoutError
+        When the instances differ in tile or matrix size, pixel type or encoding, or
+        two of them hold the same tile.
+    """
     first = images[0]
     ref_codecs = frame_codecs(
         first.index.header, frames_per_chunk=1, as_rgb=True, backend="pydicom", axes="czyxs"
@@ -441,7 +489,7 @@ def merge_level(images: Sequence[TiledImage], **options: Any) -> Level:
         plane_map = np.array([plane_index[round(z, 6)] for z in im.focal_planes])
         t = im.frame_tiles
         coords = np.stack([chan_map[t[:, 0]], plane_map[t[:, 1]], t[:, 2], t[:, 3]], axis=1)
-        per_frame = frame_chunks(im.index, storage_options=options.get("storage_options"))
+        per_frame = frame_chunks(im.index, storage_options=storage_options)
         placements.append((coords, per_frame))
     all_channels = {(ch.kind, ch.identifier): ch for im in images for ch in im.channels}
     return Level(
@@ -449,5 +497,9 @@ def merge_level(images: Sequence[TiledImage], **options: Any) -> Level:
         manifest=place_frames(placements, grid),
         channels=tuple(all_channels[k] for k in channels),
         focal_planes=tuple(plane_order),
-        **options,
+        raw=raw,
+        backend=backend,
+        fill_value=fill_value,
+        storage_options=storage_options,
+        chunk_edge=chunk_edge,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from pydicom.datadict import keyword_for_tag
@@ -27,6 +27,7 @@ from dicom_dask.images.diffusion import ImageFacts, image_facts
 __all__ = [
     "SliceRecord",
     "Stack",
+    "StackKey",
     "group_stacks",
     "record_facts",
     "slice_records",
@@ -286,6 +287,17 @@ def _position_key(r: SliceRecord) -> tuple[float, ...]:
     return tuple(np.round(r.position, 3))
 
 
+class StackKey(TypedDict):
+    """What identifies a [`Stack`][dicom_dask.images.series.Stack] among the stacks of a source."""
+
+    #: Series Instance UID of its files.
+    series_instance_uid: str
+    #: Stack ID, or the volume dimension whose repeats are irregular (``""`` if none).
+    stack: str
+    #: Image Orientation (Patient), rounded to 4 decimals.
+    orientation: list[float]
+
+
 @dataclass(frozen=True, eq=False)
 class Stack:
     """Slices that form one volume: ``records[i]`` for channel key ``channels[j]``."""
@@ -295,7 +307,7 @@ class Stack:
     channel_values: tuple[tuple[Any, ...], ...]
 
     @property
-    def key(self) -> dict[str, Any]:
+    def key(self) -> StackKey:
         """What identifies the stack (series, stack ID, orientation)."""
         first = self.records[0]
         return {

@@ -17,11 +17,12 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dicom_dask.chunks.manifest import ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata
 from dicom_dask.chunks.sidecar import (
     SOURCES_KEY,
@@ -415,7 +416,7 @@ class Slide:
         has_z = any(len(lv.focal_planes) > 1 for lv in self.pyramid)
         return ("c", "z", "y", "x") if has_z else ("c", "y", "x")
 
-    def _ome_array(self, level: Level) -> tuple[dict[str, Any], Any]:
+    def _ome_array(self, level: Level) -> tuple[dict[str, Any], ChunkManifest]:
         """zarr.json document and manifest of a level in the NGFF ``(c[, z], y, x)`` layout."""
         axes = self._ome_axes()
         c, z = len(level.channels), len(level.focal_planes)
@@ -697,18 +698,19 @@ def open_slide(
             else f"{len(source)} files"
         )
     group = _select(_group(images), select, where)
-    options = {
-        "raw": raw,
-        "backend": backend,
-        "fill_value": fill_value,
-        "storage_options": storage_options,
-        "chunk_edge": chunk_edge,
-    }
+    level = partial(
+        merge_level,
+        raw=raw,
+        backend=backend,
+        fill_value=fill_value,
+        storage_options=storage_options,
+        chunk_edge=chunk_edge,
+    )
     volumes: dict[tuple[int, int], list[TiledImage]] = {}
     associated: dict[str, Level] = {}
     for im in group:
         if im.image_type in ASSOCIATED:
-            associated.setdefault(im.image_type.lower(), merge_level([im], **options))
+            associated.setdefault(im.image_type.lower(), level([im]))
         else:
             volumes.setdefault(im.matrix_shape, []).append(im)
     if not volumes:
@@ -721,7 +723,7 @@ def open_slide(
         spacing = volumes[shape][0].pixel_spacing
         return (spacing[1] if spacing else 0.0, -shape[1])
 
-    pyramid = tuple(merge_level(volumes[shape], **options) for shape in sorted(volumes, key=order))
+    pyramid = tuple(level(volumes[shape]) for shape in sorted(volumes, key=order))
     return Slide(pyramid=pyramid, associated=associated, storage_options=storage_options)
 
 

@@ -280,6 +280,102 @@ def _sparse(
     return tiles, planes
 
 
+def _matrix_shape(ds: Dataset, tile: tuple[int, int], n: int, url: str) -> tuple[int, int]:
+    """Total Pixel Matrix Rows and Columns (a single frame's size when absent)."""
+    matrix_rows = fast_get(ds, "TotalPixelMatrixRows")
+    matrix_columns = fast_get(ds, "TotalPixelMatrixColumns")
+    if matrix_rows is not None and matrix_columns is not None:
+        return (int(matrix_rows), int(matrix_columns))
+    if n == 1:
+        return tile
+    raise LayoutError(
+        f"{url}: no (0048,0006)/(0048,0007) Total Pixel Matrix Columns/Rows: not a tiled image"
+    )
+
+
+def _organization(ds: Dataset, n: int) -> str:
+    """``TILED_FULL`` or ``TILED_SPARSE``: as declared, else guessed from per-frame groups."""
+    organization = str(fast_get(ds, "DimensionOrganizationType", "") or "").upper()
+    if organization in ("TILED_FULL", "TILED_SPARSE"):
+        return organization
+    if n == 1 or "PerFrameFunctionalGroupsSequence" not in ds:
+        return "TILED_FULL"
+    return "TILED_SPARSE"
+
+
+def _image_kind(ds: Dataset) -> str:
+    """Value 3 of Image Type (``VOLUME`` when absent)."""
+    image_type = fast_get(ds, "ImageType")
+    if isinstance(image_type, str):  # a single value
+        image_type = [image_type]
+    return str(image_type[2]).upper() if image_type and len(image_type) > 2 else "VOLUME"
+
+
+def _channels(ds: Dataset) -> list[ChannelInfo]:
+    """Optical paths, or the segments of a binary or fractional segmentation."""
+    channels = _optical_paths(ds)
+    sop = str(fast_get(ds, "SOPClassUID", ""))
+    if sop == SEGMENTATION and str(fast_get(ds, "SegmentationType", "")).upper() != "LABELMAP":
+        return _segments(ds) or channels
+    return channels
+
+
+def _check_grid(
+    matrix: tuple[int, int], tile: tuple[int, int], planes: int, cells: int, n: int, url: str
+) -> None:
+    """Refuse empty matrices, and tile grids far larger than the frames could fill."""
+    if matrix[0] < 1 or matrix[1] < 1 or planes < 1:
+        raise LayoutError(
+            f"{url}: (0048,0006)/(0048,0007) Total Pixel Matrix "
+            f"{format_size(matrix[1], matrix[0])} with "
+            f"{planes} focal planes; expected positive sizes"
+        )
+    if cells > MAX_GRID_CELLS and cells > 64 * n:
+        raise LayoutError(
+            f"{url}: the header claims a {format_size(matrix[1], matrix[0])} total pixel matrix "
+            f"({cells} tiles of {format_size(tile[1], tile[0], label=False)}) but holds {n} "
+            "frames; refusing to "
+            f"allocate a tile grid of more than {MAX_GRID_CELLS} cells for it"
+        )
+
+
+def _full_planes(ds: Dataset, planes: int) -> tuple[float, ...]:
+    """Z offsets (µm) of the focal planes of a TILED_FULL instance."""
+    measures = _shared(ds, "PixelMeasuresSequence")
+    spacing = fast_get(measures, "SpacingBetweenSlices") if measures is not None else None
+    step = float(spacing) * 1000.0 if spacing not in (None, "") else 1.0
+    # a plane position shared by all frames gives the first plane's z (µm)
+    shared_pos = _shared(ds, "PlanePositionSlideSequence")
+    z0 = fast_get(shared_pos, "ZOffsetInSlideCoordinateSystem") if shared_pos else None
+    z0 = float(z0) if z0 not in (None, "") else 0.0
+    return tuple(z0 + k * step for k in range(planes))
+
+
+def _pixel_spacing(ds: Dataset, matrix: tuple[int, int]) -> tuple[float, float] | None:
+    """Pixel Spacing of the shared measures, else the Imaged Volume over the matrix."""
+    measures = _shared(ds, "PixelMeasuresSequence")
+    if measures is not None:
+        pair = _float_list(fast_get(measures, "PixelSpacing"), 2)
+        if pair is not None:
+            return (pair[0], pair[1])
+    width, height = fast_get(ds, "ImagedVolumeWidth"), fast_get(ds, "ImagedVolumeHeight")
+    if width and height:
+        return (float(height) / matrix[0], float(width) / matrix[1])
+    return None
+
+
+def _origin(ds: Dataset) -> tuple[float, float]:
+    """X/Y offset of the Total Pixel Matrix origin (mm)."""
+    origin_items = ds.get("TotalPixelMatrixOriginSequence") or []
+    if not origin_items:
+        return (0.0, 0.0)
+    item = origin_items[0]
+    return (
+        float(fast_get(item, "XOffsetInSlideCoordinateSystem", 0.0) or 0.0),
+        float(fast_get(item, "YOffsetInSlideCoordinateSystem", 0.0) or 0.0),
+    )
+
+
 def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -> TiledImage:
     """Describe the tiled instance of ``index``.
 
@@ -296,82 +392,23 @@ def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -
     header = index.header
     ds = header.dataset
     url = header.url
-    desc = header.description
-    n = desc.number_of_frames
-    tile = (desc.rows, desc.columns)
-    matrix_rows = fast_get(ds, "TotalPixelMatrixRows")
-    matrix_columns = fast_get(ds, "TotalPixelMatrixColumns")
-    if matrix_rows is not None and matrix_columns is not None:
-        matrix = (int(matrix_rows), int(matrix_columns))
-    elif n == 1:
-        matrix = tile
-    else:
-        raise LayoutError(
-            f"{url}: no (0048,0006)/(0048,0007) Total Pixel Matrix Columns/Rows: not a tiled image"
-        )
-    organization = str(fast_get(ds, "DimensionOrganizationType", "") or "").upper()
-    if organization not in ("TILED_FULL", "TILED_SPARSE"):
-        if n == 1 or "PerFrameFunctionalGroupsSequence" not in ds:
-            organization = "TILED_FULL"
-        else:
-            organization = "TILED_SPARSE"
-    image_type = fast_get(ds, "ImageType")
-    if isinstance(image_type, str):  # a single value
-        image_type = [image_type]
-    kind = str(image_type[2]).upper() if image_type and len(image_type) > 2 else "VOLUME"
-    sop = str(fast_get(ds, "SOPClassUID", ""))
-    channels = _optical_paths(ds)
-    if sop == SEGMENTATION and str(fast_get(ds, "SegmentationType", "")).upper() != "LABELMAP":
-        channels = _segments(ds) or channels
+    n = header.description.number_of_frames
+    tile = (header.description.rows, header.description.columns)
+    matrix = _matrix_shape(ds, tile, n, url)
+    organization = _organization(ds, n)
+    kind = _image_kind(ds)
+    channels = _channels(ds)
     planes_n = int(fast_get(ds, "TotalPixelMatrixFocalPlanes", 1) or 1)
     ny, nx = -(-matrix[0] // tile[0]), -(-matrix[1] // tile[1])
-    cells = ny * nx * planes_n * len(channels)
-    if matrix[0] < 1 or matrix[1] < 1 or planes_n < 1:
-        raise LayoutError(
-            f"{url}: (0048,0006)/(0048,0007) Total Pixel Matrix "
-            f"{format_size(matrix[1], matrix[0])} with "
-            f"{planes_n} focal planes; expected positive sizes"
-        )
-    if cells > MAX_GRID_CELLS and cells > 64 * n:
-        raise LayoutError(
-            f"{url}: the header claims a {format_size(matrix[1], matrix[0])} total pixel matrix "
-            f"({cells} tiles of {format_size(tile[1], tile[0], label=False)}) but holds {n} "
-            "frames; refusing to "
-            f"allocate a tile grid of more than {MAX_GRID_CELLS} cells for it"
-        )
+    _check_grid(matrix, tile, planes_n, ny * nx * planes_n * len(channels), n, url)
     if organization == "TILED_FULL":
         # segments, like optical paths, vary slowest
-        grid = (len(channels), planes_n, ny, nx)
-        tiles = _tiled_full(n, grid, url)
-        measures = _shared(ds, "PixelMeasuresSequence")
-        spacing = fast_get(measures, "SpacingBetweenSlices") if measures is not None else None
-        step = float(spacing) * 1000.0 if spacing not in (None, "") else 1.0
-        # a plane position shared by all frames gives the first plane's z (µm)
-        shared_pos = _shared(ds, "PlanePositionSlideSequence")
-        z0 = fast_get(shared_pos, "ZOffsetInSlideCoordinateSystem") if shared_pos else None
-        z0 = float(z0) if z0 not in (None, "") else 0.0
-        planes = tuple(z0 + k * step for k in range(planes_n))
+        tiles = _tiled_full(n, (len(channels), planes_n, ny, nx), url)
+        planes = _full_planes(ds, planes_n)
     else:
         if positions is None:
             positions = slide_positions(ds, url=url, number_of_frames=n)
-        grid = (len(channels), 1, ny, nx)
-        tiles, planes = _sparse(positions, grid, tile, channels, url)
-    spacing_value: tuple[float, float] | None = None
-    measures = _shared(ds, "PixelMeasuresSequence")
-    if measures is not None:
-        pair = _float_list(fast_get(measures, "PixelSpacing"), 2)
-        spacing_value = None if pair is None else (pair[0], pair[1])
-    width, height = fast_get(ds, "ImagedVolumeWidth"), fast_get(ds, "ImagedVolumeHeight")
-    if spacing_value is None and width and height:
-        spacing_value = (float(height) / matrix[0], float(width) / matrix[1])
-    origin_items = ds.get("TotalPixelMatrixOriginSequence") or []
-    origin = (0.0, 0.0)
-    if origin_items:
-        item = origin_items[0]
-        origin = (
-            float(fast_get(item, "XOffsetInSlideCoordinateSystem", 0.0) or 0.0),
-            float(fast_get(item, "YOffsetInSlideCoordinateSystem", 0.0) or 0.0),
-        )
+        tiles, planes = _sparse(positions, (len(channels), 1, ny, nx), tile, channels, url)
     orientation = _float_list(fast_get(ds, "ImageOrientationSlide"), 6) or (0, -1, 0, -1, 0, 0)
     return TiledImage(
         index=index,
@@ -382,8 +419,8 @@ def tiled_image(index: FrameIndex, *, positions: SlidePositions | None = None) -
         channels=tuple(channels),
         focal_planes=planes,
         frame_tiles=tiles,
-        pixel_spacing=spacing_value,
-        origin=origin,
+        pixel_spacing=_pixel_spacing(ds, matrix),
+        origin=_origin(ds),
         orientation=tuple(float(v) for v in orientation),
         positions=positions,
     )

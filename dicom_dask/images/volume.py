@@ -30,6 +30,7 @@ from dicom_dask.images.geometry import (
     indices_to_positions,
     positions_to_indices,
 )
+from dicom_dask.images.layout import VolumeLayout, volume_layout
 from dicom_dask.images.series import (
     SliceRecord,
     Stack,
@@ -356,6 +357,49 @@ class Volume:
         )
 
     @classmethod
+    def from_layout(
+        cls,
+        layout: VolumeLayout,
+        *,
+        raw: bool = False,
+        backend: str = "auto",
+        fill_value: int | float = 0,
+        storage_options: StorageOptions = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> Volume:
+        """The lazy Volume of ``layout``: one chunk manifest across its files, its zarr
+        store and dask array (see [`assemble`][dicom_dask.images.assembly.assemble]).
+
+        Parameters
+        ----------
+        layout : VolumeLayout
+            Where each slice goes (see [`volume_layout`][dicom_dask.images.layout.volume_layout]).
+        raw, backend, fill_value, storage_options, chunk_bytes
+            As in [`open_volume`][dicom_dask.images.volume.open_volume].
+        """
+        assembled = assemble(
+            layout,
+            raw=raw,
+            backend=backend,
+            fill_value=fill_value,
+            storage_options=storage_options,
+            chunk_bytes=chunk_bytes,
+        )
+        return cls(
+            array=assembled.array,
+            affine=layout.affine,
+            coordinate_system="PATIENT",
+            frame_of_reference_uid=layout.frame_of_reference_uid,
+            channels=layout.channels,
+            positions=layout.positions,
+            metadata=assembled.metadata,
+            store=assembled.store,
+            sources=layout.sources,
+            indexes=layout.indexes,
+            reader=assembled.reader,
+        )
+
+    @classmethod
     def from_highdicom(cls, volume: Any) -> Volume:
         """Wrap a ``highdicom.Volume`` (its NumPy array, affine and channels)."""
         channels = {
@@ -665,15 +709,12 @@ def open_volume(
     bind = {"relocate": relocate, "verify": verify}
     stacks, where = _stacks(source, storage_options, index, bind)
     stack = _select_stack(stacks, select, where)
-    return Volume(
-        **assemble(
-            stack,
-            where=where,
-            policy=policy,
-            raw=raw,
-            backend=backend,
-            fill_value=fill_value,
-            storage_options=storage_options,
-            chunk_bytes=chunk_bytes,
-        )
+    layout = volume_layout(stack, where=where, policy=policy)
+    return Volume.from_layout(
+        layout,
+        raw=raw,
+        backend=backend,
+        fill_value=fill_value,
+        storage_options=storage_options,
+        chunk_bytes=chunk_bytes,
     )

@@ -183,6 +183,144 @@ def _tile_grid(shape: tuple[int, int], tile: tuple[int, int]) -> tuple[int, int]
     return -(-shape[0] // tile[0]), -(-shape[1] // tile[1])
 
 
+#: ``(optical path, focal plane, tile row, tile column)`` of a tile.
+_Tile = tuple[int, int, int, int]
+
+
+def _frame_order(
+    positions: list[_Tile], organization: str, omit: Sequence[tuple[int, ...]], shuffle: int | None
+) -> list[int]:
+    """Which tiles become frames, in frame order (all, in TILED_FULL order, unless sparse)."""
+    order = list(range(len(positions)))
+    if organization == "TILED_SPARSE":
+        omitted = {t if len(t) == 4 else (0, 0, *t) for t in omit}
+        order = [i for i in order if positions[i] not in omitted]
+        if shuffle is not None:
+            np.random.default_rng(shuffle).shuffle(order)
+    elif omit or shuffle is not None:
+        raise ValueError("omit and shuffle need organization='TILED_SPARSE'")
+    return order
+
+
+def _slide_frames(
+    matrix: np.ndarray,
+    tile: tuple[int, int],
+    tiles: list[_Tile],
+    tsyntax: _uid.UID,
+    encoded_tiles: Sequence[bytes] | None,
+    crop_edges: bool,
+) -> tuple[np.ndarray, list[bytes] | None]:
+    """The frames (edge tiles padded) of ``tiles``, and their encoded bytes if known."""
+    if crop_edges and (encoded_tiles is not None or not tsyntax.is_encapsulated):
+        raise ValueError("crop_edges needs an encapsulated transfer syntax and no encoded_tiles")
+    if encoded_tiles is not None:  # only the shape of the frames is used
+        frames = np.broadcast_to(
+            np.zeros((1,) * (3 + matrix.ndim - 4), dtype=matrix.dtype),
+            (len(tiles), *tile, *matrix.shape[4:]),
+        )
+        return frames, list(encoded_tiles)
+    frames = np.zeros((len(tiles), *tile, *matrix.shape[4:]), dtype=matrix.dtype)
+    encoded: list[bytes] | None = [] if crop_edges else None
+    for n, (p, z, r, c) in enumerate(tiles):
+        part = matrix[p, z, r * tile[0] : (r + 1) * tile[0], c * tile[1] : (c + 1) * tile[1]]
+        frames[n, : part.shape[0], : part.shape[1]] = part
+        if encoded is not None:
+            encoded.append(encode_frame(np.ascontiguousarray(part), tsyntax))
+    return frames, encoded
+
+
+def _optical_paths(ids: Sequence[str]) -> list[Dataset]:
+    """An Optical Path Sequence item per identifier."""
+    items = []
+    for identifier in ids:
+        item = Dataset()
+        item.OpticalPathIdentifier = identifier
+        item.OpticalPathDescription = f"optical path {identifier}"
+        items.append(item)
+    return items
+
+
+def _slide_shared_groups(
+    pixel_spacing: float, z_offsets: Sequence[float], ids: Sequence[str], *, paths: int, planes: int
+) -> Dataset:
+    """The Shared Functional Groups item: pixel measures, and the optical path if one."""
+    measures = Dataset()
+    measures.PixelSpacing = [pixel_spacing, pixel_spacing]
+    measures.SliceThickness = 0.001
+    if planes > 1:
+        measures.SpacingBetweenSlices = (z_offsets[1] - z_offsets[0]) / 1000.0
+    shared = Dataset()
+    shared.PixelMeasuresSequence = [measures]
+    if paths == 1:
+        shared_ident = Dataset()
+        shared_ident.OpticalPathIdentifier = ids[0]
+        shared.OpticalPathIdentificationSequence = [shared_ident]
+    return shared
+
+
+def _sparse_frame_groups(
+    tiles: list[_Tile],
+    tile: tuple[int, int],
+    *,
+    origin: tuple[float, float],
+    orientation: Sequence[float],
+    pixel_spacing: float,
+    z_offsets: Sequence[float],
+    ids: Sequence[str],
+    paths: int,
+) -> list[Dataset]:
+    """Per-frame Plane Position (Slide), and Optical Path Identification if several."""
+    row_dir = np.array(orientation[:3], dtype=float)
+    col_dir = np.array(orientation[3:], dtype=float)
+    per_frame = []
+    for p, z, r, c in tiles:
+        item = Dataset()
+        pos = Dataset()
+        pos.ColumnPositionInTotalImagePixelMatrix = c * tile[1] + 1
+        pos.RowPositionInTotalImagePixelMatrix = r * tile[0] + 1
+        xyz = (
+            np.array([*origin, 0.0])
+            + row_dir * c * tile[1] * pixel_spacing
+            + col_dir * r * tile[0] * pixel_spacing
+        )
+        pos.XOffsetInSlideCoordinateSystem = round(float(xyz[0]), 6)
+        pos.YOffsetInSlideCoordinateSystem = round(float(xyz[1]), 6)
+        pos.ZOffsetInSlideCoordinateSystem = z_offsets[z]
+        item.PlanePositionSlideSequence = [pos]
+        if paths > 1:
+            frame_ident = Dataset()
+            frame_ident.OpticalPathIdentifier = ids[p]
+            item.OpticalPathIdentificationSequence = [frame_ident]
+        per_frame.append(item)
+    return per_frame
+
+
+def _set_slide_identity(
+    ds: Dataset,
+    image_type: str,
+    *,
+    study_uid: str | None,
+    series_uid: str | None,
+    frame_of_reference: str | None,
+    container_id: str,
+) -> None:
+    """SOP class, Modality, Image Type, UIDs and container of a slide instance."""
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = _uid.VLWholeSlideMicroscopyImageStorage
+    ds.Modality = "SM"
+    ds.ImageType = [
+        "ORIGINAL" if image_type == "VOLUME" else "DERIVED",
+        "PRIMARY",
+        image_type,
+        "NONE",
+    ]
+    if study_uid:
+        ds.StudyInstanceUID = study_uid
+    if series_uid:
+        ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = frame_of_reference or _uid.generate_uid()
+    ds.ContainerIdentifier = container_id
+
+
 def make_slide_dataset(
     matrix: np.ndarray,
     *,
@@ -237,39 +375,18 @@ def make_slide_dataset(
         matrix = matrix[np.newaxis, np.newaxis]
     paths, planes, rows, cols = matrix.shape[:4]
     grid = _tile_grid((rows, cols), tile)
-    positions = [
-        (p, z, r, c)
-        for p in range(paths)
-        for z in range(planes)
-        for r in range(grid[0])
-        for c in range(grid[1])
-    ]
-    order = list(range(len(positions)))
-    if organization == "TILED_SPARSE":
-        omitted = {t if len(t) == 4 else (0, 0, *t) for t in omit}
-        order = [i for i in order if positions[i] not in omitted]
-        if shuffle is not None:
-            np.random.default_rng(shuffle).shuffle(order)
-    elif omit or shuffle is not None:
-        raise ValueError("omit and shuffle need organization='TILED_SPARSE'")
+    positions = list(np.ndindex(paths, planes, *grid))
+    order = _frame_order(positions, organization, omit, shuffle)
+    tiles = [positions[i] for i in order]
     tsyntax = _uid.UID(transfer_syntax)
-    if crop_edges and (encoded_tiles is not None or not tsyntax.is_encapsulated):
-        raise ValueError("crop_edges needs an encapsulated transfer syntax and no encoded_tiles")
-    if encoded_tiles is None:
-        frames = np.zeros((len(order), *tile, *matrix.shape[4:]), dtype=matrix.dtype)
-        encoded: list[bytes] | None = [] if crop_edges else None
-        for n, i in enumerate(order):
-            p, z, r, c = positions[i]
-            part = matrix[p, z, r * tile[0] : (r + 1) * tile[0], c * tile[1] : (c + 1) * tile[1]]
-            frames[n, : part.shape[0], : part.shape[1]] = part
-            if encoded is not None:
-                encoded.append(encode_frame(np.ascontiguousarray(part), tsyntax))
-    else:  # only the shape of the frames is used
-        frames = np.broadcast_to(
-            np.zeros((1,) * (3 + matrix.ndim - 4), dtype=matrix.dtype),
-            (len(order), *tile, *matrix.shape[4:]),
-        )
-        encoded = [encoded_tiles[i] for i in order]
+    frames, encoded = _slide_frames(
+        matrix,
+        tile,
+        tiles,
+        tsyntax,
+        None if encoded_tiles is None else [encoded_tiles[i] for i in order],
+        crop_edges,
+    )
     if tsyntax.is_encapsulated and encoded is None:
         encoded = [encode_frame(f, tsyntax) for f in frames]
     ds = make_dataset(
@@ -279,20 +396,14 @@ def make_slide_dataset(
         encoded=encoded,
         photometric_interpretation=None,
     )
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = _uid.VLWholeSlideMicroscopyImageStorage
-    ds.Modality = "SM"
-    ds.ImageType = [
-        "ORIGINAL" if image_type == "VOLUME" else "DERIVED",
-        "PRIMARY",
+    _set_slide_identity(
+        ds,
         image_type,
-        "NONE",
-    ]
-    if study_uid:
-        ds.StudyInstanceUID = study_uid
-    if series_uid:
-        ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = frame_of_reference or _uid.generate_uid()
-    ds.ContainerIdentifier = container_id
+        study_uid=study_uid,
+        series_uid=series_uid,
+        frame_of_reference=frame_of_reference,
+        container_id=container_id,
+    )
     ds.DimensionOrganizationType = organization
     ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = rows, cols
     ds.TotalPixelMatrixFocalPlanes = planes
@@ -306,50 +417,22 @@ def make_slide_dataset(
     origin_item.YOffsetInSlideCoordinateSystem = origin[1]
     ds.TotalPixelMatrixOriginSequence = [origin_item]
     ids = list(optical_paths or [str(i) for i in range(paths)])
-    ds.OpticalPathSequence = []
-    for identifier in ids:
-        item = Dataset()
-        item.OpticalPathIdentifier = identifier
-        item.OpticalPathDescription = f"optical path {identifier}"
-        ds.OpticalPathSequence.append(item)
+    ds.OpticalPathSequence = _optical_paths(ids)
     z_offsets = list(focal_planes or [float(i) for i in range(planes)])
-    measures = Dataset()
-    measures.PixelSpacing = [pixel_spacing, pixel_spacing]
-    measures.SliceThickness = 0.001
-    if planes > 1:
-        measures.SpacingBetweenSlices = (z_offsets[1] - z_offsets[0]) / 1000.0
-    shared = Dataset()
-    shared.PixelMeasuresSequence = [measures]
-    if paths == 1:
-        shared_ident = Dataset()
-        shared_ident.OpticalPathIdentifier = ids[0]
-        shared.OpticalPathIdentificationSequence = [shared_ident]
-    ds.SharedFunctionalGroupsSequence = [shared]
+    ds.SharedFunctionalGroupsSequence = [
+        _slide_shared_groups(pixel_spacing, z_offsets, ids, paths=paths, planes=planes)
+    ]
     if organization == "TILED_SPARSE":
-        row_dir = np.array(orientation[:3], dtype=float)
-        col_dir = np.array(orientation[3:], dtype=float)
-        per_frame = []
-        for i in order:
-            p, z, r, c = positions[i]
-            item = Dataset()
-            pos = Dataset()
-            pos.ColumnPositionInTotalImagePixelMatrix = c * tile[1] + 1
-            pos.RowPositionInTotalImagePixelMatrix = r * tile[0] + 1
-            xyz = (
-                np.array([*origin, 0.0])
-                + row_dir * c * tile[1] * pixel_spacing
-                + col_dir * r * tile[0] * pixel_spacing
-            )
-            pos.XOffsetInSlideCoordinateSystem = round(float(xyz[0]), 6)
-            pos.YOffsetInSlideCoordinateSystem = round(float(xyz[1]), 6)
-            pos.ZOffsetInSlideCoordinateSystem = z_offsets[z]
-            item.PlanePositionSlideSequence = [pos]
-            if paths > 1:
-                frame_ident = Dataset()
-                frame_ident.OpticalPathIdentifier = ids[p]
-                item.OpticalPathIdentificationSequence = [frame_ident]
-            per_frame.append(item)
-        ds.PerFrameFunctionalGroupsSequence = per_frame
+        ds.PerFrameFunctionalGroupsSequence = _sparse_frame_groups(
+            tiles,
+            tile,
+            origin=origin,
+            orientation=orientation,
+            pixel_spacing=pixel_spacing,
+            z_offsets=z_offsets,
+            ids=ids,
+            paths=paths,
+        )
     for keyword, value in (extra or {}).items():
         setattr(ds, keyword, value)
     return ds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pydicom
@@ -14,7 +15,16 @@ from pydicom import uid
 
 import dicom_dask
 from dicom_dask.errors import LayoutError, NoImagesError
-from dicom_dask.images.geometry import affine_from_geometry, slice_direction
+from dicom_dask.frames import index_frames
+from dicom_dask.images.geometry import (
+    GeometryPolicy,
+    affine_from_geometry,
+    measure_slices,
+    slice_direction,
+    stack_geometry,
+)
+from dicom_dask.images.layout import volume_layout
+from dicom_dask.images.series import Stack, group_stacks, slice_records
 from dicom_dask.testing import make_enhanced_dataset, series_positions, write_series
 
 RNG = np.random.default_rng(11)
@@ -333,3 +343,86 @@ def test_compute_reads_directly_and_equals_dask(tmp_path) -> None:
     np.testing.assert_array_equal(v[2:5].compute().array, v.array[2:5].compute())
     other = replace(v, array=v.array + 1)
     np.testing.assert_array_equal(other.compute().array, v.array.compute() + 1)
+
+
+def _stack(folder) -> Stack:
+    """The one stack of the files in ``folder``, through the public header readers."""
+    records = [
+        r for path in sorted(folder.iterdir()) for r in slice_records(index_frames(str(path)))
+    ]
+    (stack,) = group_stacks(records)
+    return stack
+
+
+def test_volume_layout_is_what_open_volume_reads(tmp_path) -> None:
+    """A layout says which file and frame each slice and channel reads, before any pixel;
+    ``Volume.from_layout`` gives the volume ``open_volume`` gives."""
+    vol = _volume(10)  # 5 positions x 2 times, the middle position missing
+    positions = np.repeat(series_positions(5, slice_spacing=2.0), 2, axis=0)
+    extra = [{"TemporalPositionIdentifier": 1 + k % 2} for k in range(10)]
+    keep = [k for k in range(10) if k // 2 != 2]
+    write_series(
+        tmp_path, vol[keep], positions=positions[keep], extra=[extra[k] for k in keep], shuffle=2
+    )
+    layout = volume_layout(_stack(tmp_path), where="here", policy=GeometryPolicy.POSITIONS)
+    assert layout.shape == (5, 12, 10, 2)
+    assert layout.chunk_shape == (1, 12, 10, 1)
+    assert layout.grid == (5, 1, 1, 2)
+    assert layout.dimension_names == ("slice", "row", "column", "TemporalPositionIdentifier")
+    assert layout.channels == {"TemporalPositionIdentifier": ("1", "2")}
+    np.testing.assert_array_equal(layout.geometry.missing, [False, False, True, False, False])
+    assert layout.slice_files[2] is None
+    assert len(layout.placements) == 8  # 4 positions x 2 times: no chunk for the gap
+    # slices run against the normal: output slice 0 is the last position written
+    for out_slice, position in ((0, 4), (4, 0)):
+        for t in range(2):
+            ds_index, frame = layout.source_frames[out_slice, t]
+            ds = layout.source_datasets[ds_index]
+            assert frame == 0
+            np.testing.assert_allclose(ds.ImagePositionPatient, positions[2 * position])
+            assert str(ds.TemporalPositionIdentifier) == str(t + 1)
+    assert (layout.source_frames[2] == -1).all()
+    volume = dicom_dask.Volume.from_layout(layout, fill_value=-7)
+    opened = dicom_dask.open_volume(tmp_path, geometry="positions", fill_value=-7)
+    expected = vol.reshape(5, 2, 12, 10).transpose(0, 2, 3, 1)[::-1].copy()
+    expected[2] = -7
+    assert_eq(volume.array, expected)
+    assert_eq(opened.array, expected)
+    np.testing.assert_array_equal(volume.affine, opened.affine)
+    assert volume.metadata == opened.metadata
+    assert volume.array.name == opened.array.name  # the same graph: the same reads
+
+
+def test_volume_layout_refuses_repeated_or_missing_slices(tmp_path) -> None:
+    vol = _volume(3)
+    write_series(tmp_path, vol)
+    stack = _stack(tmp_path)
+    a, b, c = stack.records
+    repeated = Stack((a, b, replace(c, position=b.position)), (), ())
+    with pytest.raises(LayoutError, match=r"here: duplicated slice position .* frame 1 and"):
+        volume_layout(repeated, where="here", policy=GeometryPolicy.RAISE)
+    # a channel value missing at one position (group_stacks would split such a stack)
+    timed = [replace(r, channel=(("echo", v),)) for r, v in zip((a, b, c), "112", strict=True)]
+    incomplete = Stack(tuple(timed), ("echo",), (("1", "2"),))
+    with pytest.raises(LayoutError, match=r"here: no frame at position .* for \{'echo': '1'\}"):
+        volume_layout(incomplete, where="here", policy=GeometryPolicy.RAISE)
+
+
+def test_measure_slices_then_judge_under_the_tolerances() -> None:
+    """Measuring sorts and spaces the slices whatever the policy; the tolerances and the
+    policy decide what is accepted."""
+    positions = series_positions(5, slice_spacing=2.0)
+    positions[3:, 2] += 0.03  # one gap 1.5 % longer than the others
+    shuffled = positions[[3, 0, 4, 1, 2]]
+    measured = measure_slices(shuffled, (1, 0, 0, 0, 1, 0))
+    np.testing.assert_array_equal(measured.order, [2, 0, 4, 3, 1])  # against the normal
+    np.testing.assert_allclose(measured.gaps, [2.0, 2.03, 2.0, 2.0])
+    np.testing.assert_allclose(measured.cosines, 1.0)
+    with pytest.raises(LayoutError, match=r"w: 5 slices do not form a regular volume"):
+        stack_geometry(shuffled, (1, 0, 0, 0, 1, 0), (0.5, 0.5), where="w")
+    with pytest.raises(LayoutError, match=r"w: geometry='shear' needs uniform spacing"):
+        stack_geometry(shuffled, (1, 0, 0, 0, 1, 0), (0.5, 0.5), policy="shear", where="w")
+    loose = stack_geometry(shuffled, (1, 0, 0, 0, 1, 0), (0.5, 0.5), rtol=0.05)
+    assert loose.findings == [] and loose.regular
+    np.testing.assert_array_equal(loose.order, measured.order)
+    np.testing.assert_allclose(loose.spacing, 8.03 / 4)
