@@ -34,6 +34,7 @@ __all__ = [
     "Shim",
     "TaskSpec",
     "character_set",
+    "character_set_public",
     "combined_pixel_transform",
     "dask_meta",
     "installed_version",
@@ -103,7 +104,7 @@ SHIMS: dict[str, Shim] = {
         "pydicom",
         "pydicom.dataset.Dataset._character_set",
         ">=3.0,<3.1",
-        "pydicom.charset.convert_encodings of Specific Character Set",
+        "character_set_public (pydicom.charset.convert_encodings)",
     ),
     "combined_pixel_transform": Shim(
         "highdicom",
@@ -169,8 +170,8 @@ def jpeg_parameters(data: bytes) -> dict[str, Any]:
     """The parameters of a JPEG or JPEG-LS codestream's header.
 
     A dict with ``height``, ``width``, ``precision``, ``components``,
-    ``component_ids`` (list of int) and ``app`` (APPn marker bytes to segment
-    payload), empty when ``data`` does not parse. pydicom's own parser
+    ``component_ids`` (list of int) and, when the header has APPn segments, ``app``
+    (marker bytes to segment payload); empty when ``data`` does not parse. pydicom's own parser
     (``_get_jpg_parameters``, pydicom >=3.0,<3.1), else
     [`jpeg_parameters_public`][dicom_dask.compat.jpeg_parameters_public].
     """
@@ -213,9 +214,8 @@ def jpeg_parameters_public(data: bytes) -> dict[str, Any]:
             pos += 2 + length
     except (struct.error, IndexError):
         return {}
-    if not out:
-        return {}
-    out["app"] = app
+    if out and app:
+        out["app"] = app
     return out
 
 
@@ -317,10 +317,19 @@ def character_set(ds: Any) -> str | list[str]:
     try:
         return ds._character_set
     except AttributeError:
-        from pydicom.charset import convert_encodings, default_encoding
+        return character_set_public(ds)
 
-        value = ds.get("SpecificCharacterSet")
-        return convert_encodings(value) if value else default_encoding
+
+def character_set_public(ds: Any) -> str | list[str]:
+    """[`character_set`][dicom_dask.compat.character_set] with
+    ``pydicom.charset.convert_encodings`` (the dataset's own encoding only: a nested
+    dataset without *Specific Character Set* gets pydicom's default, not its
+    parent's)."""
+    from pydicom.charset import convert_encodings, default_encoding
+
+    if "SpecificCharacterSet" not in ds:
+        return default_encoding
+    return convert_encodings(ds.SpecificCharacterSet)
 
 
 # -- highdicom ----------------------------------------------------------------------
@@ -419,8 +428,9 @@ class TaskSpec(NamedTuple):
 
 @functools.cache
 def task_spec() -> TaskSpec:
-    """dask's task specification classes: the public ``dask.task_spec`` (dask >=
-    2025.1.0), else the private ``dask._task_spec`` (dask 2024.12); raises
+    """dask's task specification classes (dask >=2024.12.0): the public
+    ``dask.task_spec`` (dask >=2025.1.0), else the private ``dask._task_spec`` (dask
+    2024.12); raises
     [`UnsupportedVersionError`][dicom_dask.errors.UnsupportedVersionError] on an
     older dask."""
     try:
@@ -435,7 +445,7 @@ def task_spec() -> TaskSpec:
 
 def dask_meta(array: Any) -> Any:
     """The empty array of the dask array's block type and dtype (its ``_meta``, dask
-    >=2024.12,<2027), else ``dask.array.utils.meta_from_array``."""
+    >=2024.12.0,<2027), else ``dask.array.utils.meta_from_array``."""
     try:
         return array._meta
     except AttributeError:
