@@ -104,7 +104,7 @@ class TransformOptions:
 
     def highdicom_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of highdicom's pixel transform
-        ([`combined_pixel_transform`][dicom_dask.compat.combined_pixel_transform])."""
+        (``dicom_dask.compat.combined_pixel_transform``)."""
         kwargs = asdict(self)
         kwargs["output_dtype"] = np.dtype(kwargs.pop("dtype"))
         return kwargs
