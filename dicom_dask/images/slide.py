@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dicom_dask.chunks.metadata import array_metadata
-from dicom_dask.chunks.references import SLIDE_FORMAT, reference_set, slide_entry
+from dicom_dask.chunks.references import SLIDE_FORMAT, SLIDE_KEY, reference_set, slide_entry
 from dicom_dask.chunks.sidecar import (
     entries,
     index_to_dict,
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["Slide", "list_slides", "open_slide", "open_tiled"]
 
 ASSOCIATED = ("LABEL", "OVERVIEW", "THUMBNAIL")
-INDEX_FORMAT = SLIDE_FORMAT  # the one constant: dicom_dask.chunks.references
-
 
 #: What tells slides apart, in the order the error messages name them.
 DISTINGUISHING = {
@@ -563,7 +561,7 @@ def _images_from_index(
     verify: bool = True,
     storage_options: StorageOptions = None,
 ) -> list[TiledImage]:
-    instances = entries(doc, "dicom_dask_slide", "instances", INDEX_FORMAT, source)
+    instances = entries(doc, SLIDE_KEY, "instances", SLIDE_FORMAT, source)
     try:
         infos = [inst["index"] for inst in instances]
     except (KeyError, TypeError) as exc:
