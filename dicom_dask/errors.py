@@ -32,6 +32,7 @@ __all__ = [
     "StaleIndexError",
     "TruncatedFileError",
     "UnsupportedTransferSyntaxError",
+    "UnsupportedVersionError",
     "WrongInputError",
 ]
 
@@ -78,6 +79,12 @@ class WrongInputError(DicomDaskError, TypeError):
 
 class UnsupportedTransferSyntaxError(DicomDaskError, ValueError):
     """The transfer syntax is not one dicom_dask can read."""
+
+
+class UnsupportedVersionError(DicomDaskError, ImportError):
+    """An installed package lacks an internal dicom_dask relies on (see
+    ``dicom_dask.compat``): the message names the package, its installed version and
+    the versions dicom_dask is known to work with."""
 
 
 class EncodeError(DicomDaskError, ValueError):

@@ -23,6 +23,7 @@ from zarr.core.common import parse_named_configuration
 
 from dicom_dask.chunks.decoders import decode_chunk, select_backend
 from dicom_dask.chunks.store import DicomStore, _pread
+from dicom_dask.compat import strip_protocol
 from dicom_dask.errors import (
     CorruptFrameError,
     CroppedFrameError,
@@ -584,7 +585,7 @@ def _reference_reader(store: Any, key: str) -> Callable[[], bytes] | None:
     if not isinstance(fs, ReferenceFileSystem):
         return None
     base = str(getattr(store, "path", "")).rstrip("/")
-    name = fs._strip_protocol(f"{base}/{key}" if base else key)
+    name = strip_protocol(fs, f"{base}/{key}" if base else key)
     part = fs.references.get(name)
     if not (isinstance(part, list | tuple) and len(part) == 3 and isinstance(part[0], str)):
         return None
@@ -592,7 +593,7 @@ def _reference_reader(store: Any, key: str) -> Callable[[], bytes] | None:
     target = fs.fss.get(split_protocol(url)[0])
     if not isinstance(getattr(target, "sync_fs", target), LocalFileSystem):
         return None
-    local = LocalFileSystem._strip_protocol(url)
+    local = strip_protocol(LocalFileSystem, url)
 
     def read() -> bytes:
         data = _pread(local, offset, size)

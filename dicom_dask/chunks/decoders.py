@@ -32,6 +32,7 @@ from dicom_dask.chunks.fastcodecs import (
     fast_backends,
     fast_decode,
 )
+from dicom_dask.compat import jpeg_parameters, rle_decode_segment
 from dicom_dask.enums import (
     DEFLATED_FRAME_SYNTAX,
     ITEM_TAG,
@@ -215,11 +216,9 @@ def _decode_pydicom_encapsulated(
 def _smaller_jpeg(data: bytes | memoryview, cfg: dict[str, Any]) -> tuple[int, int] | None:
     """``(rows, columns)`` of a JPEG-family codestream smaller than the frames of ``cfg``
     (pydicom decodes only at *Rows* x *Columns*), else ``None``."""
-    from pydicom.pixels.utils import _get_jpg_parameters
-
     if cfg["transfer_syntax"] in _J2K_FAMILY:
         return None
-    info = _get_jpg_parameters(bytes(data))
+    info = jpeg_parameters(bytes(data))
     rows, cols = info.get("height"), info.get("width")
     if not (isinstance(rows, int) and isinstance(cols, int)):
         return None
@@ -324,8 +323,6 @@ def _decode_deflated(data: bytes | memoryview, cfg: dict[str, Any], _: str) -> n
 
 
 def _decode_rle_1bit(data: bytes | memoryview, cfg: dict[str, Any], _: str) -> np.ndarray:
-    from pydicom.pixels.decoders.rle import _rle_decode_segment
-
     raw = bytes(data)
     if len(raw) < 64:
         raise CorruptFrameError(f"an RLE frame of {len(raw)} bytes has no 64-byte header")
@@ -337,7 +334,7 @@ def _decode_rle_1bit(data: bytes | memoryview, cfg: dict[str, Any], _: str) -> n
             "for 1-bit data"
         )
     offsets = [*header[1 : 1 + nsegments], len(raw)]
-    segment = _rle_decode_segment(raw[offsets[0] : offsets[1]])
+    segment = rle_decode_segment(raw[offsets[0] : offsets[1]])
     npix = cfg["rows"] * cfg["columns"]
     if len(segment) * 8 < npix:
         raise CorruptFrameError(
@@ -348,9 +345,7 @@ def _decode_rle_1bit(data: bytes | memoryview, cfg: dict[str, Any], _: str) -> n
 
 
 def _jpeg_colorspace(data: bytes | memoryview, cfg: dict[str, Any]) -> str:
-    from pydicom.pixels.utils import _get_jpg_parameters
-
-    info = _get_jpg_parameters(bytes(data[:4096]))
+    info = jpeg_parameters(bytes(data[:4096]))
     if info.get("component_ids") in ([82, 71, 66], [114, 103, 98]):
         return "RGB"
     if any(bytes(m).startswith(b"JFIF") for m in info.get("app", {}).values()):

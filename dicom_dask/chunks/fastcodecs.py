@@ -42,6 +42,8 @@ from typing import Any, cast
 import numpy as np
 from pydicom import uid as _uid
 
+from dicom_dask.compat import rle_decode_frame
+
 __all__ = [
     "DECODER_DEPENDENCIES",
     "FAST_BACKENDS",
@@ -386,9 +388,7 @@ def _decode_frame(src: bytes, runner: Any) -> bytes:
         }
         planes = _rle_planes(src, cfg, planar=True)
         if planes is None:  # pydicom's own RLE decoder: its result, or its error
-            from pydicom.pixels.decoders.rle import _decode_frame as _pydicom_rle
-
-            return bytes(_pydicom_rle(src, runner))
+            return bytes(rle_decode_frame(src, runner))
         # planar configuration 1, little-endian samples, as pylibjpeg-rle gives them
         runner.set_option("planar_configuration", 1)
         return planes.tobytes()

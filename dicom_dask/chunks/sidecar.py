@@ -40,6 +40,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
+from dicom_dask.chunks.references import (
+    INDEX_FORMAT,
+    REFERENCES_VERSION,
+    SOURCES_KEY,
+    reference_set,
+)
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import DicomDaskError, ManifestError, StaleIndexError
 from dicom_dask.frames import FrameIndex, FrameRanges
@@ -48,7 +54,7 @@ from dicom_dask.frames.functional_groups import PER_FRAME_TAG, per_frame_raw
 from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescription
 from dicom_dask.frames.source import open_file
 from dicom_dask.frames.storage import canonical_url, redact, resolve_fs, strip_credentials
-from dicom_dask.types import StorageOptions
+from dicom_dask.types import ReferenceSet, SourcesEntry, StorageOptions
 
 __all__ = [
     "FORMAT_VERSION",
@@ -66,12 +72,13 @@ __all__ = [
     "sources_entry",
 ]
 
-#: The index format written (2: with the source's identity).
-FORMAT_VERSION = 2
+#: The index format written (2: with the source's identity): the one constant,
+#: [`INDEX_FORMAT`][dicom_dask.chunks.references.INDEX_FORMAT].
+FORMAT_VERSION = INDEX_FORMAT
 #: The formats read (1: URL and size only).
-KNOWN_FORMATS = frozenset({1, 2})
+KNOWN_FORMATS = frozenset({1, INDEX_FORMAT})
 #: The kerchunk reference-set versions read.
-KNOWN_REFERENCE_VERSIONS = frozenset({1})
+KNOWN_REFERENCE_VERSIONS = frozenset({REFERENCES_VERSION})
 
 
 def _tags(*keywords: str) -> frozenset[int]:
@@ -114,7 +121,7 @@ def index_to_dict(
     *,
     per_frame: bool = True,
     keep_identifiers: bool = False,
-) -> dict[str, Any]:
+) -> ReferenceSet:
     """The sidecar document of ``index``, with ``refs`` as its kerchunk references.
 
     With ``per_frame=False`` an unparsed Per-Frame Functional Groups Sequence is left
@@ -125,41 +132,38 @@ def index_to_dict(
     header = index.header
     ranges = index.ranges
     element = header.element
-    return {
-        "version": 1,
-        "refs": dict(refs),
-        "dicom_dask": {
-            "format": FORMAT_VERSION,
-            "url": strip_credentials(header.url, remember=False),
-            "file_size": header.file_size,
-            "identity": dict(index.identity),
-            "transfer_syntax": str(header.transfer_syntax),
-            "little_endian": header.little_endian,
-            "element": {
-                "tag": element.tag,
-                "keyword": element.keyword,
-                "vr": element.vr,
-                "element_offset": element.element_offset,
-                "value_offset": element.value_offset,
-                "length": element.length,
-            },
-            "ranges": {
-                "method": ranges.method,
-                "frames_per_chunk": ranges.frames_per_chunk,
-                "offsets": ranges.offsets.tolist(),
-                "lengths": ranges.lengths.tolist(),
-                "items": np.flatnonzero(ranges.encoding == FrameEncoding.ITEMS.value).tolist(),
-                "fragments": ranges.fragments.tolist(),
-            },
-            # a deflated dataset cannot be range-read: its inflated pixel data travel along
-            "inline_pixel_data": (
-                None
-                if header.inline_pixel_data is None
-                else base64.b64encode(header.inline_pixel_data).decode("ascii")
-            ),
-            **_dataset_json(header.dataset, per_frame=per_frame, keep=keep_identifiers),
+    entry: dict[str, Any] = {
+        "format": INDEX_FORMAT,
+        "url": strip_credentials(header.url, remember=False),
+        "file_size": header.file_size,
+        "identity": dict(index.identity),
+        "transfer_syntax": str(header.transfer_syntax),
+        "little_endian": header.little_endian,
+        "element": {
+            "tag": element.tag,
+            "keyword": element.keyword,
+            "vr": element.vr,
+            "element_offset": element.element_offset,
+            "value_offset": element.value_offset,
+            "length": element.length,
         },
+        "ranges": {
+            "method": ranges.method,
+            "frames_per_chunk": ranges.frames_per_chunk,
+            "offsets": ranges.offsets.tolist(),
+            "lengths": ranges.lengths.tolist(),
+            "items": np.flatnonzero(ranges.encoding == FrameEncoding.ITEMS.value).tolist(),
+            "fragments": ranges.fragments.tolist(),
+        },
+        # a deflated dataset cannot be range-read: its inflated pixel data travel along
+        "inline_pixel_data": (
+            None
+            if header.inline_pixel_data is None
+            else base64.b64encode(header.inline_pixel_data).decode("ascii")
+        ),
+        **_dataset_json(header.dataset, per_frame=per_frame, keep=keep_identifiers),
     }
+    return reference_set(dict(refs), index=entry)
 
 
 def _dataset_json(ds: Dataset, *, per_frame: bool, keep: bool) -> dict[str, Any]:
@@ -458,11 +462,7 @@ def open_indexes(
         return list(pool.map(one, infos))
 
 
-#: The top-level key of a reference set that lists the files it reads.
-SOURCES_KEY = "dicom_dask_sources"
-
-
-def sources_entry(indexes: Iterable[FrameIndex]) -> dict[str, Any]:
+def sources_entry(indexes: Iterable[FrameIndex]) -> SourcesEntry:
     """What identifies each file a reference set reads (URL without credentials, size,
     ``etag`` / ``generation`` / ``mtime``), for
     [`check_sources`][dicom_dask.chunks.sidecar.check_sources]."""
@@ -472,7 +472,7 @@ def sources_entry(indexes: Iterable[FrameIndex]) -> dict[str, Any]:
         files.setdefault(
             url, {"url": url, "file_size": ix.header.file_size, "identity": dict(ix.identity)}
         )
-    return {"format": FORMAT_VERSION, "files": list(files.values())}
+    return {"format": INDEX_FORMAT, "files": list(files.values())}
 
 
 def check_sources(

@@ -27,6 +27,7 @@ from zarr.abc.store import (
 from zarr.core.buffer import Buffer, BufferPrototype
 
 from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef, parse_chunk_key
+from dicom_dask.compat import strip_protocol
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.frames.dicomweb import fetch_frames
 from dicom_dask.frames.fetch import call_fs, check_range_read, fetch_ranges
@@ -191,7 +192,7 @@ class DicomStore(Store):
             fs, path = resolve_fs(url, self.storage_options)
             self._filesystems[protocol] = fs
             return fs, path
-        return fs, fs._strip_protocol(url)
+        return fs, strip_protocol(fs, url)
 
     def resolve(self, key: str) -> ChunkRef | None:
         """The manifest reference behind chunk ``key``, or ``None``."""

@@ -24,6 +24,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 
+from dicom_dask.compat import requests_session
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import NoImagesError, ReadError, SourceNotFoundError
 from dicom_dask.frames.fetch import call_fs
@@ -142,8 +143,10 @@ def _transfer_syntax(client: Any, loc: DicomWebLocation, instance: str) -> UID:
     url = f"{loc.base}/studies/{loc.study}/series/{loc.series}/instances/{instance}/frames/1"
     accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
+    session = requests_session(client)
+
     def probe() -> Any:  # the reply's headers only: the frame itself is not downloaded
-        with client._session.get(url, headers={"Accept": accept}, stream=True) as reply:
+        with session.get(url, headers={"Accept": accept}, stream=True) as reply:
             reply.raise_for_status()
             return reply
 

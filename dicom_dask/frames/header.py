@@ -20,6 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from dicom_dask.compat import character_set
 from dicom_dask.enums import (
     DEFLATED_DATASET_SYNTAXES,
     ENCAPSULATED_SYNTAXES,
@@ -312,7 +313,7 @@ def _quick(fp: Any) -> Dataset | None:
     ds = read_dataset(fp, implicit, little, stop_when=lambda tag, vr, length: tag in _PIXEL_TAGS)
     ds.file_meta = FileMetaDataset(meta)
     # as dcmread: the original encoding records Python codec names, not DICOM terms
-    ds.set_original_encoding(implicit, little, ds._character_set)
+    ds.set_original_encoding(implicit, little, character_set(ds))
     return ds
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from dicom_dask.compat import strip_protocol
 from dicom_dask.errors import ReadError
 from dicom_dask.frames.fetch import call_fs, check_range_read, fetch_ranges, pread
 from dicom_dask.frames.storage import canonical_url, redact, resolve_fs
@@ -74,7 +75,7 @@ def open_file(
     """Resolve ``url`` to a `Source` (one metadata request for its size)."""
     curl = canonical_url(url)
     if filesystem is not None:
-        fs, path = filesystem, filesystem._strip_protocol(curl)
+        fs, path = filesystem, strip_protocol(filesystem, curl)
     else:
         fs, path = resolve_fs(curl, storage_options)
     if type(fs) is LocalFileSystem:  # os.stat: fsspec's info() costs more than a header

@@ -19,6 +19,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from dicom_dask.compat import strip_protocol
 from dicom_dask.errors import CredentialsWarning, ReadError
 from dicom_dask.types import StorageOptions
 
@@ -184,7 +185,7 @@ def resolve_fs(
                 )
             protocol = url.split("://")[0] if "://" in url and "::" not in url else "file"
             if protocol in _protocols(fs):
-                return fs, fs._strip_protocol(url)
+                return fs, strip_protocol(fs, url)
             return url_to_fs(url)
         options = dict(storage_options or {})
         if _CREDENTIALS and "::" not in url:

@@ -15,7 +15,8 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag
+
+from dicom_dask.compat import raw_element
 
 __all__ = ["fast_get"]
 
@@ -71,7 +72,7 @@ def fast_get(ds: Dataset, keyword: str, default: Any = None) -> Any:
         if found is None:
             raise KeyError(keyword)
         tag = _TAGS[keyword] = int(found)
-    elem = ds._dict.get(BaseTag(tag))  # the raw element, unconverted
+    elem = raw_element(ds, tag)  # the raw element, unconverted
     if elem is None:
         return default
     if isinstance(elem, RawDataElement) and elem.VR in _FAST:

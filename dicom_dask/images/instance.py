@@ -19,8 +19,8 @@ import numpy as np
 
 from dicom_dask.chunks.manifest import INLINE, ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
+from dicom_dask.chunks.references import reference_set
 from dicom_dask.chunks.sidecar import (
-    SOURCES_KEY,
     index_to_dict,
     load_index,
     open_index,
@@ -34,7 +34,7 @@ from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.frames.storage import redact
 from dicom_dask.images.transforms import FrameTransformer, TransformOptions
-from dicom_dask.types import StorageOptions
+from dicom_dask.types import ReferenceSet, StorageOptions
 
 if TYPE_CHECKING:
     import dask.array
@@ -291,7 +291,7 @@ class Frames:
         transformer = FrameTransformer([self.header], frames, options, names=[self.url])
         return replace(self, transform=transformer)
 
-    def to_index(self, *, keep_identifiers: bool = False) -> dict[str, Any]:
+    def to_index(self, *, keep_identifiers: bool = False) -> ReferenceSet:
         """The index sidecar document (kerchunk references + parsed header; without
         ``keep_identifiers``, the header keeps only what reading needs of the identifying
         attributes: see ``docs/cloud.md``, "Patient data")."""
@@ -299,7 +299,7 @@ class Frames:
         refs.update(self.manifest.to_references())
         return index_to_dict(self.index, refs, keep_identifiers=keep_identifiers)
 
-    def to_kerchunk(self, *, keep_identifiers: bool = False) -> dict[str, Any]:
+    def to_kerchunk(self, *, keep_identifiers: bool = False) -> ReferenceSet:
         """Kerchunk/fsspec references of the frames array (``{"version": 1, ...}``); the
         SOP Instance UID in its attributes is replaced unless ``keep_identifiers``."""
         metadata = dict(self.metadata)
@@ -307,7 +307,7 @@ class Frames:
             metadata["attributes"] = deidentify_attributes(metadata.get("attributes") or {})
         refs: dict[str, Any] = {"zarr.json": json.dumps(metadata)}
         refs.update(self.manifest.to_references())
-        return {"version": 1, "refs": refs, SOURCES_KEY: sources_entry([self.index])}
+        return reference_set(refs, sources=sources_entry([self.index]))
 
     def save_index(
         self,

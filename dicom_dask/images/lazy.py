@@ -28,13 +28,13 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from dask._task_spec import DataNode, Task, TaskRef
 from dask.array.core import getter, normalize_chunks
 from dask.base import is_dask_collection, tokenize
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask.system import CPU_COUNT
 
 from dicom_dask.chunks.selection import Axis, Index, compact, normalize, take
+from dicom_dask.compat import dask_meta, task_spec
 from dicom_dask.images.transforms import FrameTransformer, apply_block
 
 __all__ = [
@@ -136,7 +136,7 @@ class ReaderArray(da.Array):
                 self.dask,
                 self.name,
                 self.chunks,
-                self._meta,
+                dask_meta(self),
                 self._reader,
                 self._reader_key,
                 self._selection,
@@ -339,6 +339,7 @@ def _tasks(
     """One ``getter`` task per block: the reader and the block's part of ``selection``."""
     starts = [np.cumsum((0, *c)).tolist() for c in chunks]
     layer: dict[Any, Any] = {}
+    Task, TaskRef, DataNode = task_spec()
     ref = TaskRef(reader_key)
     for block in itertools.product(*[range(len(c)) for c in chunks]):
         index: list[Any] = []

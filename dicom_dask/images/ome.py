@@ -10,9 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["NGFF_VERSION", "multiscales_attributes"]
+__all__ = ["NGFF_VERSION", "NGFF_VERSION_V2", "NGFF_VERSIONS", "multiscales_attributes"]
 
+#: The OME-NGFF version of zarr v3 groups (the slides' ``ome`` attributes; the
+#: writers' default).
 NGFF_VERSION = "0.5"
+#: The OME-NGFF version of zarr v2 groups (the writers' ``ngff_version="0.4"``).
+NGFF_VERSION_V2 = "0.4"
+#: The OME-NGFF versions written, newest first.
+NGFF_VERSIONS = (NGFF_VERSION, NGFF_VERSION_V2)
 
 _COLORS = {
     "red": "FF0000",

@@ -24,8 +24,8 @@ import numpy as np
 
 from dicom_dask.chunks.manifest import ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata
+from dicom_dask.chunks.references import SLIDE_FORMAT, SLIDE_KEY, reference_set, slide_entry
 from dicom_dask.chunks.sidecar import (
-    SOURCES_KEY,
     entries,
     index_to_dict,
     load_index,
@@ -46,7 +46,7 @@ from dicom_dask.images.ome import multiscales_attributes
 from dicom_dask.images.sources import expand_sources, index_many
 from dicom_dask.images.tiled import TiledImage, is_tiled, tiled_image
 from dicom_dask.images.transforms import TransformOptions
-from dicom_dask.types import StorageOptions
+from dicom_dask.types import ReferenceSet, StorageOptions
 
 if TYPE_CHECKING:
     import dask.array
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["Slide", "list_slides", "open_slide", "open_tiled"]
 
 ASSOCIATED = ("LABEL", "OVERVIEW", "THUMBNAIL")
-INDEX_FORMAT = 1
-
 
 #: What tells slides apart, in the order the error messages name them.
 DISTINGUISHING = {
@@ -499,7 +497,7 @@ class Slide:
         return zarr.open_group(self.store, mode="r")
 
     # -- index sidecar ---------------------------------------------------------------
-    def to_index(self, *, keep_identifiers: bool = False) -> dict[str, Any]:
+    def to_index(self, *, keep_identifiers: bool = False) -> ReferenceSet:
         """The slide's index: kerchunk references of [`store`][dicom_dask.images.slide.Slide.store]
         + parsed instances.
 
@@ -517,26 +515,23 @@ class Slide:
         images = [im for lv in self.pyramid for im in lv.images] + [
             im for lv in self.associated.values() for im in lv.images
         ]
-        return {
-            "version": 1,
-            "refs": refs,
-            SOURCES_KEY: sources_entry(im.index for im in images),
-            "dicom_dask_slide": {
-                "format": INDEX_FORMAT,
-                "instances": [
-                    {
-                        "index": index_to_dict(
-                            im.index,
-                            {},
-                            per_frame=im.positions is None,
-                            keep_identifiers=keep_identifiers,
-                        )["dicom_dask"],
-                        "positions": None if im.positions is None else im.positions.to_dict(),
-                    }
-                    for im in images
-                ],
-            },
-        }
+        instances = [
+            {
+                "index": index_to_dict(
+                    im.index,
+                    {},
+                    per_frame=im.positions is None,
+                    keep_identifiers=keep_identifiers,
+                )["dicom_dask"],
+                "positions": None if im.positions is None else im.positions.to_dict(),
+            }
+            for im in images
+        ]
+        return reference_set(
+            refs,
+            sources=sources_entry(im.index for im in images),
+            slide=slide_entry(instances),
+        )
 
     def save_index(
         self,
@@ -567,7 +562,7 @@ def _images_from_index(
     verify: bool = True,
     storage_options: StorageOptions = None,
 ) -> list[TiledImage]:
-    instances = entries(doc, "dicom_dask_slide", "instances", INDEX_FORMAT, source)
+    instances = entries(doc, SLIDE_KEY, "instances", SLIDE_FORMAT, source)
     try:
         infos = [inst["index"] for inst in instances]
     except (KeyError, TypeError) as exc:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from dicom_dask.compat import combined_pixel_transform, pixel_transform_parameters
 from dicom_dask.errors import DicomDaskError
 
 __all__ = [
@@ -102,7 +103,8 @@ class TransformOptions:
         return cls.coerce(**{k: v for k, v in arguments.items() if k in names})
 
     def highdicom_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of highdicom's ``_CombinedPixelTransform``."""
+        """Keyword arguments of highdicom's pixel transform
+        (``dicom_dask.compat.combined_pixel_transform``)."""
         kwargs = asdict(self)
         kwargs["output_dtype"] = np.dtype(kwargs.pop("dtype"))
         return kwargs
@@ -125,18 +127,17 @@ def dataset_key(ds: Dataset) -> str:
 def _describe(transform: Any) -> dict[str, Any]:
     """What highdicom's transform will do (from its resolved parameters)."""
     out: dict[str, Any] = {}
-    slope_intercept = getattr(transform, "_effective_slope_intercept", None)
-    if slope_intercept is not None:
-        out["slope_intercept"] = [float(v) for v in slope_intercept]
-    window = getattr(transform, "_effective_window_center_width", None)
-    if window is not None:
-        out["window_center_width"] = [float(v) for v in window]
-        out["voi_function"] = str(getattr(transform, "_effective_voi_function", ""))
-    if getattr(transform, "_effective_lut_data", None) is not None:
+    p = pixel_transform_parameters(transform)
+    if p.slope_intercept is not None:
+        out["slope_intercept"] = [float(v) for v in p.slope_intercept]
+    if p.window_center_width is not None:
+        out["window_center_width"] = [float(v) for v in p.window_center_width]
+        out["voi_function"] = str(p.voi_function)
+    if p.has_lut:
         out["lut"] = True
-    out["invert"] = bool(getattr(transform, "_invert", False))
-    out["color"] = str(getattr(transform, "_color_type", ""))
-    out["icc_profile"] = getattr(transform, "_color_manager", None) is not None
+    out["invert"] = p.invert
+    out["color"] = p.color_type
+    out["icc_profile"] = p.color_manager is not None
     return out
 
 
@@ -219,17 +220,16 @@ class _LookupICC:
 def _accelerated(transform: Any) -> Any:
     """A faster equivalent of highdicom's transform for the common chains, else itself."""
     dtype = np.dtype(transform.output_dtype)
+    p = pixel_transform_parameters(transform)
     simple = (
-        getattr(transform, "_input_range_check", None) is None
-        and getattr(transform, "_effective_lut_data", None) is None
-        and getattr(transform, "_effective_window_center_width", None) is None
-        and not getattr(transform, "_invert", False)
+        p.input_range_check is None
+        and not p.has_lut
+        and p.window_center_width is None
+        and not p.invert
     )
     if not simple:
         return transform
-    color = str(getattr(transform, "_color_type", ""))
-    manager = getattr(transform, "_color_manager", None)
-    rescale = getattr(transform, "_effective_slope_intercept", None)
+    color, manager, rescale = p.color_type, p.color_manager, p.slope_intercept
     fast: _Rescale | _LookupICC | None = None
     if (
         color.endswith("MONOCHROME")
@@ -400,10 +400,8 @@ class FrameTransformer:
         key = (dataset, frame)
         transform = self._cache.get(key)
         if transform is None:
-            from highdicom.image import _CombinedPixelTransform
-
             try:
-                transform = _CombinedPixelTransform(
+                transform = combined_pixel_transform(
                     self.datasets[dataset], frame, **self.options.highdicom_kwargs()
                 )
             except (

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dicom_dask.chunks.references import SERIES_FORMAT, SERIES_KEY, reference_set, series_entry
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.config import cpu_count
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
@@ -39,7 +40,7 @@ from dicom_dask.images.series import (
     stack_differences,
 )
 from dicom_dask.images.sources import expand_sources, index_many
-from dicom_dask.types import StorageOptions
+from dicom_dask.types import ReferenceSet, StorageOptions
 
 __all__ = ["Volume", "list_series", "open_volume"]
 
@@ -482,7 +483,7 @@ class Volume:
             )
         return data
 
-    def to_kerchunk(self, *, keep_identifiers: bool = False) -> dict[str, Any]:
+    def to_kerchunk(self, *, keep_identifiers: bool = False) -> ReferenceSet:
         """Kerchunk references of the volume array (opened volumes only); the UIDs in its
         attributes are replaced and acquisition times made relative unless
         ``keep_identifiers``."""
@@ -500,14 +501,11 @@ class Volume:
             refs[key] = json.dumps(doc)
         refs.update(self.store.manifests[""].to_references())
         json.dumps(refs)  # JSON-serialisable
-        out: dict[str, Any] = {"version": 1, "refs": refs}
-        if self.indexes:
-            from dicom_dask.chunks.sidecar import SOURCES_KEY, sources_entry
+        from dicom_dask.chunks.sidecar import sources_entry
 
-            out[SOURCES_KEY] = sources_entry(self.indexes)
-        return out
+        return reference_set(refs, sources=sources_entry(self.indexes) if self.indexes else None)
 
-    def to_index(self, *, keep_identifiers: bool = False) -> dict[str, Any]:
+    def to_index(self, *, keep_identifiers: bool = False) -> ReferenceSet:
         """The series index: every file's header and frame ranges (+ kerchunk references
         of the volume when it is an opened one), for ``open_volume(index=...)``.
 
@@ -522,7 +520,7 @@ class Volume:
         refs = self.to_kerchunk(keep_identifiers=True)["refs"] if self.store is not None else {}
         keep = {"keep_identifiers": keep_identifiers}
         files = [index_to_dict(ix, {}, **keep)["dicom_dask"] for ix in self.indexes]
-        return {"version": 1, "refs": refs, "dicom_dask_series": {"format": 1, "files": files}}
+        return reference_set(refs, series=series_entry(files))
 
     def save_index(
         self,
@@ -576,7 +574,7 @@ def _indexes_from_sidecar(
     return found, where
 
 
-_SERIES = ("dicom_dask_series", "files", 1)  # key, list, format of a series index
+_SERIES = (SERIES_KEY, "files", SERIES_FORMAT)  # key, list, format of a series index
 
 
 def _stacks(

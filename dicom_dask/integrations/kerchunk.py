@@ -18,7 +18,8 @@ import numpy as np
 
 from dicom_dask.chunks.manifest import ChunkManifest, parse_chunk_key, reference
 from dicom_dask.chunks.numcodec import chain_filter
-from dicom_dask.chunks.sidecar import SOURCES_KEY, check_sources, sources_entry
+from dicom_dask.chunks.references import reference_set
+from dicom_dask.chunks.sidecar import check_sources, sources_entry
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import AmbiguousSourceError, NoImagesError
 from dicom_dask.frames.deidentify import deidentify_attributes
@@ -26,7 +27,7 @@ from dicom_dask.images.instance import open_frames
 from dicom_dask.images.slide import open_slide
 from dicom_dask.images.sources import is_collection
 from dicom_dask.images.volume import open_volume
-from dicom_dask.types import StorageOptions
+from dicom_dask.types import ReferenceSet, SourcesEntry, StorageOptions
 
 __all__ = [
     "VirtualArray",
@@ -95,7 +96,7 @@ def _open(
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
-def _sources(kind: str, opened: Any) -> dict[str, Any]:
+def _sources(kind: str, opened: Any) -> SourcesEntry:
     """The files a reference set reads, with their size and identity."""
     if kind == "frames":
         return sources_entry([opened.index])
@@ -236,7 +237,7 @@ def to_kerchunk(
     zarr_format: int | None = None,
     keep_identifiers: bool = False,
     select: int | str | None = None,
-) -> dict[str, Any]:
+) -> ReferenceSet:
     """A kerchunk / fsspec reference set (``{"version": 1, "refs": ...}``).
 
     Parameters
@@ -294,4 +295,4 @@ def to_kerchunk(
         refs = {key: json.dumps(value) for key, value in docs.items()}
         for path, manifest in store.manifests.items():
             refs.update(manifest.to_references(path))
-    return {"version": 1, "refs": refs, SOURCES_KEY: sources}
+    return reference_set(refs, sources=sources)

@@ -27,6 +27,7 @@ import numpy as np
 from dicom_dask.errors import DestinationExistsError, LayoutError
 from dicom_dask.frames.storage import canonical_url, redact, resolve_fs
 from dicom_dask.images.level import Level
+from dicom_dask.images.ome import NGFF_VERSION, NGFF_VERSION_V2, NGFF_VERSIONS
 from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.downsample import METHODS, downsample
@@ -549,12 +550,12 @@ def _multiscales(image: _Image, levels: int, method: str, version: str) -> dict[
         },
     }
     omero = _omero(image)
-    if version == "0.4":
-        multiscale = {"version": "0.4", **multiscale}
+    if version == NGFF_VERSION_V2:
+        multiscale = {"version": NGFF_VERSION_V2, **multiscale}
         return {"multiscales": [multiscale], **({"omero": omero} if omero else {})}
     return {
         "ome": {
-            "version": "0.5",
+            "version": NGFF_VERSION,
             "multiscales": [multiscale],
             **({"omero": omero} if omero else {}),
         }
@@ -684,7 +685,7 @@ def to_ome_zarr(
     storage_options: StorageOptions = None,
     overwrite: bool = False,
     progress: bool = True,
-    ngff_version: str = "0.5",
+    ngff_version: str = NGFF_VERSION,
     keep_identifiers: bool = False,
 ) -> zarr.Group:
     """Write ``data`` as an OME-Zarr multiscale image, building the pyramid in dask tasks.
@@ -748,7 +749,7 @@ def to_ome_zarr(
     zarr.Group
         The written group.
     """
-    if ngff_version not in ("0.4", "0.5"):
+    if ngff_version not in NGFF_VERSIONS:
         raise LayoutError(
             f"ngff_version={ngff_version!r}: expected '0.5' (zarr v3) or '0.4' (zarr v2)"
         )
@@ -763,7 +764,7 @@ def to_ome_zarr(
     if levels is None and isinstance(data, Slide):  # at least the slide's own levels
         count = max(count, len(data.pyramid))
     url = canonical_url(dest)
-    zarr_format = 3 if ngff_version == "0.5" else 2
+    zarr_format = 3 if ngff_version == NGFF_VERSION else 2
     _check_destination(url, storage_options, overwrite)
     attributes = _multiscales(image, count, method, ngff_version)
     if keep_identifiers:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from dicom_dask.compat import combined_pixel_transform, pixel_transform_parameters
+
 __all__ = ["Rescale", "rescale_of", "stored_range", "transformed_with", "voi_limits"]
 
 
@@ -83,13 +85,13 @@ def transformed_with(obj: Any, **switches: Any) -> tuple[Any, Any]:
 
 
 def _linear(transform: Any) -> bool:
-    source = getattr(transform, "source", transform)
+    p = pixel_transform_parameters(getattr(transform, "source", transform))
     return (
-        getattr(source, "_effective_lut_data", None) is None
-        and getattr(source, "_effective_window_center_width", None) is None
-        and not getattr(source, "_invert", False)
-        and getattr(source, "_color_manager", None) is None
-        and str(getattr(source, "_color_type", "")).endswith("MONOCHROME")
+        not p.has_lut
+        and p.window_center_width is None
+        and not p.invert
+        and p.color_manager is None
+        and p.color_type.endswith("MONOCHROME")
     )
 
 
@@ -107,12 +109,12 @@ def rescale_of(transformer: Any) -> Rescale:
         if d < 0:
             continue
         transform = transformer.get(d, f)
-        if getattr(getattr(transform, "source", transform), "applies_to_all_frames", False):
+        params = pixel_transform_parameters(getattr(transform, "source", transform))
+        if params.applies_to_all_frames:
             f = 0
         if (d, f) not in seen:
             linear = linear and _linear(transform)
-            source = getattr(transform, "source", transform)
-            pair = getattr(source, "_effective_slope_intercept", None) or (1.0, 0.0)
+            pair = params.slope_intercept or (1.0, 0.0)
             seen[(d, f)] = (float(pair[0]), float(pair[1]))
         slope[k], intercept[k] = seen[(d, f)]
     shape = np.asarray(transformer.frames).shape[:-1]
@@ -149,8 +151,6 @@ def voi_limits(transformer: Any, position: int = 0) -> tuple[float, float] | Non
     reaches the ends of its output range: for ``LINEAR`` ``center - 0.5 -/+ (width - 1)
     / 2``, for ``LINEAR_EXACT`` ``center -/+ width / 2``.
     """
-    from highdicom.image import _CombinedPixelTransform
-
     d, f = (int(v) for v in np.asarray(transformer.frames)[position].reshape(-1, 2)[0])
     if d < 0:
         return None
@@ -161,18 +161,22 @@ def voi_limits(transformer: Any, position: int = 0) -> tuple[float, float] | Non
         "apply_icc_profile": False,
     }
     try:
-        voi = _CombinedPixelTransform(ds, f, apply_voi_transform=None, **common)
-        modality = _CombinedPixelTransform(ds, f, apply_voi_transform=False, **common)
+        voi = pixel_transform_parameters(
+            combined_pixel_transform(ds, f, apply_voi_transform=None, **common)
+        )
+        modality = pixel_transform_parameters(
+            combined_pixel_transform(ds, f, apply_voi_transform=False, **common)
+        )
     except (ValueError, AttributeError, KeyError, TypeError, IndexError, RuntimeError):
         return None
-    window = getattr(voi, "_effective_window_center_width", None)
+    window = voi.window_center_width
     if window is None:
         return None
     # highdicom moves the window onto stored values; move it back to modality values
-    slope, intercept = getattr(modality, "_effective_slope_intercept", None) or (1.0, 0.0)
+    slope, intercept = modality.slope_intercept or (1.0, 0.0)
     center = float(window[0]) * float(slope) + float(intercept)
     width = abs(float(window[1]) * float(slope))
-    if str(getattr(voi, "_effective_voi_function", "")).upper().endswith("LINEAR_EXACT"):
+    if str(voi.voi_function).upper().endswith("LINEAR_EXACT"):
         return center - width / 2, center + width / 2
     return center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
 
