@@ -128,7 +128,7 @@ SHIMS: dict[str, Shim] = {
     "dask_meta": Shim(
         "dask",
         "dask.array.Array._meta",
-        ">=2024.12.0,<2027",
+        ">=2024.12.0",
         "dask.array.utils.meta_from_array",
     ),
     "requests_session": Shim(
@@ -140,7 +140,7 @@ SHIMS: dict[str, Shim] = {
     "strip_protocol": Shim(
         "fsspec",
         "fsspec.AbstractFileSystem._strip_protocol",
-        ">=2024.6,<2027",
+        ">=2024.6",
         "fsspec.core.strip_protocol (the URL's own protocol)",
     ),
 }
@@ -445,7 +445,7 @@ def task_spec() -> TaskSpec:
 
 def dask_meta(array: Any) -> Any:
     """The empty array of the dask array's block type and dtype (its ``_meta``, dask
-    >=2024.12.0,<2027), else ``dask.array.utils.meta_from_array``."""
+    >=2024.12.0), else ``dask.array.utils.meta_from_array``."""
     try:
         return array._meta
     except AttributeError:
@@ -479,7 +479,7 @@ def strip_protocol(fs: Any, path: str) -> str:
     without its protocol (``file://``, ``s3://``) and with the filesystem's own
     normalisation.
 
-    ``AbstractFileSystem._strip_protocol`` (fsspec >=2024.6,<2027), else
+    ``AbstractFileSystem._strip_protocol`` (fsspec >=2024.6), else
     ``fsspec.core.strip_protocol`` (the URL's own protocol).
     """
     strip: Callable[[str], str] | None = getattr(fs, "_strip_protocol", None)
