@@ -25,6 +25,7 @@ __all__ = [
     "file_kind",
     "index_many",
     "is_collection",
+    "kind_of",
     "open_source",
     "sidecar_kind",
     "source_kind",
@@ -440,15 +441,29 @@ def open_source(
             f"{_where(source)} opens as one image's frames: select= picks a slide or series "
             "of a folder"
         )
+    url: Any = source
     if not isinstance(source, str | os.PathLike) and not _is_location(source):
         if len(source) != 1:
             raise InvalidOptionError(
                 f"{_where(source)}: frames are those of one file, not of {len(source)} files"
             )
-        source = source[0]
+        url = source[0]
     if found is not None and options.get("index") is None:
         options["index"] = found
-    return open_frames(source, storage_options=storage_options, **options)
+    return open_frames(url, storage_options=storage_options, **options)
+
+
+def kind_of(opened: Frames | Volume | Slide) -> Kind:
+    """The [`Kind`][dicom_dask.enums.Kind] of what
+    [`open_source`][dicom_dask.images.sources.open_source] gave."""
+    from dicom_dask.images.instance import Frames
+    from dicom_dask.images.slide import Slide
+    from dicom_dask.images.volume import Volume
+
+    for kind, cls in ((Kind.FRAMES, Frames), (Kind.VOLUME, Volume), (Kind.SLIDE, Slide)):
+        if isinstance(opened, cls):
+            return kind
+    raise InvalidOptionError(f"not a Frames, Volume or Slide: {type(opened).__name__}")
 
 
 def _is_location(source: Any) -> bool:
