@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "classify",
     "classify_source",
+    "decide_kind",
     "expand_sources",
     "file_kind",
     "index_many",
@@ -296,11 +297,12 @@ def file_kind(index: FrameIndex) -> Kind:
     return Kind.FRAMES
 
 
-def _decide(
-    source: Any, *, storage_options: StorageOptions, select: int | str | None = None
+def decide_kind(
+    source: Any, *, storage_options: StorageOptions = None, select: int | str | None = None
 ) -> tuple[Kind, FrameIndex | None]:
-    """The kind of ``source`` and, for one file, its index (to open it without reading its
-    header again)."""
+    """[`source_kind`][dicom_dask.images.sources.source_kind]'s answer and, for one file,
+    its index (pass it on as ``open_frames(..., index=...)``: its header is not read
+    again); None for a collection (a folder, glob, list, DICOMweb study or series)."""
     from dicom_dask.images.tiled import is_tiled
 
     index, _, one = _first_image(source, storage_options=storage_options, select=select)
@@ -347,7 +349,7 @@ def source_kind(
     NotDicomError, NoPixelDataError
         A named file is not a DICOM image.
     """
-    return _decide(source, storage_options=storage_options, select=select)[0]
+    return decide_kind(source, storage_options=storage_options, select=select)[0]
 
 
 def sidecar_kind(
@@ -428,7 +430,7 @@ def open_source(
     elif options.get("index") is not None:
         kind, options["index"] = sidecar_kind(options["index"], storage_options=storage_options)
     else:
-        kind, found = _decide(source, storage_options=storage_options, select=select)
+        kind, found = decide_kind(source, storage_options=storage_options, select=select)
     if kind is Kind.SLIDE:
         _check_options(open_slide, kind, options)
         return open_slide(source, storage_options=storage_options, select=select, **options)
