@@ -46,11 +46,15 @@ __all__ = ["main"]
 
 # -- info -------------------------------------------------------------------------------
 def _skipped(url: str, used: Sequence[str], options: dict[str, Any]) -> list[dict[str, str]]:
-    """The files of a folder (glob) that the slide or series does not use, and why."""
+    """The files of a folder (glob) that the slide or series does not use, and why (none
+    for a DICOMweb study or series: the server holds DICOM instances only)."""
     from dicom_dask.errors import NoPixelDataError, NotDicomError
     from dicom_dask.frames import canonical_url, index_frames
+    from dicom_dask.frames.dicomweb import is_dicomweb
     from dicom_dask.images.sources import expand_sources
 
+    if is_dicomweb(url):
+        return []
     urls, discovered = expand_sources(url, storage_options=options)
     if not discovered:
         return []
