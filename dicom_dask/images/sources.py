@@ -444,7 +444,7 @@ def open_source(
             "of a folder"
         )
     url: Any = source
-    if not isinstance(source, str | os.PathLike) and not _is_location(source):
+    if isinstance(source, Sequence) and not isinstance(source, str):  # a list of files
         if len(source) != 1:
             raise InvalidOptionError(
                 f"{_where(source)}: frames are those of one file, not of {len(source)} files"
@@ -468,17 +468,11 @@ def kind_of(opened: Frames | Volume | Slide) -> Kind:
     raise InvalidOptionError(f"not a Frames, Volume or Slide: {type(opened).__name__}")
 
 
-def _is_location(source: Any) -> bool:
-    from dicom_dask.frames.dicomweb import is_dicomweb
-
-    return is_dicomweb(source)
-
-
 def _where(source: Any) -> str:
     from dicom_dask.frames.storage import redact
 
     if isinstance(source, str | os.PathLike):
         return redact(os.fspath(source))
-    if _is_location(source):
-        return str(source.url()) if hasattr(source, "url") else str(source)
-    return f"{len(source)} files"
+    if isinstance(source, Sequence):
+        return f"{len(source)} files"
+    return str(source.url()) if hasattr(source, "url") else str(source)
