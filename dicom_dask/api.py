@@ -9,6 +9,9 @@
   [`list_slides`][dicom_dask.images.slide.list_slides]: whole-slide pyramids;
 * [`to_ome_zarr`][dicom_dask.integrations.ome_zarr.to_ome_zarr]: a slide, volume or
   computed array to an OME-Zarr pyramid;
+* [`open_source`][dicom_dask.images.sources.open_source] and
+  [`source_kind`][dicom_dask.images.sources.source_kind] (a [`Kind`][dicom_dask.enums.Kind]):
+  any source as its frames, a volume or a slide, by the one rule every front end follows;
 * [`open_volume`][dicom_dask.images.volume.open_volume] and
   [`list_series`][dicom_dask.images.volume.list_series]: CT/MR volumes;
 * [`zarr_settings`][dicom_dask.chunks.pipeline.zarr_settings]: zarr settings for the fastest reads;
@@ -23,8 +26,10 @@
 from __future__ import annotations
 
 from dicom_dask.chunks.pipeline import zarr_settings
+from dicom_dask.enums import Kind
 from dicom_dask.images.instance import Frames, open_frames, open_store
 from dicom_dask.images.slide import list_slides, open_slide, open_tiled
+from dicom_dask.images.sources import open_source, source_kind
 from dicom_dask.images.volume import list_series, open_volume
 from dicom_dask.integrations.kerchunk import to_kerchunk
 from dicom_dask.integrations.ome_zarr import to_ome_zarr
@@ -38,13 +43,16 @@ from dicom_dask.integrations.writers import (
 
 __all__ = [
     "Frames",
+    "Kind",
     "list_series",
     "list_slides",
     "open_frames",
     "open_slide",
+    "open_source",
     "open_store",
     "open_tiled",
     "open_volume",
+    "source_kind",
     "tissue_mask",
     "to_dicom_pmap",
     "to_dicom_seg",

@@ -6,6 +6,8 @@ import enum
 
 from pydicom import uid as _uid
 
+from dicom_dask.errors import InvalidOptionError
+
 __all__ = [
     "DEFLATED_DATASET_SYNTAXES",
     "ITEM_TAG",
@@ -14,6 +16,7 @@ __all__ = [
     "ENCAPSULATED_SYNTAXES",
     "NATIVE_SYNTAXES",
     "FrameEncoding",
+    "Kind",
 ]
 
 #: The little-endian bytes of the item tag (FFFE,E000) of encapsulated pixel data.
@@ -71,3 +74,45 @@ class FrameEncoding(enum.Enum):
         if isinstance(value, str):
             return cls[value.upper()]
         return cls(value)
+
+
+class Kind(enum.StrEnum):
+    """What a source opens as: its frames, a volume or a slide.
+
+    [`source_kind`][dicom_dask.images.sources.source_kind] decides it from the source's
+    headers (the rule is in its docstring and in ``docs/opening.md``);
+    [`open_source`][dicom_dask.images.sources.open_source] opens the source as it.
+    Every front end (the CLI's ``--as``, xarray's and ``to_kerchunk``'s ``kind=``, the
+    napari reader) takes and gives these values.
+
+    Strings are accepted wherever a ``Kind`` is, in any case (``Kind("Volume")``); any
+    other value raises [`InvalidOptionError`][dicom_dask.errors.InvalidOptionError]
+    naming it and the allowed values. A ``Kind`` is a ``str``: it compares equal to its
+    value and is written to JSON as it.
+    """
+
+    #: The frames of one instance, as stored:
+    #: [`open_frames`][dicom_dask.images.instance.open_frames] gives
+    #: ``(frames, rows, columns[, samples])``.
+    FRAMES = "frames"
+    #: Slices placed in patient space (a series, an enhanced CT/MR, one CT slice):
+    #: [`open_volume`][dicom_dask.images.volume.open_volume].
+    VOLUME = "volume"
+    #: A whole-slide pyramid (a tiled file or a folder of them):
+    #: [`open_slide`][dicom_dask.images.slide.open_slide].
+    SLIDE = "slide"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Kind:
+        if isinstance(value, str):
+            for member in cls:
+                if member.value == value.strip().lower():
+                    return member
+        allowed = ", ".join(repr(m.value) for m in cls)
+        raise InvalidOptionError(f"kind must be one of {allowed}, got {value!r}")
+
+    @classmethod
+    def coerce(cls, value: Kind | str) -> Kind:
+        """Return ``value`` as a [`Kind`][dicom_dask.enums.Kind] (any case), else raise
+        [`InvalidOptionError`][dicom_dask.errors.InvalidOptionError]."""
+        return value if isinstance(value, cls) else cls(value)

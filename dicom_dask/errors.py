@@ -17,6 +17,7 @@ __all__ = [
     "DestinationExistsError",
     "DicomDaskError",
     "EncodeError",
+    "InvalidOptionError",
     "InvalidHeaderError",
     "LayoutError",
     "LayoutWarning",
@@ -69,6 +70,13 @@ class AmbiguousSourceError(NoImagesError):
     A subclass of [`NoImagesError`][dicom_dask.errors.NoImagesError] (which was raised
     here before), so that code catching that keeps working.
     """
+
+
+class InvalidOptionError(DicomDaskError, ValueError):
+    """An option has a value the function does not take (``kind="pyramid"``); the message
+    names the value and the values allowed.
+
+    A subclass of ``ValueError``, which some of these options raised before."""
 
 
 class WrongInputError(DicomDaskError, TypeError):

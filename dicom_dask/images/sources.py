@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError
+from dicom_dask.enums import Kind
+from dicom_dask.errors import InvalidOptionError, NoImagesError, NoPixelDataError, NotDicomError
 from dicom_dask.frames import FrameIndex, canonical_url, index_frames
 from dicom_dask.frames.storage import resolve_fs
 from dicom_dask.types import StorageOptions
 
-__all__ = ["classify", "classify_source", "expand_sources", "index_many", "is_collection"]
+if TYPE_CHECKING:
+    from dicom_dask.images.instance import Frames
+    from dicom_dask.images.slide import Slide
+    from dicom_dask.images.volume import Volume
+
+__all__ = [
+    "classify",
+    "classify_source",
+    "decide_kind",
+    "expand_sources",
+    "file_kind",
+    "index_many",
+    "is_collection",
+    "kind_of",
+    "open_source",
+    "sidecar_kind",
+    "source_kind",
+]
 
 T = TypeVar("T")
 _GLOB = set("*?[")
@@ -131,14 +149,20 @@ def is_collection(source: Any) -> bool:
 
 
 def classify(
-    url: str | os.PathLike[str], *, storage_options: StorageOptions = None
+    url: str | os.PathLike[str],
+    *,
+    storage_options: StorageOptions = None,
+    index: FrameIndex | None = None,
 ) -> tuple[str, FrameIndex]:
     """What one file holds, from its header: ``"slide"`` (a total pixel matrix),
     ``"enhanced"`` (several frames with per-frame functional groups) or ``"image"``,
-    with the file's index (pass it on as ``open_frames(..., index=...)``)."""
+    with the file's index (pass it on as ``open_frames(..., index=...)``; or pass an
+    index already built). What it opens as is
+    [`file_kind`][dicom_dask.images.sources.file_kind]'s answer."""
     from dicom_dask.images.tiled import is_tiled
 
-    index = index_frames(url, storage_options=storage_options)
+    if index is None:
+        index = index_frames(url, storage_options=storage_options)
     ds = index.header.dataset
     if is_tiled(ds) and "TotalPixelMatrixRows" in ds:
         return "slide", index
@@ -159,7 +183,8 @@ def classify_source(
     ``"slides"`` when the first DICOM image among them is a tiled instance (a slide
     level or associated image), else ``"series"``, with that file's index; so does a
     DICOMweb study, series or instance. The third item lists the files read before it
-    that are not DICOM images (skipped).
+    that are not DICOM images (skipped). What a front end opens a source as is
+    [`source_kind`][dicom_dask.images.sources.source_kind]'s answer, built on this.
 
     Raises
     ------
@@ -167,20 +192,45 @@ def classify_source(
         When no file of a folder, glob or list is a DICOM image (the message names
         some of them).
     """
-    from dicom_dask.frames.dicomweb import index_location, is_dicomweb
+    from dicom_dask.frames.dicomweb import is_dicomweb
     from dicom_dask.images.tiled import is_tiled
 
+    index, skipped, one = _first_image(source, storage_options=storage_options)
+    if one and not is_dicomweb(source):
+        kind, _ = classify(index.url, storage_options=storage_options, index=index)
+        return kind, index, []
+    return ("slides" if is_tiled(index.header.dataset) else "series"), index, skipped
+
+
+def _matches(index: FrameIndex, select: int | str | None) -> bool:
+    """Whether ``select`` (a UID or label as ``open_slide`` / ``open_volume`` take it) names
+    the slide or series ``index`` belongs to; an index number or None matches any."""
+    if not isinstance(select, str):
+        return True
+    ds = index.header.dataset
+    names = ("SeriesInstanceUID", "ContainerIdentifier", "FrameOfReferenceUID", "StackID")
+    return any(str(ds.get(name, "") or "") == select for name in names)
+
+
+def _first_image(
+    source: Any, *, storage_options: StorageOptions, select: int | str | None = None
+) -> tuple[FrameIndex, list[str], bool]:
+    """The index of the first DICOM image of ``source`` (the first ``select`` names, if
+    any does), the files before it that are not DICOM images, and whether ``source`` is
+    one file (a named file, a list of one, a DICOMweb instance)."""
+    from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
+
     if is_dicomweb(source):  # a study, series or instance: its first image decides
-        indexes = index_location(source, storage_options=storage_options)  # type: ignore[arg-type]
+        indexes = index_location(source, storage_options=storage_options)
         if not indexes:
             raise NoImagesError(f"{source}: no image found")
-        kind = "slides" if is_tiled(indexes[0].header.dataset) else "series"
-        return kind, indexes[0], []
+        chosen = next((ix for ix in indexes if _matches(ix, select)), indexes[0])
+        return chosen, [], bool(location(source).instance)
     urls, discovered = expand_sources(source, storage_options=storage_options)
     if len(urls) == 1 and not discovered:
-        kind, index = classify(urls[0], storage_options=storage_options)
-        return kind, index, []
+        return index_frames(urls[0], storage_options=storage_options), [], True
     skipped: list[str] = []
+    first: FrameIndex | None = None
     for url in urls:
         try:
             index = index_frames(url, storage_options=storage_options)
@@ -189,8 +239,11 @@ def classify_source(
                 raise
             skipped.append(url)
             continue
-        ds = index.header.dataset
-        return ("slides" if is_tiled(ds) else "series"), index, skipped
+        first = first or index
+        if _matches(index, select):
+            return index, skipped, False
+    if first is not None:  # select names none of them: the opener says so
+        return first, skipped, False
     where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
     names = ", ".join(os.path.basename(u.rstrip("/")) for u in skipped[:5])
     more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -198,3 +251,228 @@ def classify_source(
         f"{where}: no DICOM image among its {len(urls)} file(s) (not DICOM, or without "
         f"pixel data: {names}{more})"
     )
+
+
+def _group_item(groups: Sequence[Any], name: str) -> Any:
+    """The item of functional group ``name`` in the first of ``groups`` that has it."""
+    for group in groups:
+        sequence = group.get(name) if group is not None else None
+        if sequence:
+            return sequence[0]
+    return None
+
+
+def _in_patient_space(ds: Any, frames: int) -> bool:
+    """Whether the frames of ``ds`` have positions and orientations in patient space, as
+    [`open_volume`][dicom_dask.images.volume.open_volume] needs them: Plane Position and
+    Plane Orientation (Patient) functional groups (the first frame's or shared ones), or
+    Image Position and Orientation (Patient) for one frame (or frames along a Grid Frame
+    Offset Vector, as in RT Dose)."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame:
+        shared = ds.get("SharedFunctionalGroupsSequence")
+        groups = [per_frame[0], shared[0] if shared else None]
+        plane = _group_item(groups, "PlanePositionSequence")
+        orientation = _group_item(groups, "PlaneOrientationSequence")
+        return (
+            plane is not None
+            and "ImagePositionPatient" in plane
+            and orientation is not None
+            and "ImageOrientationPatient" in orientation
+        )
+    placed = "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds
+    return placed and (frames == 1 or "GridFrameOffsetVector" in ds)
+
+
+def file_kind(index: FrameIndex) -> Kind:
+    """What one indexed file opens as (the one-file half of the rule of
+    [`source_kind`][dicom_dask.images.sources.source_kind])."""
+    from dicom_dask.images.tiled import is_tiled
+
+    ds = index.header.dataset
+    if is_tiled(ds) and "TotalPixelMatrixRows" in ds:
+        return Kind.SLIDE
+    if _in_patient_space(ds, index.header.description.number_of_frames):
+        return Kind.VOLUME
+    return Kind.FRAMES
+
+
+def decide_kind(
+    source: Any, *, storage_options: StorageOptions = None, select: int | str | None = None
+) -> tuple[Kind, FrameIndex | None]:
+    """[`source_kind`][dicom_dask.images.sources.source_kind]'s answer and, for one file,
+    its index (pass it on as ``open_frames(..., index=...)``: its header is not read
+    again); None for a collection (a folder, glob, list, DICOMweb study or series)."""
+    from dicom_dask.images.tiled import is_tiled
+
+    index, _, one = _first_image(source, storage_options=storage_options, select=select)
+    if one:
+        return file_kind(index), index
+    return (Kind.SLIDE if is_tiled(index.header.dataset) else Kind.VOLUME), None
+
+
+def source_kind(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any,
+    *,
+    storage_options: StorageOptions = None,
+    select: int | str | None = None,
+) -> Kind:
+    """What ``source`` opens as: the one rule every front end follows.
+
+    One file (a path or URL, a list of one, a DICOMweb instance) is decided from its
+    header:
+
+    1. a tiled image with a total pixel matrix (a whole-slide level, or a label,
+       overview or thumbnail image; a SEG or Parametric Map on a slide) is a
+       [`Kind.SLIDE`][dicom_dask.enums.Kind];
+    2. an image whose frames have positions and orientations in patient space is a
+       [`Kind.VOLUME`][dicom_dask.enums.Kind]: an enhanced (or legacy converted) CT/MR,
+       PET or a SEG over CT with Plane Position / Plane Orientation (Patient) functional
+       groups, one single-frame CT/MR slice with Image Position / Orientation (Patient)
+       (a volume of one slice), an RT Dose with a Grid Frame Offset Vector;
+    3. anything else is [`Kind.FRAMES`][dicom_dask.enums.Kind]: an ultrasound or XA
+       cine, a secondary capture, a radiograph, an enhanced MR stripped of its
+       functional groups.
+
+    A collection (a folder, a glob, a list of several files, a DICOMweb study or series)
+    is a slide when its first DICOM image is tiled, else a volume (a series). With
+    ``select`` naming a slide or series by UID or label (Series Instance UID,
+    Container Identifier, Frame of Reference UID, Stack ID), the first image it names
+    decides; an index number does not change the decision.
+
+    Only the headers needed are read: one file's, or a folder's first images.
+
+    Raises
+    ------
+    NoImagesError
+        A folder, glob or list holds no DICOM image.
+    NotDicomError, NoPixelDataError
+        A named file is not a DICOM image.
+    """
+    return decide_kind(source, storage_options=storage_options, select=select)[0]
+
+
+def sidecar_kind(
+    index: str | os.PathLike[str] | Mapping[str, Any], *, storage_options: StorageOptions = None
+) -> tuple[Kind, dict[str, Any]]:
+    """What an index sidecar describes (a slide, a series or one file's frames) and the
+    loaded document (pass it on as ``index=``, it is not read again)."""
+    from dicom_dask.chunks.sidecar import load_index
+
+    doc = load_index(index, storage_options=storage_options)
+    if "dicom_dask_slide" in doc:
+        return Kind.SLIDE, doc
+    if "dicom_dask_series" in doc:
+        return Kind.VOLUME, doc
+    return Kind.FRAMES, doc
+
+
+def _check_options(opener: Callable[..., Any], kind: Kind, options: Mapping[str, Any]) -> None:
+    import inspect
+
+    accepted = inspect.signature(opener).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise InvalidOptionError(
+            f"{', '.join(n + '=' for n in unknown)} does not apply to a {kind} "
+            f"({opener.__name__} takes {', '.join(n for n in accepted if n != 'url')})"
+        )
+
+
+def open_source(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any,
+    *,
+    kind: Kind | str | None = None,
+    storage_options: StorageOptions = None,
+    select: int | str | None = None,
+    **options: Any,
+) -> Frames | Volume | Slide:
+    """Open ``source`` as what it holds: its frames, a volume or a slide.
+
+    Parameters
+    ----------
+    source : str, path, list, DicomWebLocation
+        A file, folder, glob, list of files, fsspec URL or DICOMweb location.
+    kind : Kind or str, optional
+        ``"frames"``, ``"volume"`` or ``"slide"`` (any case); default: as
+        [`source_kind`][dicom_dask.images.sources.source_kind] decides (from the index
+        sidecar's kind when ``index=`` is given).
+    storage_options : mapping or callable, optional
+        fsspec options (or a filesystem factory), as the openers take them.
+    select : int or str, optional
+        Which slide or series of a folder that holds several (see
+        [`open_slide`][dicom_dask.images.slide.open_slide],
+        [`open_volume`][dicom_dask.images.volume.open_volume]); not for frames.
+    **options
+        Passed to [`open_frames`][dicom_dask.images.instance.open_frames],
+        [`open_volume`][dicom_dask.images.volume.open_volume] or
+        [`open_slide`][dicom_dask.images.slide.open_slide] (``index``, ``raw``,
+        ``backend``, ``geometry``...); one the opener does not take raises
+        [`InvalidOptionError`][dicom_dask.errors.InvalidOptionError].
+
+    Returns
+    -------
+    Frames, Volume or Slide
+        As the kind says.
+
+    Raises
+    ------
+    InvalidOptionError
+        An unknown ``kind``, ``select`` for frames, or an option the opener does not take.
+    """
+    from dicom_dask.images.instance import open_frames
+    from dicom_dask.images.slide import open_slide
+    from dicom_dask.images.volume import open_volume
+
+    found: FrameIndex | None = None
+    if kind is not None:
+        kind = Kind.coerce(kind)
+    elif options.get("index") is not None:
+        kind, options["index"] = sidecar_kind(options["index"], storage_options=storage_options)
+    else:
+        kind, found = decide_kind(source, storage_options=storage_options, select=select)
+    if kind is Kind.SLIDE:
+        _check_options(open_slide, kind, options)
+        return open_slide(source, storage_options=storage_options, select=select, **options)
+    if kind is Kind.VOLUME:
+        _check_options(open_volume, kind, options)
+        return open_volume(source, storage_options=storage_options, select=select, **options)
+    _check_options(open_frames, kind, options)
+    if select is not None:
+        raise InvalidOptionError(
+            f"{_where(source)} opens as one image's frames: select= picks a slide or series "
+            "of a folder"
+        )
+    url: Any = source
+    if isinstance(source, Sequence) and not isinstance(source, str):  # a list of files
+        if len(source) != 1:
+            raise InvalidOptionError(
+                f"{_where(source)}: frames are those of one file, not of {len(source)} files"
+            )
+        url = source[0]
+    if found is not None and options.get("index") is None:
+        options["index"] = found
+    return open_frames(url, storage_options=storage_options, **options)
+
+
+def kind_of(opened: Frames | Volume | Slide) -> Kind:
+    """The [`Kind`][dicom_dask.enums.Kind] of what
+    [`open_source`][dicom_dask.images.sources.open_source] gave."""
+    from dicom_dask.images.instance import Frames
+    from dicom_dask.images.slide import Slide
+    from dicom_dask.images.volume import Volume
+
+    for kind, cls in ((Kind.FRAMES, Frames), (Kind.VOLUME, Volume), (Kind.SLIDE, Slide)):
+        if isinstance(opened, cls):
+            return kind
+    raise InvalidOptionError(f"not a Frames, Volume or Slide: {type(opened).__name__}")
+
+
+def _where(source: Any) -> str:
+    from dicom_dask.frames.storage import redact
+
+    if isinstance(source, str | os.PathLike):
+        return redact(os.fspath(source))
+    if isinstance(source, Sequence):
+        return f"{len(source)} files"
+    return str(source.url()) if hasattr(source, "url") else str(source)

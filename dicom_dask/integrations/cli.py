@@ -7,6 +7,10 @@
   convert    copy a slide to OME-Zarr, a series or an image's frames to a zarr array
   demo       generate test files and read them lazily (no network)
 
+What a source is (a slide, a volume or frames) is what
+[`source_kind`][dicom_dask.images.sources.source_kind] decides, as in every front end;
+``--as`` (``refs --kind``) names it instead.
+
 Exit status: 0 on success, 2 for a DICOM problem (the message names the file), 1 for
 anything else (such as an existing destination)."""
 
@@ -14,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -22,68 +25,38 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dicom_dask.errors import AmbiguousSourceError, DicomDaskError, NoImagesError
-from dicom_dask.frames.sizes import format_size
+from dicom_dask.enums import Kind
+from dicom_dask.errors import (
+    AmbiguousSourceError,
+    DicomDaskError,
+    InvalidOptionError,
+    NoImagesError,
+)
+from dicom_dask.integrations import cli_write
+from dicom_dask.integrations.cli_common import (
+    UsageError,
+    no_select,
+    storage_options,
+    values_info,
+    volume_info,
+)
+from dicom_dask.integrations.cli_parser import build_parser
 from dicom_dask.integrations.cli_summary import cli_words, summary
 
 __all__ = ["main"]
 
-DESCRIPTION = """Describe, picture, index and convert DICOM slides, series and files,
-reading only the bytes needed (local disk, S3, GCS, HTTP, DICOMweb). Run
-"dicom-dask COMMAND --help" for a command's options.
 
-Exit status: 0 on success, 2 for a DICOM problem (the message names the file), 1 for
-anything else (such as an existing destination)."""
-
-
-class UsageError(Exception):
-    """A problem with the command line or the destination (exit status 1)."""
-
-
-def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"dicom-dask: --storage-option expects key=value, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def _select_value(text: str) -> int | str:
-    """``--select``: an index (an integer) or a UID or label, as ``info`` lists them."""
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
-def _kind(url: str, options: dict[str, Any], as_: str | None = None) -> tuple[str, Any]:
-    """``"slide"``, ``"volume"`` or ``"frames"`` for a URL (file or folder), and the
-    index of the file it was decided from (None for a folder)."""
-    from dicom_dask.images.sources import classify_source
-
-    if as_ is not None:
-        return as_, None
-    kind, index, _ = classify_source(url, storage_options=options)
-    if kind in ("slides", "series", "dicomweb"):
-        return ("slide" if kind == "slides" else "volume"), None
-    return {"enhanced": "volume", "image": "frames"}.get(kind, kind), index
-
-
-def _name(url: str) -> str:
-    return os.path.basename(url.rstrip("/")) or url
-
-
+# -- info -------------------------------------------------------------------------------
 def _skipped(url: str, used: Sequence[str], options: dict[str, Any]) -> list[dict[str, str]]:
-    """The files of a folder (glob) that the slide or series does not use, and why."""
+    """The files of a folder (glob) that the slide or series does not use, and why (none
+    for a DICOMweb study or series: the server holds DICOM instances only)."""
     from dicom_dask.errors import NoPixelDataError, NotDicomError
     from dicom_dask.frames import canonical_url, index_frames
+    from dicom_dask.frames.dicomweb import is_dicomweb
     from dicom_dask.images.sources import expand_sources
 
+    if is_dicomweb(url):
+        return []
     urls, discovered = expand_sources(url, storage_options=options)
     if not discovered:
         return []
@@ -106,7 +79,6 @@ def _skipped(url: str, used: Sequence[str], options: dict[str, Any]) -> list[dic
     return out
 
 
-# -- info -------------------------------------------------------------------------------
 def _frames_info(url: str, options: dict[str, Any], index: Any) -> dict[str, Any]:
     from dicom_dask.images.instance import open_frames
 
@@ -126,37 +98,8 @@ def _frames_info(url: str, options: dict[str, Any], index: Any) -> dict[str, Any
         "frame_index": frames.index.ranges.method,
         "header_requests": frames.index.requests,
         "codecs": frames.codecs,
-        "values": _values_info(frames),
+        "values": values_info(frames),
     }
-
-
-def _values_info(source: Any) -> dict[str, Any]:
-    """Rescale, units and VOI window of a Volume or Frames (empty if none applies)."""
-    from dicom_dask.integrations.pixels import rescale_of, transformed_with, voi_limits
-
-    try:
-        _, transformer = transformed_with(source)
-    except DicomDaskError:
-        return {}
-    applied = transformer.applied[0] if transformer.applied else {}
-    if not str(applied.get("color", "")).endswith("MONOCHROME"):  # colour: only ICC applies
-        return {"icc_profile": True} if applied.get("icc_profile") else {}
-    rescale = rescale_of(transformer)
-    out: dict[str, Any] = {}
-    if not rescale.identity:
-        pair = rescale.scale_offset
-        out["rescale"] = (
-            {"slope": pair[0], "intercept": pair[1]}
-            if pair
-            else ("per slice" if rescale.linear else "lookup table")
-        )
-    if rescale.units:
-        out["units"] = rescale.units
-    middle = int(len(transformer.frames) // 2)
-    window = voi_limits(transformer, middle)
-    if window is not None:
-        out["window"] = [round(window[0], 3), round(window[1], 3)]
-    return out
 
 
 def _slide_info(slide: Any) -> dict[str, Any]:
@@ -185,19 +128,46 @@ def _slide_info(slide: Any) -> dict[str, Any]:
     }
 
 
-def _volume_info(volume: Any) -> dict[str, Any]:
-    return {
-        "shape": list(volume.shape),
-        "dtype": str(volume.dtype),
-        "modality": volume.metadata.get("modality", ""),
-        "spacing_mm": list(volume.spacing),
-        "affine": volume.affine.round(6).tolist(),
-        "frame_of_reference_uid": volume.frame_of_reference_uid,
-        "series_instance_uid": volume.metadata.get("series_instance_uid", ""),
-        "channels": {k: list(v) for k, v in volume.channels.items()},
-        "geometry": volume.metadata["geometry"],
-        "files": len(volume.metadata["urls"]),
-    }
+def _slide_part(
+    info: dict[str, Any], url: str, options: dict[str, Any], select: int | str | None
+) -> list[str]:
+    """The slide of ``info`` (and the listing of a folder's slides); the files it uses."""
+    from dicom_dask.images.slide import list_slides, open_slide
+
+    if info["folder"]:
+        info["slides"] = list_slides(url, storage_options=options)
+    try:
+        slide = open_slide(url, storage_options=options, select=select)
+    except NoImagesError as exc:  # several slides: the listing says which
+        if select is not None:
+            raise
+        info["slide"] = None
+        info["problem"] = str(exc)
+        return [i["url"] for s in info.get("slides", []) for i in s["instances"]]
+    info["slide"] = _slide_info(slide)
+    return [u for lv in (*slide.pyramid, *slide.associated.values()) for u in lv.urls]
+
+
+def _volume_part(
+    info: dict[str, Any], url: str, options: dict[str, Any], select: int | str | None
+) -> list[str]:
+    """The volume of ``info`` (and the listing of a folder's series); the files it uses."""
+    from dicom_dask.images.volume import list_series, open_volume
+
+    folder = info["folder"]
+    if folder:
+        info["series"] = list_series(url, storage_options=options)
+    try:
+        volume = open_volume(url, storage_options=options, select=select)
+    except DicomDaskError as exc:
+        if not folder or (select is not None and isinstance(exc, NoImagesError)):
+            raise
+        info["volume"] = None
+        info["problem"] = str(exc)
+        return []
+    info["volume"] = volume_info(volume)
+    info["volume"]["values"] = values_info(volume)
+    return list(volume.metadata["urls"])
 
 
 def _info_document(
@@ -205,56 +175,27 @@ def _info_document(
 ) -> dict[str, Any]:
     """Everything ``info`` knows about ``url`` (the ``--json`` output); with ``select``,
     about that slide or series of a folder."""
-    from dicom_dask.images.slide import list_slides, open_slide
-    from dicom_dask.images.sources import is_collection
-    from dicom_dask.images.volume import list_series, open_volume
+    from dicom_dask.images.sources import decide_kind, is_collection
 
-    kind, index = _kind(url, options)
+    kind, index = decide_kind(url, storage_options=options, select=select)
     folder = index is None
-    info: dict[str, Any] = {"url": url, "kind": kind, "folder": folder, "select": select}
-    used: list[str] = []
-    if kind == "slide":
-        if folder:
-            info["slides"] = list_slides(url, storage_options=options)
-        else:
-            info["file"] = _frames_info(url, options, index)
-        try:
-            slide = open_slide(url, storage_options=options, select=select)
-        except NoImagesError as exc:  # several slides: the listing says which
-            if select is not None:
-                raise
-            info["slide"] = None
-            info["problem"] = str(exc)
-            used = [i["url"] for s in info.get("slides", []) for i in s["instances"]]
-        else:
-            info["slide"] = _slide_info(slide)
-            used = [u for lv in (*slide.pyramid, *slide.associated.values()) for u in lv.urls]
-    elif kind == "volume":
-        if folder:
-            info["series"] = list_series(url, storage_options=options)
-        else:
-            info["file"] = _frames_info(url, options, index)
-        try:
-            volume = open_volume(url, storage_options=options, select=select)
-        except DicomDaskError as exc:
-            if not folder or (select is not None and isinstance(exc, NoImagesError)):
-                raise
-            info["volume"] = None
-            info["problem"] = str(exc)
-        else:
-            info["volume"] = _volume_info(volume)
-            info["volume"]["values"] = _values_info(volume)
-            used = list(volume.metadata["urls"])
-    else:
-        _no_select(url, select)
+    info: dict[str, Any] = {"url": url, "kind": kind.value, "folder": folder, "select": select}
+    if kind is Kind.FRAMES:
+        no_select(url, select)
+    if not folder:  # one file: its frames, whatever it opens as
         info["file"] = _frames_info(url, options, index)
+    used: list[str] = []
+    if kind is Kind.SLIDE:
+        used = _slide_part(info, url, options, select)
+    elif kind is Kind.VOLUME:
+        used = _volume_part(info, url, options, select)
     if folder or is_collection(url):
         info["skipped"] = _skipped(url, used, options) if used else []
     return info
 
 
 def _info(args: argparse.Namespace) -> int:
-    info = _info_document(args.url, _storage_options(args.storage_option), args.select)
+    info = _info_document(args.url, storage_options(args.storage_option), args.select)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -262,338 +203,7 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- thumbnail ----------------------------------------------------------------------------
-def _window_to_uint8(image: Any, window: tuple[float, float] | None) -> Any:
-    import numpy as np
-
-    data = np.asarray(image, dtype=np.float64)
-    if window is None:  # no window in the header: the 0.5th to 99.5th percentiles
-        finite = data[np.isfinite(data)]
-        low, high = np.percentile(finite, (0.5, 99.5)) if finite.size else (0.0, 1.0)
-    else:
-        low, high = window
-    scaled = (data - low) / max(float(high - low), 1e-12)
-    return (np.clip(np.nan_to_num(scaled), 0, 1) * 255).round().astype(np.uint8)
-
-
-def _thumbnail_array(
-    url: str, options: dict[str, Any], as_: str | None, select: int | str | None = None
-) -> tuple[Any, Any]:
-    """The picture (2-D grey or RGB uint8) and the aspect (row, column spacing)."""
-    import numpy as np
-
-    from dicom_dask.integrations.pixels import transformed_with, voi_limits
-
-    kind, source = _open_source(url, options, as_, select)
-    if kind == "slide":
-        slide = source
-        level = slide.associated.get("thumbnail") or slide.pyramid[-1]
-        level_array = level.array
-        if not level.squeezed:  # (c, z, y, x[, s]): the first optical path and plane
-            level_array = level_array[0, 0]
-        picture = np.asarray(level_array.compute())
-        if picture.dtype != np.uint8:
-            picture = _window_to_uint8(picture, None)
-        return picture, None
-    if kind == "volume":
-        middle = source.spatial_shape[0] // 2
-        source = source[middle]
-        spacing = source.spacing[1:]
-    else:
-        middle = source.shape[0] // 2
-        spacing = None
-    if source.dtype == np.uint8 and source.shape[-1] == 3 and len(source.shape) > 3:
-        array = source.array[0] if kind == "volume" else source.array[middle]
-        return np.asarray(array.compute()), spacing
-    photometric = ""
-    try:  # the modality rescale; MONOCHROME1 is inverted after the window, below
-        out, transformer = transformed_with(source, apply_presentation_lut=False)
-        window = voi_limits(transformer, 0 if kind == "volume" else middle)
-        photometric = str(transformer.datasets[0].get("PhotometricInterpretation", ""))
-    except DicomDaskError:  # no chain to apply: the stored values
-        out, window = source, None
-    lazy = out.array[0] if kind == "volume" else out.array[middle]
-    array = np.asarray(lazy.compute())
-    while array.ndim > 2 and not (array.ndim == 3 and array.shape[-1] == 3):
-        array = array[..., 0]  # the first channel (echo, temporal position...)
-    invert = photometric == "MONOCHROME1"
-    picture = _window_to_uint8(array, window)
-    return (255 - picture if invert and picture.ndim == 2 else picture), spacing
-
-
-def _thumbnail(args: argparse.Namespace) -> int:
-    """A slide's thumbnail image (or its lowest level); a series' middle slice in its
-    VOI window; an image's middle frame."""
-    from PIL import Image
-
-    options = _storage_options(args.storage_option)
-    picture, spacing = _thumbnail_array(args.url, options, args.as_, args.select)
-    image = Image.fromarray(picture)
-    width, height = image.size
-    if spacing is not None and spacing[0] > 0 and spacing[1] > 0:  # square millimetres
-        height = max(1, round(height * spacing[0] / spacing[1]))
-    scale = min(1.0, args.size / max(width, height))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if size != image.size:
-        image = image.resize(size, Image.Resampling.LANCZOS)
-    try:
-        image.save(args.output)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"cannot write {args.output}: {exc}") from exc
-    print(f"wrote {args.output}: a {format_size(*size)} picture of {args.url}")
-    return 0
-
-
-# -- index, refs ------------------------------------------------------------------------------
-def _index(args: argparse.Namespace) -> int:
-    from dicom_dask.images.instance import open_frames
-    from dicom_dask.images.slide import open_slide
-    from dicom_dask.images.volume import open_volume
-
-    options = _storage_options(args.storage_option)
-    kind, index = _kind(args.url, options)
-    if kind == "slide":
-        slide = open_slide(args.url, storage_options=options, select=args.select)
-        slide.save_index(args.output)
-        print(
-            f"wrote {args.output}: slide index of {sum(len(lv.images) for lv in slide.pyramid)}"
-            " level instance(s)"
-        )
-        return 0
-    if kind == "volume" and index is None:  # a series folder
-        volume = open_volume(args.url, storage_options=options, select=args.select)
-        volume.save_index(args.output)
-        print(f"wrote {args.output}: series index of {len(volume.metadata['urls'])} file(s)")
-        return 0
-    _no_select(args.url, args.select)
-    frames = open_frames(args.url, storage_options=options, index=index)
-    frames.save_index(args.output)
-    print(f"wrote {args.output}: {len(frames.manifest)} chunks ({frames.index.ranges.method})")
-    return 0
-
-
-def _refs(args: argparse.Namespace) -> int:
-    from dicom_dask.images.sources import is_collection
-    from dicom_dask.integrations.kerchunk import to_kerchunk
-
-    options = _storage_options(args.storage_option)
-    kind = args.kind
-    if kind is None and is_collection(args.url):  # what the folder's first image is
-        kind = _kind(args.url, options)[0]
-    elif kind in (None, "frames"):
-        _no_select(args.url, args.select)
-    refs = to_kerchunk(args.url, storage_options=options, kind=kind, select=args.select)
-    text = json.dumps(refs)
-    if args.output:
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output}: {len(refs['refs'])} references")
-    else:
-        print(text)
-    return 0
-
-
-# -- convert ---------------------------------------------------------------------------------
-def _check_destination(dest: str, overwrite: bool) -> None:
-    """Refuse an existing destination unless ``overwrite`` (before reading anything)."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(dest)
-    if not overwrite and fs.exists(path):
-        raise UsageError(
-            f"{dest} already exists: pass --overwrite to replace it, or choose another destination"
-        )
-
-
-def _open_source(
-    url: str, options: dict[str, Any], as_: str | None, select: int | str | None = None
-) -> tuple[str, Any]:
-    """``(kind, object)``: the Slide, Volume or Frames that ``url`` holds (with
-    ``select``, that slide or series of a folder)."""
-    from dicom_dask.images.instance import open_frames
-    from dicom_dask.images.slide import open_slide
-    from dicom_dask.images.volume import open_volume
-
-    kind, index = _kind(url, options, as_)
-    if kind == "slide":
-        return kind, open_slide(url, storage_options=options, select=select)
-    if kind == "volume":
-        return kind, open_volume(url, storage_options=options, select=select)
-    _no_select(url, select)
-    return kind, open_frames(url, storage_options=options, index=index)
-
-
-def _no_select(url: str, select: int | str | None) -> None:
-    """Refuse ``--select`` for one image's frames (it picks a slide or series of a folder)."""
-    if select is not None:
-        raise UsageError(
-            f"{url} is one image's frames: --select picks one slide or series of a folder"
-        )
-
-
-def _array_and_attributes(
-    kind: str, source: Any, values: str, *, keep_identifiers: bool = False
-) -> tuple[Any, dict[str, Any], list[str], str]:
-    """What ``convert`` writes for a volume or frames: the dask array, its attributes,
-    its dimension names, and a note on the values (stored or rescaled). The attributes
-    carry no patient data unless ``keep_identifiers`` (UIDs replaced: see
-    [`deidentify_attributes`][dicom_dask.frames.deidentify.deidentify_attributes])."""
-    from dicom_dask.frames.deidentify import deidentify_attributes
-    from dicom_dask.integrations.pixels import rescale_of, transformed_with
-
-    if kind == "volume":
-        dims = ["slice", "row", "column", *source.channels]
-        attrs: dict[str, Any] = {"affine": source.affine.tolist(), **_volume_info(source)}
-    else:
-        dims = ["frame", "row", "column"]
-        attrs = {"dicom_dask": source.metadata["attributes"]}
-    if not keep_identifiers:
-        attrs = deidentify_attributes(attrs)
-    dims += ["sample"] * (len(source.shape) - len(dims))
-    try:
-        out, transformer = transformed_with(source)
-    except DicomDaskError:
-        return source.array, attrs, dims, "stored values"
-    rescale = rescale_of(transformer)
-    if rescale.units:
-        attrs["units"] = rescale.units
-    if rescale.identity or not rescale.monochrome:
-        return source.array, attrs, dims, "stored values (no rescale)"
-    pair = rescale.scale_offset
-    if values == "stored" and pair is not None:
-        # CF's packed-data attributes: xarray and netCDF tools decode them
-        attrs["scale_factor"], attrs["add_offset"] = pair
-        return (
-            source.array,
-            attrs,
-            dims,
-            f"stored values; scale_factor {pair[0]:g} and add_offset {pair[1]:g} in the attributes",
-        )
-    why = "" if values == "rescaled" else " (the rescale differs between slices)"
-    attrs["dicom_dask_transform"] = {"applied": transformer.applied[:4], "values": "rescaled"}
-    return out.array, attrs, dims, f"rescaled values as float32{why}"
-
-
-def _convert(args: argparse.Namespace) -> int:
-    """A slide to OME-Zarr, a volume or frames to a zarr array, with a progress bar."""
-    import dask.array as da
-    import zarr
-
-    from dicom_dask.integrations.ome_zarr import to_ome_zarr
-
-    if getattr(args, "to", "zarr") == "dicom":
-        return _convert_to_dicom(args)
-    options = _storage_options(args.storage_option)
-    _check_destination(args.dest, args.overwrite)
-    kind, source = _open_source(args.url, options, args.as_, args.select)
-    progress = not args.quiet
-    if kind == "slide":
-        to_ome_zarr(
-            source,
-            args.dest,
-            overwrite=args.overwrite,
-            progress=progress,
-            keep_identifiers=args.keep_identifiers,
-        )
-        print(f"wrote {args.dest}: OME-Zarr (NGFF 0.5)")
-        return 0
-    array, attrs, dims, note = _array_and_attributes(
-        kind, source, args.values, keep_identifiers=args.keep_identifiers
-    )
-    target = zarr.create_array(
-        args.dest,
-        shape=array.shape,
-        chunks=array.chunksize,
-        dtype=array.dtype,
-        overwrite=args.overwrite,
-        dimension_names=dims,
-        attributes=json.loads(json.dumps(attrs, default=str)),
-    )
-    if progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar():
-            da.store(array, target, lock=False)  # type: ignore[arg-type]
-    else:
-        da.store(array, target, lock=False)  # type: ignore[arg-type]
-    print(
-        f"wrote {args.dest}: zarr array of shape {tuple(array.shape)} ({', '.join(dims)}), "
-        f"{array.dtype}, {note}"
-    )
-    return 0
-
-
-def _convert_to_dicom(args: argparse.Namespace) -> int:
-    """``convert --to dicom``: a slide or an OME-Zarr image as a WSM pyramid, a volume as
-    a new single-frame series."""
-    from dicom_dask.errors import LayoutError
-    from dicom_dask.integrations.writers import to_dicom_series, to_dicom_slide
-
-    options = _storage_options(args.storage_option)
-    write = {
-        "transfer_syntax": args.transfer_syntax,
-        "storage_options": options,
-        "overwrite": args.overwrite,
-        "progress": not args.quiet,
-    }
-    if args.url.rstrip("/").endswith(".zarr"):
-        if args.select is not None:
-            raise UsageError(f"{args.url} is one OME-Zarr image: --select picks a DICOM slide")
-        data, spacing, levels = _ome_zarr_level0(args.url, options)
-        files = to_dicom_slide(data, args.dest, pixel_spacing=spacing, levels=levels, **write)
-    else:
-        kind, source = _open_source(args.url, options, args.as_, args.select)
-        if kind == "slide":
-            files = to_dicom_slide(source, args.dest, associated=True, **write)
-        elif kind == "volume":
-            files = to_dicom_series(source, args.dest, **write)
-        else:
-            raise LayoutError(f"{args.url}: --to dicom writes slides and volumes, not {kind}")
-    print(f"wrote {len(files)} DICOM instances in {args.dest}")
-    return 0
-
-
-def _ome_zarr_level0(url: str, options: dict[str, Any]) -> tuple[Any, Any, int]:
-    """Level 0 of an OME-Zarr image as ``(y, x[, s])``, its spacing in mm, its level count."""
-    import dask.array as da
-    import zarr
-
-    from dicom_dask.errors import LayoutError
-
-    group = zarr.open_group(url, mode="r", storage_options=options or None)
-    attrs: dict[str, Any] = dict(group.attrs)
-    multiscales: Any = attrs.get("ome", attrs).get("multiscales")
-    if not multiscales:
-        raise LayoutError(f"{url}: no OME-Zarr multiscales")
-    ms: dict[str, Any] = multiscales[0]
-    axes = [a["name"] if isinstance(a, dict) else a for a in ms["axes"]]
-    dataset = ms["datasets"][0]
-    array = da.from_zarr(group[dataset["path"]])
-    for name in [a for a in axes if a not in ("c", "y", "x")]:
-        if array.shape[axes.index(name)] != 1:
-            raise LayoutError(f"{url}: axis {name!r} has several planes; write one of them")
-        array = array.take(0, axis=axes.index(name))
-        axes.remove(name)
-    if "c" in axes:
-        array = da.moveaxis(array, axes.index("c"), -1)
-    spacing = None
-    for transform in dataset.get("coordinateTransformations", []):
-        if transform.get("type") == "scale":
-            sy, sx, _ = _spatial(transform, ms)
-            units = {a["name"]: a.get("unit") for a in ms["axes"] if isinstance(a, dict)}
-            factor = {"micrometer": 1e-3, "millimeter": 1.0, "nanometer": 1e-6}.get(
-                str(units.get("y")), 1.0
-            )
-            spacing = (sy * factor, sx * factor)
-    return array, spacing, len(ms["datasets"])
-
-
-def _spatial(transform: dict[str, Any], ms: dict[str, Any]) -> list[float]:
-    """The scale of y and x (then c) from a scale transform over the multiscale's axes."""
-    names = [a["name"] if isinstance(a, dict) else a for a in ms["axes"]]
-    scale = dict(zip(names, transform["scale"], strict=False))
-    return [float(scale.get("y", 1.0)), float(scale.get("x", 1.0)), float(scale.get("c", 1.0))]
-
-
+# -- demo ----------------------------------------------------------------------------------
 def _demo(args: argparse.Namespace) -> int:
     """Generate a tiled JPEG file, a slide and a CT series; open them lazily and read them.
 
@@ -790,99 +400,24 @@ def _demo_slide(out: Path, level0: Any, tile: int) -> bool:
     return same and copied
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dicom-dask",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("url", help="a file, a folder, a glob or a URL (s3://, gs://, https://...)")
-        p.add_argument(
-            "--select",
-            type=_select_value,
-            metavar="INDEX|UID",
-            help="which slide or series, when the folder holds several: an index or a UID as "
-            '"dicom-dask info URL" lists them (a series, container or Frame of Reference UID, '
-            "or a stack label)",
-        )
-        p.add_argument(
-            "--storage-option",
-            "-s",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="an option of the file system, such as anon=true (repeat as needed)",
-        )
-        p.set_defaults(func=func)
-        return p
-
-    as_help = "what the source holds, when guessing from its first file is not wanted"
-    p = command("info", _info, "describe a file or folder: a slide, a series or frames")
-    p.add_argument("--json", action="store_true", help="print the full description as JSON")
-    p = command("thumbnail", _thumbnail, "save a small picture of a slide or a series")
-    p.add_argument("output", help="the picture to write (.png or .jpg)")
-    p.add_argument("--size", type=int, default=512, help="longest side in pixels (512)")
-    p.add_argument("--as", dest="as_", choices=["slide", "volume", "frames"], help=as_help)
-    p = command("index", _index, "save the index sidecar of a file, slide or series")
-    p.add_argument("output", help="the JSON file to write")
-    p = command("refs", _refs, "write kerchunk references (a slide: its OME-Zarr group)")
-    p.add_argument("--output", "-o", help="the JSON file to write (default: print it)")
-    p.add_argument(
-        "--kind",
-        choices=["frames", "slide", "volume"],
-        help="what to reference (default: the frames of a file; the slide or volume of a folder)",
-    )
-    p = command(
-        "convert", _convert, "copy a slide to OME-Zarr, a series or an image's frames to zarr"
-    )
-    p.add_argument("dest", help="the zarr folder or URL to write")
-    p.add_argument("--overwrite", action="store_true", help="replace dest if it exists")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument("--as", dest="as_", choices=["slide", "volume", "frames"], help=as_help)
-    p.add_argument(
-        "--values",
-        choices=["stored", "rescaled"],
-        default="stored",
-        help="stored: the stored values, with the modality rescale (such as Hounsfield "
-        "units) as scale_factor and add_offset attributes; rescaled: the rescaled values "
-        "as float32. A rescale that changes between slices is always applied.",
-    )
-    p.add_argument(
-        "--to",
-        choices=["zarr", "dicom"],
-        default="zarr",
-        help="zarr (the default; a slide becomes OME-Zarr) or dicom (dest is a folder: a slide "
-        "or an OME-Zarr image becomes a whole-slide pyramid, a series a new series)",
-    )
-    p.add_argument(
-        "--transfer-syntax",
-        default="jpeg",
-        help="with --to dicom: jpeg, jpeg2000, jpeg2000-lossless, htj2k, htj2k-lossless, "
-        "jpegls, rle or explicit (jpeg)",
-    )
-    p.add_argument(
-        "--keep-identifiers",
-        action="store_true",
-        help="keep the instance UIDs and patient data of the source in what is written "
-        "(by default left out: DICOM PS3.15 Annex E Basic Profile; --to dicom always keeps "
-        "the patient module)",
-    )
-    p = sub.add_parser("demo", help="generate test files and read them lazily (no network)")
-    p.add_argument("--frames", type=int, default=1024, help="number of tiles (1024)")
-    p.add_argument("--output", "-o", help="folder for the generated files")
-    p.set_defaults(func=_demo)
-    return parser
+COMMANDS = {
+    "info": _info,
+    "thumbnail": cli_write.thumbnail,
+    "index": cli_write.index,
+    "refs": cli_write.refs,
+    "convert": cli_write.convert,
+    "demo": _demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dicom-dask``."""
-    args = _parser().parse_args(argv)
+    args = build_parser(COMMANDS).parse_args(argv)
     try:
         return int(args.func(args))
+    except InvalidOptionError as exc:  # an option that does not fit the source
+        print(f"dicom-dask: {cli_words(str(exc))}", file=sys.stderr)
+        return 1
     except DicomDaskError as exc:
         message = cli_words(str(exc))
         if isinstance(exc, AmbiguousSourceError) and getattr(args, "url", None):

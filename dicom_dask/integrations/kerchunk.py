@@ -21,12 +21,9 @@ from dicom_dask.chunks.numcodec import chain_filter
 from dicom_dask.chunks.references import reference_set
 from dicom_dask.chunks.sidecar import check_sources, sources_entry
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import AmbiguousSourceError, NoImagesError
+from dicom_dask.enums import Kind
 from dicom_dask.frames.deidentify import deidentify_attributes
-from dicom_dask.images.instance import open_frames
-from dicom_dask.images.slide import open_slide
-from dicom_dask.images.sources import is_collection
-from dicom_dask.images.volume import open_volume
+from dicom_dask.images.sources import kind_of, open_source
 from dicom_dask.types import ReferenceSet, SourcesEntry, StorageOptions
 
 __all__ = [
@@ -39,7 +36,8 @@ __all__ = [
     "virtual_arrays",
 ]
 
-KINDS = ("frames", "slide", "volume")
+#: The values ``kind=`` takes (those of [`Kind`][dicom_dask.enums.Kind]).
+KINDS = tuple(k.value for k in Kind)
 
 
 @dataclass(frozen=True)
@@ -72,31 +70,17 @@ class VirtualArray:
 def _open(
     url: str | os.PathLike[str] | list[str],
     *,
-    kind: str | None,
+    kind: Kind | str | None,
     storage_options: StorageOptions,
     select: int | str | None = None,
-) -> tuple[str, Any]:
-    """``(kind, opened)``: the Frames, Slide or Volume ``url`` holds."""
-    if kind is None:
-        if not is_collection(url):
-            kind = "frames"
-        else:
-            try:
-                return "slide", open_slide(url, storage_options=storage_options, select=select)
-            except AmbiguousSourceError:
-                raise  # several slides: select= picks one, the message lists them
-            except NoImagesError:
-                kind = "volume"
-    if kind == "frames":
-        return kind, open_frames(url, storage_options=storage_options)  # type: ignore[arg-type]
-    if kind == "slide":
-        return kind, open_slide(url, storage_options=storage_options, select=select)
-    if kind == "volume":
-        return kind, open_volume(url, storage_options=storage_options, select=select)
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+) -> tuple[Kind, Any]:
+    """``(kind, opened)``: the Frames, Slide or Volume ``url`` holds, as
+    [`open_source`][dicom_dask.images.sources.open_source] opens it."""
+    opened = open_source(url, kind=kind, storage_options=storage_options, select=select)
+    return kind_of(opened), opened
 
 
-def _sources(kind: str, opened: Any) -> SourcesEntry:
+def _sources(kind: Kind, opened: Any) -> SourcesEntry:
     """The files a reference set reads, with their size and identity."""
     if kind == "frames":
         return sources_entry([opened.index])
@@ -109,13 +93,13 @@ def _sources(kind: str, opened: Any) -> SourcesEntry:
 def open_store(
     url: str | os.PathLike[str] | list[str],
     *,
-    kind: str | None = None,
+    kind: Kind | str | None = None,
     storage_options: StorageOptions = None,
-) -> tuple[str, DicomStore]:
+) -> tuple[Kind, DicomStore]:
     """``(kind, store)``: the [`DicomStore`][dicom_dask.chunks.store.DicomStore] of ``url``.
 
-    ``kind`` defaults to ``"frames"`` for one file, ``"slide"`` for a collection of tiled
-    images, else ``"volume"``.
+    ``kind`` defaults to what [`source_kind`][dicom_dask.images.sources.source_kind]
+    decides (the rule every front end follows).
     """
     kind, opened = _open(url, kind=kind, storage_options=storage_options)
     store = opened.store
@@ -156,15 +140,16 @@ def documents(store: DicomStore, *, keep_identifiers: bool = False) -> dict[str,
 
 
 def virtual_arrays(
-    store: DicomStore, *, kind: str, keep_identifiers: bool = False
+    store: DicomStore, *, kind: Kind | str, keep_identifiers: bool = False
 ) -> tuple[dict[str, Any], list[VirtualArray]]:
     """The root attributes and named arrays of a store opened as ``kind`` (attributes
     without identifiers unless ``keep_identifiers``, see
     [`documents`][dicom_dask.integrations.kerchunk.documents])."""
+    kind = Kind.coerce(kind)
     documents_ = documents(store, keep_identifiers=keep_identifiers)
-    if kind in ("frames", "volume"):
+    if kind is not Kind.SLIDE:
         doc = documents_["zarr.json"]
-        return {}, [VirtualArray("", kind, doc, store.manifests[""])]
+        return {}, [VirtualArray("", kind.value, doc, store.manifests[""])]
     root = documents_["zarr.json"].get("attributes", {})
     attrs = {"dicom_dask": root.get("dicom_dask", {})}  # OME multiscales name arrays, not groups
     arrays = [
@@ -233,7 +218,7 @@ def to_kerchunk(
     url: str | os.PathLike[str] | list[str],
     *,
     storage_options: StorageOptions = None,
-    kind: str | None = None,
+    kind: Kind | str | None = None,
     zarr_format: int | None = None,
     keep_identifiers: bool = False,
     select: int | str | None = None,
@@ -246,12 +231,14 @@ def to_kerchunk(
         A file, folder, glob or list of files.
     storage_options : mapping or callable, optional
         fsspec options (or a filesystem factory) for reading ``url``.
-    kind : {"frames", "slide", "volume"}, optional
+    kind : Kind or {"frames", "slide", "volume"}, optional
         ``"frames"`` (one file): its frames, as
         [`open_frames`][dicom_dask.images.instance.open_frames] gives them; ``"slide"`` (a
         tiled file, folder or list): the pyramid; ``"volume"`` (a series folder, glob or
-        list, or an enhanced file): the volume across files, as
-        [`open_volume`][dicom_dask.images.volume.open_volume] gives it. Default: guessed.
+        list, an enhanced file, one CT/MR slice): the volume, as
+        [`open_volume`][dicom_dask.images.volume.open_volume] gives it. Default: as
+        [`source_kind`][dicom_dask.images.sources.source_kind] decides, the rule every
+        front end follows (a tiled file is a slide, an enhanced CT a volume).
     zarr_format : {2, 3}, optional
         ``2`` (the default for frames and volumes): named variables as kerchunk tools
         expect them (``frames`` or ``volume`` at the root; for a slide, a group per level

@@ -1,4 +1,8 @@
-"""napari reader (npe2): a slide opens as a multiscale layer, a series as a 3-D layer.
+"""napari reader (npe2): a slide opens as a multiscale layer, a volume as a 3-D layer,
+an image's frames as a stack.
+
+What a source is follows [`source_kind`][dicom_dask.images.sources.source_kind], the rule
+every front end shares (each layer's ``metadata["kind"]`` says which it was).
 
 Only builds layer data from the lazy arrays; napari reads the tiles or slices it
 displays, level by level. Optical paths become channels (``channel_axis``), focal
@@ -38,18 +42,19 @@ LayerData = tuple[Any, dict[str, Any], str]
 THUMBNAIL_EDGE = 4096
 
 
-def _kind(path: str) -> str | None:
-    from dicom_dask.images.sources import classify
+def _readable(path: str) -> bool:
+    """Whether ``path`` is a folder, or a DICOM file we open (by its header)."""
+    from dicom_dask.images.sources import source_kind
 
     if os.path.isdir(path):
-        return "folder"
+        return True
     if not path.lower().endswith((".dcm", ".dicom")):
-        return None
+        return False
     try:
-        kind, _ = classify(path)
+        source_kind(path)
     except Exception:  # not a file we read: let napari try other readers
-        return None
-    return "slide" if kind == "slide" else "volume"
+        return False
+    return True
 
 
 def _slide_limits(level: Any) -> tuple[float, float]:
@@ -85,6 +90,7 @@ def _slide_layers(slide: Any) -> list[LayerData]:
         "multiscale": True,
         "contrast_limits": _slide_limits(level0),
         "metadata": {
+            "kind": "slide",
             "downsamples": slide.downsamples,
             "urls": list(level0.urls),
             "thumbnail_level": len(levels) > len(slide.pyramid),
@@ -175,6 +181,7 @@ def _volume_layers(volume: Any) -> list[LayerData]:
         "affine": affine,
         "units": ("mm", "mm", "mm"),
         "metadata": {
+            "kind": "volume",
             "frame_of_reference_uid": volume.frame_of_reference_uid,
             "affine_lps": volume.affine,
             "world_axes": axes,
@@ -192,18 +199,39 @@ def _volume_layers(volume: Any) -> list[LayerData]:
     return [(array, meta, "image")]
 
 
+def _frames_layers(frames: Any) -> list[LayerData]:
+    """One image's frames (a cine, a secondary capture) as a stack on a slider."""
+    import numpy as np
+
+    from dicom_dask.integrations.pixels import stored_range
+
+    ds = frames.index.header.dataset
+    rgb = len(frames.shape) == 4 and frames.shape[-1] in (3, 4)
+    meta: dict[str, Any] = {
+        "name": str(ds.get("Modality", "") or "frames"),
+        "rgb": rgb,
+        "metadata": {"kind": "frames", "url": frames.url},
+    }
+    if not rgb and np.dtype(frames.dtype).kind in "iu":  # napari would read every frame
+        meta["contrast_limits"] = stored_range(ds)
+    return [(frames.array, meta, "image")]
+
+
 def read(path: str | list[str]) -> list[LayerData]:
-    """Layer data for ``path``: a slide (file, folder or files) or a volume (series folder
-    or files, enhanced file)."""
-    from dicom_dask.images.slide import open_slide
-    from dicom_dask.images.sources import classify_source
-    from dicom_dask.images.volume import open_volume
+    """Layer data for ``path``: a slide (file, folder or files), a volume (series folder
+    or files, enhanced file, one CT/MR slice) or an image's frames, as
+    [`open_source`][dicom_dask.images.sources.open_source] opens it."""
+    from dicom_dask.enums import Kind
+    from dicom_dask.images.sources import kind_of, open_source
 
     target = path[0] if isinstance(path, list) and len(path) == 1 else path
-    kind, _, _ = classify_source(target)  # files, a folder: slide or series
-    if kind in ("slide", "slides"):
-        return _slide_layers(open_slide(target))
-    return _volume_layers(open_volume(target))
+    opened = open_source(target)
+    kind = kind_of(opened)
+    if kind is Kind.SLIDE:
+        return _slide_layers(opened)
+    if kind is Kind.VOLUME:
+        return _volume_layers(opened)
+    return _frames_layers(opened)
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
@@ -211,4 +239,4 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
     when ``path`` is DICOM we can open."""
     if isinstance(path, list):
         return read if all(str(p).lower().endswith((".dcm", ".dicom")) for p in path) else None
-    return read if _kind(str(path)) is not None else None
+    return read if _readable(str(path)) else None

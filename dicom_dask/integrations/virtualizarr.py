@@ -32,9 +32,9 @@ import numpy as np
 
 from dicom_dask.chunks.manifest import INLINE, MISSING, ChunkManifest
 from dicom_dask.chunks.numcodec import V3_NAME, chain_filter
-from dicom_dask.enums import FrameEncoding
+from dicom_dask.enums import FrameEncoding, Kind
 from dicom_dask.errors import ManifestError
-from dicom_dask.integrations.kerchunk import KINDS, VirtualArray, open_store, virtual_arrays
+from dicom_dask.integrations.kerchunk import VirtualArray, open_store, virtual_arrays
 
 __all__ = ["DicomParser", "virtual_codecs"]
 
@@ -150,8 +150,8 @@ class DicomParser:
     keep_identifiers: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind is not None and self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind is not None:
+            Kind.coerce(self.kind)  # InvalidOptionError (a ValueError) names the values
         if self.level is not None and self.kind not in (None, "slide"):
             raise ValueError("level= applies to slides only")
 

@@ -1,8 +1,12 @@
 """xarray backend: ``xr.open_dataset(path, engine="dicom")`` and ``xr.open_datatree``.
 
-It only builds and delegates: a series (folder, glob, list) or an enhanced file
-becomes a volume dataset, a slide (file or folder) one dataset per pyramid level with
-coordinates in millimetres, any other file its frames. The data variable is always
+It only parses its options, opens the source with
+[`open_source`][dicom_dask.images.sources.open_source] (so what a source is follows
+[`source_kind`][dicom_dask.images.sources.source_kind], the rule every front end shares)
+and builds the dataset: a volume (a series, an enhanced CT/MR, one CT/MR slice) becomes a
+volume dataset, a slide (file or folder) one dataset per pyramid level with coordinates
+in millimetres, an image's frames a frames dataset; a label, overview or thumbnail
+instance alone its total pixel matrix. The data variable is always
 named ``image``; arrays stay lazy (dask), so ``.sel``/``.isel`` read only what they
 select.
 
@@ -27,14 +31,15 @@ import numpy as np
 import xarray as xr
 from xarray.backends import BackendEntrypoint
 
-from dicom_dask.errors import DicomDaskError
+from dicom_dask.enums import Kind
+from dicom_dask.errors import DicomDaskError, NoImagesError
 from dicom_dask.frames.deidentify import deidentify_json
+from dicom_dask.images.sources import is_collection, kind_of, open_source, source_kind
 
-__all__ = ["DicomBackendEntrypoint"]
+__all__ = ["DicomBackendEntrypoint", "source_kind"]
 
 _SUFFIXES = (".dcm", ".dicom", ".dic")
 NAME = "image"
-_KINDS = ("volume", "slide", "frames")
 _AXIS_NAMES = {
     "slice": "position along the slice normal",
     "row": "position along the column direction (down the rows)",
@@ -217,34 +222,28 @@ def _shows_identifiers(level: Any) -> bool:
     return level.image_type == "LABEL" or burned == "YES"
 
 
-def _index_kind(index: Any, storage_options: Any) -> tuple[str, Any]:
-    """What a sidecar describes, and the loaded document (read once)."""
-    from dicom_dask.chunks.sidecar import load_index
-
-    doc = load_index(index, storage_options=storage_options)
-    if "dicom_dask_slide" in doc:
-        return "slide", doc
-    if "dicom_dask_series" in doc:
-        return "volume", doc
-    return "frames", doc
+_OPENER_OPTIONS = ("geometry", "select", "raw", "backend", "fill_value")
 
 
-def source_kind(source: Any, *, storage_options: Any = None) -> str:
-    """``"slide"``, ``"volume"`` or ``"frames"``: what ``source`` opens as in xarray.
-
-    A folder, glob or list is a slide when its first DICOM image is a tiled instance,
-    else a series; one file is a slide (tiled), a volume (enhanced, or a single image
-    with a position in patient space) or frames.
-    """
-    from dicom_dask.images.sources import classify_source
-
-    kind, index, _ = classify_source(source, storage_options=storage_options)
-    if kind in ("slide", "slides"):
-        return "slide"
-    if kind == "image" and index is not None:
-        ds = index.header.dataset
-        return "volume" if "ImagePositionPatient" in ds else "frames"
-    return "volume"  # series, enhanced, DICOMweb
+def _dataset(
+    opened: str, obj: Any, *, mask_and_scale: bool, keep_identifiers: bool, level: int = 0
+) -> xr.Dataset:
+    """The dataset of what ``_open`` gave: a volume, one level of a slide, one associated
+    image, or an image's frames."""
+    private = {"keep_identifiers": keep_identifiers}
+    if opened == "volume":
+        return _volume_dataset(obj, mask_and_scale=mask_and_scale, **private)
+    if opened == "slide":
+        levels = len(obj.pyramid)
+        if not -levels <= level < levels:
+            raise DicomDaskError(f"level={level} but the slide has {levels} level(s)")
+        out = _level_dataset(obj.pyramid[level], **private)
+        out.attrs["downsamples"] = obj.downsamples
+        out.attrs["level"] = level % levels
+        return out
+    if opened == "tiled":
+        return _level_dataset(obj, **private)
+    return _frames_dataset(obj, mask_and_scale=mask_and_scale, **private)
 
 
 class DicomBackendEntrypoint(BackendEntrypoint):
@@ -253,7 +252,9 @@ class DicomBackendEntrypoint(BackendEntrypoint):
     Options (keywords of ``xr.open_dataset`` / ``xr.open_datatree``):
 
     - ``mask_and_scale`` (default True): transformed values (HU for CT) or stored ones;
-    - ``kind``: ``"volume"``, ``"slide"`` or ``"frames"`` instead of guessing;
+    - ``kind``: ``"volume"``, ``"slide"`` or ``"frames"`` (a
+      [`Kind`][dicom_dask.enums.Kind]) instead of what
+      [`source_kind`][dicom_dask.images.sources.source_kind] decides;
     - ``level``: which pyramid level of a slide ``open_dataset`` gives (default 0);
     - ``keep_identifiers`` (default False): without it the header in the ``dicom_json``
       attribute, and every other value taken from it, carries no patient data (PS3.15
@@ -295,50 +296,33 @@ class DicomBackendEntrypoint(BackendEntrypoint):
             return False
         return text.lower().endswith(_SUFFIXES) or os.path.isdir(text)
 
+    @staticmethod
     def _open(
-        self,
         source: Any,
         *,
-        kind: str | None,
+        kind: Kind | str | None,
         index: Any,
         storage_options: Any,
         options: Mapping[str, Any],
     ) -> tuple[str, Any]:
-        """``(kind, object)``: the Volume, Slide or Frames ``source`` opens as."""
-        from dicom_dask.errors import NoImagesError
-        from dicom_dask.images.instance import open_frames
-        from dicom_dask.images.slide import open_slide, open_tiled
-        from dicom_dask.images.sources import is_collection
-        from dicom_dask.images.volume import open_volume
+        """``(kind, object)``: the Volume, Slide or Frames ``source`` opens as, or
+        ``("tiled", level)`` for one associated image alone."""
+        from dicom_dask.images.slide import open_tiled
 
-        if kind is not None and kind not in _KINDS:
-            raise DicomDaskError(f"kind must be one of {_KINDS}, got {kind!r}")
+        extra = {k: v for k, v in options.items() if v is not None}
         if index is not None:
-            guessed, index = _index_kind(index, storage_options)
-            kind = kind or guessed
-        elif kind is None:
-            kind = source_kind(source, storage_options=storage_options)
-        common = {"storage_options": storage_options, "index": index}
-        for name in ("raw", "backend", "fill_value"):
-            if options.get(name) is not None:
-                common[name] = options[name]
-        if kind == "volume":
-            extra = {k: options[k] for k in ("geometry", "select") if options.get(k) is not None}
-            return kind, open_volume(source, **common, **extra)
-        if kind == "slide":
-            extra = {"select": options["select"]} if options.get("select") is not None else {}
-            try:
-                return kind, open_slide(source, **common, **extra)
-            except NoImagesError:
-                if index is not None or extra or is_collection(source):
-                    raise
-            # one LABEL, OVERVIEW or THUMBNAIL instance: its total pixel matrix
-            common.pop("index")
-            return "tiled", open_tiled(source, **common)
-        for name in ("geometry", "select"):
-            if options.get(name) is not None:
-                raise DicomDaskError(f"{name}= applies to volumes and slides, not to frames")
-        return kind, open_frames(source, **common)
+            extra["index"] = index
+        kind = None if kind is None else Kind.coerce(kind)
+        try:
+            opened = open_source(source, kind=kind, storage_options=storage_options, **extra)
+        except NoImagesError:  # a LABEL, OVERVIEW or THUMBNAIL instance alone?
+            if index is not None or "select" in extra or is_collection(source):
+                raise
+            if (kind or source_kind(source, storage_options=storage_options)) is not Kind.SLIDE:
+                raise
+            pixels = {k: extra[k] for k in ("raw", "backend", "fill_value") if k in extra}
+            return "tiled", open_tiled(source, storage_options=storage_options, **pixels)
+        return kind_of(opened).value, opened
 
     def open_dataset(
         self,
@@ -351,7 +335,7 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         use_cftime: bool | None = None,
         concat_characters: bool | None = None,
         decode_coords: bool | str | None = None,
-        kind: str | None = None,
+        kind: Kind | str | None = None,
         level: int = 0,
         geometry: str | None = None,
         select: int | str | None = None,
@@ -373,27 +357,20 @@ class DicomBackendEntrypoint(BackendEntrypoint):
             "backend": backend,
             "fill_value": fill_value,
         }
-        kind, obj = self._open(
+        opened, obj = self._open(
             filename_or_obj,
             kind=kind,
             index=index,
             storage_options=storage_options,
             options=options,
         )
-        private = {"keep_identifiers": keep_identifiers}
-        if kind == "volume":
-            out = _volume_dataset(obj, mask_and_scale=mask_and_scale, **private)
-        elif kind == "slide":
-            levels = len(obj.pyramid)
-            if not -levels <= level < levels:
-                raise DicomDaskError(f"level={level} but the slide has {levels} level(s)")
-            out = _level_dataset(obj.pyramid[level], **private)
-            out.attrs["downsamples"] = obj.downsamples
-            out.attrs["level"] = level % levels
-        elif kind == "tiled":
-            out = _level_dataset(obj, **private)
-        else:
-            out = _frames_dataset(obj, mask_and_scale=mask_and_scale, **private)
+        out = _dataset(
+            opened,
+            obj,
+            mask_and_scale=mask_and_scale,
+            level=level,
+            keep_identifiers=keep_identifiers,
+        )
         if drop_variables:
             out = out.drop_vars(drop_variables, errors="ignore")
         return out
@@ -425,38 +402,26 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         unknown = set(kwargs) - set(self.open_dataset_parameters)
         if unknown:
             raise TypeError(f"unexpected option(s) for engine='dicom': {sorted(unknown)}")
-        kwargs.pop("level", None)
-        kind = kwargs.pop("kind", None)
-        index = kwargs.pop("index", None)
-        storage_options = kwargs.pop("storage_options", None)
-        if index is not None:
-            guessed, index = _index_kind(index, storage_options)
-            kind = kind or guessed
-        elif kind is None:
-            kind = source_kind(filename_or_obj, storage_options=storage_options)
-        if kind != "slide":
-            dataset = self.open_dataset(
-                filename_or_obj, kind=kind, index=index, storage_options=storage_options, **kwargs
+        options = {k: kwargs.get(k) for k in _OPENER_OPTIONS}
+        private = {"keep_identifiers": bool(kwargs.get("keep_identifiers", False))}
+        opened, obj = self._open(
+            filename_or_obj,
+            kind=kwargs.get("kind"),
+            index=kwargs.get("index"),
+            storage_options=kwargs.get("storage_options"),
+            options=options,
+        )
+        if opened != "slide":  # one dataset at the root
+            decode = bool(kwargs.get("mask_and_scale", True))
+            return self._drop(
+                {"/": _dataset(opened, obj, mask_and_scale=decode, **private)}, drop_variables
             )
-            groups = {"/": dataset}
-        else:
-            options = {k: kwargs.get(k) for k in ("select", "raw", "backend", "fill_value")}
-            private = {"keep_identifiers": bool(kwargs.get("keep_identifiers", False))}
-            kind, slide = self._open(
-                filename_or_obj,
-                kind=kind,
-                index=index,
-                storage_options=storage_options,
-                options=options,
-            )
-            if kind == "tiled":  # one associated image
-                return self._drop({"/": _level_dataset(slide, **private)}, drop_variables)
-            groups = {"/": xr.Dataset(attrs={"downsamples": slide.downsamples})}
-            for i, level in enumerate(slide.pyramid):
-                groups[f"/level{i}"] = _level_dataset(level, **private)
-            for name, level in slide.associated.items():
-                if private["keep_identifiers"] or not _shows_identifiers(level):
-                    groups[f"/{name}"] = _level_dataset(level, **private)
+        groups = {"/": xr.Dataset(attrs={"downsamples": obj.downsamples})}
+        for i, level in enumerate(obj.pyramid):
+            groups[f"/level{i}"] = _level_dataset(level, **private)
+        for name, level in obj.associated.items():
+            if private["keep_identifiers"] or not _shows_identifiers(level):
+                groups[f"/{name}"] = _level_dataset(level, **private)
         return self._drop(groups, drop_variables)
 
     @staticmethod

@@ -201,7 +201,8 @@ def test_convert_leaves_identifiers_out(sources, tmp_path, keep) -> None:
     found = _found(tmp_path / "ct.zarr", [SERIES_UID, FRAME_OF_REFERENCE, *MARKER_VALUES])
     assert found == ({SERIES_UID, FRAME_OF_REFERENCE} if keep else set())
     one = sorted(sources["ct"].iterdir())[0]
-    assert main(["convert", str(one), str(tmp_path / "f.zarr"), "-q", *flag]) == 0
+    # one CT slice is a volume of one slice; --as frames writes its frames' attributes
+    assert main(["convert", str(one), str(tmp_path / "f.zarr"), "-q", "--as", "frames", *flag]) == 0
     sop = str(pydicom.dcmread(one, stop_before_pixels=True).SOPInstanceUID)
     assert _found(tmp_path / "f.zarr", [sop, *MARKER_VALUES]) == ({sop} if keep else set())
 

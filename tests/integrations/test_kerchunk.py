@@ -37,12 +37,12 @@ TILED_AND_NATIVE = (
 @pytest.mark.parametrize("path", TILED_AND_NATIVE, ids=lambda p: p.name)
 def test_tiled_and_native_files(real_dir, path) -> None:
     expected = dicom_dask.open_frames(path).array.compute()
-    refs = dicom_dask.to_kerchunk(path)  # zarr v2, a named variable
+    refs = dicom_dask.to_kerchunk(path, kind="frames")  # zarr v2, a named variable
     assert "frames/.zarray" in refs["refs"] and "zarr.json" not in refs["refs"]
     group = _root(refs)
     assert group.metadata.zarr_format == 2
     np.testing.assert_array_equal(group["frames"][...], expected)
-    v3 = _open_v3(dicom_dask.to_kerchunk(path, zarr_format=3))  # one v3 array at the root
+    v3 = _open_v3(dicom_dask.to_kerchunk(path, kind="FRAMES", zarr_format=3))  # at the root
     np.testing.assert_array_equal(v3[...], expected)
 
 
@@ -91,7 +91,7 @@ def test_v2_references_of_every_layout(tmp_path, name: str) -> None:
 
     arr, kwargs = CASES[name]
     path = write_dicom(tmp_path / f"{name}.dcm", arr, **kwargs)
-    refs = dicom_dask.to_kerchunk(path)
+    refs = dicom_dask.to_kerchunk(path, kind="frames")
     zarray = json.loads(refs["refs"]["frames/.zarray"])
     plain = name in ("native-le", "native-be", "float64")
     assert (zarray["filters"] is None) == plain

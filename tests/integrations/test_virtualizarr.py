@@ -84,12 +84,14 @@ def _repository(tmp: Path, data_dir: Path) -> Any:
 
 def test_multiframe_jpeg_file(real_dir, tmp_path) -> None:
     expected = dicom_dask.open_frames(JPEG_FILE).array.compute()
-    vds = vz.open_virtual_dataset(str(JPEG_FILE), parser=DicomParser(), registry=_registry())
+    vds = vz.open_virtual_dataset(
+        str(JPEG_FILE), parser=DicomParser(kind="frames"), registry=_registry()
+    )
     assert list(vds.data_vars) == ["frames"] and vds["frames"].shape == expected.shape
     codecs = [c.to_dict()["name"] for c in vds["frames"].data.metadata.codecs]
     assert codecs == ["bytes", "numcodecs.dicom_dask.frame"]
     # the parser's ManifestStore itself, then kerchunk JSON and Parquet
-    store = DicomParser()(JPEG_FILE.as_uri(), _registry())
+    store = DicomParser(kind="frames")(JPEG_FILE.as_uri(), _registry())
     np.testing.assert_array_equal(_values(store, "frames"), expected)
     _kerchunk_round_trips(vds, "frames", tmp_path, expected)
     # Icechunk: commit the virtual references, read them back through xr.open_zarr
@@ -110,7 +112,7 @@ def test_our_kerchunk_references_parse_in_virtualizarr(real_dir, tmp_path) -> No
     store = KerchunkJSONParser()((tmp_path / "ct.json").as_uri(), _registry())
     expected = dicom_dask.open_volume(CT_SERIES).array.compute()
     np.testing.assert_array_equal(_values(store, "volume"), expected)
-    refs = dicom_dask.to_kerchunk(JPEG_FILE)
+    refs = dicom_dask.to_kerchunk(JPEG_FILE, kind="frames")
     (tmp_path / "f.json").write_text(json.dumps(refs))
     store = KerchunkJSONParser()((tmp_path / "f.json").as_uri(), _registry())
     frames = dicom_dask.open_frames(JPEG_FILE).array
