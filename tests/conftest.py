@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -70,10 +71,8 @@ def _marks_for(item: pytest.Item) -> set[str]:
     funcs += [d[-1].func for n, d in defs.items() if d and n not in SERVER_FIXTURES]
     body = ""
     for func in funcs:
-        try:
+        with contextlib.suppress(OSError, TypeError):
             body += inspect.getsource(func)
-        except (OSError, TypeError):
-            pass
     if names & SERVER_FIXTURES or any(call in body for call in SERVER_CALLS):
         marks.add("servers")
     params = getattr(getattr(item, "callspec", None), "params", {})

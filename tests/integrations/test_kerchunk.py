@@ -86,7 +86,6 @@ def test_v2_references_of_every_layout(tmp_path, name: str) -> None:
     """Big endian, planar (a transpose), 1-bit, float, scanned and split fragments: the
     numcodecs form of the chain decodes each as open_frames does."""
     from dicom_dask.testing import write_dicom
-
     from tests.images.test_synthetic import CASES
 
     arr, kwargs = CASES[name]
