@@ -367,8 +367,8 @@ def completed_source(ds: Dataset, *, where: str, decoded: bool = False) -> Datas
     """A copy of a source header fit for highdicom.
 
     Its text decoded and declared UTF-8 (an empty or multi-valued Specific Character
-    Set is common), the empty [`TYPE2`][dicom_dask.integrations.writers.headers.TYPE2]
-    attributes highdicom reads, and a new Frame of Reference when it has none.
+    Set is common), the empty ``TYPE2`` attributes
+    highdicom reads, and a new Frame of Reference when it has none.
 
     Parameters
     ----------
@@ -430,7 +430,7 @@ def as_single_frame(
     ------
     LayoutError
         When ``ds`` is a frame of a multi-frame image of another modality than those of
-        [`SINGLE_FRAME`][dicom_dask.integrations.writers.headers.SINGLE_FRAME].
+        ``SINGLE_FRAME`` (CT, MR, PET).
     """
     if frame >= 0:
         modality = str(ds.get("Modality", ""))
