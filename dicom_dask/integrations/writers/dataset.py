@@ -384,6 +384,13 @@ def slide_level_dataset(
     ds.DimensionOrganizationSequence = DicomSequence([dim_org])
     ds.DimensionIndexSequence = _dimension_index(organization)
     ds.OpticalPathSequence = DicomSequence([copy.deepcopy(context.optical_path)])
+    ds.SharedFunctionalGroupsSequence = DicomSequence([_shared_groups(ds, context, spec)])
+    return ds
+
+
+def _shared_groups(ds: Dataset, context: SlideContext, spec: LevelSpec) -> Dataset:
+    """The Shared Functional Groups item of a slide instance ``ds``: pixel measures,
+    frame type and optical path."""
     shared = Dataset()
     measures = Dataset()
     measures.PixelSpacing = [decimal_string(v) for v in spec.pixel_spacing]
@@ -395,5 +402,4 @@ def slide_level_dataset(
     ident = Dataset()
     ident.OpticalPathIdentifier = context.optical_path.OpticalPathIdentifier
     shared.OpticalPathIdentificationSequence = DicomSequence([ident])
-    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
-    return ds
+    return shared

@@ -36,9 +36,7 @@ WRITERS = (
 def slide(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("slide")
     picture = np.random.default_rng(5).integers(0, 255, (256, 384, 3), dtype=np.uint8)
-    ds = make_slide_dataset(
-        picture, tile=(128, 128), transfer_syntax=uid.ExplicitVRLittleEndian
-    )
+    ds = make_slide_dataset(picture, tile=(128, 128), transfer_syntax=uid.ExplicitVRLittleEndian)
     ds.save_as(root / "l0.dcm", enforce_file_format=True)
     return dicom_dask.open_slide(root)
 
@@ -95,7 +93,7 @@ def test_one_options_object_serves_every_writer(slide: Any, ct: Any, tmp_path: P
         "series": lambda **kw: dicom_dask.to_dicom_series(ct, tmp_path / "series", **kw),
         "zarr": lambda **kw: dicom_dask.to_ome_zarr(slide, tmp_path / "z.ome.zarr", **kw),
     }
-    for name, call in calls.items():
+    for call in calls.values():
         call(progress=False)
         with pytest.raises(DestinationExistsError):
             call(progress=False)
@@ -126,7 +124,8 @@ def test_ome_zarr_keeps_identifiers_from_options(slide: Any, tmp_path: Path) -> 
     assert "dicom_dask" not in zarr.open_group(tmp_path / "a.ome.zarr").attrs
     opts = WriteOptions(keep_identifiers=True, progress=False)
     dicom_dask.to_ome_zarr(slide, tmp_path / "b.ome.zarr", options=opts)
-    assert "header" in zarr.open_group(tmp_path / "b.ome.zarr").attrs["dicom_dask"]
+    kept: Any = zarr.open_group(tmp_path / "b.ome.zarr").attrs["dicom_dask"]
+    assert "header" in kept
 
 
 def test_worker_count_rule() -> None:
