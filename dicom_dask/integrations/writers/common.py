@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dicom_dask import config
+from dicom_dask.config import threads
 from dicom_dask.frames.storage import resolve_fs
 from dicom_dask.integrations.writers.encode import Encoder, encode_block
 from dicom_dask.integrations.writers.options import active_client, compute
@@ -89,7 +89,7 @@ def compute_threads() -> int:
         return max(1, sum(client.nthreads().values()))
     import dask
 
-    return max(1, int(dask.config.get("num_workers", None) or config.threads()))
+    return max(1, int(dask.config.get("num_workers", None) or threads()))
 
 
 def join_path(dest: str, name: str) -> str:
