@@ -533,7 +533,7 @@ def to_ome_zarr(
         progress=progress,
         keep_identifiers=keep_identifiers or None,
     )
-    storage_options = opts.storage_options
+    storage_options, overwrite = opts.storage_options, opts.overwrite
     image = _image(data, like, pixel_spacing)
     method = method or ("mode" if image.labels else "mean")
     if method not in METHODS:
@@ -544,7 +544,7 @@ def to_ome_zarr(
         count = max(count, len(data.pyramid))
     url = canonical_url(dest)
     zarr_format = 3 if ngff_version == "0.5" else 2
-    _check_destination(url, storage_options, opts.overwrite)
+    _check_destination(url, storage_options, overwrite)
     attributes = _multiscales(image, count, method, ngff_version)
     if opts.keep_identifiers:
         attributes["dicom_dask"] = _identifiers(image.source)
