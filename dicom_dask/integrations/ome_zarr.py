@@ -12,13 +12,10 @@ destination themselves, or dask's threads).
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import secrets
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +28,7 @@ from dicom_dask.images.ome import NGFF_VERSION, NGFF_VERSION_V2, NGFF_VERSIONS
 from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.downsample import METHODS, downsample
+from dicom_dask.integrations.ome_zarr_pyramid import Target, open_store, pyramid_graph
 from dicom_dask.integrations.writers import options as write_options
 from dicom_dask.integrations.writers.credentials import shipped_storage_options
 from dicom_dask.types import StorageOptions
@@ -43,8 +41,6 @@ __all__ = ["downsample", "to_ome_zarr"]
 
 #: Edge of a written chunk along y and x, in pixels, when the input's blocks suggest none.
 CHUNK_EDGE = 1024
-#: Largest block (bytes) one task of the later, small stages holds.
-STAGE_BYTES = 64 * 2**20
 
 
 # -- what is written: axes, geometry ---------------------------------------------------------
@@ -207,42 +203,6 @@ def _image(data: Any, like: Any, pixel_spacing: Sequence[float] | None) -> _Imag
 
 
 # -- the destination ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Target:
-    """Where the tasks write: pickles as a credential-free URL and a factory (or a token)."""
-
-    url: str
-    storage_options: StorageOptions
-    run: str
-    zarr_format: int
-    #: zstd level of the chunks (``None``: stored raw) when the tasks encode them
-    #: themselves; ``-1``: zarr's own write path (another codec).
-    zstd: int | None = -1
-    #: Leave out chunks that hold only the fill value (label and float maps, whose
-    #: background is often empty; an image's chunks almost never are, so not checked).
-    skip_empty: bool = True
-
-
-def _async(fs: Any) -> Any:
-    """``fs`` as zarr's ``FsspecStore`` wants it: asynchronous."""
-    if not fs.async_impl:
-        from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
-
-        return AsyncFileSystemWrapper(fs)
-    if not fs.asynchronous:
-        return type(fs)(**{**fs.storage_options, "asynchronous": True})
-    return fs
-
-
-def _store(url: str, storage_options: StorageOptions) -> Any:
-    import zarr
-
-    if "://" not in url:
-        return zarr.storage.LocalStore(url)
-    fs, path = resolve_fs(url, storage_options)
-    return zarr.storage.FsspecStore(_async(fs), path=path, read_only=False)
-
-
 def _check_destination(url: str, storage_options: StorageOptions, overwrite: bool) -> None:
     if overwrite:
         return
@@ -255,200 +215,6 @@ def _check_destination(url: str, storage_options: StorageOptions, overwrite: boo
         raise DestinationExistsError(
             f"{redact(url)} already exists and is not empty; pass overwrite=True to replace it"
         )
-
-
-_OPEN: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
-_OPEN_LOCK = threading.Lock()
-
-
-def _level_array(target: _Target, level: int) -> zarr.Array:
-    """Level ``level`` of the destination, opened once per process and write (one store,
-    so one S3 client and its connections, serves every level)."""
-    import zarr
-
-    key = (target.url, target.run, level)
-    with _OPEN_LOCK:
-        found = _OPEN.get(key)
-        store = _OPEN.get((target.url, target.run, -1))
-    if found is None:
-        if store is None:
-            store = _store(target.url, target.storage_options)
-            with _OPEN_LOCK:
-                _OPEN[(target.url, target.run, -1)] = store
-        found = zarr.open_array(
-            store, path=str(level), mode="r+", zarr_format=3 if target.zarr_format == 3 else 2
-        )
-        with _OPEN_LOCK:
-            _OPEN[key] = found
-            while len(_OPEN) > 64:
-                _OPEN.popitem(last=False)
-    return found
-
-
-# -- the pyramid, stage by stage ----------------------------------------------------------------
-def _write_stage(
-    block: np.ndarray,
-    *,
-    target: _Target,
-    first: int,
-    count: int,
-    returns_next: bool,
-    method: str,
-    block_info: Any = None,
-) -> np.ndarray:
-    """Write ``block`` (of level ``first``) and its halves to ``count`` levels; return the next."""
-    location = block_info[0]["array-location"]
-    ndim = block.ndim
-    current = np.ascontiguousarray(block)  # one copy: chunks and halves read it in order
-    for i in range(count):
-        selection = tuple(
-            slice(start >> i, (start >> i) + n) if axis >= ndim - 2 else slice(start, start + n)
-            for axis, ((start, _), n) in enumerate(zip(location, current.shape, strict=True))
-        )
-        _write_level(target, first + i, current, selection)
-        if i + 1 < count or returns_next:
-            current = downsample(current, method)
-    if returns_next:
-        return current
-    return np.zeros((1,) * ndim, dtype=block.dtype)
-
-
-def _write_level(
-    target: _Target, level: int, block: np.ndarray, selection: tuple[slice, ...]
-) -> None:
-    """Write ``block`` at ``selection`` of a level; ``selection`` covers whole chunks (or
-    reaches the level's edge)."""
-    array = _level_array(target, level)
-    if target.zstd == -1:  # another codec: zarr encodes
-        array[selection] = block
-        return
-    encode = _zstd(target.zstd) if target.zstd is not None else None
-    chunk = tuple(int(n) for n in array.chunks)
-    little = block.dtype.newbyteorder("<") if block.dtype.itemsize > 1 else block.dtype
-    files: dict[str, bytes] = {}
-    ranges = [range(s.start // c, -(-s.stop // c)) for s, c in zip(selection, chunk, strict=True)]
-    for coords in itertools.product(*ranges):
-        piece = block[
-            tuple(
-                slice(i * c - s.start, min((i + 1) * c, s.stop) - s.start)
-                for i, c, s in zip(coords, chunk, selection, strict=True)
-            )
-        ]
-        if target.skip_empty and not piece.any():  # only the fill value: not stored
-            continue
-        if piece.shape != chunk:  # an edge chunk is stored whole, padded with the fill value
-            padded = np.zeros(chunk, dtype=little)
-            padded[tuple(slice(0, n) for n in piece.shape)] = piece
-            piece = padded
-        raw = np.ascontiguousarray(piece, dtype=little)
-        data = encode(raw) if encode is not None else raw.tobytes()
-        files[f"{level}/{array.metadata.encode_chunk_key(coords)}"] = bytes(data)
-    _put(target, files)
-
-
-def _zstd(level: int) -> Callable[[np.ndarray], Any]:
-    """A zstd frame encoder: imagecodecs' when installed (faster), else numcodecs' (zarr's)."""
-    try:
-        import imagecodecs
-
-        return lambda raw: imagecodecs.zstd_encode(raw, level=level)  # type: ignore[arg-type]
-    except ImportError:
-        import numcodecs
-
-        return numcodecs.Zstd(level=level).encode
-
-
-def _put(target: _Target, files: Mapping[str, bytes]) -> None:
-    """Store encoded chunks under the group (one batched request set for remote stores)."""
-    if not files:
-        return
-    if "://" not in target.url:
-        for key, data in files.items():
-            path = os.path.join(target.url, *key.split("/"))
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data)
-        return
-    fs, root = resolve_fs(target.url, target.storage_options)
-    fs.pipe({f"{root.rstrip('/')}/{key}": data for key, data in files.items()})
-
-
-def _levels_in_block(chunks: tuple[tuple[int, ...], ...], edges: tuple[int, int], left: int) -> int:
-    """How many levels one task per block can write, at most ``left`` (0: rechunk first)."""
-    best = left
-    for axis, edge in zip((-2, -1), edges, strict=True):
-        inner = chunks[axis][:-1]
-        n = left
-        while n > 0 and not (
-            all(b % (edge << (n - 1)) == 0 for b in inner)
-            and (n == left or all(b % (1 << n) == 0 for b in inner))
-        ):
-            n -= 1
-        best = min(best, n)
-    return best
-
-
-def _restage(array: dask.array.Array, edges: tuple[int, int], left: int) -> dask.array.Array:
-    """``array`` rechunked so that each task writes as many levels as fit in ``STAGE_BYTES``."""
-    others = math.prod(max(c) for c in array.chunks[:-2]) * array.dtype.itemsize
-    new = list(array.chunks)
-    for axis, edge in zip((-2, -1), edges, strict=True):
-        size, m = array.shape[axis], 0
-        while m + 1 < left and (edge << (m + 1)) < size:
-            m += 1
-        new[axis] = edge << m
-    while others * new[-2] * new[-1] > STAGE_BYTES and max(new[-2], new[-1]) > max(edges):
-        axis = -2 if new[-2] >= new[-1] else -1
-        new[axis] = max(edges[axis], new[axis] // 2)
-    return array.rechunk(tuple(new))
-
-
-def _pyramid(
-    array: dask.array.Array,
-    *,
-    target: _Target,
-    levels: int,
-    edges: tuple[int, int],
-    method: str,
-    start: int = 0,
-) -> dask.array.Array:
-    """The graph writing levels ``start`` (``array``) to ``levels - 1``: a small array whose
-    computation writes them."""
-    import dask.array as da
-    from dask.base import tokenize
-
-    level = start
-    token = tokenize(array, target, levels, edges, method)
-    while level < levels:
-        left = levels - level
-        count = _levels_in_block(array.chunks, edges, left)
-        if count == 0 or (level > start and array.numblocks[-1] * array.numblocks[-2] > 1):
-            array = _restage(array, edges, left)
-            count = max(1, _levels_in_block(array.chunks, edges, left))
-        returns_next = level + count < levels
-        factor = 1 << count
-        if returns_next:
-            out = tuple(
-                tuple(-(-n // factor) for n in c) if axis >= array.ndim - 2 else c
-                for axis, c in enumerate(array.chunks)
-            )
-        else:
-            out = tuple((1,) * len(c) for c in array.chunks)
-        array = da.map_blocks(
-            _write_stage,
-            array,
-            chunks=out,
-            dtype=array.dtype,
-            meta=np.empty((0,) * array.ndim, dtype=array.dtype),
-            name=f"ome-zarr-write-{level}-{token}",
-            target=target,
-            first=level,
-            count=count,
-            returns_next=returns_next,
-            method=method,
-        )
-        level += count
-    return array
 
 
 def _own_levels(data: Any, image: _Image, levels: int) -> list[dask.array.Array]:
@@ -645,7 +411,7 @@ def _create(
     import zarr
 
     group = zarr.open_group(
-        _store(url, storage_options),
+        open_store(url, storage_options),
         mode="w",
         zarr_format=3 if zarr_format == 3 else 2,
     )
@@ -684,9 +450,10 @@ def to_ome_zarr(
     compressor: Any = "zstd",
     storage_options: StorageOptions = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     ngff_version: str = NGFF_VERSION,
     keep_identifiers: bool = False,
+    options: write_options.WriteOptions | Mapping[str, Any] | None = None,
 ) -> zarr.Group:
     """Write ``data`` as an OME-Zarr multiscale image, building the pyramid in dask tasks.
 
@@ -733,16 +500,21 @@ def to_ome_zarr(
         is not put in the task graph: it reaches the workers of the active client
         through a worker plugin for the time of the write.
     overwrite : bool
-        Replace what is at ``dest`` (otherwise a non-empty ``dest`` raises
-        [`DestinationExistsError`][dicom_dask.errors.DestinationExistsError]).
-    progress : bool
-        Show dask's progress bar (without a client).
+        Replace what is at ``dest`` (also ``options.overwrite``; otherwise a non-empty
+        ``dest`` raises [`DestinationExistsError`][dicom_dask.errors.DestinationExistsError]).
+    progress : bool, optional
+        Show dask's progress bar, without a client (default: ``options.progress``, true).
     ngff_version : {"0.5", "0.4"}
         OME-NGFF 0.5 (zarr v3) or 0.4 (zarr v2, for tools that read only 0.4).
     keep_identifiers : bool
         Also store the source's DICOM header (without pixel data) and URLs in the
-        group's ``dicom_dask`` attributes. By default nothing of the source's header
-        is written.
+        group's ``dicom_dask`` attributes (also ``options.keep_identifiers``). By
+        default nothing of the source's header is written.
+    options : WriteOptions or mapping, optional
+        The options every writer shares
+        ([`WriteOptions`][dicom_dask.integrations.writers.options.WriteOptions]):
+        ``storage_options``, ``overwrite``, ``progress`` and ``keep_identifiers`` apply
+        here; the keywords of the same names given here take precedence.
 
     Returns
     -------
@@ -755,6 +527,14 @@ def to_ome_zarr(
         )
     if not isinstance(dest, str | os.PathLike):
         raise LayoutError(f"dest is a {type(dest).__name__}: expected a path or an fsspec URL")
+    opts = write_options.WriteOptions.coerce(
+        options,
+        storage_options=storage_options,
+        overwrite=overwrite or None,
+        progress=progress,
+        keep_identifiers=keep_identifiers or None,
+    )
+    storage_options, overwrite = opts.storage_options, opts.overwrite
     image = _image(data, like, pixel_spacing)
     method = method or ("mode" if image.labels else "mean")
     if method not in METHODS:
@@ -767,7 +547,7 @@ def to_ome_zarr(
     zarr_format = 3 if ngff_version == NGFF_VERSION else 2
     _check_destination(url, storage_options, overwrite)
     attributes = _multiscales(image, count, method, ngff_version)
-    if keep_identifiers:
+    if opts.keep_identifiers:
         attributes["dicom_dask"] = _identifiers(image.source)
     group = _create(
         url,
@@ -783,17 +563,19 @@ def to_ome_zarr(
     with shipped_storage_options(url, storage_options, client=client) as shipped:
         zstd = 3 if compressor == "zstd" else None if compressor is None else -1
         skip_empty = image.labels or image.array.dtype.kind == "f"
-        target = _Target(url, shipped, secrets.token_hex(8), zarr_format, zstd, skip_empty)
+        target = Target(url, shipped, secrets.token_hex(8), zarr_format, zstd, skip_empty)
         given = [image.array, *_own_levels(data, image, count)]
         graphs = [
-            _pyramid(given[k], target=target, levels=k + 1, edges=edges, method=method, start=k)
+            pyramid_graph(
+                given[k], target=target, levels=k + 1, edges=edges, method=method, start=k
+            )
             for k in range(len(given) - 1)
         ]
         last = len(given) - 1
         graphs.append(
-            _pyramid(
+            pyramid_graph(
                 given[last], target=target, levels=count, edges=edges, method=method, start=last
             )
         )
-        write_options.compute(*graphs, progress=progress)
+        write_options.compute(*graphs, progress=opts.progress)
     return group

@@ -17,6 +17,7 @@ from hypothesis.extra import numpy as hnp
 import dicom_dask
 from dicom_dask.errors import DestinationExistsError, DicomDaskError, LayoutError
 from dicom_dask.integrations import ome_zarr as writer
+from dicom_dask.integrations.ome_zarr_pyramid import Target, pyramid_graph
 from dicom_dask.integrations.writers import options as write_options
 from tests.conftest import process_cluster
 
@@ -288,8 +289,8 @@ def test_bad_input_is_named(tmp_path, cmu1):
 def test_graph_is_one_task_per_block():
     """The first stage is one task per input block (fused with the source's tasks)."""
     source = da.zeros((8192, 8192), dtype=np.uint8, chunks=2048)
-    target = writer._Target("/nowhere", None, "run", 3)
-    graph = writer._pyramid(source, target=target, levels=7, edges=(1024, 1024), method="mode")
+    target = Target("/nowhere", None, "run", 3)
+    graph = pyramid_graph(source, target=target, levels=7, edges=(1024, 1024), method="mode")
     layers = dict(graph.__dask_graph__().layers)
     first = [k for k in layers if k.startswith("ome-zarr-write-0-")]
     assert first and len(layers[first[0]]) == 16  # 4 x 4 blocks write levels 0 and 1

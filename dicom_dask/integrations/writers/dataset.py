@@ -24,8 +24,11 @@ __all__ = [
     "RATIO_PLACEHOLDER",
     "LevelSpec",
     "SlideContext",
+    "decimal_string",
+    "new_uid",
     "slide_context",
     "slide_level_dataset",
+    "software_version",
 ]
 
 #: Lossy Image Compression Ratio written before the frames are encoded, patched after.
@@ -123,32 +126,28 @@ class LevelSpec:
     resampled: bool = False
 
 
-def slide_context(
-    like: Dataset | None,
-    *,
-    samples: int,
-    series_description: str | None = None,
-    series_number: int = 900,
-) -> SlideContext:
-    """Patient, study, slide and optical path attributes, from ``like`` or minimal values."""
+def _copied(like: Dataset | None) -> tuple[Dataset, bool, tuple[str, ...], tuple[str, ...]]:
+    """The patient, study and slide attributes of ``like``; whether it is lossy, and its
+    Lossy Image Compression Methods and Ratios."""
     ds = Dataset()
-    lossy = False
+    if like is None:
+        return ds, False, (), ()
+    for keyword in (*_PATIENT_STUDY, *_SLIDE):
+        if keyword in like:
+            ds[keyword] = copy.deepcopy(like[keyword])
+    lossy = str(like.get("LossyImageCompression", "00")) == "01"
     methods: tuple[str, ...] = ()
     ratios: tuple[str, ...] = ()
-    if like is not None:
-        for keyword in (*_PATIENT_STUDY, *_SLIDE):
-            if keyword in like:
-                ds[keyword] = copy.deepcopy(like[keyword])
-        lossy = str(like.get("LossyImageCompression", "00")) == "01"
-        if lossy:
-            methods = _strings(like.get("LossyImageCompressionMethod"))
-            ratios = _strings(like.get("LossyImageCompressionRatio"))
-            if len(methods) != len(ratios):
-                methods, ratios = (), ()
-        paths = like.get("OpticalPathSequence") or []
-        path = copy.deepcopy(paths[0]) if paths else None
-    else:
-        path = None
+    if lossy:
+        methods = _strings(like.get("LossyImageCompressionMethod"))
+        ratios = _strings(like.get("LossyImageCompressionRatio"))
+        if len(methods) != len(ratios):
+            methods, ratios = (), ()
+    return ds, lossy, methods, ratios
+
+
+def _complete(ds: Dataset) -> None:
+    """Fill in what ``ds`` lacks of the modules a slide instance needs (minimal values)."""
     defaults: dict[str, Any] = {
         "PatientName": "",
         "PatientID": "",
@@ -189,15 +188,12 @@ def slide_context(
         ds.TotalPixelMatrixOriginSequence = DicomSequence([origin])
     if "AcquisitionDateTime" not in ds:
         ds.AcquisitionDateTime = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
-    ds.Modality = "SM"
-    ds.SeriesInstanceUID = new_uid()
-    ds.SeriesNumber = series_number
-    if series_description:
-        ds.SeriesDescription = series_description
-    ds.Manufacturer = _SOFTWARE
-    ds.ManufacturerModelName = _SOFTWARE
-    ds.DeviceSerialNumber = "0"
-    ds.SoftwareVersions = software_version()
+
+
+def _optical_path(like: Dataset | None, samples: int) -> Dataset:
+    """The source's first optical path (or a new one), completed for ``samples``."""
+    paths = (like.get("OpticalPathSequence") or []) if like is not None else []
+    path = copy.deepcopy(paths[0]) if paths else None
     if path is None:
         path = Dataset()
         path.OpticalPathIdentifier = "0"
@@ -216,6 +212,46 @@ def slide_context(
         del path.ICCProfile
         if "ColorSpace" in path:
             del path.ColorSpace
+    return path
+
+
+def slide_context(
+    like: Dataset | None,
+    *,
+    samples: int,
+    series_description: str | None = None,
+    series_number: int = 900,
+) -> SlideContext:
+    """Patient, study, slide and optical path attributes, from ``like`` or minimal values.
+
+    Parameters
+    ----------
+    like : pydicom.Dataset, optional
+        The source's header (level 0 of the slide the result overlays).
+    samples : int
+        Samples per pixel of the written images (3: an sRGB optical path is made).
+    series_description : str, optional
+        Series Description of the new series.
+    series_number : int
+        Series Number of the new series.
+
+    Returns
+    -------
+    SlideContext
+        The attributes every instance of the new series shares.
+    """
+    ds, lossy, methods, ratios = _copied(like)
+    _complete(ds)
+    ds.Modality = "SM"
+    ds.SeriesInstanceUID = new_uid()
+    ds.SeriesNumber = series_number
+    if series_description:
+        ds.SeriesDescription = series_description
+    ds.Manufacturer = _SOFTWARE
+    ds.ManufacturerModelName = _SOFTWARE
+    ds.DeviceSerialNumber = "0"
+    ds.SoftwareVersions = software_version()
+    path = _optical_path(like, samples)
     label = ("", "")
     if like is not None:
         label = (str(like.get("BarcodeValue", "") or ""), str(like.get("LabelText", "") or ""))
@@ -230,8 +266,19 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
-def _ds(value: Any) -> DSfloat:
-    """A Decimal String of at most 16 characters."""
+def decimal_string(value: Any) -> DSfloat:
+    """``value`` as a Decimal String (DS) of at most 16 characters.
+
+    Parameters
+    ----------
+    value : float-like
+        The number to write.
+
+    Returns
+    -------
+    pydicom.valuerep.DSfloat
+        Formatted to fit DS's 16 characters (``auto_format``).
+    """
     return DSfloat(float(value), auto_format=True)
 
 
@@ -337,10 +384,17 @@ def slide_level_dataset(
     ds.DimensionOrganizationSequence = DicomSequence([dim_org])
     ds.DimensionIndexSequence = _dimension_index(organization)
     ds.OpticalPathSequence = DicomSequence([copy.deepcopy(context.optical_path)])
+    ds.SharedFunctionalGroupsSequence = DicomSequence([_shared_groups(ds, context, spec)])
+    return ds
+
+
+def _shared_groups(ds: Dataset, context: SlideContext, spec: LevelSpec) -> Dataset:
+    """The Shared Functional Groups item of a slide instance ``ds``: pixel measures,
+    frame type and optical path."""
     shared = Dataset()
     measures = Dataset()
-    measures.PixelSpacing = [_ds(v) for v in spec.pixel_spacing]
-    measures.SliceThickness = _ds(ds.ImagedVolumeDepth)
+    measures.PixelSpacing = [decimal_string(v) for v in spec.pixel_spacing]
+    measures.SliceThickness = decimal_string(ds.ImagedVolumeDepth)
     shared.PixelMeasuresSequence = DicomSequence([measures])
     frame_type = Dataset()
     frame_type.FrameType = list(ds.ImageType)
@@ -348,5 +402,4 @@ def slide_level_dataset(
     ident = Dataset()
     ident.OpticalPathIdentifier = context.optical_path.OpticalPathIdentifier
     shared.OpticalPathIdentificationSequence = DicomSequence([ident])
-    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
-    return ds
+    return shared

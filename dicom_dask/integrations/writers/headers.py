@@ -38,7 +38,17 @@ from dicom_dask.frames.storage import redact
 from dicom_dask.images.volume import Volume
 from dicom_dask.integrations.writers.dataset import new_uid
 
-__all__ = ["SliceSources", "decoded_copy", "frame_view", "slice_sources"]
+__all__ = [
+    "SINGLE_FRAME",
+    "TYPE2",
+    "SliceSources",
+    "as_single_frame",
+    "completed_source",
+    "decoded_copy",
+    "frame_view",
+    "slice_sources",
+    "volume_frame_item",
+]
 
 #: What written headers declare: UTF-8 encodes any decoded text.
 UTF8 = "ISO_IR 192"
@@ -337,3 +347,143 @@ def _check_slice(volume: Volume, k: int, header: Dataset, where: str) -> None:
             f"the volume places its first pixel at {np.round(origin, 3).tolist()}): a "
             "flipped, cropped or resampled volume cannot reference it"
         )
+
+
+#: Type 2 attributes of the patient and study modules that highdicom reads from a source.
+TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+
+
+def completed_source(ds: Dataset, *, where: str, decoded: bool = False) -> Dataset:
+    """A copy of a source header fit for highdicom.
+
+    Its text decoded and declared UTF-8 (an empty or multi-valued Specific Character
+    Set is common), the empty ``TYPE2`` attributes
+    highdicom reads, and a new Frame of Reference when it has none.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        The source's header.
+    where : str
+        Its file, for messages.
+    decoded : bool
+        ``ds`` is already a decoded copy (as
+        [`SliceSources.fitted`][dicom_dask.integrations.writers.headers.SliceSources.fitted]
+        gives): it is only deep-copied.
+
+    Returns
+    -------
+    pydicom.Dataset
+        The completed copy.
+    """
+    out = copy.deepcopy(ds) if decoded else decoded_copy(ds, where=where)
+    for keyword in TYPE2:
+        if keyword not in out:
+            setattr(out, keyword, "")
+    if not out.get("FrameOfReferenceUID"):
+        out.FrameOfReferenceUID = new_uid()
+        out.PositionReferenceIndicator = ""
+    return out
+
+
+#: Single-frame SOP classes by modality: what highdicom is shown for a frame of an
+#: enhanced image (it builds the multi-frame source's functional groups otherwise).
+SINGLE_FRAME = {
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "PT": "1.2.840.10008.5.1.4.1.1.128",
+}
+
+
+def as_single_frame(
+    ds: Dataset, frame: int, where: str, *, purpose: str = "a volume SEG"
+) -> Dataset:
+    """``ds`` (a fitted header) shown to highdicom as a single-frame image if it is a frame.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        A fitted copy of the source header (changed in place).
+    frame : int
+        The frame (0-based) of a multi-frame image, or -1 for a single-frame image.
+    where : str
+        The source's file, for messages.
+    purpose : str
+        What is written, for messages.
+
+    Returns
+    -------
+    pydicom.Dataset
+        ``ds``, with the single-frame SOP class of its modality when it is a frame.
+
+    Raises
+    ------
+    LayoutError
+        When ``ds`` is a frame of a multi-frame image of another modality than those of
+        ``SINGLE_FRAME`` (CT, MR, PET).
+    """
+    if frame >= 0:
+        modality = str(ds.get("Modality", ""))
+        if modality not in SINGLE_FRAME:
+            raise LayoutError(
+                f"{where}: {purpose} over the frames of a multi-frame {modality or '?'} "
+                f"image ({ds.SOPClassUID.name}) is not written; over multi-frame images, "
+                f"only {', '.join(SINGLE_FRAME)} are"
+            )
+        ds.SOPClassUID = SINGLE_FRAME[modality]
+    return ds
+
+
+def volume_frame_item(
+    template: Dataset, index: int, position: Any, sources: SliceSources, k: int
+) -> Dataset:
+    """The per-frame functional groups of frame ``index`` over slice ``k`` of a volume.
+
+    A copy of highdicom's ``template`` item with the frame's position, its dimension
+    index and its source image (a frame of an enhanced image names its frame number).
+
+    Parameters
+    ----------
+    template : pydicom.Dataset
+        An item of the template's Per-Frame Functional Groups Sequence.
+    index : int
+        The frame's place (0-based) among the written slices.
+    position : sequence
+        Image Position (Patient) of the frame, as it is to be written.
+    sources : SliceSources
+        The source images of the volume's slices.
+    k : int
+        The slice of the volume the frame is over.
+
+    Returns
+    -------
+    pydicom.Dataset
+        The new item.
+    """
+    source = sources.headers[k]
+    assert source is not None
+    item = copy.deepcopy(template)
+    item.PlanePositionSequence[0].ImagePositionPatient = position
+    content = item.FrameContentSequence[0]
+    values = [int(v) for v in np.atleast_1d(content.DimensionIndexValues)]
+    values[-1] = index + 1
+    content.DimensionIndexValues = values if len(values) > 1 else values[0]
+    for derivation in item.get("DerivationImageSequence", []):
+        for ref in derivation.SourceImageSequence:
+            ref.ReferencedSOPClassUID = source.SOPClassUID
+            ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
+            if sources.frames[k] >= 0:  # a frame of a multi-frame image
+                ref.ReferencedFrameNumber = sources.frames[k] + 1
+            elif "ReferencedFrameNumber" in ref:
+                del ref.ReferencedFrameNumber
+    return item

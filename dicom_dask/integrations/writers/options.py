@@ -20,8 +20,9 @@ from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from dicom_dask.errors import DestinationExistsError
+from dicom_dask.errors import DestinationExistsError, WrongInputError
 from dicom_dask.frames.storage import redact, resolve_fs
+from dicom_dask.integrations.writers.stream import EOT_THRESHOLD
 from dicom_dask.types import StorageOptions
 
 __all__ = [
@@ -41,6 +42,12 @@ K = TypeVar("K", bound=Hashable)
 class WriteOptions:
     """The options every writer takes, with the same meaning everywhere.
 
+    Each writer also takes these as keywords of the same name (``overwrite=True``...),
+    which take precedence over an ``options=`` given with them; every writer parses
+    both once, with [`coerce`][dicom_dask.integrations.writers.options.WriteOptions.coerce],
+    and passes the one `WriteOptions` on. A field a writer does not use is ignored by
+    it (``quality`` by a Segmentation, ``offset_table`` by an OME-Zarr group...).
+
     Parameters
     ----------
     storage_options : mapping or callable, optional
@@ -50,22 +57,94 @@ class WriteOptions:
         Replace what is already at the destination.
     progress : bool
         Show a progress bar (dask's, or the distributed dashboard's progress).
+    keep_identifiers : bool
+        Copy the source's identifying header into a derived output that is not DICOM
+        ([`to_ome_zarr`][dicom_dask.integrations.ome_zarr.to_ome_zarr]). DICOM written
+        by the writers always keeps the source's patient and study modules: its
+        references to the source need them.
+    transfer_syntax : str, optional
+        Transfer syntax of DICOM frames, a name (``"jpeg"``, ``"jpeg2000-lossless"``,
+        ``"rle"``, ``"explicit"``...) or a UID; ``None``: the writer's default.
+    quality : int, optional
+        JPEG quality, or JPEG 2000 PSNR (dB), of the lossy syntaxes; ``None``: the
+        writer's default (90).
+    offset_table : {"auto", "bot", "eot", "empty"}
+        The offset table of an encapsulated DICOM instance: Basic, Extended (when the
+        pixel data may pass ``eot_threshold`` bytes, with ``"auto"``) or empty.
+    eot_threshold : int
+        Pixel data size in bytes from which ``"auto"`` writes an Extended Offset Table
+        (4 GiB).
+    chunk_edge : int, optional
+        Edge in pixels of the block one encoding task holds; ``None``: the writer's
+        default.
     """
 
     storage_options: StorageOptions = None
     overwrite: bool = False
     progress: bool = True
+    keep_identifiers: bool = False
+    transfer_syntax: str | None = None
+    quality: int | None = None
+    offset_table: str = "auto"
+    eot_threshold: int = EOT_THRESHOLD
+    chunk_edge: int | None = None
 
     @classmethod
-    def coerce(cls, options: WriteOptions | Mapping[str, Any] | None, **given: Any) -> WriteOptions:
-        """``options`` as a `WriteOptions`, with the keywords a writer was given on top."""
+    def coerce(
+        cls,
+        options: WriteOptions | Mapping[str, Any] | None,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        **given: Any,
+    ) -> WriteOptions:
+        """``options`` as a `WriteOptions`, with the keywords a writer was given on top.
+
+        The one place a writer's trailing options are parsed.
+
+        Parameters
+        ----------
+        options : WriteOptions, mapping or None
+            What the caller passed as ``options=``.
+        defaults : mapping, optional
+            The writer's own defaults of the fields that are ``None`` once ``options``
+            and ``given`` are applied (``transfer_syntax``, ``quality``,
+            ``chunk_edge``).
+        **given
+            The writer's keywords of the same names; ``None`` means not given (a
+            writer passes ``overwrite or None``, so that ``False`` leaves
+            ``options.overwrite`` as it is).
+
+        Returns
+        -------
+        WriteOptions
+            Keywords given, then ``options``, then ``defaults``, then the field defaults.
+
+        Raises
+        ------
+        WrongInputError
+            When ``options`` is not a `WriteOptions` or a mapping, or names an unknown
+            option.
+        """
         if options is None:
             base: dict[str, Any] = {}
         elif isinstance(options, WriteOptions):
             base = {k: getattr(options, k) for k in cls.__dataclass_fields__}
-        else:
+        elif isinstance(options, Mapping):
             base = dict(options)
+        else:
+            raise WrongInputError(
+                f"options is a {type(options).__name__}: expected a WriteOptions or a mapping"
+            )
+        unknown = sorted(set(base) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise WrongInputError(
+                f"unknown write option(s) {', '.join(map(repr, unknown))}: expected some of "
+                f"{', '.join(cls.__dataclass_fields__)}"
+            )
         base.update({k: v for k, v in given.items() if v is not None})
+        for key, value in (defaults or {}).items():
+            if base.get(key) is None:
+                base[key] = value
         return cls(**base)
 
 

@@ -29,7 +29,6 @@ Pixel data and compression (PS3.3 C.8.32 Parametric Map, PS3.5 A.4):
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -43,9 +42,21 @@ from dicom_dask.errors import LayoutError, UnsupportedTransferSyntaxError
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
 from dicom_dask.images.volume import Volume
-from dicom_dask.integrations.writers.dataset import _ds, new_uid, slide_context, software_version
+from dicom_dask.integrations.writers.common import CHUNK_EDGE, FrameProgress, encoded_bands
+from dicom_dask.integrations.writers.dataset import (
+    decimal_string,
+    new_uid,
+    slide_context,
+    software_version,
+)
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
-from dicom_dask.integrations.writers.headers import SliceSources, slice_sources
+from dicom_dask.integrations.writers.headers import (
+    SliceSources,
+    as_single_frame,
+    completed_source,
+    slice_sources,
+    volume_frame_item,
+)
 from dicom_dask.integrations.writers.options import WriteOptions, check_destination, compute
 from dicom_dask.integrations.writers.placement import (
     SlidePlacement,
@@ -55,9 +66,7 @@ from dicom_dask.integrations.writers.placement import (
     slide_geometry,
     unwrap,
 )
-from dicom_dask.integrations.writers.seg import _as_single_frame, _completed
-from dicom_dask.integrations.writers.slide import CHUNK_EDGE, _Progress, encoded_bands
-from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, write_instance
+from dicom_dask.integrations.writers.stream import write_instance
 
 if TYPE_CHECKING:
     import dask.array
@@ -246,8 +255,6 @@ def _write(
     dtype: np.dtype[Any],
     frame_shape: tuple[int, int],
     options: WriteOptions,
-    offset_table: str,
-    eot_threshold: int,
 ) -> str:
     written = write_instance(
         ds,
@@ -257,8 +264,8 @@ def _write(
         encapsulated=ds.file_meta.TransferSyntaxUID.is_encapsulated,
         frame_bytes=frame_shape[0] * frame_shape[1] * dtype.itemsize,
         storage_options=options.storage_options,
-        offset_table=offset_table,
-        eot_threshold=eot_threshold,
+        offset_table=options.offset_table,
+        eot_threshold=options.eot_threshold,
         pixel_keyword=_PIXEL_KEYWORD.get(str(dtype), "PixelData"),
     )
     return written.url
@@ -282,10 +289,10 @@ def to_dicom_pmap(
     content_description: str | None = None,
     series_description: str | None = None,
     tile: int | tuple[int, int] | None = None,
-    transfer_syntax: str = "explicit",
-    offset_table: str = "auto",
-    eot_threshold: int = EOT_THRESHOLD,
-    chunk_edge: int = CHUNK_EDGE,
+    transfer_syntax: str | None = None,
+    offset_table: str | None = None,
+    eot_threshold: int | None = None,
+    chunk_edge: int | None = None,
     options: WriteOptions | Mapping[str, Any] | None = None,
     storage_options: Any = None,
     overwrite: bool = False,
@@ -329,11 +336,22 @@ def to_dicom_pmap(
         The stored values' range (default: computed, one pass over the map).
     tile : int or (int, int), optional
         Frame size of a slide map (default: the source level's tile, at most the map).
-    transfer_syntax : str
-        ``"explicit"``; integer maps also ``"jpegls"``, ``"jpeg2000-lossless"``, ``"rle"``.
-    options : WriteOptions, optional
-        ``storage_options``, ``overwrite`` and ``progress`` (the keywords of the same name
-        override it).
+    transfer_syntax : str, optional
+        ``"explicit"`` (the default); integer maps also ``"jpegls"``,
+        ``"jpeg2000-lossless"``, ``"rle"``.
+    offset_table : {"auto", "bot", "eot", "empty"}, optional
+        The offset table of an encapsulated map (default ``"auto"``: Basic, or Extended
+        past ``eot_threshold`` bytes, 4 GiB).
+    eot_threshold : int, optional
+        See ``offset_table``.
+    chunk_edge : int, optional
+        About the edge of the block one encoding task holds (default 2048).
+    options : WriteOptions or mapping, optional
+        The options every writer shares
+        ([`WriteOptions`][dicom_dask.integrations.writers.options.WriteOptions]); the
+        keywords of the same names given here take precedence.
+    storage_options : mapping or callable, optional
+        fsspec options of ``dest``.
     overwrite : bool
         Replace ``dest`` if it exists (also ``options.overwrite``); otherwise an existing
         ``dest`` raises [`DestinationExistsError`][dicom_dask.errors.DestinationExistsError]
@@ -345,7 +363,15 @@ def to_dicom_pmap(
         The written file.
     """
     opts = WriteOptions.coerce(
-        options, storage_options=storage_options, progress=progress, overwrite=overwrite or None
+        options,
+        defaults={"transfer_syntax": "explicit", "chunk_edge": CHUNK_EDGE},
+        storage_options=storage_options,
+        overwrite=overwrite or None,
+        progress=progress,
+        transfer_syntax=transfer_syntax,
+        offset_table=offset_table,
+        eot_threshold=eot_threshold,
+        chunk_edge=chunk_edge,
     )
     check_destination(
         [os.fspath(dest)], storage_options=opts.storage_options, overwrite=opts.overwrite
@@ -362,20 +388,19 @@ def to_dicom_pmap(
         content_description=content_description,
         series_description=series_description,
     )
-    common = {"offset_table": offset_table, "eot_threshold": eot_threshold}
     if isinstance(like, Volume):
         arr, affine = _as_map(data, 3, like)
-        ts = _syntax(transfer_syntax, arr.dtype)
+        ts = _syntax(str(opts.transfer_syntax), arr.dtype)
         frames = place_on_volume(like, arr.shape, pixel_spacing=pixel_spacing, affine=affine)
-        return _volume_pmap(arr, dest, like, frames, content, ts, opts, chunk_edge, **common)
+        return _volume_pmap(arr, dest, like, frames, content, ts, opts)
     if not isinstance(like, Slide | Level):
         raise LayoutError(f"like= must be a Slide, Level or Volume, not {type(like).__name__}")
     arr, affine = _as_map(data, 2, like)
-    ts = _syntax(transfer_syntax, arr.dtype)
+    ts = _syntax(str(opts.transfer_syntax), arr.dtype)
     placement = place_on_slide(
         like, arr.shape, pixel_spacing=pixel_spacing, origin=origin, affine=affine
     )
-    return _slide_pmap(arr, dest, placement, content, ts, opts, tile, chunk_edge, **common)
+    return _slide_pmap(arr, dest, placement, content, ts, opts, tile)
 
 
 def _tile_shape(placement: SlidePlacement, tile: int | tuple[int, int] | None) -> tuple[int, int]:
@@ -391,7 +416,7 @@ def _tile_shape(placement: SlidePlacement, tile: int | tuple[int, int] | None) -
 def _source_copy(ds: Dataset, *, where: str) -> Dataset:
     """``ds`` (the header of ``where``) with its text declared UTF-8 and the empty type 2
     attributes highdicom reads; an empty Specific Character Set is dropped."""
-    out = _completed(ds, where=where)
+    out = completed_source(ds, where=where)
     if "SpecificCharacterSet" in out and not out.SpecificCharacterSet:
         del out.SpecificCharacterSet
     return out
@@ -421,8 +446,6 @@ def _slide_pmap(
     ts: str,
     opts: WriteOptions,
     tile: int | tuple[int, int] | None,
-    chunk_edge: int,
-    **common: Any,
 ) -> str:
     tile_shape = _tile_shape(placement, tile)
     vrange = _value_range(arr, content.value_range, opts.progress)
@@ -448,12 +471,10 @@ def _slide_pmap(
         arr,
         tile=tile_shape,
         encoder=_frame_encoder(arr.dtype, ts),
-        chunk_edge=chunk_edge,
-        progress=_Progress(int(ds.NumberOfFrames), "parametric map", opts.progress),
+        chunk_edge=int(opts.chunk_edge or CHUNK_EDGE),
+        progress=FrameProgress(int(ds.NumberOfFrames), "parametric map", opts.progress),
     )
-    return _write(
-        ds, batches, dest, dtype=arr.dtype, frame_shape=tile_shape, options=opts, **common
-    )
+    return _write(ds, batches, dest, dtype=arr.dtype, frame_shape=tile_shape, options=opts)
 
 
 def _volume_pmap(
@@ -464,8 +485,6 @@ def _volume_pmap(
     content: _Content,
     ts: str,
     opts: WriteOptions,
-    chunk_edge: int,
-    **common: Any,
 ) -> str:
     import highdicom as hd
 
@@ -479,14 +498,14 @@ def _volume_pmap(
     nslices, rows, cols = placement.shape
     vrange = _value_range(arr, content.value_range, opts.progress)
     first_url = str(sources.urls[present[0]])
-    first = _completed(sources.fitted(present[0]), where=first_url, decoded=True)
+    first = completed_source(sources.fitted(present[0]), where=first_url, decoded=True)
     orientation = [float(v) for v in first.ImageOrientationPatient]
-    first = _as_single_frame(
+    first = as_single_frame(
         first, sources.frames[present[0]], first_url, purpose="a Parametric Map"
     )
     step = float(volume.spacing[0])
     if not first.get("SliceThickness"):  # type 2 in CT and MR: often empty, read by highdicom
-        first.SliceThickness = _ds(step)
+        first.SliceThickness = decimal_string(step)
     thickness = float(first.SliceThickness)
     ds = _template(
         first,
@@ -510,14 +529,17 @@ def _volume_pmap(
         ],
     )
     measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-    measures.SpacingBetweenSlices = _ds(step)  # highdicom's, of a one-slice template
+    measures.SpacingBetweenSlices = decimal_string(step)  # highdicom's, of a one-slice template
     if "Laterality" not in ds:
         # General Series Laterality, type 2C: the source's, or empty (dciodvfy requires
         # it of a patient-space map without Frame Laterality; never of a slide's)
         ds.Laterality = first.get("Laterality", "")
     template = ds.PerFrameFunctionalGroupsSequence[0]
     ds.PerFrameFunctionalGroupsSequence = [
-        _frame_item(template, j, placement.positions[k], sources, k) for j, k in enumerate(present)
+        volume_frame_item(
+            template, j, [decimal_string(v) for v in placement.positions[k]], sources, k
+        )
+        for j, k in enumerate(present)
     ]
     ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence = _references(sources, present)
     ds.NumberOfFrames = len(present)
@@ -528,12 +550,10 @@ def _volume_pmap(
         flat,
         tile=(rows, cols),
         encoder=_frame_encoder(arr.dtype, ts),
-        chunk_edge=max(chunk_edge, rows),
-        progress=_Progress(len(present), "parametric map", opts.progress),
+        chunk_edge=max(int(opts.chunk_edge or CHUNK_EDGE), rows),
+        progress=FrameProgress(len(present), "parametric map", opts.progress),
     )
-    return _write(
-        ds, batches, dest, dtype=arr.dtype, frame_shape=(rows, cols), options=opts, **common
-    )
+    return _write(ds, batches, dest, dtype=arr.dtype, frame_shape=(rows, cols), options=opts)
 
 
 def _references(sources: SliceSources, present: list[int]) -> list[Dataset]:
@@ -551,27 +571,3 @@ def _references(sources: SliceSources, present: list[int]) -> list[Dataset]:
             item.ReferencedSOPInstanceUID = source.SOPInstanceUID
             items.append(item)
     return items
-
-
-def _frame_item(
-    template: Dataset, j: int, position: np.ndarray, sources: SliceSources, k: int
-) -> Dataset:
-    """The per-frame functional groups of frame ``j``: its position and its source,
-    slice ``k`` of the volume (a frame of an enhanced image names its frame number)."""
-    source = sources.headers[k]
-    assert source is not None
-    item = copy.deepcopy(template)
-    item.PlanePositionSequence[0].ImagePositionPatient = [_ds(v) for v in position]
-    content = item.FrameContentSequence[0]
-    values = [int(v) for v in np.atleast_1d(content.DimensionIndexValues)]
-    values[-1] = j + 1
-    content.DimensionIndexValues = values if len(values) > 1 else values[0]
-    for derivation in item.get("DerivationImageSequence", []):
-        for ref in derivation.SourceImageSequence:
-            ref.ReferencedSOPClassUID = source.SOPClassUID
-            ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
-            if sources.frames[k] >= 0:
-                ref.ReferencedFrameNumber = sources.frames[k] + 1
-            elif "ReferencedFrameNumber" in ref:
-                del ref.ReferencedFrameNumber
-    return item

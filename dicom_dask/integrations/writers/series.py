@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,10 +21,16 @@ from pydicom.encaps import encapsulate
 from dicom_dask.errors import EncodeError, LayoutError
 from dicom_dask.frames.storage import redact, resolve_fs
 from dicom_dask.images.volume import Volume
+from dicom_dask.integrations.writers.common import join_path, make_folder
 from dicom_dask.integrations.writers.dataset import new_uid
 from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
 from dicom_dask.integrations.writers.headers import slice_sources
-from dicom_dask.integrations.writers.options import check_destination, compute, remove_files
+from dicom_dask.integrations.writers.options import (
+    WriteOptions,
+    check_destination,
+    compute,
+    remove_files,
+)
 from dicom_dask.integrations.writers.stream import is_local
 from dicom_dask.types import StorageOptions
 
@@ -117,11 +123,12 @@ def to_dicom_series(
     volume: Volume,
     dest: str | os.PathLike[str],
     *,
-    transfer_syntax: str = "explicit",
-    quality: int = 90,
+    transfer_syntax: str | None = None,
+    quality: int | None = None,
     storage_options: StorageOptions = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
+    options: WriteOptions | Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Rewrite the slices of ``volume`` as a new single-frame series in the folder ``dest``.
 
@@ -139,15 +146,27 @@ def to_dicom_series(
     dest : str or path
         A folder, local or an fsspec URL; files are ``slice-0001.dcm``... numbered by
         the slice's index in the volume.
-    transfer_syntax : str
-        As [`to_dicom_slide`][dicom_dask.integrations.writers.slide.to_dicom_slide]; the
-        lossless ones (explicit VR, RLE, JPEG-LS, JPEG 2000, HTJ2K) carry signed data.
+    transfer_syntax : str, optional
+        As [`to_dicom_slide`][dicom_dask.integrations.writers.slide.to_dicom_slide]
+        (default ``"explicit"``); the lossless ones (explicit VR, RLE, JPEG-LS, JPEG
+        2000, HTJ2K) carry signed data.
+    quality : int, optional
+        JPEG quality, or JPEG 2000 PSNR (dB), for the lossy syntaxes (default 90).
+    storage_options : mapping or callable, optional
+        fsspec options of ``dest``; the tasks that write the files use them.
     overwrite : bool
-        Replace the ``slice-NNNN.dcm`` files of a series already in ``dest``. Without
+        Replace the ``slice-NNNN.dcm`` files of a series already in ``dest`` (also
+        ``options.overwrite``). Without
         it, any of them raises
         [`DestinationExistsError`][dicom_dask.errors.DestinationExistsError] before
         anything is read or written; with it, those this series does not replace are
         removed once it is written, so that the folder holds one series.
+    progress : bool, optional
+        Show dask's progress bar (default: ``options.progress``, true).
+    options : WriteOptions or mapping, optional
+        The options every writer shares
+        ([`WriteOptions`][dicom_dask.integrations.writers.options.WriteOptions]); the
+        keywords of the same names given here take precedence.
 
     Returns
     -------
@@ -157,6 +176,16 @@ def to_dicom_series(
     import dask
     import dask.array as da
 
+    opts = WriteOptions.coerce(
+        options,
+        defaults={"transfer_syntax": "explicit", "quality": 90},
+        storage_options=storage_options,
+        overwrite=overwrite or None,
+        progress=progress,
+        transfer_syntax=transfer_syntax,
+        quality=quality,
+    )
+    storage_options = opts.storage_options
     sources = slice_sources(volume, purpose="to_dicom_series")
     present = sources.present
     first = sources.headers[present[0]]
@@ -165,28 +194,21 @@ def to_dicom_series(
     array = volume.array
     samples = array.shape[3] if array.ndim == 4 else 1
     encoder = Encoder(
-        transfer_syntax_uid(transfer_syntax),
+        transfer_syntax_uid(str(opts.transfer_syntax)),
         samples,
         str(array.dtype),
-        quality,
+        int(opts.quality if opts.quality is not None else 90),
         bits_stored=int(first.get("BitsStored", 8 * array.dtype.itemsize)),
     )
     text = os.fspath(dest)
-    if is_local(text):
-        names = {k: os.path.join(text, f"slice-{k + 1:04d}.dcm") for k in present}
-    else:
-        names = {k: f"{text.rstrip('/')}/slice-{k + 1:04d}.dcm" for k in present}
+    names = {k: join_path(text, f"slice-{k + 1:04d}.dcm") for k in present}
     leftover = check_destination(
         list(names.values()),
         storage_options=storage_options,
-        overwrite=overwrite,
+        overwrite=opts.overwrite,
         family=SERIES_FILES,
     )
-    if is_local(text):
-        os.makedirs(text.removeprefix("file://"), exist_ok=True)
-    else:
-        fs, root = resolve_fs(text, storage_options)
-        fs.makedirs(root, exist_ok=True)
+    make_folder(text, storage_options)
     series_uid = new_uid()
     if not isinstance(array, da.Array):
         array = da.from_array(np.asarray(array), chunks=(1, *array.shape[1:]))
@@ -214,6 +236,6 @@ def to_dicom_series(
                 )
             )
         start += size
-    compute(*tasks, progress=progress)
+    compute(*tasks, progress=opts.progress)
     remove_files(leftover, storage_options)
     return [names[k] for k in present]

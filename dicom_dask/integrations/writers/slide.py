@@ -14,10 +14,8 @@ first, offset table fixed up at the end).
 from __future__ import annotations
 
 import os
-import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,29 +24,24 @@ from pydicom.dataset import Dataset
 
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames.sizes import format_size
-from dicom_dask.frames.storage import resolve_fs
 from dicom_dask.images.level import Level
 from dicom_dask.images.slide import Slide
+from dicom_dask.integrations.writers.common import FrameProgress, join_path, make_folder
 from dicom_dask.integrations.writers.dataset import (
     LevelSpec,
     SlideContext,
     slide_context,
     slide_level_dataset,
 )
-from dicom_dask.integrations.writers.encode import Encoder, encode_block, transfer_syntax_uid
+from dicom_dask.integrations.writers.encode import Encoder, transfer_syntax_uid
 from dicom_dask.integrations.writers.options import (
     WriteOptions,
-    active_client,
     as_completed,
     check_destination,
     remove_files,
 )
 from dicom_dask.integrations.writers.pyramid import Part, level_shapes, pyramid_tasks
-from dicom_dask.integrations.writers.stream import (
-    EOT_THRESHOLD,
-    InstanceWriter,
-    is_local,
-)
+from dicom_dask.integrations.writers.stream import EOT_THRESHOLD, InstanceWriter
 from dicom_dask.types import StorageOptions
 
 if TYPE_CHECKING:
@@ -56,116 +49,11 @@ if TYPE_CHECKING:
 
 __all__ = ["to_dicom_slide"]
 
-#: Target edge of an encoding task's block, in pixels (rounded to whole tiles), for
-#: [`encoded_bands`][dicom_dask.integrations.writers.slide.encoded_bands].
-CHUNK_EDGE = 2048
 #: The files a pyramid written by ``to_dicom_slide`` has in its folder.
 PYRAMID_FILES = r"(level-\d+|label|overview|thumbnail)\.dcm"
 #: A pyramid band task holds at most about ``BLOCK_EDGE**2`` pixels of level 0: two
 #: tile rows of up to 32,768 columns with 256-pixel tiles.
 BLOCK_EDGE = 4096
-
-
-class _Progress:
-    """A one-line text progress bar over the frames written (any scheduler)."""
-
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.total, self.label, self.enabled, self.done = total, label, enabled, 0
-
-    def add(self, n: int) -> None:
-        self.done += n
-        if self.enabled:
-            filled = int(40 * self.done / max(self.total, 1))
-            sys.stderr.write(
-                f"\r[{'#' * filled}{' ' * (40 - filled)}] "
-                f"{100 * self.done // max(self.total, 1):3d}% {self.label}"
-            )
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def _band(tile: int, chunk_edge: int) -> int:
-    return tile * max(1, round(chunk_edge / tile))
-
-
-def encoded_bands(
-    array: dask.array.Array,
-    *,
-    tile: tuple[int, int],
-    encoder: Encoder,
-    chunk_edge: int = CHUNK_EDGE,
-    fill: Any = 0,
-    progress: _Progress | None = None,
-    window: int | None = None,
-) -> Iterator[list[bytes]]:
-    """Encoded frames of ``array`` ``(y, x[, s])`` in TILED_FULL order, a band at a time.
-
-    The array is rechunked to blocks of whole tiles; each block is encoded by one dask
-    task. Bands of blocks are computed ``window`` at a time on the active scheduler,
-    the next window while the current one is written. (The segmentation writer's
-    path; pyramids go through
-    [`pyramid_tasks`][dicom_dask.integrations.writers.pyramid.pyramid_tasks].)
-    """
-    from dicom_dask.integrations.writers.options import compute as active_compute
-
-    blocks = _blocks(array, tile, chunk_edge)
-    th, tw = tile
-    ny_blocks, nx_blocks = blocks.numblocks[:2]
-    out_chunks = (
-        tuple(-(-c // th) for c in blocks.chunks[0]),
-        tuple(-(-c // tw) for c in blocks.chunks[1]),
-    )
-    encoded = blocks.map_blocks(
-        encode_block,
-        tile=tile,
-        encoder=encoder,
-        fill=fill,
-        dtype=object,
-        chunks=out_chunks,
-        drop_axis=list(range(2, array.ndim)),
-        meta=np.empty((0, 0), dtype=object),
-    )
-    delayed = encoded.to_delayed()
-    if window is None:
-        workers = _workers()
-        window = max(1, -(-2 * workers // nx_blocks))
-    starts = list(range(0, ny_blocks, window))
-
-    def compute(start: int) -> list[Any]:
-        stop = min(start + window, ny_blocks)
-        flat = [d for i in range(start, stop) for d in delayed[i]]
-        results = active_compute(*flat)
-        return [results[k : k + nx_blocks] for k in range(0, len(flat), nx_blocks)]
-
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(compute, starts[0]) if starts else None
-        for k in range(len(starts)):
-            assert pending is not None
-            rows = pending.result()
-            pending = pool.submit(compute, starts[k + 1]) if k + 1 < len(starts) else None
-            for row in rows:
-                band = np.concatenate(row, axis=1)
-                frames = [bytes(b) for b in band.ravel()]
-                if progress is not None:
-                    progress.add(len(frames))
-                yield frames
-
-
-def _blocks(array: dask.array.Array, tile: tuple[int, int], chunk_edge: int) -> Any:
-    """``array`` in blocks of whole tiles, about ``chunk_edge`` on a side."""
-    bh, bw = _band(tile[0], chunk_edge), _band(tile[1], chunk_edge)
-    return array.rechunk((bh, bw, *array.shape[2:]))
-
-
-def _workers() -> int:
-    """Threads that compute: the cluster's, when a distributed client is active."""
-    client = active_client()
-    if client is not None:
-        return max(1, sum(client.nthreads().values()))
-    import dask
-
-    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
 def _as_dask(data: Any) -> dask.array.Array:
@@ -222,10 +110,6 @@ def _spacing(
     return 0.00025, 0.00025  # 40x, a placeholder when nothing says otherwise
 
 
-def _join(dest: str, name: str) -> str:
-    return f"{dest.rstrip('/')}/{name}" if not is_local(dest) else os.path.join(dest, name)
-
-
 @dataclass
 class _Output:
     """One instance being written, and its tile rows waiting for their turn."""
@@ -274,8 +158,6 @@ def _open_output(
     encoder: Encoder,
     instance_number: int,
     options: WriteOptions,
-    offset_table: str,
-    eot_threshold: int,
 ) -> _Output:
     """The header of one instance, written (or spooled) now; its frames will follow."""
     ds = slide_level_dataset(
@@ -293,16 +175,15 @@ def _open_output(
         encapsulated=encoder.transfer_syntax != "1.2.840.10008.1.2.1",
         frame_bytes=spec.tile[0] * spec.tile[1] * spec.samples * spec.bits // 8,
         storage_options=options.storage_options,
-        offset_table=offset_table,
-        eot_threshold=eot_threshold,
+        offset_table=options.offset_table,
+        eot_threshold=options.eot_threshold,
     )
     return _Output(writer, -(-spec.columns // spec.tile[1]))
 
 
-def _write_all(
-    outputs: list[_Output], jobs: list[_Job], *, block_pixels: int, progress: bool
-) -> list[str]:
+def _write_all(outputs: list[_Output], jobs: list[_Job], options: WriteOptions) -> list[str]:
     """Compute every job's tasks on the active scheduler and stream their frames."""
+    edge = int(options.chunk_edge or BLOCK_EDGE)
     tasks: dict[Part, Any] = {}
     for job in jobs:
         tasks.update(
@@ -311,14 +192,14 @@ def _write_all(
                 levels=job.levels,
                 tile=job.tile,
                 encoder=job.encoder,
-                block_pixels=block_pixels,
+                block_pixels=edge**2,
                 first=job.first,
             )
         )
     total = sum(o.writer.n for o in outputs)
     rows, cols = jobs[0].array.shape[:2]
     label = f"{len(outputs)} instances, level 0 ({format_size(cols, rows)})"
-    bar = _Progress(total, label, progress)
+    bar = FrameProgress(total, label, options.progress)
     try:
         for part, encoded in as_completed(tasks):
             for i, frames in enumerate(encoded):
@@ -330,22 +211,148 @@ def _write_all(
         raise
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What ``to_dicom_slide`` writes: the pyramid's jobs and level headers, the
+    associated images, and the header attributes they share."""
+
+    jobs: list[_Job]
+    specs: list[LevelSpec]
+    associated: list[tuple[_Job, str, LevelSpec, tuple[str, str]]]
+    context: SlideContext
+    encoder: Encoder
+
+    def names(self) -> list[str]:
+        """The file names, level 0 first, then the associated images."""
+        levels = [f"level-{k}.dcm" for k in range(len(self.specs))]
+        return levels + [f"{a[1]}.dcm" for a in self.associated]
+
+
+def _source(data: Any, like: Any) -> tuple[Any, list[Any] | None, Any]:
+    """``(level 0 as a dask array, a Slide's own levels or None, like)``."""
+    if isinstance(data, Slide):
+        source_levels = [_level_array(lv) for lv in data.pyramid]
+        return source_levels[0], source_levels, data if like is None else like
+    if isinstance(data, Level):
+        return _level_array(data), None, data if like is None else like
+    return _as_dask(data), None, like
+
+
+def _level_specs(
+    base: Any,
+    shapes: Sequence[tuple[int, int]],
+    tile: tuple[int, int],
+    spacings: Sequence[tuple[float, float]],
+) -> list[LevelSpec]:
+    """The header geometry of every level of the pyramid."""
+    samples = base.shape[2] if base.ndim == 3 else 1
+    return [
+        LevelSpec(
+            rows,
+            cols,
+            tile,
+            samples,
+            base.dtype.itemsize * 8,
+            base.dtype.kind == "i",
+            spacing,
+            resampled=k > 0,
+        )
+        for k, ((rows, cols), spacing) in enumerate(zip(shapes, spacings, strict=True))
+    ]
+
+
+def _plan(
+    data: Any,
+    like: Any,
+    *,
+    tile: int | tuple[int, int],
+    levels: int | None,
+    pixel_spacing: tuple[float, float] | None,
+    associated: Sequence[str] | bool,
+    series_description: str | None,
+    options: WriteOptions,
+) -> _Plan:
+    """Check ``data`` and ``like`` and lay out the pyramid (nothing is read or written)."""
+    base, source_levels, like = _source(data, like)
+    tile_shape = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
+    ts = transfer_syntax_uid(str(options.transfer_syntax))
+    quality = int(options.quality if options.quality is not None else 90)
+    samples = base.shape[2] if base.ndim == 3 else 1
+    encoder = Encoder(ts, samples, str(base.dtype), quality)
+    like_ds, refs = _like_dataset(like)
+    context = slide_context(like_ds, samples=samples, series_description=series_description)
+    if levels is None:
+        levels = (
+            len(source_levels)
+            if source_levels is not None
+            else _levels_to_one_tile(base.shape[:2], tile_shape)
+        )
+    jobs = _pyramid_jobs(base, source_levels, levels, encoder, tile_shape)
+    shapes = [s for job in jobs for s in level_shapes(job.array.shape[:2], job.levels)]
+    spacing0 = _spacing(base.shape[:2], refs, pixel_spacing)
+    if source_levels is not None and pixel_spacing is None:
+        spacings = [_spacing(shape, refs, None) for shape in shapes]
+    else:
+        rows0, cols0 = base.shape[:2]
+        spacings = [(spacing0[0] * rows0 / r, spacing0[1] * cols0 / c) for r, c in shapes]
+    assoc = _associated_jobs(like, associated, (ts, quality), first=levels)
+    specs = _level_specs(base, shapes, tile_shape, spacings)
+    return _Plan(jobs, specs, assoc, context, encoder)
+
+
+def _open_outputs(plan: _Plan, dest: str, options: WriteOptions) -> list[_Output]:
+    """Every instance of ``plan`` opened, its header written; none left open on failure."""
+    outputs: list[_Output] = []
+    levels = len(plan.specs)
+    # associated images: their own offset table rule, whatever the pyramid's
+    small = replace(options, offset_table="auto", eot_threshold=EOT_THRESHOLD)
+    try:
+        for k, spec in enumerate(plan.specs):
+            path = join_path(dest, f"level-{k}.dcm")
+            outputs.append(
+                _open_output(
+                    path,
+                    context=plan.context,
+                    spec=spec,
+                    encoder=plan.encoder,
+                    instance_number=k + 1,
+                    options=options,
+                )
+            )
+        for i, (job, name, spec, label_text) in enumerate(plan.associated):
+            outputs.append(
+                _open_output(
+                    join_path(dest, f"{name}.dcm"),
+                    context=replace(plan.context, label_text=label_text),
+                    spec=spec,
+                    encoder=job.encoder,
+                    instance_number=levels + 1 + i,
+                    options=small,
+                )
+            )
+    except BaseException:
+        for o in outputs:
+            o.writer.abort()
+        raise
+    return outputs
+
+
 def to_dicom_slide(
     data: Any,
     dest: str | os.PathLike[str],
     *,
     like: Slide | Level | Dataset | None = None,
     tile: int | tuple[int, int] = 256,
-    transfer_syntax: str = "jpeg",
-    quality: int = 90,
+    transfer_syntax: str | None = None,
+    quality: int | None = None,
     levels: int | None = None,
     pixel_spacing: tuple[float, float] | None = None,
     associated: Sequence[str] | bool = False,
     series_description: str | None = None,
     storage_options: StorageOptions = None,
-    offset_table: str = "auto",
-    eot_threshold: int = EOT_THRESHOLD,
-    chunk_edge: int = BLOCK_EDGE,
+    offset_table: str | None = None,
+    eot_threshold: int | None = None,
+    chunk_edge: int | None = None,
     scratch: str | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
@@ -378,12 +385,12 @@ def to_dicom_slide(
         result overlays it.
     tile : int or (int, int)
         Rows and columns of a frame.
-    transfer_syntax : str
-        ``"jpeg"`` (baseline), ``"jpeg2000"``, ``"jpeg2000-lossless"``, ``"htj2k"``,
+    transfer_syntax : str, optional
+        ``"jpeg"`` (baseline, the default), ``"jpeg2000"``, ``"jpeg2000-lossless"``, ``"htj2k"``,
         ``"htj2k-lossless"``, ``"jpegls"`` (lossless), ``"rle"``, ``"explicit"`` (native
         Explicit VR Little Endian), or a transfer syntax UID.
-    quality : int
-        JPEG quality, or JPEG 2000 PSNR (dB), for the lossy syntaxes.
+    quality : int, optional
+        JPEG quality, or JPEG 2000 PSNR (dB), for the lossy syntaxes (default 90).
     levels : int, optional
         Number of levels, each the 2 x 2 mean of the one above (rounded half up). Default:
         a ``Slide``'s own levels; otherwise halve until a level fits in one tile.
@@ -395,12 +402,14 @@ def to_dicom_slide(
         fsspec options of ``dest`` (a mapping, or a callable returning the filesystem,
         as ``WriteOptions`` takes them); used only in this process, which writes the
         files: never sent to workers.
-    offset_table : {"auto", "bot", "eot", "empty"}
+    offset_table : {"auto", "bot", "eot", "empty"}, optional
         Basic Offset Table, or an Extended Offset Table when the pixel data may pass
-        ``eot_threshold`` bytes (4 GiB).
-    chunk_edge : int
+        ``eot_threshold`` bytes (default ``"auto"`` and 4 GiB).
+    eot_threshold : int, optional
+        See ``offset_table``.
+    chunk_edge : int, optional
         A band task holds at most about ``chunk_edge**2`` pixels of level 0 (two tile
-        rows; wider bands are cut into blocks of whole tiles across).
+        rows; wider bands are cut into blocks of whole tiles across). Default 4096.
     scratch : str, optional
         Deprecated and ignored (nothing is spilled any more): passing it warns.
     overwrite : bool
@@ -414,8 +423,9 @@ def to_dicom_slide(
     progress : bool, optional
         Print a progress bar over the frames written (default: ``options.progress``).
     options : WriteOptions or mapping, optional
-        The options every writer shares; ``storage_options`` and ``progress`` given
-        here take precedence.
+        The options every writer shares
+        ([`WriteOptions`][dicom_dask.integrations.writers.options.WriteOptions]); the
+        keywords of the same names given here take precedence.
 
     Returns
     -------
@@ -436,95 +446,36 @@ def to_dicom_slide(
         )
     opts = WriteOptions.coerce(
         options,
+        defaults={"transfer_syntax": "jpeg", "quality": 90, "chunk_edge": BLOCK_EDGE},
         storage_options=storage_options,
-        progress=progress,
         overwrite=overwrite or None,
+        progress=progress,
+        transfer_syntax=transfer_syntax,
+        quality=quality,
+        offset_table=offset_table,
+        eot_threshold=eot_threshold,
+        chunk_edge=chunk_edge,
     )
-    source_levels: list[dask.array.Array] | None = None
-    if isinstance(data, Slide):
-        like = data if like is None else like
-        source_levels = [_level_array(lv) for lv in data.pyramid]
-        base = source_levels[0]
-    elif isinstance(data, Level):
-        like = data if like is None else like
-        base = _level_array(data)
-    else:
-        base = _as_dask(data)
-    tile_shape = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
-    ts = transfer_syntax_uid(transfer_syntax)
-    samples = base.shape[2] if base.ndim == 3 else 1
-    encoder = Encoder(ts, samples, str(base.dtype), quality)
-    like_ds, refs = _like_dataset(like)
-    context = slide_context(like_ds, samples=samples, series_description=series_description)
-    if levels is None:
-        levels = (
-            len(source_levels)
-            if source_levels is not None
-            else _levels_to_one_tile(base.shape[:2], tile_shape)
-        )
-    jobs = _pyramid_jobs(base, source_levels, levels, encoder, tile_shape)
-    shapes = [s for job in jobs for s in level_shapes(job.array.shape[:2], job.levels)]
-    assoc = _associated_jobs(like, associated, (ts, quality), first=levels)
+    plan = _plan(
+        data,
+        like,
+        tile=tile,
+        levels=levels,
+        pixel_spacing=pixel_spacing,
+        associated=associated,
+        series_description=series_description,
+        options=opts,
+    )
     dest_text = os.fspath(dest)
-    names = [f"level-{k}.dcm" for k in range(len(shapes))] + [f"{a[1]}.dcm" for a in assoc]
     leftover = check_destination(
-        [_join(dest_text, n) for n in names],
+        [join_path(dest_text, n) for n in plan.names()],
         storage_options=opts.storage_options,
         overwrite=opts.overwrite,
         family=PYRAMID_FILES,
     )
-    _make_folder(dest_text, opts.storage_options)
-    spacing0 = _spacing(base.shape[:2], refs, pixel_spacing)
-    use_refs = source_levels is not None and pixel_spacing is None
-    outputs: list[_Output] = []
-    try:
-        for k, (rows, cols) in enumerate(shapes):
-            spacing = (
-                _spacing((rows, cols), refs, None)
-                if use_refs
-                else (spacing0[0] * base.shape[0] / rows, spacing0[1] * base.shape[1] / cols)
-            )
-            spec = LevelSpec(
-                rows,
-                cols,
-                tile_shape,
-                samples,
-                base.dtype.itemsize * 8,
-                base.dtype.kind == "i",
-                spacing,
-                resampled=k > 0,
-            )
-            outputs.append(
-                _open_output(
-                    _join(dest_text, f"level-{k}.dcm"),
-                    context=context,
-                    spec=spec,
-                    encoder=encoder,
-                    instance_number=k + 1,
-                    options=opts,
-                    offset_table=offset_table,
-                    eot_threshold=eot_threshold,
-                )
-            )
-        for i, (job, name, spec, label_text) in enumerate(assoc):
-            outputs.append(
-                _open_output(
-                    _join(dest_text, f"{name}.dcm"),
-                    context=replace(context, label_text=label_text),
-                    spec=spec,
-                    encoder=job.encoder,
-                    instance_number=levels + 1 + i,
-                    options=opts,
-                    offset_table="auto",
-                    eot_threshold=EOT_THRESHOLD,
-                )
-            )
-    except BaseException:
-        for o in outputs:
-            o.writer.abort()
-        raise
-    all_jobs = jobs + [a[0] for a in assoc]
-    files = _write_all(outputs, all_jobs, block_pixels=chunk_edge**2, progress=opts.progress)
+    make_folder(dest_text, opts.storage_options)
+    outputs = _open_outputs(plan, dest_text, opts)
+    files = _write_all(outputs, plan.jobs + [a[0] for a in plan.associated], opts)
     remove_files(leftover, opts.storage_options)
     return files
 
@@ -553,14 +504,6 @@ def _pyramid_jobs(
     jobs = [_Job(source_levels[k], k, 1, encoder, tile) for k in range(own - 1)]
     jobs.append(_Job(source_levels[own - 1], own - 1, levels - own + 1, encoder, tile))
     return jobs
-
-
-def _make_folder(dest: str, storage_options: StorageOptions) -> None:
-    if is_local(dest):
-        os.makedirs(dest.removeprefix("file://"), exist_ok=True)
-    else:
-        fs, root = resolve_fs(dest, storage_options)
-        fs.makedirs(root, exist_ok=True)
 
 
 def _associated_jobs(
