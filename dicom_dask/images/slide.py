@@ -40,10 +40,17 @@ from dicom_dask.frames.functional_groups import SlidePositions
 from dicom_dask.frames.sizes import SIZE_ORDER, format_size
 from dicom_dask.frames.storage import redact
 from dicom_dask.frames.values import fast_get
+from dicom_dask.images.entries import Entry
 from dicom_dask.images.level import Level, merge_level
 from dicom_dask.images.ome import multiscales_attributes
 from dicom_dask.images.sources import expand_sources, index_many
-from dicom_dask.images.tiled import TiledImage, is_tiled, tiled_image
+from dicom_dask.images.tiled import (
+    LABEL_MAP_SEGMENTATION,
+    SEGMENTATION,
+    TiledImage,
+    is_tiled,
+    tiled_image,
+)
 from dicom_dask.images.transforms import TransformOptions
 from dicom_dask.types import StorageOptions
 
@@ -51,7 +58,16 @@ if TYPE_CHECKING:
     import dask.array
     import zarr
 
-__all__ = ["Slide", "list_slides", "open_slide", "open_tiled"]
+__all__ = [
+    "Slide",
+    "describe_slides",
+    "images_from_index",
+    "instances_entry",
+    "list_slides",
+    "open_slide",
+    "open_tiled",
+    "slide_from_images",
+]
 
 ASSOCIATED = ("LABEL", "OVERVIEW", "THUMBNAIL")
 INDEX_FORMAT = 1
@@ -520,21 +536,7 @@ class Slide:
             "version": 1,
             "refs": refs,
             SOURCES_KEY: sources_entry(im.index for im in images),
-            "dicom_dask_slide": {
-                "format": INDEX_FORMAT,
-                "instances": [
-                    {
-                        "index": index_to_dict(
-                            im.index,
-                            {},
-                            per_frame=im.positions is None,
-                            keep_identifiers=keep_identifiers,
-                        )["dicom_dask"],
-                        "positions": None if im.positions is None else im.positions.to_dict(),
-                    }
-                    for im in images
-                ],
-            },
+            "dicom_dask_slide": instances_entry(images, keep_identifiers=keep_identifiers),
         }
 
     def save_index(
@@ -558,7 +560,7 @@ class Slide:
         )
 
 
-def _images_from_index(
+def images_from_index(
     doc: Mapping[str, Any],
     source: str,
     *,
@@ -566,6 +568,9 @@ def _images_from_index(
     verify: bool = True,
     storage_options: StorageOptions = None,
 ) -> list[TiledImage]:
+    """The instances of a slide index (see
+    [`Slide.to_index`][dicom_dask.images.slide.Slide.to_index]), bound to their files
+    (``verify``: one metadata request per file; ``relocate``: as in ``open_slide``)."""
     instances = entries(doc, "dicom_dask_slide", "instances", INDEX_FORMAT, source)
     try:
         infos = [inst["index"] for inst in instances]
@@ -608,7 +613,7 @@ def list_slides(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     storage_options: StorageOptions = None,
-) -> list[dict[str, Any]]:
+) -> list[Entry]:
     """Describe the slides in a folder, glob or list.
 
     Each entry has the slide's series, container, Frame(s) of Reference, optical
@@ -617,10 +622,64 @@ def list_slides(
     ``source`` apart. ``merged_frames_of_reference`` lists the Frames of Reference of
     levels opened as one slide because their geometry agrees;
     ``kept_apart_because`` says why a group of the same series and container was not.
+    ``kind`` says what the entry is (``"slide"``, ``"segmentation"``, or ``"label"`` /
+    ``"overview"`` / ``"thumbnail"`` for an associated image with no pyramid to join: see
+    [`KINDS`][dicom_dask.images.entries.KINDS]) and ``urls`` lists its files; each entry
+    opens with [`open_entry`][dicom_dask.images.cohort.open_entry] without reading a
+    header again.
     """
-    described = [_describe(g) for g in _group(_discover(source, storage_options=storage_options))]
+    return describe_slides(_discover(source, storage_options=storage_options))
+
+
+def _kind(group: _Group) -> str:
+    sops = {str(fast_get(im.dataset, "SOPClassUID", "")) for im in group.images}
+    if sops & {SEGMENTATION, LABEL_MAP_SEGMENTATION}:
+        return "segmentation"
+    if group.volumes():
+        return "slide"
+    return group.images[0].image_type.lower()
+
+
+def describe_slides(images: Sequence[TiledImage]) -> list[Entry]:
+    """The slides already-parsed tiled instances make up, grouped as
+    [`list_slides`][dicom_dask.images.slide.list_slides] and
+    [`open_slide`][dicom_dask.images.slide.open_slide] group them, one
+    [`Entry`][dicom_dask.images.entries.Entry] each (its ``parts`` are the instances)."""
+    groups = _group(images)
+    described = [_describe(g) for g in groups]
     _set_apart(described)
-    return described
+    out = []
+    for group, d in zip(groups, described, strict=True):
+        level0 = max(group.volumes() or group.images, key=lambda im: im.matrix_shape)
+        shape = [*level0.matrix_shape] + ([level0.samples] if level0.samples > 1 else [])
+        d.update(
+            kind=_kind(group),
+            modality=str(fast_get(level0.dataset, "Modality", "") or ""),
+            shape=shape,
+            files=len({im.url for im in group.images}),
+            urls=sorted({im.url for im in group.images}),
+        )
+        out.append(Entry(d, group.images))
+    return out
+
+
+def instances_entry(
+    images: Sequence[TiledImage], *, keep_identifiers: bool = False
+) -> dict[str, Any]:
+    """The ``dicom_dask_slide`` entry of a slide index: each instance's index and parsed
+    positions (see [`Slide.to_index`][dicom_dask.images.slide.Slide.to_index])."""
+    return {
+        "format": INDEX_FORMAT,
+        "instances": [
+            {
+                "index": index_to_dict(
+                    im.index, {}, per_frame=im.positions is None, keep_identifiers=keep_identifiers
+                )["dicom_dask"],
+                "positions": None if im.positions is None else im.positions.to_dict(),
+            }
+            for im in images
+        ],
+    }
 
 
 def open_slide(
@@ -679,7 +738,7 @@ def open_slide(
     """
     if index is not None:
         doc = load_index(index, storage_options=storage_options)
-        images = _images_from_index(
+        images = images_from_index(
             doc,
             redact(os.fspath(index)[:200]) if not isinstance(index, Mapping) else "index",
             relocate=relocate,
@@ -697,16 +756,25 @@ def open_slide(
             else f"{len(source)} files"
         )
     group = _select(_group(images), select, where)
-    options = {
-        "raw": raw,
-        "backend": backend,
-        "fill_value": fill_value,
-        "storage_options": storage_options,
-        "chunk_edge": chunk_edge,
-    }
+    return slide_from_images(
+        group,
+        where=where,
+        raw=raw,
+        backend=backend,
+        fill_value=fill_value,
+        storage_options=storage_options,
+        chunk_edge=chunk_edge,
+    )
+
+
+def slide_from_images(images: Sequence[TiledImage], *, where: str, **options: Any) -> Slide:
+    """The [`Slide`][dicom_dask.images.slide.Slide] of the instances of one slide (as
+    grouped by [`describe_slides`][dicom_dask.images.slide.describe_slides]); ``options``
+    are those of [`merge_level`][dicom_dask.images.level.merge_level] (``raw``,
+    ``backend``, ``fill_value``, ``storage_options``, ``chunk_edge``)."""
     volumes: dict[tuple[int, int], list[TiledImage]] = {}
     associated: dict[str, Level] = {}
-    for im in group:
+    for im in images:
         if im.image_type in ASSOCIATED:
             associated.setdefault(im.image_type.lower(), merge_level([im], **options))
         else:
@@ -722,7 +790,9 @@ def open_slide(
         return (spacing[1] if spacing else 0.0, -shape[1])
 
     pyramid = tuple(merge_level(volumes[shape], **options) for shape in sorted(volumes, key=order))
-    return Slide(pyramid=pyramid, associated=associated, storage_options=storage_options)
+    return Slide(
+        pyramid=pyramid, associated=associated, storage_options=options.get("storage_options")
+    )
 
 
 def open_tiled(
