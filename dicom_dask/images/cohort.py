@@ -60,17 +60,26 @@ def group_headers(indexes: Sequence[FrameIndex], *, where: str = "files") -> lis
     return describe_stacks(stacks) + (describe_slides(tiled) if tiled else [])
 
 
-def entry_index(entry: Entry, *, keep_identifiers: bool = False) -> dict[str, Any]:
+def entry_index(
+    entry: Entry,
+    *,
+    keep_identifiers: bool = False,
+    documents: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The index document of ``entry`` (a series index for a volume, a slide index
     otherwise, without kerchunk references): ``open_volume(index=...)`` /
     ``open_slide(index=...)`` and [`open_entry`][dicom_dask.images.cohort.open_entry] open
     it with no header read. Without ``keep_identifiers`` the headers keep only what
-    reading needs of the identifying attributes (see ``docs/cloud.md``)."""
+    reading needs of the identifying attributes (see ``docs/cloud.md``). ``documents``
+    holds files' index entries already made (``index_to_dict(...)["dicom_dask"]`` by URL,
+    with the same ``keep_identifiers``), where the headers were read."""
     if not entry.parts:
         raise ValueError("the entry keeps no parsed headers (not made by a listing)")
     if entry["kind"] == "volume":
+        made = documents or {}
         files = [
-            index_to_dict(ix, {}, keep_identifiers=keep_identifiers)["dicom_dask"]
+            made.get(ix.url)
+            or index_to_dict(ix, {}, keep_identifiers=keep_identifiers)["dicom_dask"]
             for ix in entry.parts
         ]
         body = {"dicom_dask_series": {"format": _SERIES_FORMAT, "files": files}}
