@@ -11,8 +11,10 @@ from __future__ import annotations
 from dicom_dask import config
 from dicom_dask.api import (
     Frames,
+    catalog,
     list_series,
     list_slides,
+    open_entry,
     open_frames,
     open_slide,
     open_store,
@@ -56,9 +58,11 @@ __all__ = [
     "Slide",
     "Volume",
     "__version__",
+    "catalog",
     "dicomweb",
     "list_series",
     "list_slides",
+    "open_entry",
     "open_frames",
     "open_slide",
     "open_store",

@@ -82,12 +82,44 @@ class Catalog(NamedTuple):
 Found = tuple[str, FrameIndex | None, str, str, dict[str, Any] | None]
 
 
+class _Listed:
+    """A filesystem whose ``info()`` answers from the catalog's listing (size, ETag,
+    modification time, as listed) for the files listed, delegating everything else: a
+    worker reads each header without asking for its size again."""
+
+    def __init__(self, fs: Any, listing: dict[str, dict[str, Any]]) -> None:
+        self._fs, self._listing = fs, listing
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        found = self._listing.get(path)
+        return dict(found) if found is not None else self._fs.info(path, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fs, name)
+
+
+def _listing(urls: Sequence[str], storage_options: StorageOptions) -> dict[str, dict[str, Any]]:
+    """What the listing said of each file (by filesystem path), where the filesystem keeps
+    its listings (``dircache``: object stores): nothing is requested."""
+    out: dict[str, dict[str, Any]] = {}
+    for url in urls:
+        if "://" not in url or "::" in url or url.startswith("file://"):
+            continue
+        fs, path = resolve_fs(url, storage_options)
+        listed = getattr(fs, "dircache", None) or {}
+        for entry in listed.get(path.rsplit("/", 1)[0], ()):
+            if entry.get("name") == path and entry.get("type") == "file" and "size" in entry:
+                out[path] = {k: v for k, v in entry.items() if isinstance(v, str | int | float)}
+    return out
+
+
 def read_headers(
     urls: Sequence[str],
     storage_options: StorageOptions = None,
     *,
     workers: int | None = None,
     keep_identifiers: bool = False,
+    listing: dict[str, dict[str, Any]] | None = None,
     on_read: Callable[[], None] | None = None,
 ) -> list[Found]:
     """Read the header of each of ``urls`` in threads (one filesystem per protocol): for
@@ -95,13 +127,15 @@ def read_headers(
     [`index_to_dict`][dicom_dask.chunks.sidecar.index_to_dict]), or
     ``(url, None, error class, reason, None)`` when it is not a DICOM image or cannot be
     read. The task [`catalog`][dicom_dask.integrations.catalog.catalog] runs on workers
-    for each batch of files: the headers are parsed and serialised there. ``on_read`` is
-    called after each file (a progress bar)."""
+    for each batch of files: the headers are parsed and serialised there. ``listing``
+    holds what the catalog's listing said of the files (sizes, ETags: not asked again);
+    ``on_read`` is called after each file (a progress bar)."""
     filesystems: dict[str, Any] = {}
     for url in urls:
         protocol = url.split("://")[0] if "://" in url else "file"
         if "::" not in url and protocol not in filesystems:
-            filesystems[protocol] = resolve_fs(url, storage_options)[0]
+            fs = resolve_fs(url, storage_options)[0]
+            filesystems[protocol] = _Listed(fs, listing) if listing else fs
 
     def one(url: str) -> Found:
         try:
@@ -154,15 +188,31 @@ def _on_client(
 
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     size = max(1, min(BATCH_FILES, math.ceil(len(urls) / (4 * workers))))
-    batches = _batches(urls, size)
+    listing = _listing(urls, storage_options)
+    batches = [
+        (batch, {p: listing[p] for p in map(_path, batch) if p in listing})
+        for batch in _batches(urls, size)
+    ]
     bag = db.from_sequence(batches, npartitions=len(batches))
-    read = bag.map(read_headers, storage_options, keep_identifiers=keep)
+    read = bag.map(_read_batch, storage_options, keep)
     futures = client.compute(read.to_delayed())
     if show:
         from distributed import progress
 
         progress(futures)
     return [item for future in futures for batch in future.result() for item in batch]
+
+
+def _path(url: str) -> str:
+    return url.split("://", 1)[1] if "://" in url else url
+
+
+def _read_batch(
+    batch: tuple[list[str], dict[str, dict[str, Any]]], storage_options: StorageOptions, keep: bool
+) -> list[Found]:
+    """One task of a catalog on a cluster: the headers of a batch of files."""
+    urls, listing = batch
+    return read_headers(urls, storage_options, keep_identifiers=keep, listing=listing)
 
 
 def _in_threads(
