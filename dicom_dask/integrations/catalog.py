@@ -67,7 +67,8 @@ ERROR_COLUMNS = ("url", "error", "reason")
 BATCH_FILES = 64
 #: Catalogs of at least this many files show a progress bar (``progress=None``).
 PROGRESS_FILES = 1000
-_FIRST_BLOCK = 16384  # as open_volume's: series files are small
+#: First header request per file: enhanced and vendor MR headers often pass 16 KiB.
+_FIRST_BLOCK = 65536
 
 
 class Catalog(NamedTuple):
