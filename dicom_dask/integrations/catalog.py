@@ -110,7 +110,7 @@ def _listing(urls: Sequence[str], storage_options: StorageOptions) -> dict[str, 
         listed = getattr(fs, "dircache", None) or {}
         for entry in listed.get(path.rsplit("/", 1)[0], ()):
             if entry.get("name") == path and entry.get("type") == "file" and "size" in entry:
-                out[path] = {k: v for k, v in entry.items() if isinstance(v, str | int | float)}
+                out[path] = dict(entry)
     return out
 
 
