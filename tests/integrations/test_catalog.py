@@ -39,6 +39,8 @@ BUCKET = "cohort"
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cohort")
     shutil.copytree(REAL / "volume_series", root / "series")
+    for name in ("dcmqi_legacy_ct_24x38x3.dcm", "parametric_map_float.dcm"):  # multi-frame
+        shutil.copyfile(REAL / "enhanced" / name, root / "series" / name)
     shutil.copytree(REAL / "wsi" / "cmu1_napari", root / "slides" / "cmu1")
     for name in ("ezwsi_single_frame_wsi.dcm", "highdicom_seg_sm_dots_tiled_full.dcm"):
         shutil.copyfile(REAL / "wsi" / name, root / "slides" / name)
