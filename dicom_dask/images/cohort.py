@@ -108,11 +108,10 @@ def _parts(row: Any, where: str, storage_options: StorageOptions, verify: bool) 
     if isinstance(doc, bytes | str) and doc:
         doc = json.loads(doc)
     if isinstance(doc, Mapping):
-        options = {"verify": verify, "storage_options": storage_options}
         if kind == "volume":
             files = entries(doc, "dicom_dask_series", "files", _SERIES_FORMAT, where)
-            return open_indexes(files, source=where, **options)
-        return images_from_index(doc, where, **options)
+            return open_indexes(files, source=where, verify=verify, storage_options=storage_options)
+        return images_from_index(doc, where, verify=verify, storage_options=storage_options)
     urls = [str(u) for u in _value(row, "urls", [])]
     if not urls:
         raise NoImagesError(f"{where}: the entry has neither an index nor urls")
@@ -127,7 +126,8 @@ def _same(found: Mapping[str, Any], row: Any, keys: Sequence[str]) -> bool:
             continue
         have = found.get(key)
         if key == "orientation":
-            have, want = [round(float(v), 4) for v in have], [round(float(v), 4) for v in want]
+            have = [round(float(v), 4) for v in have or ()]
+            want = [round(float(v), 4) for v in want]
         if str(have) != str(want):
             return False
     return True
