@@ -14,6 +14,9 @@
   any source as its frames, a volume or a slide, by the one rule every front end follows;
 * [`open_volume`][dicom_dask.images.volume.open_volume] and
   [`list_series`][dicom_dask.images.volume.list_series]: CT/MR volumes;
+* [`catalog`][dicom_dask.integrations.catalog.catalog] and
+  [`open_entry`][dicom_dask.images.cohort.open_entry]: a table of every volume and slide
+  under a prefix, and any of its rows (or of a listing's entries) opened with no header read;
 * [`zarr_settings`][dicom_dask.chunks.pipeline.zarr_settings]: zarr settings for the fastest reads;
 * [`to_kerchunk`][dicom_dask.integrations.kerchunk.to_kerchunk]: kerchunk references;
 * [`tissue_mask`][dicom_dask.integrations.patches.tissue_mask]: a tissue mask of a slide;
@@ -27,10 +30,12 @@ from __future__ import annotations
 
 from dicom_dask.chunks.pipeline import zarr_settings
 from dicom_dask.enums import Kind
+from dicom_dask.images.cohort import open_entry
 from dicom_dask.images.instance import Frames, open_frames, open_store
 from dicom_dask.images.slide import list_slides, open_slide, open_tiled
 from dicom_dask.images.sources import open_source, source_kind
 from dicom_dask.images.volume import list_series, open_volume
+from dicom_dask.integrations.catalog import catalog
 from dicom_dask.integrations.kerchunk import to_kerchunk
 from dicom_dask.integrations.ome_zarr import to_ome_zarr
 from dicom_dask.integrations.patches import tissue_mask
@@ -44,8 +49,10 @@ from dicom_dask.integrations.writers import (
 __all__ = [
     "Frames",
     "Kind",
+    "catalog",
     "list_series",
     "list_slides",
+    "open_entry",
     "open_frames",
     "open_slide",
     "open_source",

@@ -181,7 +181,9 @@ def _dataset_json(ds: Dataset, *, per_frame: bool, keep: bool) -> dict[str, Any]
 
     if raw is None:
         return {"dataset": as_json(ds)}
-    rest = ds.copy()
+    # a new dataset over a new dict: pydicom's ``Dataset.copy()`` shares the elements'
+    # dict, and deleting from it took the sequence out of the caller's header
+    rest = Dataset(dict(ds.items()))
     del rest[PER_FRAME_TAG]
     if not per_frame:
         return {"dataset": as_json(rest)}

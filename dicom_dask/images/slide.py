@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from functools import cached_property, partial
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,239 +33,54 @@ from dicom_dask.chunks.sidecar import (
     sources_entry,
 )
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import AmbiguousSourceError, LayoutError, LayoutWarning, NoImagesError
+from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
 from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
 from dicom_dask.frames.sizes import SIZE_ORDER, format_size
 from dicom_dask.frames.storage import redact
-from dicom_dask.frames.values import fast_get
+from dicom_dask.images.entries import Entry
 from dicom_dask.images.level import Level, merge_level
 from dicom_dask.images.ome import multiscales_attributes
+from dicom_dask.images.slides_grouping import (
+    ASSOCIATED,
+    SlideGroup,
+    describe_group,
+    describe_slides,
+    differences,
+    group_slides,
+)
 from dicom_dask.images.sources import expand_sources, index_many
-from dicom_dask.images.tiled import TiledImage, is_tiled, tiled_image
+from dicom_dask.images.tiled import (
+    TiledImage,
+    is_tiled,
+    tiled_image,
+)
 from dicom_dask.images.transforms import TransformOptions
-from dicom_dask.types import ReferenceSet, StorageOptions
+from dicom_dask.types import ReferenceSet, SlideEntry, StorageOptions
 
 if TYPE_CHECKING:
     import dask.array
     import zarr
 
-__all__ = ["Slide", "list_slides", "open_slide", "open_tiled"]
-
-ASSOCIATED = ("LABEL", "OVERVIEW", "THUMBNAIL")
-
-#: What tells slides apart, in the order the error messages name them.
-DISTINGUISHING = {
-    "frame_of_reference_uid": "Frame of Reference UID",
-    "container_identifier": "Container Identifier",
-    "series_instance_uid": "Series Instance UID",
-    "optical_paths": "optical paths",
-}
-
-
-def _slide_key(im: TiledImage) -> tuple[str, str, str]:
-    ds = im.dataset
-    return (
-        str(fast_get(ds, "FrameOfReferenceUID", "") or ""),
-        str(ds.get("ContainerIdentifier", "") or ""),
-        str(fast_get(ds, "SeriesInstanceUID", "") or ""),
-    )
+__all__ = [
+    "Slide",
+    "describe_slides",
+    "images_from_index",
+    "instances_entry",
+    "list_slides",
+    "open_slide",
+    "open_tiled",
+    "slide_from_images",
+]
 
 
-def _extent(im: TiledImage) -> tuple[float, float] | None:
-    """Height and width of the total pixel matrix in mm."""
-    if im.pixel_spacing is None:
-        return None
-    return (im.matrix_shape[0] * im.pixel_spacing[0], im.matrix_shape[1] * im.pixel_spacing[1])
-
-
-def _geometry_difference(a: Sequence[TiledImage], b: Sequence[TiledImage]) -> str | None:
-    """Why the pyramid levels ``a`` and ``b`` cannot be one slide's, or ``None``.
-
-    They are one slide's when, as in a pyramid written level by level, every level
-    has the same orientation and origin, covers the same area (matrix size times
-    pixel spacing, to one pixel of the coarser level), and no level (matrix size,
-    optical path and focal plane) is in both.
-    """
-    for x in a:
-        for y in b:
-            where = f"{x.url} and {y.url}"
-            if np.abs(np.subtract(x.orientation, y.orientation)).max() > 1e-4:
-                return f"{where} have orientations {list(x.orientation)} and {list(y.orientation)}"
-            ex, ey = _extent(x), _extent(y)
-            if ex is None or ey is None or x.pixel_spacing is None or y.pixel_spacing is None:
-                return f"{where}: a pixel spacing is unknown"
-            tol = max(*x.pixel_spacing, *y.pixel_spacing) * 1.01
-            if np.abs(np.subtract(x.origin, y.origin)).max() > tol:
-                return f"{where} have origins {list(x.origin)} and {list(y.origin)} mm"
-            if np.abs(np.subtract(ex, ey)).max() > tol:
-                return (
-                    f"{where} cover {ex[0]:.6g} x {ex[1]:.6g} and {ey[0]:.6g} x {ey[1]:.6g} mm "
-                    "(matrix size x pixel spacing)"
-                )
-            same_paths = {c.identifier for c in x.channels} & {c.identifier for c in y.channels}
-            same_planes = set(x.focal_planes) & set(y.focal_planes)
-            if x.matrix_shape == y.matrix_shape and same_paths and same_planes:
-                return f"{where} are both the {format_size(*x.matrix_shape[::-1])} level"
-    return None
-
-
-@dataclass
-class _Group:
-    """Instances of one slide, and what was merged or kept apart on the way."""
-
-    images: list[TiledImage]
-    #: Frames of Reference merged into this slide (empty when only one).
-    merged: list[str] = field(default_factory=list)
-    #: Why a group of the same series and container was kept apart.
-    apart: list[str] = field(default_factory=list)
-
-    def volumes(self) -> list[TiledImage]:
-        return [im for im in self.images if im.image_type not in ASSOCIATED]
-
-    def values(self, key: int) -> set[str]:
-        return {_slide_key(im)[key] for im in self.images} - {""}
-
-
-def _merge_frames_of_reference(groups: list[_Group]) -> list[_Group]:
-    """Join groups of one series and container whose levels agree in geometry.
-
-    Converters that write a pyramid level by level sometimes give each level its own
-    Frame of Reference UID. OpenSlide groups instances by Series Instance UID alone;
-    here the levels must also agree in geometry (see ``_geometry_difference``).
-    """
-    buckets: dict[tuple[str, str], list[_Group]] = {}
-    for g in groups:
-        _, container, series = _slide_key(g.images[0])
-        buckets.setdefault((series, container), []).append(g)
-    out: list[_Group] = []
-    for (series, container), bucket in buckets.items():
-        if len(bucket) == 1:
-            out.extend(bucket)
-            continue
-        # largest level first: the others join it when their geometry agrees
-        bucket.sort(key=lambda g: -max(im.matrix_shape[1] for im in g.volumes()))
-        joined: list[_Group] = []
-        for g in bucket:
-            reasons = []
-            for host in joined:
-                reason = _geometry_difference(host.volumes(), g.volumes())
-                if reason is None:
-                    host.images.extend(g.images)
-                    break
-                reasons.append(reason)
-            else:
-                g.apart.extend(reasons)
-                joined.append(g)
-        for g in joined:
-            uids = sorted(g.values(0))
-            if len(uids) > 1:
-                g.merged = uids
-                warnings.warn(
-                    f"series {series} (container {container!r}): {len(g.volumes())} pyramid "
-                    f"levels with {len(uids)} different Frame of Reference UIDs "
-                    f"({', '.join(uids[:4])}{', ...' if len(uids) > 4 else ''}) agree in "
-                    "orientation, origin and extent: opened as one slide, as OpenSlide does",
-                    LayoutWarning,
-                    stacklevel=4,
-                )
-        out.extend(joined)
-    return out
-
-
-def _group(images: Sequence[TiledImage]) -> list[_Group]:
-    """Instances per slide: same Frame of Reference, Container Identifier and series.
-
-    Groups of one series and container whose Frames of Reference differ but whose
-    levels agree in geometry are one slide (with a
-    [`LayoutWarning`][dicom_dask.errors.LayoutWarning]). Associated images filed in
-    a series of their own join the slide with the same Frame of Reference or
-    Container Identifier, when there is exactly one.
-    """
-    groups: dict[tuple[str, str, str], list[TiledImage]] = {}
-    for im in images:
-        groups.setdefault(_slide_key(im), []).append(im)
-    with_levels = [
-        _Group(g) for g in groups.values() if any(i.image_type not in ASSOCIATED for i in g)
-    ]
-    out = _merge_frames_of_reference(with_levels)
-    hosts_of = list(out)
-    for key, group in groups.items():
-        if any(i.image_type not in ASSOCIATED for i in group):
-            continue
-        hosts = [
-            g
-            for g in hosts_of
-            if (key[0] and key[0] in g.values(0)) or (key[1] and key[1] in g.values(1))
-        ]
-        if len(hosts) == 1:
-            hosts[0].images.extend(group)
-        else:
-            out.append(_Group(group))
-    return out
-
-
-def _describe(group: _Group) -> dict[str, Any]:
-    first = group.images[0]
-    ds = first.dataset
-    paths = sorted({c.identifier for im in group.volumes() or group.images for c in im.channels})
-    return {
-        "series_instance_uid": str(fast_get(ds, "SeriesInstanceUID", "")),
-        "frame_of_reference_uid": str(fast_get(ds, "FrameOfReferenceUID", "")),
-        "container_identifier": str(ds.get("ContainerIdentifier", "")),
-        "sop_class_uid": str(fast_get(ds, "SOPClassUID", "")),
-        "series_description": str(ds.get("SeriesDescription", "")),
-        "optical_paths": paths,
-        "frame_of_reference_uids": sorted(group.values(0)),
-        "merged_frames_of_reference": list(group.merged),
-        "kept_apart_because": list(group.apart),
-        "instances": [
-            {
-                "url": im.url,
-                "image_type": im.image_type,
-                "matrix": list(im.matrix_shape),
-                "frame_of_reference_uid": _slide_key(im)[0],
-            }
-            for im in group.images
-        ],
-    }
-
-
-def _set_apart(described: list[dict[str, Any]]) -> None:
-    """Add to each description what tells it from the other slides (``differs_by``)."""
-    for field_name in DISTINGUISHING:
-        values = [json.dumps(d[field_name]) for d in described]
-        if len(set(values)) > 1:
-            for d in described:
-                d.setdefault("differs_by", {})[field_name] = d[field_name]
-    for d in described:
-        d.setdefault("differs_by", {})
-
-
-def _differences(described: list[dict[str, Any]]) -> str:
-    """The fields whose values differ between the slides, for an error message."""
-    parts = []
-    for field_name, label in DISTINGUISHING.items():
-        values = list(dict.fromkeys(json.dumps(d[field_name]) for d in described))
-        if len(values) > 1:
-            shown = " | ".join(v.strip('"') for v in values[:4]) + (
-                " | ..." if len(values) > 4 else ""
-            )
-            parts.append(f"{label} ({shown})")
-    apart = [reason for d in described for reason in d["kept_apart_because"]]
-    text = "they differ in " + ", ".join(parts) if parts else "they differ in nothing compared"
-    if apart:
-        text += "; same series and container kept apart because " + "; ".join(apart[:3])
-    return text
-
-
-def _select(groups: list[_Group], select: int | str | None, where: str) -> list[TiledImage]:
+def _select(groups: list[SlideGroup], select: int | str | None, where: str) -> list[TiledImage]:
     if not groups:
         raise NoImagesError(f"{where}: no tiled image (slide instance) found")
     if select is None and len(groups) == 1:
         return groups[0].images
-    described = [_describe(g) for g in groups]
+    described = [describe_group(g) for g in groups]
     listing = "".join(  # one line each
         f"\n  [{i}] series {d['series_instance_uid']} container "
         f"{d['container_identifier']!r} frame of reference {d['frame_of_reference_uid']} "
@@ -275,7 +89,7 @@ def _select(groups: list[_Group], select: int | str | None, where: str) -> list[
     )
     if select is None:
         raise AmbiguousSourceError(
-            f"{where}: holds {len(groups)} slides ({_differences(described)}); pass select= "
+            f"{where}: holds {len(groups)} slides ({differences(described)}); pass select= "
             f"with an index, series UID, container identifier or Frame of Reference UID:"
             f"{listing}"
         )
@@ -515,22 +329,10 @@ class Slide:
         images = [im for lv in self.pyramid for im in lv.images] + [
             im for lv in self.associated.values() for im in lv.images
         ]
-        instances = [
-            {
-                "index": index_to_dict(
-                    im.index,
-                    {},
-                    per_frame=im.positions is None,
-                    keep_identifiers=keep_identifiers,
-                )["dicom_dask"],
-                "positions": None if im.positions is None else im.positions.to_dict(),
-            }
-            for im in images
-        ]
         return reference_set(
             refs,
             sources=sources_entry(im.index for im in images),
-            slide=slide_entry(instances),
+            slide=instances_entry(images, keep_identifiers=keep_identifiers),
         )
 
     def save_index(
@@ -554,7 +356,7 @@ class Slide:
         )
 
 
-def _images_from_index(
+def images_from_index(
     doc: Mapping[str, Any],
     source: str,
     *,
@@ -562,6 +364,9 @@ def _images_from_index(
     verify: bool = True,
     storage_options: StorageOptions = None,
 ) -> list[TiledImage]:
+    """The instances of a slide index (see
+    [`Slide.to_index`][dicom_dask.images.slide.Slide.to_index]), bound to their files
+    (``verify``: one metadata request per file; ``relocate``: as in ``open_slide``)."""
     instances = entries(doc, SLIDE_KEY, "instances", SLIDE_FORMAT, source)
     try:
         infos = [inst["index"] for inst in instances]
@@ -604,7 +409,7 @@ def list_slides(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     storage_options: StorageOptions = None,
-) -> list[dict[str, Any]]:
+) -> list[Entry]:
     """Describe the slides in a folder, glob or list.
 
     Each entry has the slide's series, container, Frame(s) of Reference, optical
@@ -613,10 +418,29 @@ def list_slides(
     ``source`` apart. ``merged_frames_of_reference`` lists the Frames of Reference of
     levels opened as one slide because their geometry agrees;
     ``kept_apart_because`` says why a group of the same series and container was not.
+    ``kind`` says what the entry is (``"slide"``, ``"segmentation"``, or ``"label"`` /
+    ``"overview"`` / ``"thumbnail"`` for an associated image with no pyramid to join: see
+    [`KINDS`][dicom_dask.images.entries.KINDS]) and ``urls`` lists its files; each entry
+    opens with [`open_entry`][dicom_dask.images.cohort.open_entry] without reading a
+    header again.
     """
-    described = [_describe(g) for g in _group(_discover(source, storage_options=storage_options))]
-    _set_apart(described)
-    return described
+    return describe_slides(_discover(source, storage_options=storage_options))
+
+
+def instances_entry(images: Sequence[TiledImage], *, keep_identifiers: bool = False) -> SlideEntry:
+    """The ``dicom_dask_slide`` entry of a slide index: each instance's index and parsed
+    positions (see [`Slide.to_index`][dicom_dask.images.slide.Slide.to_index])."""
+    return slide_entry(
+        [
+            {
+                "index": index_to_dict(
+                    im.index, {}, per_frame=im.positions is None, keep_identifiers=keep_identifiers
+                )["dicom_dask"],
+                "positions": None if im.positions is None else im.positions.to_dict(),
+            }
+            for im in images
+        ]
+    )
 
 
 def open_slide(
@@ -675,7 +499,7 @@ def open_slide(
     """
     if index is not None:
         doc = load_index(index, storage_options=storage_options)
-        images = _images_from_index(
+        images = images_from_index(
             doc,
             redact(os.fspath(index)[:200]) if not isinstance(index, Mapping) else "index",
             relocate=relocate,
@@ -692,20 +516,28 @@ def open_slide(
             if isinstance(source, str | os.PathLike)
             else f"{len(source)} files"
         )
-    group = _select(_group(images), select, where)
-    level = partial(
-        merge_level,
+    group = _select(group_slides(images), select, where)
+    return slide_from_images(
+        group,
+        where=where,
         raw=raw,
         backend=backend,
         fill_value=fill_value,
         storage_options=storage_options,
         chunk_edge=chunk_edge,
     )
+
+
+def slide_from_images(images: Sequence[TiledImage], *, where: str, **options: Any) -> Slide:
+    """The [`Slide`][dicom_dask.images.slide.Slide] of the instances of one slide (as
+    grouped by [`describe_slides`][dicom_dask.images.slides_grouping.describe_slides]); ``options``
+    are those of [`merge_level`][dicom_dask.images.level.merge_level] (``raw``,
+    ``backend``, ``fill_value``, ``storage_options``, ``chunk_edge``)."""
     volumes: dict[tuple[int, int], list[TiledImage]] = {}
     associated: dict[str, Level] = {}
-    for im in group:
+    for im in images:
         if im.image_type in ASSOCIATED:
-            associated.setdefault(im.image_type.lower(), level([im]))
+            associated.setdefault(im.image_type.lower(), merge_level([im], **options))
         else:
             volumes.setdefault(im.matrix_shape, []).append(im)
     if not volumes:
@@ -718,8 +550,10 @@ def open_slide(
         spacing = volumes[shape][0].pixel_spacing
         return (spacing[1] if spacing else 0.0, -shape[1])
 
-    pyramid = tuple(level(volumes[shape]) for shape in sorted(volumes, key=order))
-    return Slide(pyramid=pyramid, associated=associated, storage_options=storage_options)
+    pyramid = tuple(merge_level(volumes[shape], **options) for shape in sorted(volumes, key=order))
+    return Slide(
+        pyramid=pyramid, associated=associated, storage_options=options.get("storage_options")
+    )
 
 
 def open_tiled(

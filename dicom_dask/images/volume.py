@@ -22,10 +22,12 @@ from dicom_dask.chunks.references import SERIES_FORMAT, SERIES_KEY, reference_se
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.config import cpu_count
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
+from dicom_dask.frames import FrameIndex
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.frames.sizes import format_size
 from dicom_dask.frames.storage import redact
 from dicom_dask.images.assembly import assemble
+from dicom_dask.images.entries import Entry
 from dicom_dask.images.geometry import (
     GeometryPolicy,
     indices_to_positions,
@@ -42,7 +44,7 @@ from dicom_dask.images.series import (
 from dicom_dask.images.sources import expand_sources, index_many
 from dicom_dask.types import ReferenceSet, StorageOptions
 
-__all__ = ["Volume", "list_series", "open_volume"]
+__all__ = ["Volume", "describe_stacks", "list_series", "open_volume", "series_stacks"]
 
 #: Target bytes of a dask chunk (whole slices). Below glibc's largest mmap threshold
 #: (32 MiB), freed blocks are reused instead of returned and faulted in again: a full
@@ -601,6 +603,17 @@ def _stacks(
             skip_non_images=discovered,
             first_block=SERIES_FIRST_BLOCK,
         )
+    return series_stacks(indexes, where=where, discovered=discovered), where
+
+
+def series_stacks(
+    indexes: Sequence[FrameIndex], *, where: str, discovered: bool = True
+) -> list[Stack]:
+    """The stacks already-read headers make up, grouped as
+    [`list_series`][dicom_dask.images.volume.list_series] and
+    [`open_volume`][dicom_dask.images.volume.open_volume] group them. Files that cannot be
+    placed in patient space are left out when ``discovered`` (found in a folder), else
+    raise [`LayoutError`][dicom_dask.errors.LayoutError]."""
     records: list[SliceRecord] = []
     for index in indexes:
         try:
@@ -610,7 +623,19 @@ def _stacks(
                 raise
     if not records:
         raise NoImagesError(f"{where}: no image with a position in patient space")
-    return group_stacks(records), where
+    return group_stacks(records)
+
+
+def describe_stacks(stacks: Sequence[Stack]) -> list[Entry]:
+    """One [`Entry`][dicom_dask.images.entries.Entry] per stack (``kind`` ``"volume"``, its
+    ``urls``; its ``parts`` are the files' indexes, in the order of their first slice)."""
+    out = []
+    for stack in stacks:
+        indexes = list({id(r.index): r.index for r in stack.records}.values())
+        described = stack.describe()
+        described.update(kind="volume", urls=[ix.url for ix in indexes])
+        out.append(Entry(described, indexes))
+    return out
 
 
 def list_series(
@@ -618,11 +643,17 @@ def list_series(
     *,
     storage_options: StorageOptions = None,
     index: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Entry]:
     """Describe the stacks (series, orientations, stack IDs) a folder, glob, list or
-    series index holds."""
+    series index holds.
+
+    Each entry has ``kind`` ``"volume"``, the stack's ``urls`` and what
+    [`open_volume`][dicom_dask.images.volume.open_volume] would give (``shape``,
+    ``channels``...); it opens with [`open_entry`][dicom_dask.images.cohort.open_entry]
+    without reading a header again.
+    """
     stacks, _ = _stacks(source, storage_options, index)
-    return [s.describe() for s in stacks]
+    return describe_stacks(stacks)
 
 
 def _select_stack(stacks: list[Stack], select: int | str | None, where: str) -> Stack:
