@@ -15,13 +15,19 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dicom_dask.chunks.references import (
+    SERIES_FORMAT,
+    SERIES_KEY,
+    reference_set,
+    series_entry,
+)
 from dicom_dask.chunks.sidecar import entries, index_to_dict, open_indexes
 from dicom_dask.errors import LayoutError, NoImagesError
 from dicom_dask.frames import FrameIndex
 from dicom_dask.frames.storage import redact
-from dicom_dask.images.assembly import assemble
 from dicom_dask.images.entries import Entry
 from dicom_dask.images.geometry import GeometryPolicy
+from dicom_dask.images.layout import volume_layout
 from dicom_dask.images.level import Level, merge_level
 from dicom_dask.images.slide import (
     Slide,
@@ -33,11 +39,9 @@ from dicom_dask.images.slide import (
 from dicom_dask.images.sources import index_many
 from dicom_dask.images.tiled import TiledImage, is_tiled, tiled_image
 from dicom_dask.images.volume import CHUNK_BYTES, Volume, describe_stacks, series_stacks
-from dicom_dask.types import StorageOptions
+from dicom_dask.types import ReferenceSet, StorageOptions
 
 __all__ = ["entry_index", "group_headers", "open_entry"]
-
-_SERIES_FORMAT = 1  # of a series index (see Volume.to_index)
 
 
 def group_headers(indexes: Sequence[FrameIndex], *, where: str = "files") -> list[Entry]:
@@ -65,7 +69,7 @@ def entry_index(
     *,
     keep_identifiers: bool = False,
     documents: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
+) -> ReferenceSet:
     """The index document of ``entry`` (a series index for a volume, a slide index
     otherwise, without kerchunk references): ``open_volume(index=...)`` /
     ``open_slide(index=...)`` and [`open_entry`][dicom_dask.images.cohort.open_entry] open
@@ -82,11 +86,9 @@ def entry_index(
             or index_to_dict(ix, {}, keep_identifiers=keep_identifiers)["dicom_dask"]
             for ix in entry.parts
         ]
-        body = {"dicom_dask_series": {"format": _SERIES_FORMAT, "files": files}}
-    else:
-        images = list(entry.parts)
-        body = {"dicom_dask_slide": instances_entry(images, keep_identifiers=keep_identifiers)}
-    return {"version": 1, "refs": {}, **body}
+        return reference_set({}, series=series_entry([dict(f) for f in files]))
+    images = list(entry.parts)
+    return reference_set({}, slide=instances_entry(images, keep_identifiers=keep_identifiers))
 
 
 def _value(row: Any, key: str, default: Any = None) -> Any:
@@ -109,7 +111,7 @@ def _parts(row: Any, where: str, storage_options: StorageOptions, verify: bool) 
         doc = json.loads(doc)
     if isinstance(doc, Mapping):
         if kind == "volume":
-            files = entries(doc, "dicom_dask_series", "files", _SERIES_FORMAT, where)
+            files = entries(doc, SERIES_KEY, "files", SERIES_FORMAT, where)
             return open_indexes(files, source=where, verify=verify, storage_options=storage_options)
         return images_from_index(doc, where, verify=verify, storage_options=storage_options)
     urls = [str(u) for u in _value(row, "urls", [])]
@@ -191,17 +193,14 @@ def open_entry(
         described = describe_stacks(stacks)
         entry = _pick(described, row, ("series_instance_uid", "stack", "orientation"), where)
         stack = next(s for s, e in zip(stacks, described, strict=True) if e is entry)
-        return Volume(
-            **assemble(
-                stack,
-                where=where,
-                policy=GeometryPolicy.coerce(geometry),
-                raw=raw,
-                backend=backend,
-                fill_value=fill_value,
-                storage_options=storage_options,
-                chunk_bytes=CHUNK_BYTES,
-            )
+        layout = volume_layout(stack, where=where, policy=GeometryPolicy.coerce(geometry))
+        return Volume.from_layout(
+            layout,
+            raw=raw,
+            backend=backend,
+            fill_value=fill_value,
+            storage_options=storage_options,
+            chunk_bytes=CHUNK_BYTES,
         )
     images: list[TiledImage] = parts
     entry = _pick(describe_slides(images), row, ("series_instance_uid", "kind"), where)
