@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.config import cpu_count
+from dicom_dask.config import threads as config_threads
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.frames.sizes import format_size
@@ -329,7 +329,7 @@ class Volume:
         untouched = getattr(array, "name", None) == getattr(self.reader, "array_name", "")
         if untouched and not kwargs and (self.store is not None or self.reader.is_local()):
             reader = copy.copy(self.reader)
-            reader.threads = cpu_count()
+            reader.threads = config_threads()
             array = reader[tuple(slice(None) for _ in self.reader.shape)]
         elif hasattr(array, "compute"):
             array = array.compute(**kwargs)

@@ -94,14 +94,19 @@ def test_region_reads_merge_tile_rows(tmp_path) -> None:
 
 
 def test_merge_ranges_rules() -> None:
-    from dicom_dask.chunks.reader import merge_ranges
+    from dicom_dask.frames.fetch import MERGE, MergePolicy, merge_ranges
 
     # neighbours merge; a large gap splits; results map back to the inputs
     spans = merge_ranges([(100, 200), (0, 100), (200, 250), (10_000_000, 10_000_010)])
     assert spans == [(0, 250, [1, 0, 2]), (10_000_000, 10_000_010, [3])]
-    # a merge that would be mostly unrequested bytes is not made
+    # a merge that would be mostly unrequested bytes is not made ...
     assert len(merge_ranges([(0, 100), (50_000, 50_100)])) == 2
-    # the size limit holds
-    assert len(merge_ranges([(0, 10), (10, 30)], limit=20)) == 2
+    # ... unless the policy allows any waste (zarr's get_ranges: gap and size only)
+    zarrs = MergePolicy(gap=1 << 20, limit=16 << 20, waste=1.0)
+    assert merge_ranges([(0, 100), (50_000, 50_100)], policy=zarrs) == [(0, 50_100, [0, 1])]
+    # the gap and size limits hold
+    assert len(merge_ranges([(0, 10), (10, 30)], policy=MergePolicy(limit=20))) == 2
+    assert len(merge_ranges([(0, 10), (MERGE.gap + 11, MERGE.gap + 12)], policy=zarrs)) == 1
+    assert len(merge_ranges([(0, 10), (20, 30)], policy=MergePolicy(gap=9, waste=1.0))) == 2
     # duplicates share one request
     assert merge_ranges([(5, 9), (5, 9)]) == [(5, 9, [0, 1])]

@@ -274,7 +274,6 @@ def test_codec_order_folds_the_transpose(tmp_path) -> None:
 
 def _real_entries() -> list[dict[str, Any]]:
     from dicom_dask.chunks.fastcodecs import DECODER_DEPENDENCIES
-
     from tests.conftest import REFERENCE
 
     return [e for e in REFERENCE["files"] if e["transfer_syntax_uid"] in DECODER_DEPENDENCIES]
