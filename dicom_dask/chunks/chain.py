@@ -3,8 +3,8 @@
 Our arrays decode through ``transpose`` codecs (any number, each permuting the shape the
 next one sees), then an array-to-bytes codec: zarr's ``bytes`` (native pixels) or
 [`DicomFrameCodec`][dicom_dask.chunks.codec.DicomFrameCodec]. The direct reader
-([`ManifestArray`][dicom_dask.chunks.reader.ManifestArray]) and the numcodecs form of
-the chain ([`decode_chain`][dicom_dask.chunks.numcodec.decode_chain]) both decode with
+(`chunks.reader.ManifestArray`) and the numcodecs form of the chain
+(`chunks.numcodec.decode_chain`) both decode with
 [`ChunkDecoder`][dicom_dask.chunks.chain.ChunkDecoder]: a chain it cannot decode is a
 [`ManifestError`][dicom_dask.errors.ManifestError], bytes that cannot be the chunk a
 [`CorruptFrameError`][dicom_dask.errors.CorruptFrameError] naming the chunk.

@@ -9,8 +9,8 @@ The store and the direct reader of the ``chunks`` stage turn chunk references in
 spans and read them here
 ([`DicomStore.fetch_refs`][dicom_dask.chunks.store.DicomStore.fetch_refs]).
 [`call_fs`][dicom_dask.frames.fetch.call_fs] wraps any other filesystem call; both retry
-transient failures with [`RETRY`][dicom_dask.frames.fetch.RETRY] and raise errors that
-name the URL and the byte range.
+transient failures with `RETRY` (a [`RetryPolicy`][dicom_dask.frames.fetch.RetryPolicy]) and
+raise errors that name the URL and the byte range.
 """
 
 from __future__ import annotations
