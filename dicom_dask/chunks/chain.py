@@ -42,7 +42,7 @@ def split_chain(codecs: Sequence[dict[str, Any]]) -> tuple[list[tuple[int, ...]]
         else:
             break
     raise ManifestError(
-        f"{CODEC_NAME}: cannot decode the codec chain {list(codecs)!r} "
+        f"{CODEC_NAME}: cannot express the codec chain {list(codecs)!r} as one decoder "
         "(expected transposes, then 'bytes' or 'dicom_dask.frame')"
     )
 

@@ -68,11 +68,11 @@ def test_every_transpose_of_a_chain_is_applied(tmp_path: Path) -> None:
 
 def test_a_chain_that_cannot_be_decoded_is_a_manifest_error(tmp_path: Path) -> None:
     bad = [*CHAIN[:2], {"name": "bytes"}, {"name": "gzip", "configuration": {"level": 1}}]
-    with pytest.raises(ManifestError, match="cannot decode the codec chain"):
+    with pytest.raises(ManifestError, match="cannot express the codec chain"):
         ChunkDecoder(bad, SHAPE, np.uint16)
-    with pytest.raises(ManifestError, match="cannot decode the codec chain"):
+    with pytest.raises(ManifestError, match="cannot express the codec chain"):
         _reader(_store(tmp_path, b"", bad), bad)
-    with pytest.raises(ManifestError, match="cannot decode the codec chain"):
+    with pytest.raises(ManifestError, match="cannot express the codec chain"):
         DicomChainCodec(bad, list(SHAPE), "uint16")
 
 
