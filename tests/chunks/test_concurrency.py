@@ -22,23 +22,24 @@ from tests.servers import SLIDE_TILE
 REGION = ((1000, 1500), (2048, 2048))
 
 
-def _running_at_once(pool: Any, tasks: int) -> int:
-    """How many of ``tasks`` blocking tasks ``pool`` runs at once."""
+def _runs_at_once(pool: Any, tasks: int, expected: int) -> bool:
+    """Whether ``pool`` runs exactly ``expected`` of ``tasks`` blocking tasks at once."""
     started = threading.Semaphore(0)
     release = threading.Event()
 
     def task() -> None:
         started.release()
-        release.wait(10)
+        release.wait(30)
 
     futures = [pool.submit(task) for _ in range(tasks)]
-    running = 0
-    while started.acquire(timeout=0.5):
-        running += 1
-    release.set()
-    for future in futures:
-        future.result(timeout=10)
-    return running
+    try:
+        running = sum(started.acquire(timeout=10) for _ in range(expected))
+        more = started.acquire(timeout=0.3)  # one more would have started by now
+    finally:
+        release.set()
+        for future in futures:
+            future.result(timeout=30)
+    return running == expected and not more
 
 
 def test_threads_setting_sizes_the_decoding_pool() -> None:
@@ -47,9 +48,9 @@ def test_threads_setting_sizes_the_decoding_pool() -> None:
     with dicom_dask.config.set(threads=3):
         assert dicom_dask.config.threads() == 3
         assert frame_threads.pool_size() == 3
-        assert _running_at_once(frame_threads.pool(), 5) == 3
+        assert _runs_at_once(frame_threads.pool(), 5, 3)
     with dicom_dask.config.set(threads=5):
-        assert _running_at_once(frame_threads.pool(), 7) == 5
+        assert _runs_at_once(frame_threads.pool(), 7, 5)
     assert frame_threads.pool_size() == default
 
 
