@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +21,7 @@ from zarr.abc.codec import ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin
 from zarr.core.common import parse_named_configuration
 
 from dicom_dask.chunks.decoders import decode_chunk, select_backend
-from dicom_dask.chunks.store import DicomStore, _pread
+from dicom_dask.chunks.store import DicomStore
 from dicom_dask.compat import strip_protocol
 from dicom_dask.errors import (
     CorruptFrameError,
@@ -30,6 +29,8 @@ from dicom_dask.errors import (
     CroppedTileWarning,
     DicomDaskError,
 )
+from dicom_dask.frames.fetch import pread
+from dicom_dask.frames.threads import LoopPass, run_in_threads
 
 if TYPE_CHECKING:
     from typing import Self
@@ -420,8 +421,8 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
             # the batch's bytes in a few calls: a DicomStore merges neighbouring remote
             # tiles into one request, an fsspec store (kerchunk references) merges
             # neighbouring ranges of a file; decoding starts as each part arrives
-            part = len(batch) if isinstance(store, DicomStore) else _FETCH_PART
-            gate = asyncio.Semaphore(_FETCH_PARTS)
+            part = len(batch) if isinstance(store, DicomStore) else FETCH_PART
+            gate = asyncio.Semaphore(FETCH_PARTS)
 
             async def fetch_decode(
                 items: list[tuple[ByteGetter, SelectorTuple, ArraySpec]],
@@ -465,72 +466,10 @@ class DicomFrameCodec(ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin):
         raise NotImplementedError(f"{CODEC_NAME} output size is not fixed")
 
 
-class _LoopPass:
-    """Run the work submitted in one pass of an event loop in worker threads, a few
-    hops for all of it.
-
-    zarr starts up to ``async.concurrency`` chunk reads at once, one task each; handing
-    each chunk to a worker thread on its own costs the event loop as much as a small
-    tile's decode. Here the chunks of one pass are split among ``os.cpu_count()``
-    threads instead.
-    """
-
-    def __init__(self) -> None:
-        self._pending: dict[
-            asyncio.AbstractEventLoop, list[tuple[Callable[[], Any], asyncio.Future[Any]]]
-        ] = {}
-        self._workers = max(1, os.cpu_count() or 1)
-
-    def submit(self, func: Callable[[], Any]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        pending = self._pending.get(loop)
-        if pending is None:
-            pending = self._pending[loop] = []
-            loop.call_soon(self._flush, loop)
-        pending.append((func, future))
-        return future
-
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        items = self._pending.pop(loop, [])
-        size = max(1, -(-len(items) // self._workers))  # a job per core
-        for k in range(0, len(items), size):
-            group = items[k : k + size]
-            done = loop.run_in_executor(None, _run_each, [func for func, _ in group])
-            done.add_done_callback(partial(_deliver, [future for _, future in group]))
-
-
-def _run_each(funcs: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
-    out: list[tuple[bool, Any]] = []
-    for func in funcs:
-        try:
-            out.append((True, func()))
-        except Exception as exc:  # delivered to the chunk's own task
-            out.append((False, exc))
-    return out
-
-
-def _deliver(
-    futures: list[asyncio.Future[Any]], done: asyncio.Future[list[tuple[bool, Any]]]
-) -> None:
-    if done.cancelled() or done.exception() is not None:
-        exc = done.exception() if not done.cancelled() else asyncio.CancelledError()
-        for future in futures:
-            if not future.done():
-                future.set_exception(exc)  # type: ignore[arg-type]
-        return
-    for future, (ok, value) in zip(futures, done.result(), strict=True):
-        if future.done():  # cancelled meanwhile
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
-_IN_THREADS = _LoopPass()
+#: Decoding asked for in one pass of zarr's event loop, split into ``threads()`` jobs.
+_IN_THREADS: LoopPass[Callable[[], Any]] = LoopPass(run_in_threads)
 #: Chunks fetched in one call, and calls in flight, for a batch from another store.
-_FETCH_PART, _FETCH_PARTS = 64, 4
+FETCH_PART, FETCH_PARTS = 64, 4
 
 
 def _describe_chunk(store: Any, key: str) -> tuple[str, str]:
@@ -596,7 +535,7 @@ def _reference_reader(store: Any, key: str) -> Callable[[], bytes] | None:
     local = strip_protocol(LocalFileSystem, url)
 
     def read() -> bytes:
-        data = _pread(local, offset, size)
+        data = pread(local, offset, offset + size)
         if len(data) != size:
             raise CorruptFrameError(
                 f"{url}: chunk {name!r}: expected {size} bytes at offset {offset}, got {len(data)}"

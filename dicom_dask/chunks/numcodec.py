@@ -34,8 +34,9 @@ import numpy as np
 from numcodecs.abc import Codec
 from zarr.abc.codec import BytesBytesCodec
 
-from dicom_dask.chunks.codec import CODEC_NAME, DicomFrameCodec, EdgeCell
-from dicom_dask.errors import DicomDaskError, ManifestError
+from dicom_dask.chunks.chain import ChunkDecoder, split_chain
+from dicom_dask.chunks.codec import CODEC_NAME, EdgeCell
+from dicom_dask.errors import DicomDaskError
 
 if TYPE_CHECKING:
     from typing import Self
@@ -66,7 +67,7 @@ def chain_filter(
 ) -> dict[str, Any]:
     """The numcodecs configuration (``{"id": "dicom_dask.frame", ...}``) of a v3 chain;
     ``shape`` and ``fill_value`` (the array's) are written when given."""
-    _split(codecs)  # validate now, not at the first read
+    split_chain(codecs)  # validate now, not at the first read
     config: dict[str, Any] = {
         "id": CODEC_NAME,
         "codecs": [dict(c) for c in codecs],
@@ -80,23 +81,6 @@ def chain_filter(
     return config
 
 
-def _split(codecs: list[dict[str, Any]]) -> tuple[list[list[int]], dict[str, Any]]:
-    """``(transpose orders, array-to-bytes codec)`` of one of our chains."""
-    orders: list[list[int]] = []
-    for i, codec in enumerate(codecs):
-        name = codec.get("name")
-        if name == "transpose":
-            orders.append([int(k) for k in codec["configuration"]["order"]])
-        elif name in ("bytes", CODEC_NAME) and i == len(codecs) - 1:
-            return orders, codec
-        else:
-            break
-    raise ManifestError(
-        f"{CODEC_NAME}: cannot express the codec chain {codecs!r} as one bytes codec "
-        "(expected transposes, then 'bytes' or 'dicom_dask.frame')"
-    )
-
-
 def decode_chain(
     data: bytes | memoryview,
     codecs: list[dict[str, Any]],
@@ -107,40 +91,21 @@ def decode_chain(
     fill_value: Any = None,
     owner: object = None,
 ) -> np.ndarray:
-    """Decode one chunk's encoded bytes through a v3 chain to a C-ordered array.
+    """Decode one chunk's encoded bytes through a v3 chain to a C-ordered array
+    (with the one chain decoder, [`ChunkDecoder`][dicom_dask.chunks.chain.ChunkDecoder]).
 
     With the array's ``shape``, a frame cropped to what the array's end leaves of a tile
     is pasted into a cell of ``fill_value`` (see the module's description), warned about
     once per ``owner`` (the codec of one array)."""
-    orders, last = _split(codecs)
-    encoded_shape = tuple(chunk_shape)
-    # per axis, what the array's end leaves of a chunk: the only size a cropped side may have
-    ends = None
+    decoder = ChunkDecoder(codecs, chunk_shape, dtype)
+    edge = None
     if shape is not None:
+        # per axis, what the array's end leaves of a chunk: the only size a cropped side may have
         ends = tuple(n % c or c for n, c in zip(shape, chunk_shape, strict=True))
-    for order in orders:  # each transpose permutes the shape seen by the next codec
-        encoded_shape = tuple(encoded_shape[k] for k in order)
-        ends = None if ends is None else tuple(ends[k] for k in order)
-    if last["name"] == "bytes":
-        endian = (last.get("configuration") or {}).get("endian", "little")
-        stored = dtype.newbyteorder("<" if endian == "little" else ">")
-        arr = np.frombuffer(data, dtype=stored)
-        if arr.size != int(np.prod(encoded_shape)):
-            raise DicomDaskError(
-                f"{CODEC_NAME}: a native chunk holds {arr.size} values, expected "
-                f"{int(np.prod(encoded_shape))} for the chunk shape {encoded_shape}"
-            )
-        arr = arr.reshape(encoded_shape)
-    else:
-        codec = DicomFrameCodec.from_dict(last)
-        edge = None
-        if ends is not None:
-            fill = 0 if fill_value is None else fill_value
-            cell = EdgeCell(ends, fill, _UNKNOWN, "a chunk", once=f"#{id(owner)}")
-            edge = partial(_same, cell)
-        arr = codec.decode_bytes(data, edge=edge).reshape(encoded_shape)
-    for order in reversed(orders):
-        arr = arr.transpose(np.argsort(order))
+        fill = 0 if fill_value is None else fill_value
+        cell = EdgeCell(ends, fill, _UNKNOWN, "a chunk", once=f"#{id(owner)}")
+        edge = partial(_same, cell)
+    arr = decoder(data, edge=edge, where=_UNKNOWN)
     return np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<"))
 
 
@@ -185,7 +150,7 @@ class DicomChainCodec(Codec):
         self.data_type = str(data_type)
         self.shape = None if shape is None else [int(n) for n in shape]
         self.fill_value = fill_value
-        _split(self.codecs)
+        split_chain(self.codecs)
 
     def get_config(self) -> dict[str, Any]:
         """The codec's JSON configuration."""
@@ -247,7 +212,7 @@ class DicomChainBytesCodec(BytesBytesCodec):
         shape: list[int] | None = None,
         fill_value: Any = None,
     ) -> None:
-        _split(list(codecs))
+        split_chain(list(codecs))
         object.__setattr__(self, "codecs", tuple(dict(c) for c in codecs))
         object.__setattr__(self, "chunk_shape", tuple(int(n) for n in chunk_shape))
         object.__setattr__(self, "data_type", str(data_type))

@@ -12,7 +12,7 @@ This pipeline is zarr's own for everything except reads of chunks the
 [`DicomFrameCodec`][dicom_dask.chunks.codec.DicomFrameCodec] decodes from local
 files (a [`DicomStore`][dicom_dask.chunks.store.DicomStore] on the local disk, or
 kerchunk references to local files): those are read, decoded and pasted into the
-output by ``os.cpu_count()`` threads, each taking the next chunk when it is done
+output by ``dicom_dask.config.threads()`` threads, each taking the next chunk when it is done
 with one. zarr's extension point selects it, as it does other pipelines::
 
     zarr.config.set({"codec_pipeline.path": "dicom_dask.chunks.pipeline.DicomCodecPipeline"})
@@ -31,16 +31,14 @@ names (zarr's ``FusedCodecPipeline``, zarrs, ...) is left alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from zarr.core.codec_pipeline import BatchedCodecPipeline, fill_value_or_default
 
 from dicom_dask.chunks.codec import DicomFrameCodec, _local_reader
-from dicom_dask.chunks.reader import _share
-from dicom_dask.config import cpu_count
+from dicom_dask.config import threads
+from dicom_dask.frames import threads as frame_threads
 
 if TYPE_CHECKING:
     from zarr.abc.store import ByteGetter
@@ -57,7 +55,7 @@ _ZARR_DEFAULT = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 
 _Item = tuple["ByteGetter", "ArraySpec", "SelectorTuple", "SelectorTuple", bool]
 #: Remote chunks handed to the codec at once (a 16k level of 256² tiles: 16 tile rows).
-_REMOTE_WAVE = 1024
+REMOTE_WAVE = 1024
 
 
 class DicomCodecPipeline(BatchedCodecPipeline):
@@ -101,16 +99,16 @@ class DicomCodecPipeline(BatchedCodecPipeline):
             out[out_selection] = chunk  # a transposed view is copied once, here
             return "present"
 
-        statuses = await _in_threads(read_one, len(batch), _workers())
+        statuses = await frame_threads.map_in_threads(read_one, len(batch), threads())
         return tuple({"status": status} for status in statuses)
 
     async def _read_remote(
         self, batch: list[_Item], out: NDBuffer, drop_axes: tuple[int, ...]
     ) -> Any:
-        """Chunks from a remote store: the codec gets them in waves of `_REMOTE_WAVE`
+        """Chunks from a remote store: the codec gets them in waves of `REMOTE_WAVE`
         (a wave's neighbouring tiles come in one request from a DicomStore), two waves
         in flight, so at most two waves of decoded chunks wait to be copied."""
-        if len(batch) <= _REMOTE_WAVE:
+        if len(batch) <= REMOTE_WAVE:
             return await self.read_batch(batch, out, drop_axes)
         gate = asyncio.Semaphore(2)
 
@@ -119,7 +117,7 @@ class DicomCodecPipeline(BatchedCodecPipeline):
                 return await self.read_batch(part, out, drop_axes)
 
         waves = await asyncio.gather(
-            *(wave(batch[i : i + _REMOTE_WAVE]) for i in range(0, len(batch), _REMOTE_WAVE))
+            *(wave(batch[i : i + REMOTE_WAVE]) for i in range(0, len(batch), REMOTE_WAVE))
         )
         if any(result is None for result in waves):  # zarr < 3.4 reports nothing
             return None
@@ -135,40 +133,6 @@ class DicomCodecPipeline(BatchedCodecPipeline):
         )
 
 
-def _workers() -> int:
-    from zarr import config
-
-    return int(config.get("threading.max_workers", None) or cpu_count())
-
-
-async def _in_threads(func: Callable[[int], Any], n: int, workers: int) -> list[Any]:
-    """``[func(0), ..., func(n - 1)]``, computed by ``workers`` threads that each take
-    the next index when done with one (the reader's `_share`). The first exception
-    stops the others after their current item and is raised once they have stopped;
-    so does cancelling the awaiting task."""
-    results: list[Any] = [None] * n
-    cancelled = threading.Event()
-
-    def one(k: int) -> None:
-        if cancelled.is_set():
-            raise _Stopped
-        results[k] = func(k)
-
-    job = asyncio.get_running_loop().run_in_executor(None, _share, one, list(range(n)), workers)
-    try:
-        await asyncio.shield(job)  # cancelled, the task still waits for the threads
-    except asyncio.CancelledError:
-        cancelled.set()  # nothing may write into the output after the read has ended
-        with contextlib.suppress(_Stopped):
-            await job
-        raise
-    return results
-
-
-class _Stopped(Exception):
-    """Raised in the worker threads of a cancelled `_in_threads`."""
-
-
 def zarr_settings() -> dict[str, Any]:
     """zarr settings that read DICOM chunks fastest: this module's pipeline.
 
@@ -176,7 +140,7 @@ def zarr_settings() -> dict[str, Any]:
     loop, one chunk after another (about as long as half the decoding of a level of
     256 x 256 JPEG tiles). With these settings DICOM frames in local files (a
     [`DicomStore`][dicom_dask.chunks.store.DicomStore] or kerchunk references) are
-    read, decoded and copied by ``os.cpu_count()`` threads (zarr's
+    read, decoded and copied by ``dicom_dask.config.threads()`` threads (zarr's
     ``threading.max_workers`` when set); every other array is read and written by
     zarr's default pipeline, unchanged.
 

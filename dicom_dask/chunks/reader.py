@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
-from dicom_dask.chunks.codec import CODEC_NAME, DicomFrameCodec, EdgeCell
-from dicom_dask.chunks.decoders import correct_unused_bits, masked_native
+from dicom_dask.chunks.chain import ChunkDecoder
+from dicom_dask.chunks.codec import EdgeCell
+from dicom_dask.chunks.decoders import correct_unused_bits
 from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef
 from dicom_dask.chunks.selection import Axis, normalize, place
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.config import cpu_count
 from dicom_dask.enums import ITEM_TAG, FrameEncoding
 from dicom_dask.errors import CorruptFrameError, ReadError
-from dicom_dask.frames.dicomweb import fetch_frames
-from dicom_dask.frames.fetch import call_fs, fetch_ranges
+from dicom_dask.frames.fetch import call_fs
+from dicom_dask.frames.threads import share
 
 __all__ = ["ChunkDecoder", "FrameLabel", "ManifestArray"]
 
@@ -38,110 +34,6 @@ _Wanted = tuple[tuple[int, ...], ChunkRef, tuple[Any, ...], tuple[Any, ...]]
 
 #: Chunks per unit of work when a read decodes in several threads.
 BATCH = 16
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    """One decoding pool per process (rebuilt after a fork)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != os.getpid():
-            workers = max(2, cpu_count())
-            _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="dicom-dask"))
-        return _POOL[1]
-
-
-def _share(func: Callable[[Any], None], items: list[Any], threads: int) -> None:
-    """``func`` over ``items`` in ``threads`` threads: the calling thread and
-    ``threads - 1`` of the pool, each taking the next item when it is done with one.
-
-    No more threads decode than asked for (on 2 cores, a third decoder only slows the
-    other two), and a small read waits for one thread wake-up fewer. The first error
-    stops the others after their current item and is raised once they have stopped;
-    a helper the busy pool has not started yet is cancelled, not waited for.
-    """
-    pending = iter(items)
-    lock = threading.Lock()
-    errors: list[BaseException] = []  # the first one is raised
-
-    def run() -> None:
-        while not errors:
-            with lock:
-                item = next(pending, _DONE)
-            if item is _DONE:
-                return
-            try:
-                func(item)
-            except BaseException as exc:
-                with lock:
-                    errors.append(exc)
-                return
-
-    helpers = [_pool().submit(run) for _ in range(min(threads, len(items)) - 1)]
-    try:
-        run()
-    finally:
-        for helper in helpers:
-            if not helper.cancel():
-                helper.result()
-    if errors:
-        raise errors[0]
-
-
-_DONE = object()
-
-
-#: Largest gap (bytes) between two chunks read in one request, largest request, and
-#: the largest share of a request that may be bytes nobody asked for.
-MERGE_GAP = 64 * 1024
-MERGE_MAX = 16 * 2**20
-MERGE_WASTE = 0.1
-
-
-def merge_ranges(
-    ranges: list[tuple[int, int]],
-    *,
-    gap: int = MERGE_GAP,
-    limit: int = MERGE_MAX,
-    waste: float = MERGE_WASTE,
-) -> list[tuple[int, int, list[int]]]:
-    """Merge byte ranges closer than ``gap`` into requests of at most ``limit`` bytes.
-
-    Returns ``(start, stop, members)`` per request, ``members`` indexing ``ranges``.
-    Neighbouring tiles of a row, or slices of a series file, become one request; a
-    merge that would make more than ``waste`` of a request unrequested bytes is not
-    made (tile rows of a narrow region stay separate requests).
-    """
-    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
-    spans: list[tuple[int, int, list[int]]] = []
-    useful: list[int] = []
-    for i in order:
-        start, stop = ranges[i]
-        if spans:
-            s0, s1, members = spans[-1]
-            new_stop = max(stop, s1)
-            wanted = useful[-1] + (stop - start)
-            if (
-                start - s1 <= gap
-                and new_stop - s0 <= limit
-                and (new_stop - s0) - wanted <= waste * (new_stop - s0)
-            ):
-                spans[-1] = (s0, new_stop, [*members, i])
-                useful[-1] = wanted
-                continue
-        spans.append((start, stop, [i]))
-        useful.append(stop - start)
-    return spans
-
-
-def _read_local(path: str, refs: list[ChunkRef]) -> list[bytes]:
-    """Read byte ranges of a local file through one descriptor (``os.pread``)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return [os.pread(fd, r.length, r.offset) for r in refs]
-    finally:
-        os.close(fd)
 
 
 class FrameLabel:
@@ -153,71 +45,6 @@ class FrameLabel:
     def __call__(self, coords: tuple[int, ...]) -> str:
         first = coords[0] * self.k
         return f"frame {first}" if self.k == 1 else f"frames {first}-{first + self.k - 1}"
-
-
-class ChunkDecoder:
-    """Decode one chunk's bytes with the codec chain of a ``zarr.json`` document."""
-
-    def __init__(self, codecs: list[dict[str, Any]], chunk_shape: tuple[int, ...], dtype: Any):
-        self.codecs = codecs
-        self.chunk_shape = tuple(chunk_shape)
-        self.dtype = np.dtype(dtype)
-        last = codecs[-1]
-        self._frame_codec = DicomFrameCodec.from_dict(last) if last["name"] == CODEC_NAME else None
-        self._order: tuple[int, ...] | None = None
-        endian = "little"
-        for codec in codecs:
-            if codec["name"] == "transpose":
-                self._order = tuple(codec["configuration"]["order"])
-            elif codec["name"] == "bytes":
-                endian = codec.get("configuration", {}).get("endian", "little")
-            elif codec["name"] != CODEC_NAME:
-                raise ValueError(f"codec {codec['name']!r} is not supported by the direct reader")
-        self._stored_dtype = self.dtype.newbyteorder("<" if endian == "little" else ">")
-        #: Unused high bits to correct after a direct read (native, Bits Stored < Allocated).
-        self.shift = 0
-        masked = None if self._frame_codec is None else masked_native(self._frame_codec._config)
-        if masked is not None and masked[0] == self.dtype.newbyteorder("<"):
-            self._stored_dtype, self.shift = masked
-        #: Stored bytes are the decoded array itself (read them straight into the output,
-        #: then correct ``shift`` unused bits in place).
-        self.direct = (
-            (self._frame_codec is None or self.shift > 0)
-            and self._order is None
-            and self._stored_dtype == self.dtype.newbyteorder("=")
-            and self.dtype.isnative
-        )
-
-    def __call__(
-        self, data: bytes | memoryview, edge: Callable[[], EdgeCell | None] | None = None
-    ) -> np.ndarray:
-        """Decode one chunk; ``edge`` places a chunk whose frame decodes cropped (see
-        [`DicomFrameCodec.decode_bytes`][dicom_dask.chunks.codec.DicomFrameCodec.decode_bytes])."""
-        shape = self.chunk_shape
-        order = self._order
-        if order is not None:
-            shape = tuple(self.chunk_shape[i] for i in order)
-        if self._frame_codec is not None:
-            if edge is not None and order is not None:  # the codec sees transposed chunks
-                edge = partial(_permute_cell, edge, order)
-            arr = self._frame_codec.decode_bytes(data, edge=edge)
-            arr = np.asarray(arr, dtype=self.dtype).reshape(shape)
-        else:
-            expected = int(np.prod(shape)) * self.dtype.itemsize
-            if len(data) < expected:
-                raise CorruptFrameError(
-                    f"expected {expected} bytes of native pixels, got {len(data)}"
-                )
-            arr = np.frombuffer(data, dtype=self._stored_dtype, count=int(np.prod(shape)))
-            arr = arr.reshape(shape)
-        if self._order is not None:
-            arr = arr.transpose(np.argsort(self._order))
-        return arr.astype(self.dtype, copy=False)
-
-
-def _permute_cell(edge: Callable[[], EdgeCell | None], order: tuple[int, ...]) -> EdgeCell | None:
-    cell = edge()
-    return None if cell is None else replace(cell, valid=tuple(cell.valid[i] for i in order))
 
 
 class ManifestArray:
@@ -347,11 +174,11 @@ class ManifestArray:
                 for i in range(lo, min(lo + size, len(wanted))):
                     paste(wanted[i], fetched.pop(i))
 
-            _share(decode, list(range(0, len(wanted), size)), self.threads)
+            share(decode, list(range(0, len(wanted), size)), self.threads)
         elif self.threads > 1 and len(wanted) > 1:
             # local: each unit reads and decodes its own chunks, reads overlap decoding
             size = max(1, min(BATCH, -(-len(wanted) // self.threads)))
-            _share(work, [wanted[i : i + size] for i in range(0, len(wanted), size)], self.threads)
+            share(work, [wanted[i : i + size] for i in range(0, len(wanted), size)], self.threads)
         else:
             work(wanted)
         return out
@@ -431,66 +258,17 @@ class ManifestArray:
         return rest
 
     def _fetch(self, wanted: Sequence[_Wanted | tuple[tuple[int, ...], ChunkRef]]) -> list[bytes]:
-        """Read the bytes of ``wanted`` references: local files with ``os.pread``, remote
-        ones as merged ranges in one concurrent ``cat_ranges`` call per filesystem, and
-        DICOMweb frames with WADO-RS (one request per run of consecutive frames)."""
-        result: list[bytes | None] = [None] * len(wanted)
-        by_url: dict[str, list[int]] = {}
-        parts: list[tuple[int, list[int]]] = []
-        wado: dict[str, list[int]] = {}
-        for i, item in enumerate(wanted):
-            ref = item[1]
-            if ref.data is not None:
-                result[i] = ref.data
-            elif ref.encoding is FrameEncoding.WADO:
-                assert ref.url is not None
-                wado.setdefault(ref.url, []).append(i)
-            else:
-                assert ref.url is not None
-                by_url.setdefault(ref.url, []).append(i)
-        for url, indices in wado.items():  # DICOMweb: frame numbers, not byte ranges
-            frames = fetch_frames(
-                url,
-                [wanted[i][1].offset for i in indices],
-                storage_options=self.store.storage_options,
+        """Read the bytes of ``wanted`` references with
+        [`DicomStore.fetch_refs`][dicom_dask.chunks.store.DicomStore.fetch_refs]; a failed
+        request's error names the chunks it held."""
+        try:
+            return self.store.fetch_refs([item[1] for item in wanted])
+        except ReadError as exc:
+            held = getattr(exc, "requests", None)
+            if not held:
+                raise
+            first, last = wanted[held[0]][0], wanted[held[-1]][0]
+            what = (
+                self.label(first) if first == last else f"{self.label(first)} to {self.label(last)}"
             )
-            for i in indices:
-                result[i] = frames[wanted[i][1].offset]
-        remote: dict[int, tuple[Any, list[tuple[str, str, int, int]], list[int]]] = {}
-        for url, indices in by_url.items():
-            fs, path = self.store.filesystem(url)
-            refs = [wanted[i][1] for i in indices]
-            if type(fs) is LocalFileSystem:
-                for i, blob in zip(indices, call_fs(url, _read_local, path, refs), strict=True):
-                    result[i] = blob
-                continue
-            # merged requests of every URL on one filesystem go out in one concurrent call
-            _, requests, owners = remote.setdefault(id(fs), (fs, [], []))
-            for start, stop, members in merge_ranges(
-                [(r.offset, r.offset + r.length) for r in refs]
-            ):
-                requests.append((url, path, start, stop))
-                owners.append(len(parts))
-                parts.append((start, [indices[m] for m in members]))
-        for fs, requests, owners in remote.values():
-            try:
-                blobs = fetch_ranges(fs, requests)
-            except ReadError as exc:
-                failed = getattr(exc, "request", None)
-                if failed is None:
-                    raise
-                members = parts[owners[failed]][1]
-                first, last = wanted[members[0]][0], wanted[members[-1]][0]
-                what = (
-                    self.label(first)
-                    if first == last
-                    else f"{self.label(first)} to {self.label(last)}"
-                )
-                raise ReadError(f"{exc} (needed for {what})") from exc
-            for owner, blob in zip(owners, blobs, strict=True):
-                start, members = parts[owner]
-                view = memoryview(blob)
-                for i in members:  # split the merged request back into chunks
-                    ref = wanted[i][1]
-                    result[i] = bytes(view[ref.offset - start : ref.offset - start + ref.length])
-        return [r if r is not None else b"" for r in result]
+            raise ReadError(f"{exc} (needed for {what})") from exc

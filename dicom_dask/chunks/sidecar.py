@@ -46,6 +46,7 @@ from dicom_dask.chunks.references import (
     SOURCES_KEY,
     reference_set,
 )
+from dicom_dask.config import io_concurrency
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import DicomDaskError, ManifestError, StaleIndexError
 from dicom_dask.frames import FrameIndex, FrameRanges
@@ -460,7 +461,7 @@ def open_indexes(
 
     if len(infos) <= 1 or not verify:
         return [one(i) for i in infos]
-    with ThreadPoolExecutor(min(threads, len(infos))) as pool:
+    with ThreadPoolExecutor(min(threads, io_concurrency(), len(infos))) as pool:
         return list(pool.map(one, infos))
 
 
@@ -507,7 +508,7 @@ def check_sources(
         for info in files:
             one(info)
         return
-    with ThreadPoolExecutor(min(threads, len(files))) as pool:
+    with ThreadPoolExecutor(min(threads, io_concurrency(), len(files))) as pool:
         list(pool.map(one, files))
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from dataclasses import replace
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -29,23 +29,27 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef, parse_chunk_key
 from dicom_dask.compat import strip_protocol
 from dicom_dask.enums import FrameEncoding
+from dicom_dask.errors import ReadError
 from dicom_dask.frames.dicomweb import fetch_frames
-from dicom_dask.frames.fetch import call_fs, check_range_read, fetch_ranges
+from dicom_dask.frames.fetch import MERGE, MergePolicy, call_fs, fetch_spans, pread
 from dicom_dask.frames.storage import resolve_fs
+from dicom_dask.frames.threads import Batch, LoopPass, settle
 from dicom_dask.types import StorageOptions
 
 __all__ = ["DicomStore"]
-
-#: Concurrent remote reads closer than this many bytes are merged into one request.
-MERGE_GAP = 4096
-#: Largest merged request (bytes).
-MERGE_MAX = 16 * 2**20
 
 
 def _encode_document(value: Any) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _part(ref: ChunkRef, start: int, stop: int) -> ChunkRef:
+    """The reference to bytes ``[start, stop)`` of ``ref``'s chunk."""
+    if (start, stop) == (0, ref.length):
+        return ref
+    return replace(ref, offset=ref.offset + start, length=max(0, stop - start))
 
 
 def _byte_slice(size: int, byte_range: ByteRequest | None) -> tuple[int, int]:
@@ -59,21 +63,6 @@ def _byte_slice(size: int, byte_range: ByteRequest | None) -> tuple[int, int]:
     if isinstance(byte_range, SuffixByteRequest):
         return max(size - byte_range.suffix, 0), size
     raise TypeError(f"Unexpected byte_range, got {byte_range}.")
-
-
-class _Pending(NamedTuple):
-    ref: ChunkRef
-    start: int
-    stop: int
-    future: asyncio.Future[bytes]
-
-
-def _pread(path: str, offset: int, length: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
 
 
 class DicomStore(Store):
@@ -119,8 +108,8 @@ class DicomStore(Store):
         self._filesystems: dict[str, fsspec.AbstractFileSystem] = {}
         self._local_files: dict[str, str | None] = {}
         self._sync_io: bool | None = None
-        #: Remote reads requested in the current event-loop pass, per loop.
-        self._pending: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        #: Remote reads requested in one event-loop pass, fetched together.
+        self._reads: LoopPass[ChunkRef] = LoopPass(self._flush_reads)
         self._flushing: set[asyncio.Task[None]] = set()
 
     @staticmethod
@@ -152,12 +141,13 @@ class DicomStore(Store):
         state["_filesystems"] = {}
         state["_local_files"] = {}
         state["_sync_io"] = None
-        state["_pending"] = {}
+        del state["_reads"]
         state["_flushing"] = set()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._reads = LoopPass(self._flush_reads)
 
     def with_read_only(self, read_only: bool = False) -> DicomStore:
         # docstring inherited
@@ -220,6 +210,12 @@ class DicomStore(Store):
             return local
 
     @property
+    def local_only(self) -> bool:
+        """Whether every chunk is in memory or in a file on the local disk (zarr's
+        synchronous read path then suits this store; see ``_supports_sync_io``)."""
+        return self._supports_sync_io
+
+    @property
     def _supports_sync_io(self) -> bool:
         """Whether zarr's synchronous read path suits this store: every chunk is in
         memory or in a local file. Remote chunks stay on the asynchronous path, which
@@ -233,22 +229,55 @@ class DicomStore(Store):
             )
         return self._sync_io
 
+    def fetch_refs(self, refs: Sequence[ChunkRef], *, policy: MergePolicy = MERGE) -> list[bytes]:
+        """The bytes of chunk references: the one path from references to bytes.
+
+        Inline chunks are their data; DICOMweb frames come by WADO-RS (one request per
+        run of consecutive frames of an instance); byte ranges go to
+        [`fetch_spans`][dicom_dask.frames.fetch.fetch_spans] (``os.pread`` for local
+        files, merged concurrent requests under ``policy`` elsewhere). A failed request
+        raises [`ReadError`][dicom_dask.errors.ReadError] whose ``requests`` attribute
+        lists the indices (into ``refs``) of the chunks it held.
+        """
+        out: list[bytes] = [b""] * len(refs)
+        spans: list[tuple[str, int, int]] = []
+        owners: list[int] = []
+        wado: dict[str, list[int]] = {}
+        for i, ref in enumerate(refs):
+            if ref.data is not None:
+                out[i] = ref.data
+            elif ref.encoding is FrameEncoding.WADO:
+                assert ref.url is not None
+                wado.setdefault(ref.url, []).append(i)
+            elif ref.length > 0:
+                assert ref.url is not None
+                spans.append((ref.url, ref.offset, ref.offset + ref.length))
+                owners.append(i)
+        for url, indices in wado.items():  # DICOMweb: frame numbers, not byte ranges
+            numbers = [refs[i].offset for i in indices]
+            frames = fetch_frames(url, numbers, storage_options=self.storage_options)
+            for i in indices:
+                out[i] = frames[refs[i].offset]
+        if spans:
+            try:
+                blobs = fetch_spans(spans, filesystem=self.filesystem, policy=policy)
+            except ReadError as exc:
+                held = getattr(exc, "requests", None)
+                if held is not None:
+                    exc.requests = [owners[k] for k in held]  # type: ignore[attr-defined]
+                raise
+            for i, blob in zip(owners, blobs, strict=True):
+                out[i] = blob
+        return out
+
     def read_ref(self, ref: ChunkRef, start: int = 0, stop: int | None = None) -> bytes:
-        """Read (part of) a reference's bytes synchronously."""
+        """Read (part of) a reference's bytes synchronously (see `fetch_refs`)."""
         if ref.encoding is FrameEncoding.WADO:  # a DICOMweb frame: fetched whole
-            assert ref.url is not None
-            frames = fetch_frames(ref.url, [ref.offset], storage_options=self.storage_options)
-            return frames[ref.offset][start:stop]
+            return self.fetch_refs([ref])[0][start:stop]
         stop = ref.length if stop is None else stop
         if ref.data is not None:
             return ref.data[start:stop]
-        assert ref.url is not None
-        if stop <= start:
-            return b""
-        fs, path = self.filesystem(ref.url)
-        data = call_fs(ref.url, fs.cat_file, path, start=ref.offset + start, end=ref.offset + stop)
-        check_range_read(ref.url, ref.offset + start, ref.offset + stop, data)
-        return bytes(data)
+        return self.fetch_refs([_part(ref, start, stop)])[0]
 
     def local_reader(self, key: str) -> Callable[[], bytes | None] | None:
         """A synchronous reader of chunk ``key``'s bytes when they come from a file on
@@ -320,7 +349,7 @@ class DicomStore(Store):
         local = self._local_path(ref)
         if local is None:
             return None
-        return call_fs(ref.url or local, _pread, local, ref.offset + start, stop - start)
+        return call_fs(ref.url or local, pread, local, ref.offset + start, ref.offset + stop)
 
     async def get(
         self,
@@ -381,64 +410,28 @@ class DicomStore(Store):
     # -- coalesced remote reads ----------------------------------------------------
     async def _read_coalesced(self, ref: ChunkRef, start: int, stop: int) -> bytes:
         """Read ``ref[start:stop]`` together with the other remote reads asked for in
-        this pass of the event loop: zarr starts up to ``async.concurrency`` chunk
-        reads at once, and neighbouring tiles become one ranged request."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-        pending = self._pending.get(loop)
-        if pending is None:
-            pending = self._pending[loop] = []
-            loop.call_soon(self._flush, loop)
-        pending.append(_Pending(ref, ref.offset + start, ref.offset + stop, future))
-        return await future
+        this pass of the event loop (a [`LoopPass`][dicom_dask.frames.threads.LoopPass]):
+        zarr starts up to ``async.concurrency`` chunk reads at once, and neighbouring
+        tiles become one ranged request."""
+        data: bytes = await self._reads.submit(_part(ref, start, stop))
+        return data
 
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._pending.pop(loop, [])
-        by_url: dict[str, list[_Pending]] = {}
+    def _flush_reads(self, loop: asyncio.AbstractEventLoop, batch: Batch[ChunkRef]) -> None:
+        by_url: dict[str | None, Batch[ChunkRef]] = {}
         for item in batch:
-            assert item.ref.url is not None
-            by_url.setdefault(item.ref.url, []).append(item)
-        for url, items in by_url.items():
-            task = loop.create_task(self._fetch_group(url, items))
+            by_url.setdefault(item[0].url, []).append(item)
+        for items in by_url.values():  # a failed file fails only its own chunks
+            task = loop.create_task(self._fetch_batch(items))
             self._flushing.add(task)
             task.add_done_callback(self._flushing.discard)
 
-    async def _fetch_group(self, url: str, items: list[_Pending]) -> None:
+    async def _fetch_batch(self, batch: Batch[ChunkRef]) -> None:
         try:
-            blobs = await asyncio.to_thread(self._read_merged, url, items)
+            blobs = await asyncio.to_thread(self.fetch_refs, [ref for ref, _ in batch])
         except BaseException as exc:
-            for item in items:
-                if not item.future.done():
-                    item.future.set_exception(exc)
+            settle(batch, exc)
             return
-        for item, blob in zip(items, blobs, strict=True):
-            if not item.future.done():
-                item.future.set_result(blob)
-
-    def _read_merged(self, url: str, items: list[_Pending]) -> list[bytes]:
-        """The bytes of ``items`` (ranges of ``url``), read as merged ranges in one
-        concurrent ``cat_ranges`` call."""
-        fs, path = self.filesystem(url)
-        order = sorted(range(len(items)), key=lambda i: items[i].start)
-        spans: list[list[int]] = []  # [start, stop, member indices...]
-        for i in order:
-            a, b = items[i].start, items[i].stop
-            if (
-                spans
-                and a - spans[-1][1] <= MERGE_GAP
-                and max(b, spans[-1][1]) - spans[-1][0] <= MERGE_MAX
-            ):
-                spans[-1][1] = max(b, spans[-1][1])
-                spans[-1].append(i)
-            else:
-                spans.append([a, b, i])
-        blobs = fetch_ranges(fs, [(url, path, sp[0], sp[1]) for sp in spans])
-        out: list[bytes] = [b""] * len(items)
-        for sp, blob in zip(spans, blobs, strict=True):
-            view = memoryview(blob)
-            for i in sp[2:]:
-                out[i] = bytes(view[items[i].start - sp[0] : items[i].stop - sp[0]])
-        return out
+        settle(batch, blobs)
 
     async def get_partial_values(
         self,
@@ -483,31 +476,14 @@ class DicomStore(Store):
             yield [(i, prototype.buffer.from_bytes(data[a:b])) for i, (a, b) in enumerate(spans)]
             return
         spans = [_byte_slice(ref.length, r) for r in byte_ranges]
-        groups: list[list[int]] = []  # indices by start, merged under the gap and size limits
-        bounds: list[list[int]] = []  # [start, stop) of each merged read
-        for i in sorted(range(len(spans)), key=lambda i: spans[i]):
-            start, stop = spans[i]
-            if (
-                bounds
-                and start - bounds[-1][1] <= max_gap_bytes
-                and max(stop, bounds[-1][1]) - bounds[-1][0] <= max_coalesced_bytes
-            ):
-                groups[-1].append(i)
-                bounds[-1][1] = max(stop, bounds[-1][1])
-                continue
-            groups.append([i])
-            bounds.append([start, stop])
-        fs, path = self.filesystem(ref.url)
-        requests = [(ref.url, path, ref.offset + a, ref.offset + b) for a, b in bounds if b > a]
-        fetched = iter(await asyncio.to_thread(fetch_ranges, fs, requests) if requests else [])
+        zarrs = MergePolicy(gap=max_gap_bytes, limit=max_coalesced_bytes, waste=1.0)
+        parts = [_part(ref, a, b) for a, b in spans]
+        fetched = await asyncio.to_thread(self.fetch_refs, parts, policy=zarrs)
         out: list[tuple[int, Buffer | None]] = []
-        for group, (a, b) in zip(groups, bounds, strict=True):
-            data = next(fetched) if b > a else b""
+        for i, ((a, b), data) in enumerate(zip(spans, fetched, strict=True)):
             if (a, b) == (0, ref.length):
                 ref.check(data, f"chunk {key!r}")
-            for i in group:
-                piece = data[spans[i][0] - a : spans[i][1] - a]
-                out.append((i, prototype.buffer.from_bytes(piece)))
+            out.append((i, prototype.buffer.from_bytes(data)))
         yield out
 
     async def exists(self, key: str) -> bool:

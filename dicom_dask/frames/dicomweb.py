@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 
 from dicom_dask.compat import requests_session
+from dicom_dask.config import io_concurrency
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import NoImagesError, ReadError, SourceNotFoundError
 from dicom_dask.frames.fetch import call_fs
@@ -236,7 +237,7 @@ def index_location(source: str | DicomWebLocation, *, storage_options: Any = Non
     if not images:
         raise NoImagesError(f"{where}: no instance with pixel data")
     uids = [_value(d, "00080018") for d in images]
-    with ThreadPoolExecutor(min(8, len(uids))) as pool:
+    with ThreadPoolExecutor(min(io_concurrency(), len(uids))) as pool:
         syntaxes = list(pool.map(lambda u: _transfer_syntax(client, loc, u), uids))
     return [_index(loc, d, s) for d, s in zip(images, syntaxes, strict=True)]
 
@@ -286,7 +287,7 @@ def fetch_frames(
     if len(runs) == 1:
         results = [one(runs[0])]
     else:
-        with ThreadPoolExecutor(min(16, len(runs))) as pool:
+        with ThreadPoolExecutor(min(io_concurrency(), len(runs))) as pool:
             results = list(pool.map(one, runs))
     return {
         n: data

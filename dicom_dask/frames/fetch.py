@@ -1,9 +1,16 @@
 """Bytes of byte ranges, with retries: the one place a read meets the filesystem.
 
-[`fetch_ranges`][dicom_dask.frames.fetch.fetch_ranges] reads many ranges in one
-``cat_ranges`` call, [`call_fs`][dicom_dask.frames.fetch.call_fs] wraps any other
-filesystem call; both retry transient failures with [`RETRY`][dicom_dask.frames.fetch.RETRY]
-and raise errors that name the URL and the byte range.
+[`fetch_spans`][dicom_dask.frames.fetch.fetch_spans] turns ``(url, start, stop)`` spans
+into bytes: local files with ``os.pread``, every other filesystem as merged requests
+([`merge_ranges`][dicom_dask.frames.fetch.merge_ranges] under a
+[`MergePolicy`][dicom_dask.frames.fetch.MergePolicy], the one merge rule) in one
+concurrent [`fetch_ranges`][dicom_dask.frames.fetch.fetch_ranges] call per filesystem.
+The store and the direct reader of the ``chunks`` stage turn chunk references into
+spans and read them here
+([`DicomStore.fetch_refs`][dicom_dask.chunks.store.DicomStore.fetch_refs]).
+[`call_fs`][dicom_dask.frames.fetch.call_fs] wraps any other filesystem call; both retry
+transient failures with `RETRY` (a [`RetryPolicy`][dicom_dask.frames.fetch.RetryPolicy]) and
+raise errors that name the URL and the byte range.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import errno
 import functools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,19 +27,30 @@ import fsspec
 
 from dicom_dask.config import io_concurrency
 from dicom_dask.errors import RangeNotSupportedError, ReadError, SourceNotFoundError
-from dicom_dask.frames.storage import redact, scrub
+from dicom_dask.frames.storage import redact, resolve_fs, scrub
 
 __all__ = [
+    "MERGE",
     "RETRY",
+    "MergePolicy",
     "RetryPolicy",
     "call_fs",
     "check_range_read",
     "describe_error",
     "fetch_ranges",
+    "fetch_spans",
     "http_status",
     "is_transient",
+    "merge_ranges",
     "pread",
+    "pread_ranges",
+    "read_ranges",
 ]
+
+#: A byte range of a file: ``(url, start, stop)``.
+Span = tuple[str, int, int]
+#: Where a URL's bytes are: its filesystem and the path on it.
+Resolver = Callable[[str], tuple[fsspec.AbstractFileSystem, str]]
 
 
 def check_range_read(
@@ -62,11 +80,79 @@ def check_range_read(
 
 
 def pread(path: str, start: int, stop: int) -> bytes:
+    """Bytes ``[start, stop)`` of the local file ``path`` (``os.pread``, no file object)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         return os.pread(fd, stop - start, start)
     finally:
         os.close(fd)
+
+
+def pread_ranges(path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    """Bytes of ``(start, stop)`` ranges of the local file ``path``, through one descriptor."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return [os.pread(fd, stop - start, start) for start, stop in ranges]
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class MergePolicy:
+    """When neighbouring byte ranges of one file are read in one request.
+
+    Two ranges (sorted by start) go in one request when the gap between them is at most
+    ``gap`` bytes, the request stays within ``limit`` bytes, and at most ``waste`` of it
+    is bytes nobody asked for. Neighbouring tiles of a row, or slices of a series file,
+    become one request; the tile rows of a narrow region stay separate requests.
+
+    Attributes
+    ----------
+    gap : int
+        Largest gap (bytes) between two ranges read in one request.
+    limit : int
+        Largest request (bytes).
+    waste : float
+        Largest share of a request that may be unrequested bytes (``1.0``: no limit).
+    """
+
+    gap: int = 64 * 1024
+    limit: int = 16 * 2**20
+    waste: float = 0.1
+
+
+#: The policy of every read of chunks (the dask reader and the zarr store alike).
+MERGE = MergePolicy()
+
+
+def merge_ranges(
+    ranges: Sequence[tuple[int, int]], *, policy: MergePolicy = MERGE
+) -> list[tuple[int, int, list[int]]]:
+    """Merge ``(start, stop)`` byte ranges of one file into requests, under ``policy``.
+
+    Returns ``(start, stop, members)`` per request, in file order, ``members`` indexing
+    ``ranges`` (overlapping and repeated ranges share a request).
+    """
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
+    spans: list[tuple[int, int, list[int]]] = []
+    useful: list[int] = []
+    for i in order:
+        start, stop = ranges[i]
+        if spans:
+            s0, s1, members = spans[-1]
+            new_stop = max(stop, s1)
+            wanted = useful[-1] + (stop - start)
+            if (
+                start - s1 <= policy.gap
+                and new_stop - s0 <= policy.limit
+                and (new_stop - s0) - wanted <= policy.waste * (new_stop - s0)
+            ):
+                spans[-1] = (s0, new_stop, [*members, i])
+                useful[-1] = wanted
+                continue
+        spans.append((start, stop, [i]))
+        useful.append(stop - start)
+    return spans
 
 
 @dataclass(frozen=True)
@@ -241,3 +327,108 @@ def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
             tries = f" after {attempt + 1} attempts" if attempt else ""
             raise ReadError(f"{redact(url)}: read failed{tries}: {describe_error(exc)}") from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def read_ranges(
+    fs: fsspec.AbstractFileSystem,
+    requests: Sequence[tuple[str, str, int, int]],
+    *,
+    policy: MergePolicy = MERGE,
+) -> list[bytes]:
+    """Bytes of ``(url, path, start, stop)`` ranges of ``fs``: the ranges of each URL
+    merged under ``policy`` ([`merge_ranges`][dicom_dask.frames.fetch.merge_ranges]), every
+    merged request in one [`fetch_ranges`][dicom_dask.frames.fetch.fetch_ranges] call, each
+    range cut back out of its request.
+
+    A failed request raises [`ReadError`][dicom_dask.errors.ReadError] whose ``requests``
+    attribute lists the indices (into ``requests``) of the ranges it held.
+    """
+    by_url: dict[str, list[int]] = {}
+    for i, (url, *_) in enumerate(requests):
+        by_url.setdefault(url, []).append(i)
+    merged: list[tuple[str, str, int, int]] = []
+    members: list[list[int]] = []
+    for url, indices in by_url.items():
+        path = requests[indices[0]][1]
+        ranges = [requests[i][2:] for i in indices]
+        for start, stop, group in merge_ranges(ranges, policy=policy):
+            merged.append((url, path, start, stop))
+            members.append([indices[m] for m in group])
+    try:
+        blobs = fetch_ranges(fs, merged) if merged else []
+    except ReadError as exc:
+        failed = getattr(exc, "request", None)
+        if failed is not None:
+            exc.requests = members[failed]  # type: ignore[attr-defined]
+        raise
+    out: list[bytes] = [b""] * len(requests)
+    for (_, _, start, _), group, blob in zip(merged, members, blobs, strict=True):
+        view = memoryview(blob)
+        for i in group:
+            a, b = requests[i][2], requests[i][3]
+            out[i] = (
+                blob if (a, b) == (start, start + len(blob)) else bytes(view[a - start : b - start])
+            )
+    return out
+
+
+def fetch_spans(
+    spans: Sequence[Span],
+    *,
+    filesystem: Resolver | None = None,
+    policy: MergePolicy = MERGE,
+) -> list[bytes]:
+    """Bytes of ``(url, start, stop)`` spans, wherever the URLs are.
+
+    Spans of local files are read with ``os.pread`` (one descriptor per file); those of
+    every other filesystem as merged requests
+    ([`read_ranges`][dicom_dask.frames.fetch.read_ranges]), one concurrent call per
+    filesystem, the URLs of one filesystem together.
+
+    Parameters
+    ----------
+    spans : sequence of (str, int, int)
+        ``(url, start, stop)`` per span.
+    filesystem : callable, optional
+        ``url -> (filesystem, path)``, e.g. a store's cached
+        [`filesystem`][dicom_dask.chunks.store.DicomStore.filesystem];
+        [`resolve_fs`][dicom_dask.frames.storage.resolve_fs] by default.
+    policy : MergePolicy
+        When neighbouring spans of a URL are read in one request.
+
+    Returns
+    -------
+    list of bytes
+        One per span. A failed request raises
+        [`ReadError`][dicom_dask.errors.ReadError] naming the URL and byte range, with
+        ``requests`` listing the indices of the spans it held.
+    """
+    from fsspec.implementations.local import LocalFileSystem
+
+    resolve = filesystem or resolve_fs
+    out: list[bytes] = [b""] * len(spans)
+    by_url: dict[str, list[int]] = {}
+    for i, span in enumerate(spans):
+        by_url.setdefault(span[0], []).append(i)
+    remote: dict[int, tuple[Any, list[tuple[str, str, int, int]], list[int]]] = {}
+    for url, indices in by_url.items():
+        fs, path = resolve(url)
+        if type(fs) is LocalFileSystem:
+            ranges = [spans[i][1:] for i in indices]
+            for i, blob in zip(indices, call_fs(url, pread_ranges, path, ranges), strict=True):
+                out[i] = blob
+            continue
+        _, requests, owners = remote.setdefault(id(fs), (fs, [], []))
+        requests.extend((url, path, spans[i][1], spans[i][2]) for i in indices)
+        owners.extend(indices)
+    for fs, requests, owners in remote.values():
+        try:
+            blobs = read_ranges(fs, requests, policy=policy)
+        except ReadError as exc:
+            held = getattr(exc, "requests", None)
+            if held is not None:
+                exc.requests = [owners[k] for k in held]  # type: ignore[attr-defined]
+            raise
+        for i, blob in zip(owners, blobs, strict=True):
+            out[i] = blob
+    return out

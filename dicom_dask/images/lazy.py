@@ -491,9 +491,9 @@ class FusedTransform:
         bounds = np.linspace(0, shape[0], parts + 1).round().astype(int).tolist()
         spans = [(lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
         if len(spans) > 1:
-            from dicom_dask.chunks.reader import _pool
+            from dicom_dask.frames.threads import pool
 
-            for _ in _pool().map(lambda span: self._fill(span, axes, positions, out), spans):
+            for _ in pool().map(lambda span: self._fill(span, axes, positions, out), spans):
                 pass
         else:
             self._fill(spans[0], axes, positions, out)

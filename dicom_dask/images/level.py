@@ -20,7 +20,7 @@ import numpy as np
 from dicom_dask.chunks.manifest import ChunkManifest
 from dicom_dask.chunks.metadata import frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.config import cpu_count
+from dicom_dask.config import threads as config_threads
 from dicom_dask.errors import LayoutError
 from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
@@ -334,7 +334,7 @@ class Level:
         w, h = (int(v) for v in size)
         if w < 0 or h < 0:
             raise ValueError(f"size must be non-negative, got {size}")
-        threads = threads or cpu_count()
+        threads = threads or config_threads()
         reader = self.reader(squeeze=False, threads=threads)
         rows, cols = self.matrix_shape
         y0, y1 = max(y, 0), min(y + h, rows)
@@ -354,7 +354,7 @@ class Level:
         self, region: np.ndarray, channel: int, plane: int, threads: int
     ) -> np.ndarray:
         """Apply the level's transform to a region, in bands of rows across threads."""
-        from dicom_dask.chunks.reader import _pool
+        from dicom_dask.frames.threads import pool
 
         single = self._single(channel, plane)
         tail = (3,) if single.adds_samples else ()
@@ -368,7 +368,7 @@ class Level:
             )
 
         if threads > 1 and len(starts) > 1:
-            for _ in _pool().map(one, starts):
+            for _ in pool().map(one, starts):
                 pass
         else:
             for start in starts:

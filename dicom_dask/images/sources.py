@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dicom_dask.config import io_concurrency
 from dicom_dask.enums import Kind
 from dicom_dask.errors import InvalidOptionError, NoImagesError, NoPixelDataError, NotDicomError
 from dicom_dask.frames import FrameIndex, canonical_url, index_frames
@@ -93,7 +94,7 @@ def expand_sources(
 def _map(func: Callable[[str], T], urls: Sequence[str], threads: int) -> list[T]:
     if len(urls) == 1 or threads <= 1:
         return [func(u) for u in urls]
-    with ThreadPoolExecutor(min(threads, len(urls))) as pool:
+    with ThreadPoolExecutor(min(threads, io_concurrency(), len(urls))) as pool:
         return list(pool.map(func, urls))
 
 

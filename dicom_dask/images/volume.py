@@ -20,7 +20,7 @@ import numpy as np
 
 from dicom_dask.chunks.references import SERIES_FORMAT, SERIES_KEY, reference_set, series_entry
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.config import cpu_count
+from dicom_dask.config import threads as config_threads
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
 from dicom_dask.frames import FrameIndex
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
@@ -333,7 +333,7 @@ class Volume:
         untouched = getattr(array, "name", None) == getattr(self.reader, "array_name", "")
         if untouched and not kwargs and (self.store is not None or self.reader.is_local()):
             reader = copy.copy(self.reader)
-            reader.threads = cpu_count()
+            reader.threads = config_threads()
             array = reader[tuple(slice(None) for _ in self.reader.shape)]
         elif hasattr(array, "compute"):
             array = array.compute(**kwargs)

@@ -56,9 +56,16 @@ def test_one_frame_reads_header_plus_o1_frames(big_files, table: str, tmp_path) 
         # header + BOT + a few 8-byte checks; the first block reads ahead 64 KiB at most
         assert fs.bytes_read <= header + bot + 65536 + 64 * 8 + 16
         assert fs.requests <= 6
-    # Count the bytes of reading one frame through the dask array.
+    # Count the bytes of reading one frame through the dask array (the same file, read
+    # through a counting filesystem that is not the local disk's).
     counting = CountingFileSystem()
-    opened.store._filesystems["file"] = counting
+    opened = dicom_dask.open_frames(
+        f"counting://{path}",
+        storage_options=lambda: counting,
+        index=opened.index,
+        relocate=True,
+    )
+    counting.reset()
     frame = opened.array[1234].compute()
     np.testing.assert_array_equal(frame, frames[1234])
     per_frame = int(opened.manifest.lengths.max())
@@ -78,11 +85,11 @@ def test_region_reads_merge_tile_rows(tmp_path) -> None:
     tiles = np.random.default_rng(3).integers(0, 255, (64 * 64, 32, 32), dtype=np.uint8)
     matrix = tiles.reshape(64, 64, 32, 32).transpose(0, 2, 1, 3).reshape(2048, 2048)
     path = write_slide(tmp_path / "s.dcm", matrix, tile=(32, 32), transfer_syntax=uid.RLELossless)
-    slide = dicom_dask.open_slide(path)
-    level = slide.pyramid[0]
     counting = CountingFileSystem()
+    slide = dicom_dask.open_slide(f"counting://{path}", storage_options=lambda: counting)
+    level = slide.pyramid[0]
     reader = level.reader(squeeze=False)
-    reader.store._filesystems["file"] = counting
+    counting.reset()
     y, x, h, w = 100, 250, 1024, 1024  # unaligned: 33 x 33 tiles touched
     region = reader[0, 0, y : y + h, x : x + w]  # integers drop their axes
     np.testing.assert_array_equal(region, matrix[y : y + h, x : x + w])
@@ -94,14 +101,19 @@ def test_region_reads_merge_tile_rows(tmp_path) -> None:
 
 
 def test_merge_ranges_rules() -> None:
-    from dicom_dask.chunks.reader import merge_ranges
+    from dicom_dask.frames.fetch import MERGE, MergePolicy, merge_ranges
 
     # neighbours merge; a large gap splits; results map back to the inputs
     spans = merge_ranges([(100, 200), (0, 100), (200, 250), (10_000_000, 10_000_010)])
     assert spans == [(0, 250, [1, 0, 2]), (10_000_000, 10_000_010, [3])]
-    # a merge that would be mostly unrequested bytes is not made
+    # a merge that would be mostly unrequested bytes is not made ...
     assert len(merge_ranges([(0, 100), (50_000, 50_100)])) == 2
-    # the size limit holds
-    assert len(merge_ranges([(0, 10), (10, 30)], limit=20)) == 2
+    # ... unless the policy allows any waste (zarr's get_ranges: gap and size only)
+    zarrs = MergePolicy(gap=1 << 20, limit=16 << 20, waste=1.0)
+    assert merge_ranges([(0, 100), (50_000, 50_100)], policy=zarrs) == [(0, 50_100, [0, 1])]
+    # the gap and size limits hold
+    assert len(merge_ranges([(0, 10), (10, 30)], policy=MergePolicy(limit=20))) == 2
+    assert len(merge_ranges([(0, 10), (MERGE.gap + 11, MERGE.gap + 12)], policy=zarrs)) == 1
+    assert len(merge_ranges([(0, 10), (20, 30)], policy=MergePolicy(gap=9, waste=1.0))) == 2
     # duplicates share one request
     assert merge_ranges([(5, 9), (5, 9)]) == [(5, 9, [0, 1])]

@@ -61,7 +61,6 @@ def test_partial_shard_read_is_coalesced(tmp_path, monkeypatch) -> None:
     assert fs.requests == 2 < 1 + 4
 
 
-@pytest.mark.skipif(not HAS_GET_RANGES, reason="zarr < 3.3 has no Store.get_ranges")
 async def test_get_ranges_gaps_limits_and_missing(tmp_path) -> None:
     fs = CountingFileSystem()
     store, _ = _sharded_store(tmp_path, fs)
@@ -80,6 +79,15 @@ async def test_get_ranges_gaps_limits_and_missing(tmp_path) -> None:
     batches = [b async for b in store.get_ranges("c/0/0", small, prototype=proto, max_gap_bytes=8)]
     assert len(batches) == 1 and fs.requests == 3  # three reads in one cat_ranges call
     assert sorted(i for i, _ in batches[0]) == [0, 1, 2]
+    # zarr's own limits, not the reader's waste rule: 90 unrequested bytes of 110 are merged
+    fs.reset()
+    got_pairs = [
+        (i, buf.to_bytes())
+        for b in [b async for b in store.get_ranges("c/0/0", small[:2], prototype=proto)]
+        for i, buf in b
+        if buf is not None
+    ]
+    assert sorted(got_pairs) == [(0, raw[:10]), (1, raw[100:110])] and fs.requests == 1
     first = [RangeByteRequest(0, 1)]
     doc = [b async for b in store.get_ranges("zarr.json", first, prototype=proto)]
     assert doc[0][0][1] is not None and doc[0][0][1].to_bytes() == b"{"

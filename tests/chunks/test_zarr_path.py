@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,6 @@ from pydicom import uid
 
 import dicom_dask
 from dicom_dask.chunks import pipeline as pipeline_module
-from dicom_dask.chunks.codec import _LoopPass
 from dicom_dask.chunks.manifest import ChunkManifest
 from dicom_dask.chunks.pipeline import DicomCodecPipeline
 from dicom_dask.chunks.store import DicomStore
@@ -166,7 +166,9 @@ def test_an_unreadable_tile_raises_its_own_error(
 def test_loop_pass_delivers_each_result_and_error() -> None:
     import asyncio
 
-    passes = _LoopPass()
+    from dicom_dask.frames.threads import LoopPass, run_in_threads
+
+    passes = LoopPass(run_in_threads)
 
     def fail() -> int:
         raise ValueError("tile 3")
@@ -183,14 +185,14 @@ def test_loop_pass_delivers_each_result_and_error() -> None:
 
 def test_sync_io_only_for_local_and_inline_chunks(tmp_path: Any, slide_path: str) -> None:
     local = dicom_dask.open_slide(slide_path).store
-    assert local._supports_sync_io
+    assert local.local_only
     grid = np.zeros((1, 1), dtype=np.int32)
     one = np.ones((1, 1), dtype=np.uint64)
     remote = DicomStore({"": ChunkManifest(["s3://bucket/slide.dcm"], grid, one, one)})
-    assert not remote._supports_sync_io
+    assert not remote.local_only
     http = DicomStore({"": ChunkManifest(["https://host/slide.dcm"], grid, one, one)})
-    assert not http._supports_sync_io
-    assert DicomStore({})._supports_sync_io  # documents and in-memory keys only
+    assert not http.local_only
+    assert DicomStore({}).local_only  # documents and in-memory keys only
 
 
 def test_zarr_settings_select_the_registered_pipeline() -> None:
@@ -279,13 +281,19 @@ def test_kerchunk_references_under_the_pipelines(
     direct: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import fsspec
+
     import dicom_dask.chunks.codec as codec
 
-    if not direct:  # the path of remote references: the store fetches, in parts
-        monkeypatch.setattr(codec, "_reference_reader", lambda store, key: None)
-        monkeypatch.setattr(pipeline_module, "_REMOTE_WAVE", 9)  # waves of 9 chunks
-    monkeypatch.setattr(codec, "_FETCH_PART", 7)  # a batch's bytes come in several parts
     refs = dicom_dask.to_kerchunk(slide_path, kind="slide")
+    if not direct:  # references to a filesystem other than the local disk: fetched, in parts
+        memory = fsspec.filesystem("memory")
+        memory.pipe("/kerchunk-slide.dcm", Path(slide_path).read_bytes())
+        for key, value in refs["refs"].items():
+            if isinstance(value, list):
+                refs["refs"][key] = ["memory://kerchunk-slide.dcm", *value[1:]]
+        monkeypatch.setattr(pipeline_module, "REMOTE_WAVE", 9)  # waves of 9 chunks
+    monkeypatch.setattr(codec, "FETCH_PART", 7)  # a batch's bytes come in several parts
     with zarr.config.set(PIPELINES[pipeline]):
         level = _kerchunk_level(refs)
     waves: list[int] = []
@@ -300,6 +308,8 @@ def test_kerchunk_references_under_the_pipelines(
     if not direct and (pipeline.startswith("zarr_settings") or pipeline == "defaults"):
         assert waves == [9, 9, 9, 3]  # the 30 tiles, in waves
     np.testing.assert_array_equal(level[:, 40:100, 1:2], expected[:, 40:100, 1:2])
+    if not direct:
+        fsspec.filesystem("memory").rm("/kerchunk-slide.dcm")
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
@@ -348,20 +358,18 @@ def test_kerchunk_local_ranges_are_read_directly_and_checked(
     """References to byte ranges of a local file are read with ``pread`` in the decoding
     thread (as fsspec would read them), one per touched tile; a file cut short after the
     references were written gives the chunk's error, not garbage."""
-    import dicom_dask.chunks.codec as codec
-
     copy, last = _truncated_copy(slide_path, tmp_path)
     refs = dicom_dask.to_kerchunk(copy, kind="slide")
     with zarr.config.set(PIPELINES[pipeline]):
         level = _kerchunk_level(refs)
     reads: list[int] = []
-    pread = codec._pread
+    pread = os.pread
 
-    def counting(path: str, offset: int, length: int) -> bytes:
+    def counting(fd: int, length: int, offset: int) -> bytes:
         reads.append(offset)
-        return pread(path, offset, length)
+        return pread(fd, length, offset)
 
-    monkeypatch.setattr(codec, "_pread", counting)
+    monkeypatch.setattr(os, "pread", counting)  # the system calls, counted
     np.testing.assert_array_equal(level[:, 40:70, 60:100], expected[:, 40:70, 60:100])
     assert len(reads) == len(set(reads)) == 2 * 3  # tile rows 1-2, tile columns 1-3
     os.truncate(copy, last + 10)
@@ -396,7 +404,7 @@ def test_pipeline_threads_stop_at_the_first_error_before_it_is_raised() -> None:
     import threading
     import time
 
-    from dicom_dask.chunks.pipeline import _in_threads
+    from dicom_dask.frames.threads import map_in_threads
 
     done: list[int] = []
     lock = threading.Lock()
@@ -410,29 +418,29 @@ def test_pipeline_threads_stop_at_the_first_error_before_it_is_raised() -> None:
         return k
 
     with hang_guard(30), pytest.raises(CorruptFrameError, match="chunk 3"):
-        asyncio.run(_in_threads(func, 200, 3))
+        asyncio.run(map_in_threads(func, 200, 3))
     finished = len(done)
     time.sleep(0.05)
     assert len(done) == finished < 20  # stopped early, and nothing ran after the raise
-    assert asyncio.run(_in_threads(lambda k: k * k, 50, 4)) == [k * k for k in range(50)]
-    assert asyncio.run(_in_threads(lambda k: k, 0, 4)) == []
+    assert asyncio.run(map_in_threads(lambda k: k * k, 50, 4)) == [k * k for k in range(50)]
+    assert asyncio.run(map_in_threads(lambda k: k, 0, 4)) == []
 
 
 _DEFAULT_READERS = r"""
 import json, sys
 import numpy as np, xarray as xr, zarr
 import dicom_dask
-from dicom_dask.chunks import pipeline
+from dicom_dask.frames import threads
 
 assert zarr.config.get("codec_pipeline.path").endswith(".BatchedCodecPipeline")
 threaded = []  # reads whose chunks dicom_dask's pipeline read, decoded and pasted in threads
-in_threads = pipeline._in_threads
+in_threads = threads.map_in_threads
 
 async def counting(func, n, workers):
     threaded.append(n)
     return await in_threads(func, n, workers)
 
-pipeline._in_threads = counting
+threads.map_in_threads = counting
 slide = dicom_dask.open_slide(sys.argv[1])
 expected = np.moveaxis(slide.levels[0].compute(), -1, 0)
 got = {}

@@ -114,7 +114,7 @@ def test_regions_cover_the_data(opened) -> None:
 
 
 def test_share_runs_each_item_once_in_at_most_the_threads_asked_for() -> None:
-    from dicom_dask.chunks.reader import _share
+    from dicom_dask.frames.threads import share
 
     seen: list[int] = []
     running = [0]
@@ -133,13 +133,13 @@ def test_share_runs_each_item_once_in_at_most_the_threads_asked_for() -> None:
     for threads in (1, 2, 3):
         seen.clear()
         peak[0] = 0
-        _share(func, list(range(40)), threads)
+        share(func, list(range(40)), threads)
         assert sorted(seen) == list(range(40))
         assert peak[0] <= threads
 
 
 def test_share_stops_at_the_first_error_and_raises_it() -> None:
-    from dicom_dask.chunks.reader import _share
+    from dicom_dask.frames.threads import share
 
     done: list[int] = []
 
@@ -150,23 +150,24 @@ def test_share_stops_at_the_first_error_and_raises_it() -> None:
         done.append(item)
 
     with pytest.raises(ValueError, match="item 3 is bad"):
-        _share(func, list(range(100)), 2)
+        share(func, list(range(100)), 2)
     assert len(done) < 10  # the others stopped after their current item
 
 
 def test_share_inside_a_busy_pool_does_not_wait_for_helpers_that_never_start() -> None:
-    """Every pool thread runs a ``_share``: their helpers cannot start, and are cancelled
+    """Every pool thread runs a ``share``: their helpers cannot start, and are cancelled
     once the calling threads have done all the items themselves."""
-    from dicom_dask.chunks.reader import _pool, _share
+    from dicom_dask.frames.threads import pool as decoding_pool
+    from dicom_dask.frames.threads import pool_size, share
 
-    pool = _pool()
-    workers = pool._max_workers
+    pool = decoding_pool()
+    workers = pool_size()
     gate = threading.Barrier(workers)
 
     def outer(k: int) -> int:
         gate.wait(timeout=10)  # every pool thread is busy here
         out: list[int] = []
-        _share(out.append, list(range(5)), 2)
+        share(out.append, list(range(5)), 2)
         return len(out)
 
     futures = [pool.submit(outer, k) for k in range(workers)]
