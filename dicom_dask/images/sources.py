@@ -3,32 +3,68 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from fsspec.implementations.local import LocalFileSystem
+
+from dicom_dask.config import io_concurrency
 from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError
 from dicom_dask.frames import FrameIndex, canonical_url, index_frames
 from dicom_dask.frames.storage import resolve_fs
 from dicom_dask.types import StorageOptions
 
-__all__ = ["classify", "classify_source", "expand_sources", "index_many", "is_collection"]
+__all__ = [
+    "Listing",
+    "classify",
+    "classify_source",
+    "expand_sources",
+    "index_many",
+    "is_collection",
+    "list_sources",
+]
 
 T = TypeVar("T")
 _GLOB = set("*?[")
 
 
-def _is_folder(fs: Any, path: str) -> bool:
+def _probe(fs: Any, path: str, url: str) -> tuple[bool, Mapping[str, Any] | None]:
+    """Whether ``path`` is a folder, and the file's ``info()`` when that told it."""
     # HTTP has no folders: isdir() GETs the whole URL to look for links in it, which
     # for a file means downloading it. A listing page is asked for with a trailing "/".
     if {"http", "https"} & set(fs.protocol if isinstance(fs.protocol, tuple) else [fs.protocol]):
-        return path.endswith("/")
+        return path.endswith("/"), None
+    if url.endswith("/") and _is_remote(fs):
+        # an object store's isdir() costs a HEAD and a listing; the listing that
+        # follows tells as much (it is empty when there is no such folder)
+        return True, None
     if path.endswith("/"):
-        return bool(fs.isdir(path))
+        return bool(fs.isdir(path)), None
     try:  # one request (HEAD on object stores) for the usual case, a file
-        return fs.info(path).get("type") == "directory"
+        info = fs.info(path)
     except FileNotFoundError:
-        return False
+        return False, None
+    return info.get("type") == "directory", info
+
+
+def _is_remote(fs: Any) -> bool:
+    return not isinstance(fs, LocalFileSystem) and "::" not in str(fs.protocol)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The files behind a source (see [`list_sources`][dicom_dask.images.sources.list_sources])."""
+
+    #: The files' URLs, sorted within each folder or glob.
+    urls: list[str]
+    #: Whether the files were discovered (in folders, by globs) rather than named.
+    discovered: bool
+    #: What the listing (or a named file's ``info()``) reported for each URL: fsspec's
+    #: entry with the ``size`` and ETag... that [`index_many`][dicom_dask.images.sources.index_many]
+    #: passes on, so that no request asks for them again.
+    infos: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def expand_sources(
@@ -42,6 +78,22 @@ def expand_sources(
     list of those. Discovered files (from folders and globs) that turn out not to be
     DICOM images are skipped by `index_many`; named files are not.
     """
+    listing = list_sources(source, storage_options=storage_options)
+    return listing.urls, listing.discovered
+
+
+def list_sources(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    storage_options: StorageOptions = None,
+) -> Listing:
+    """[`expand_sources`][dicom_dask.images.sources.expand_sources], keeping what the
+    listing reported for every file (its size and identity), so that opening the files
+    costs one request each (the header's), not two.
+
+    In a list of several sources, a remote one (S3, GCS, HTTP...) is a folder when it
+    ends with ``/`` and a file otherwise, without a request to ask which.
+    """
     if isinstance(source, str | os.PathLike):
         items = [os.fspath(source)]
     else:
@@ -49,27 +101,39 @@ def expand_sources(
     if not items:
         raise NoImagesError("no file given: the list of sources is empty")
     urls: list[str] = []
+    infos: dict[str, Mapping[str, Any]] = {}
     discovered = False
     for item in items:
         url = canonical_url(item)
         fs, path = resolve_fs(url, storage_options)
         protocol = url.split("://")[0] + "://" if "://" in url else ""
         if _GLOB & set(path):
-            found = sorted(fs.glob(path))
+            found = dict(sorted(fs.glob(path, detail=True).items()))
             discovered = True
-        elif _is_folder(fs, path):
-            found = sorted(p for p in fs.find(path) if not os.path.basename(p).startswith("."))
-            discovered = True
-        else:
-            urls.append(url)
+        elif len(items) > 1 and _is_remote(fs) and not url.endswith("/"):
+            urls.append(url)  # a named object: its header's GET tells its size, no HEAD
             continue
+        else:
+            folder, info = _probe(fs, path, url)
+            if not folder:
+                urls.append(url)
+                if info is not None:
+                    infos[url] = info
+                continue
+            found = {
+                p: i
+                for p, i in sorted(fs.find(path, detail=True).items())
+                if not os.path.basename(p).startswith(".") and i.get("type") != "directory"
+            }
+            discovered = True
         if not found:
             raise NoImagesError(f"{url}: matches no file")
         # most filesystems list bare paths; HTTP lists full URLs
-        urls.extend(
-            protocol + p if protocol and "::" not in url and "://" not in p else p for p in found
-        )
-    return urls, discovered
+        for p, info in found.items():
+            full = protocol + p if protocol and "::" not in url and "://" not in p else p
+            urls.append(full)
+            infos[full] = info
+    return Listing(urls, discovered, infos)
 
 
 def _map(func: Callable[[str], T], urls: Sequence[str], threads: int) -> list[T]:
@@ -84,13 +148,20 @@ def index_many(
     *,
     storage_options: StorageOptions = None,
     skip_non_images: bool = False,
-    threads: int = 16,
+    threads: int | None = None,
     first_block: int = 65536,
+    infos: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[FrameIndex]:
     """Index every file of ``urls`` concurrently (headers and frame ranges only).
 
     With ``skip_non_images``, files that are not DICOM or have no pixel data
-    (DICOMDIR, structured reports, stray files in a folder) are left out.
+    (DICOMDIR, structured reports, stray files in a folder) are left out. ``infos``
+    (what a listing reported, by URL: [`Listing.infos`][dicom_dask.images.sources.Listing])
+    spares the request for each file's size; without it, over HTTP, S3 and GCS, the
+    header's first request tells the size too: one request per small file either way.
+    Remote files are read by ``threads`` threads (default
+    [`io_concurrency`][dicom_dask.config.io_concurrency]), so a series of N files opens
+    in about N / ``threads`` latencies.
     """
 
     # one filesystem for all the URLs of a protocol (building one per file costs more
@@ -109,6 +180,7 @@ def index_many(
                 storage_options=storage_options,
                 filesystem=filesystems.get(protocol) if "::" not in url else None,
                 first_block=first_block,
+                info=(infos or {}).get(url),
             )
         except (NotDicomError, NoPixelDataError):
             if skip_non_images:
@@ -119,6 +191,8 @@ def index_many(
     # wait on the network, concurrently
     if all("://" not in u or u.startswith("file://") for u in urls):
         threads = 1
+    elif threads is None:
+        threads = io_concurrency()
     return [ix for ix in _map(one, urls, threads) if ix is not None]
 
 
