@@ -29,7 +29,7 @@ def test_one_request_and_the_identity_info_reports(backend) -> None:
 
 
 def test_missing_file_and_folder(backend) -> None:
-    with pytest.raises(SourceNotFoundError, match="nothere.dcm"):
+    with pytest.raises(SourceNotFoundError, match=r"nothere\.dcm"):
         index_frames(backend.url("series/nothere.dcm"), storage_options=backend.storage_options)
     if backend.name in ("s3", "gs", "local"):
         with pytest.raises(ReadError, match="is a directory"):
