@@ -18,7 +18,7 @@ from dicom_dask.frames.encapsulated import encapsulated_ranges, scan_fragments
 from dicom_dask.frames.header import DicomHeader, PixelDescription, read_header
 from dicom_dask.frames.native import native_ranges
 from dicom_dask.frames.ranges import FrameRanges
-from dicom_dask.frames.source import BlockReader, Source, open_file, open_reader
+from dicom_dask.frames.source import BlockReader, Source, open_file, open_reader, open_readers
 from dicom_dask.frames.storage import canonical_url
 from dicom_dask.types import StorageOptions
 
@@ -33,6 +33,7 @@ __all__ = [
     "index_frames",
     "open_file",
     "open_reader",
+    "open_readers",
     "scan_fragments",
 ]
 
@@ -62,6 +63,7 @@ def index_frames(
     filesystem: fsspec.AbstractFileSystem | None = None,
     first_block: int = 65536,
     info: Mapping[str, Any] | None = None,
+    reader: BlockReader | None = None,
 ) -> FrameIndex:
     """Read the header of ``url`` and locate every frame, reading no pixel data.
 
@@ -80,8 +82,11 @@ def index_frames(
         ``size``, ETag...): then no request asks for the size. Without it, over HTTP, S3
         and GCS the first header request tells the size as well (see
         [`open_reader`][dicom_dask.frames.source.open_reader]).
+    reader : BlockReader, optional
+        The file already opened (by [`open_readers`][dicom_dask.frames.source.open_readers]):
+        its first block read.
     """
-    reader = open_reader(
+    reader = reader or open_reader(
         url,
         storage_options=storage_options,
         filesystem=filesystem,

@@ -17,9 +17,10 @@ the one module allowed to do that.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from fsspec.asyn import sync
 
 from dicom_dask.frames.fetch import check_range_read, http_status
 
-__all__ = ["Head", "read_head", "supports_head"]
+__all__ = ["Head", "read_head", "read_heads", "supports_head"]
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:\d+-\d+|\*)/(\d+)")
 
@@ -152,3 +153,33 @@ def read_head(fs: fsspec.AbstractFileSystem, path: str, nbytes: int) -> Head | N
         return sync(fs.loop, impl, fs, path, nbytes)
     except _Unsatisfiable:
         return None
+
+
+def read_heads(
+    fs: fsspec.AbstractFileSystem, paths: Sequence[str], nbytes: int, *, concurrency: int
+) -> list[Head | BaseException | None]:
+    """[`read_head`][dicom_dask.frames.ranged_get.read_head] of every path, at most
+    ``concurrency`` requests in flight, in one call on the filesystem's event loop (so the
+    requests follow each other without waiting for threads). A path that failed gives its
+    exception (retry it alone), one whose range was refused ``None``."""
+    impl = _impl(fs)
+    if impl is None or nbytes < 1:
+        return [None] * len(paths)
+    run = impl
+
+    async def gather() -> list[Head | BaseException | None]:
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(path: str) -> Head | BaseException | None:
+            async with gate:
+                try:
+                    return await run(fs, path, nbytes)
+                except _Unsatisfiable:
+                    return None
+                except Exception as exc:  # reported, retried by the caller
+                    return exc
+
+        return list(await asyncio.gather(*(one(p) for p in paths)))
+
+    out: list[Head | BaseException | None] = sync(fs.loop, gather)
+    return out

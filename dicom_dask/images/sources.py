@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from dicom_dask.config import io_concurrency
 from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError
-from dicom_dask.frames import FrameIndex, canonical_url, index_frames
+from dicom_dask.frames import BlockReader, FrameIndex, canonical_url, index_frames, open_readers
 from dicom_dask.frames.storage import resolve_fs
 from dicom_dask.types import StorageOptions
 
@@ -172,7 +173,7 @@ def index_many(
         if "::" not in url and protocol not in filesystems:
             filesystems[protocol] = resolve_fs(url, storage_options)[0]
 
-    def one(url: str) -> FrameIndex | None:
+    def one(url: str, reader: BlockReader | None) -> FrameIndex | None:
         protocol = url.split("://")[0] if "://" in url else "file"
         try:
             return index_frames(
@@ -181,6 +182,7 @@ def index_many(
                 filesystem=filesystems.get(protocol) if "::" not in url else None,
                 first_block=first_block,
                 info=(infos or {}).get(url),
+                reader=reader,
             )
         except (NotDicomError, NoPixelDataError):
             if skip_non_images:
@@ -193,7 +195,41 @@ def index_many(
         threads = 1
     elif threads is None:
         threads = io_concurrency()
-    return [ix for ix in _map(one, urls, threads) if ix is not None]
+    out: list[FrameIndex | None] = []
+    for start in range(0, len(urls), _BATCH):  # first blocks in one wave, then parse
+        batch = urls[start : start + _BATCH]
+        readers = _first_blocks(batch, filesystems, first_block) if threads > 1 else {}
+        out += _map(functools.partial(_with_reader, one, readers), batch, threads)
+    return [ix for ix in out if ix is not None]
+
+
+def _with_reader(
+    one: Callable[[str, BlockReader | None], T], readers: dict[str, BlockReader], url: str
+) -> T:
+    return one(url, readers.pop(url, None))  # a URL listed twice is opened again
+
+
+#: Files whose first blocks are fetched together before their headers are parsed.
+_BATCH = 1024
+
+
+def _first_blocks(
+    urls: Sequence[str], filesystems: Mapping[str, Any], first_block: int
+) -> dict[str, BlockReader]:
+    """The files of ``urls`` opened with their first block read, in one batch of ranged
+    GETs per filesystem (HTTP, S3, GCS; none for others)."""
+    out: dict[str, BlockReader] = {}
+    for protocol, fs in filesystems.items():
+        mine = [
+            u
+            for u in dict.fromkeys(urls)
+            if "::" not in u and (u.split("://")[0] if "://" in u else "file") == protocol
+        ]
+        readers = open_readers(
+            mine, filesystem=fs, first_block=first_block, concurrency=io_concurrency()
+        )
+        out.update((u, r) for u, r in zip(mine, readers, strict=True) if r is not None)
+    return out
 
 
 def is_collection(source: Any) -> bool:
