@@ -178,8 +178,8 @@ def open_readers(
     error)."""
     if type(filesystem) is LocalFileSystem or not supports_head(filesystem):
         return [None] * len(urls)
-    curls = [canonical_url(u) for u in urls]
-    paths = [filesystem._strip_protocol(u) for u in curls]
+    resolved = [_resolve(u, None, filesystem) for u in urls]
+    curls, paths = [c for c, _, _ in resolved], [p for _, _, p in resolved]
     heads = read_heads(filesystem, paths, first_block, concurrency=concurrency)
     return [
         _head_reader(u, filesystem, p, h, first_block) if isinstance(h, Head) else None
