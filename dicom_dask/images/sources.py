@@ -14,6 +14,7 @@ from fsspec.implementations.local import LocalFileSystem
 from dicom_dask.config import io_concurrency
 from dicom_dask.errors import NoImagesError, NoPixelDataError, NotDicomError
 from dicom_dask.frames import BlockReader, FrameIndex, canonical_url, index_frames, open_readers
+from dicom_dask.frames.fetch import call_fs
 from dicom_dask.frames.storage import resolve_fs
 from dicom_dask.types import StorageOptions
 
@@ -42,9 +43,9 @@ def _probe(fs: Any, path: str, url: str) -> tuple[bool, Mapping[str, Any] | None
         # follows tells as much (it is empty when there is no such folder)
         return True, None
     if path.endswith("/"):
-        return bool(fs.isdir(path)), None
-    try:  # one request (HEAD on object stores) for the usual case, a file
-        info = fs.info(path)
+        return bool(call_fs(url, fs.isdir, path)), None
+    try:  # one request (HEAD on object stores) for the usual case, a file (retried)
+        info = call_fs(url, fs.info, path)
     except FileNotFoundError:
         return False, None
     return info.get("type") == "directory", info
@@ -109,13 +110,13 @@ def list_sources(
         fs, path = resolve_fs(url, storage_options)
         protocol = url.split("://")[0] + "://" if "://" in url else ""
         if _GLOB & set(path):
-            found = dict(sorted(fs.glob(path, detail=True).items()))
+            found = dict(sorted(call_fs(url, fs.glob, path, detail=True).items()))
             discovered = True
         elif len(items) > 1 and _is_remote(fs) and not url.endswith("/"):
             urls.append(url)  # a named object: its header's GET tells its size, no HEAD
             continue
         else:
-            folder, info = _probe(fs, path, url)
+            folder, info = _probe(fs, path, url)  # listings are retried like reads
             if not folder:
                 urls.append(url)
                 if info is not None:
@@ -123,7 +124,7 @@ def list_sources(
                 continue
             found = {
                 p: i
-                for p, i in sorted(fs.find(path, detail=True).items())
+                for p, i in sorted(call_fs(url, fs.find, path, detail=True).items())
                 if not os.path.basename(p).startswith(".") and i.get("type") != "directory"
             }
             discovered = True
