@@ -156,3 +156,9 @@ def dicomweb_server(data_tree: Path) -> Iterator[tuple[loopback.ServerProcess, l
         files += sorted(p for p in (data_tree / "real" / folder).rglob("*.dcm"))
     with _server(loopback.orthanc) as server:
         yield server, loopback.orthanc_upload(server.endpoint, files)
+
+
+def start_server(factory: Any, *args: Any) -> loopback.ServerProcess:
+    """``factory(*args)`` (a [`loopback`][dicom_dask.testing.loopback] server), or skip the
+    test when its program is missing (unless ``DICOM_DASK_REQUIRE_SERVERS=1``)."""
+    return _server(factory, *args)

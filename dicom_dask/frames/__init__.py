@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -17,7 +18,7 @@ from dicom_dask.frames.encapsulated import encapsulated_ranges, scan_fragments
 from dicom_dask.frames.header import DicomHeader, PixelDescription, read_header
 from dicom_dask.frames.native import native_ranges
 from dicom_dask.frames.ranges import FrameRanges
-from dicom_dask.frames.source import BlockReader, Source, open_file
+from dicom_dask.frames.source import BlockReader, Source, open_file, open_reader, open_readers
 from dicom_dask.frames.storage import canonical_url
 from dicom_dask.types import StorageOptions
 
@@ -31,6 +32,8 @@ __all__ = [
     "canonical_url",
     "index_frames",
     "open_file",
+    "open_reader",
+    "open_readers",
     "scan_fragments",
 ]
 
@@ -59,6 +62,8 @@ def index_frames(
     storage_options: StorageOptions = None,
     filesystem: fsspec.AbstractFileSystem | None = None,
     first_block: int = 65536,
+    info: Mapping[str, Any] | None = None,
+    reader: BlockReader | None = None,
 ) -> FrameIndex:
     """Read the header of ``url`` and locate every frame, reading no pixel data.
 
@@ -72,9 +77,23 @@ def index_frames(
         A ready filesystem, used instead of building one from ``url``.
     first_block : int
         Size of the first header request; later ones double.
+    info : mapping, optional
+        What a listing reported for the file (fsspec's ``find(detail=True)`` entry: its
+        ``size``, ETag...): then no request asks for the size. Without it, over HTTP, S3
+        and GCS the first header request tells the size as well (see
+        [`open_reader`][dicom_dask.frames.source.open_reader]).
+    reader : BlockReader, optional
+        The file already opened (by [`open_readers`][dicom_dask.frames.source.open_readers]):
+        its first block read.
     """
-    source = open_file(url, storage_options=storage_options, filesystem=filesystem)
-    reader = BlockReader(source, first_block=first_block)
+    reader = reader or open_reader(
+        url,
+        storage_options=storage_options,
+        filesystem=filesystem,
+        info=info,
+        first_block=first_block,
+    )
+    source = reader.source
     header = read_header(reader)
     if header.inline_pixel_data is not None:
         ranges = _inline_ranges(header)
@@ -83,7 +102,7 @@ def index_frames(
     else:
         ranges = native_ranges(header)
     return FrameIndex(
-        header=header, ranges=ranges, requests=reader.requests + 1, identity=source.identity
+        header=header, ranges=ranges, requests=reader.requests, identity=source.identity
     )
 
 

@@ -15,12 +15,20 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from dicom_dask.compat import strip_protocol
-from dicom_dask.errors import ReadError
+from dicom_dask.errors import ReadError, SourceNotFoundError
 from dicom_dask.frames.fetch import call_fs, check_range_read, fetch_ranges, pread
+from dicom_dask.frames.ranged_get import Head, read_head, read_heads, supports_head
 from dicom_dask.frames.storage import canonical_url, redact, resolve_fs
 from dicom_dask.types import StorageOptions
 
-__all__ = ["BlockReader", "Source", "file_identity", "open_file"]
+__all__ = [
+    "BlockReader",
+    "Source",
+    "file_identity",
+    "open_file",
+    "open_reader",
+    "open_readers",
+]
 
 
 @dataclass(frozen=True)
@@ -66,33 +74,118 @@ class Source:
         return fetch_ranges(self.fs, [(self.url, self.path, a, b) for a, b in ranges])
 
 
+def _resolve(
+    url: str | os.PathLike[str],
+    storage_options: StorageOptions,
+    filesystem: fsspec.AbstractFileSystem | None,
+) -> tuple[str, fsspec.AbstractFileSystem, str]:
+    curl = canonical_url(url)
+    if filesystem is not None:
+        return curl, filesystem, strip_protocol(filesystem, curl)
+    fs, path = resolve_fs(curl, storage_options)
+    return curl, fs, path
+
+
 def open_file(
     url: str | os.PathLike[str],
     *,
     storage_options: StorageOptions = None,
     filesystem: fsspec.AbstractFileSystem | None = None,
+    info: Mapping[str, Any] | None = None,
 ) -> Source:
-    """Resolve ``url`` to a `Source` (one metadata request for its size)."""
-    curl = canonical_url(url)
-    if filesystem is not None:
-        fs, path = filesystem, strip_protocol(filesystem, curl)
-    else:
-        fs, path = resolve_fs(curl, storage_options)
+    """Resolve ``url`` to a `Source` (one metadata request for its size).
+
+    With ``info`` (what a listing reported for the file: an entry of fsspec's
+    ``find(detail=True)`` or ``ls(detail=True)`` with its ``size``, ETag...), no request is
+    sent.
+    """
+    curl, fs, path = _resolve(url, storage_options, filesystem)
+    if info is not None and info.get("size") is not None:
+        return _from_info(curl, fs, path, info)
     if type(fs) is LocalFileSystem:  # os.stat: fsspec's info() costs more than a header
         st = call_fs(curl, os.stat, path)
         if stat.S_ISDIR(st.st_mode):
             raise ReadError(f"{redact(curl)}: is a directory, expected a DICOM file")
         return Source(fs=fs, path=path, url=curl, size=int(st.st_size), identity=_local_id(st))
     info = call_fs(curl, fs.info, path)
+    if info.get("size") is None:
+        target = getattr(fs, "fs", None)  # blockcache:: reports no size; its target does
+        if isinstance(target, fsspec.AbstractFileSystem) and info.get("type") != "directory":
+            info = {**info, "size": call_fs(curl, target.info, path).get("size")}
+    return _from_info(curl, fs, path, info)
+
+
+def _from_info(
+    url: str, fs: fsspec.AbstractFileSystem, path: str, info: Mapping[str, Any]
+) -> Source:
     if info.get("type") == "directory":
-        raise ReadError(f"{redact(curl)}: is a directory, expected a DICOM file")
+        raise ReadError(f"{redact(url)}: is a directory, expected a DICOM file")
     size = info.get("size")
-    target = getattr(fs, "fs", None)  # blockcache:: reports no size; its target does
-    if size is None and isinstance(target, fsspec.AbstractFileSystem):
-        size = call_fs(curl, target.info, path).get("size")
     if size is None:
-        raise ReadError(f"{redact(curl)}: the filesystem does not report the size of this file")
-    return Source(fs=fs, path=path, url=curl, size=int(size), identity=file_identity(info))
+        raise ReadError(f"{redact(url)}: the filesystem does not report the size of this file")
+    return Source(fs=fs, path=path, url=url, size=int(size), identity=file_identity(info))
+
+
+def open_reader(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: StorageOptions = None,
+    filesystem: fsspec.AbstractFileSystem | None = None,
+    info: Mapping[str, Any] | None = None,
+    first_block: int = 65536,
+) -> BlockReader:
+    """Open ``url`` to read its header: a [`BlockReader`][dicom_dask.frames.source.BlockReader]
+    whose [`requests`][dicom_dask.frames.source.BlockReader.requests] count the open's.
+
+    With ``info`` (a listing's entry, see [`open_file`][dicom_dask.frames.source.open_file])
+    nothing is requested until the header is read. Without it, over HTTP, S3 and GCS, one
+    ranged GET of the first ``first_block`` bytes tells the size and identity as well
+    (its ``Content-Range`` and ``ETag`` / ``Last-Modified`` / generation): one request, not a
+    HEAD and a GET. Other filesystems ask for the size first (one metadata request).
+    """
+    curl, fs, path = _resolve(url, storage_options, filesystem)
+    if info is not None and info.get("size") is not None:
+        return BlockReader(_from_info(curl, fs, path, info), first_block=first_block)
+    if type(fs) is not LocalFileSystem and supports_head(fs):
+        try:
+            head = call_fs(curl, read_head, fs, path, first_block)
+        except SourceNotFoundError:
+            head = None  # a folder, or no such file: info() tells which (error path only)
+        if head is not None:
+            return _head_reader(curl, fs, path, head, first_block)
+    source = open_file(curl, filesystem=fs)
+    return BlockReader(source, first_block=first_block, requests=1)
+
+
+def _head_reader(
+    url: str, fs: fsspec.AbstractFileSystem, path: str, head: Head, first_block: int
+) -> BlockReader:
+    source = Source(fs=fs, path=path, url=url, size=head.size, identity=file_identity(head.info))
+    return BlockReader(source, first_block=first_block, prefix=head.data, requests=1)
+
+
+def open_readers(
+    urls: Sequence[str],
+    *,
+    filesystem: fsspec.AbstractFileSystem,
+    first_block: int = 65536,
+    concurrency: int = 32,
+) -> list[BlockReader | None]:
+    """[`open_reader`][dicom_dask.frames.source.open_reader] of many files of one
+    filesystem at once: their first blocks in one batch of ranged GETs (HTTP, S3, GCS), at
+    most ``concurrency`` in flight, so that N small files open in N requests and about
+    N / ``concurrency`` latencies. A file whose GET failed, or a filesystem without such a
+    request, gives ``None``: open it with `open_reader` (which retries and names the
+    error)."""
+    if type(filesystem) is LocalFileSystem or not supports_head(filesystem):
+        return [None] * len(urls)
+    resolved = [_resolve(u, None, filesystem) for u in urls]
+    curls, paths = [c for c, _, _ in resolved], [p for _, _, p in resolved]
+    heads = read_heads(filesystem, paths, first_block, concurrency=concurrency)
+    return [
+        _head_reader(u, filesystem, p, h, first_block) if isinstance(h, Head) else None
+        for u, p, h in zip(curls, paths, heads, strict=True)
+    ]
 
 
 #: Keys of fsspec's ``info()`` that identify a version of a file, per identity field
@@ -126,14 +219,17 @@ class BlockReader(io.RawIOBase):
     bytes after it (offset tables, first fragments) are often already there.
     """
 
-    def __init__(self, source: Source, *, first_block: int = 65536) -> None:
+    def __init__(
+        self, source: Source, *, first_block: int = 65536, prefix: bytes = b"", requests: int = 0
+    ) -> None:
         super().__init__()
         self.source = source
         self.first_block = int(first_block)
-        self._buffer = bytearray()
+        #: ``prefix``: the file's first bytes, already read (by the request that opened it).
+        self._buffer = bytearray(prefix[: source.size])
         self._pos = 0
-        #: Number of requests this reader has sent.
-        self.requests = 0
+        #: Number of requests sent for this reader (``requests``: those that opened it).
+        self.requests = int(requests)
 
     # -- io.RawIOBase --------------------------------------------------------
     @property

@@ -41,7 +41,7 @@ from dicom_dask.images.series import (
     slice_records,
     stack_differences,
 )
-from dicom_dask.images.sources import expand_sources, index_many
+from dicom_dask.images.sources import index_many, list_sources
 from dicom_dask.types import ReferenceSet, StorageOptions
 
 __all__ = ["Volume", "describe_stacks", "list_series", "open_volume", "series_stacks"]
@@ -594,7 +594,8 @@ def _stacks(
         indexes = index_location(source, storage_options=storage_options)
         where, discovered = location(source).url(), True
     else:
-        urls, discovered = expand_sources(source, storage_options=storage_options)
+        listing = list_sources(source, storage_options=storage_options)
+        urls, discovered = listing.urls, listing.discovered
         named = isinstance(source, str | os.PathLike)
         where = redact(os.fspath(source)) if named else f"{len(urls)} files"
         indexes = index_many(
@@ -602,6 +603,7 @@ def _stacks(
             storage_options=storage_options,
             skip_non_images=discovered,
             first_block=SERIES_FIRST_BLOCK,
+            infos=listing.infos,
         )
     return series_stacks(indexes, where=where, discovered=discovered), where
 
