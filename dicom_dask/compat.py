@@ -37,6 +37,7 @@ __all__ = [
     "character_set_public",
     "combined_pixel_transform",
     "dask_meta",
+    "gcs_call",
     "installed_version",
     "jpeg_parameters",
     "jpeg_parameters_public",
@@ -47,6 +48,7 @@ __all__ = [
     "rle_decode_frame_public",
     "rle_decode_segment",
     "rle_decode_segment_public",
+    "s3_call",
     "strip_protocol",
     "task_spec",
 ]
@@ -136,6 +138,18 @@ SHIMS: dict[str, Shim] = {
         "dicomweb_client.DICOMwebClient._session",
         ">=0.59,<1",
         "UnsupportedVersionError",
+    ),
+    "s3_call": Shim(
+        "s3fs",
+        "s3fs.S3FileSystem._call_s3",
+        ">=2024.6",
+        "UnsupportedVersionError (the caller asks info() instead)",
+    ),
+    "gcs_call": Shim(
+        "gcsfs",
+        "gcsfs.GCSFileSystem._call",
+        ">=2024.6",
+        "UnsupportedVersionError (the caller asks info() instead)",
     ),
     "strip_protocol": Shim(
         "fsspec",
@@ -488,3 +502,32 @@ def strip_protocol(fs: Any, path: str) -> str:
 
         return public(path)
     return strip(path)
+
+
+async def s3_call(fs: Any, method: str, **kwargs: Any) -> Any:
+    """Await the botocore ``method`` (``"get_object"``...) through the s3fs filesystem
+    ``fs``, with its credentials, retries and event loop; returns botocore's reply.
+
+    ``S3FileSystem._call_s3`` (s3fs >=2024.6): s3fs's public ``cat_file`` returns the
+    bytes only, not the reply's ``ContentRange`` and ``ETag`` that let one ranged GET
+    open a file. Missing: [`UnsupportedVersionError`][dicom_dask.errors.UnsupportedVersionError].
+    """
+    call = getattr(fs, "_call_s3", None)
+    if call is None:
+        raise _unsupported("s3_call", f"a {type(fs).__name__} without _call_s3")
+    return await call(method, **kwargs)
+
+
+async def gcs_call(fs: Any, method: str, url: str, **kwargs: Any) -> tuple[Any, bytes]:
+    """Await one HTTP request of the gcsfs filesystem ``fs`` (its session and
+    credentials); returns ``(reply headers, body)``.
+
+    ``GCSFileSystem._call`` (gcsfs >=2024.6), for the reply's ``Content-Range`` and
+    ``x-goog-generation`` that ``cat_file`` does not return. Missing:
+    [`UnsupportedVersionError`][dicom_dask.errors.UnsupportedVersionError].
+    """
+    call = getattr(fs, "_call", None)
+    if call is None:
+        raise _unsupported("gcs_call", f"a {type(fs).__name__} without _call")
+    reply, data = await call(method, url, **kwargs)
+    return reply, data

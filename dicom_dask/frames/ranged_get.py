@@ -10,9 +10,9 @@ the keys those filesystems' ``info()`` use, so that
 [`file_identity`][dicom_dask.frames.source.file_identity] records the same identity as a
 HEAD would.
 
-It reaches past the filesystems' public surface (s3fs ``_call_s3``, gcsfs ``_call``,
-fsspec HTTP's ``set_session``/``kwargs``): it is to move into ``dicom_dask/compat.py``,
-the one module allowed to do that.
+The two requests s3fs and gcsfs give no public form of (the reply's headers with the
+body) go through [`s3_call`][dicom_dask.compat.s3_call] and
+[`gcs_call`][dicom_dask.compat.gcs_call]; HTTP uses fsspec's public ``set_session``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import fsspec
 from fsspec.asyn import sync
 
+from dicom_dask.compat import gcs_call, s3_call
 from dicom_dask.frames.fetch import check_range_read, http_status
 
 __all__ = ["Head", "read_head", "read_heads", "supports_head"]
@@ -89,8 +90,8 @@ async def _s3(fs: Any, path: str, nbytes: int) -> Head:
     bucket, key, version = fs.split_path(path)
     extra = {"VersionId": version} if version else {}
     try:
-        resp = await fs._call_s3(
-            "get_object", Bucket=bucket, Key=key, Range=f"bytes=0-{nbytes - 1}", **extra
+        resp = await s3_call(
+            fs, "get_object", Bucket=bucket, Key=key, Range=f"bytes=0-{nbytes - 1}", **extra
         )
     except OSError as exc:
         if "InvalidRange" in str(exc) or http_status(exc) == 416:
@@ -106,8 +107,8 @@ async def _s3(fs: Any, path: str, nbytes: int) -> Head:
 
 async def _gcs(fs: Any, path: str, nbytes: int) -> Head:
     try:
-        reply, data = await fs._call(
-            "GET", fs.url(path), headers={"Range": f"bytes=0-{nbytes - 1}"}
+        reply, data = await gcs_call(
+            fs, "GET", fs.url(path), headers={"Range": f"bytes=0-{nbytes - 1}"}
         )
     except OSError as exc:
         if http_status(exc) == 416 or "416" in str(exc):

@@ -8,6 +8,7 @@ zarr 3.4 / dask 2026.8), so every declared range is checked against two installs
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import operator
 from pathlib import Path
@@ -70,6 +71,12 @@ def test_missing_private_names_raise_an_error_naming_the_package() -> None:
     with pytest.raises(UnsupportedVersionError, match=r"highdicom [0-9.]+ has no") as info:
         compat.pixel_transform_parameters(object())
     assert isinstance(info.value, DicomDaskError) and isinstance(info.value, ImportError)
+    # the ranged GETs' shims (exercised against moto and the GCS emulator by
+    # tests/frames/test_open_one_request.py)
+    with pytest.raises(UnsupportedVersionError, match=r"s3fs .* has no"):
+        asyncio.run(compat.s3_call(object(), "get_object"))
+    with pytest.raises(UnsupportedVersionError, match=r"gcsfs .* has no"):
+        asyncio.run(compat.gcs_call(object(), "GET", "https://example.invalid/x"))
 
 
 # -- pydicom --------------------------------------------------------------------------
