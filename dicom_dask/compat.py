@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -37,6 +38,7 @@ __all__ = [
     "character_set_public",
     "combined_pixel_transform",
     "dask_meta",
+    "dataset_json",
     "gcs_call",
     "installed_version",
     "jpeg_parameters",
@@ -531,3 +533,23 @@ async def gcs_call(fs: Any, method: str, url: str, **kwargs: Any) -> tuple[Any, 
         raise _unsupported("gcs_call", f"a {type(fs).__name__} without _call")
     reply, data = await call(method, url, **kwargs)
     return reply, data
+
+
+#: Held around ``Dataset.to_json_dict(suppress_invalid_tags=True)``: see `dataset_json`.
+_JSON_LOCK = threading.Lock()
+
+
+def dataset_json(ds: Any, **options: Any) -> dict[str, Any]:
+    """``ds.to_json_dict(**options)``, safe to call from several threads at once.
+
+    With ``suppress_invalid_tags=True`` pydicom 3.0 wraps the conversion in
+    ``config.strict_reading()``, which sets the process-wide reading validation mode and
+    restores the value it found: two threads converting at once can leave the mode at
+    ``RAISE`` for the rest of the process (every later invalid value then raises
+    instead of warning). The conversions are serialised here; they are a small part of
+    an open.
+    """
+    if not options.get("suppress_invalid_tags"):
+        return dict(ds.to_json_dict(**options))
+    with _JSON_LOCK:
+        return dict(ds.to_json_dict(**options))

@@ -46,6 +46,7 @@ from dicom_dask.chunks.references import (
     SOURCES_KEY,
     reference_set,
 )
+from dicom_dask.compat import dataset_json
 from dicom_dask.config import io_concurrency
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import DicomDaskError, ManifestError, StaleIndexError
@@ -177,7 +178,7 @@ def _dataset_json(ds: Dataset, *, per_frame: bool, keep: bool) -> dict[str, Any]
     options: dict[str, Any] = {"bulk_data_threshold": 2**62, "suppress_invalid_tags": True}
 
     def as_json(dataset: Dataset) -> dict[str, Any]:
-        doc = dataset.to_json_dict(**options)
+        doc = dataset_json(dataset, **options)
         return doc if keep else deidentify_json(doc, rules=SIDECAR_RULES)
 
     if raw is None:

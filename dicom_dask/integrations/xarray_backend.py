@@ -31,6 +31,7 @@ import numpy as np
 import xarray as xr
 from xarray.backends import BackendEntrypoint
 
+from dicom_dask.compat import dataset_json
 from dicom_dask.enums import Kind
 from dicom_dask.errors import DicomDaskError, NoImagesError
 from dicom_dask.frames.deidentify import deidentify_json
@@ -52,8 +53,8 @@ _AXIS_NAMES = {
 def _header_json(ds: Any, *, keep_identifiers: bool) -> str:
     """The header as DICOM JSON; without identifiers as
     [`deidentify_json`][dicom_dask.frames.deidentify.deidentify_json] leaves it."""
-    doc = ds.to_json_dict(  # elements whose value does not fit their VR are left out
-        bulk_data_threshold=1024, bulk_data_element_handler=None, suppress_invalid_tags=True
+    doc = dataset_json(  # elements whose value does not fit their VR are left out
+        ds, bulk_data_threshold=1024, bulk_data_element_handler=None, suppress_invalid_tags=True
     )
     return json.dumps(doc if keep_identifiers else deidentify_json(doc))
 

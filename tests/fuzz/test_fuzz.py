@@ -4,6 +4,7 @@ each target (8 s each, 48 s in all; the long run is described in ``docs/frames.m
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import warnings
@@ -33,6 +34,18 @@ def test_past_findings_raise_only_our_errors(
         TARGETS[path.parent.name](path.read_bytes())
 
 
+def _rss_limit_mb(budget: int = 2048) -> int:
+    """libFuzzer's memory limit: ``budget`` MiB above the peak RSS of this process.
+
+    libFuzzer reads its RSS with ``getrusage``, whose ``ru_maxrss`` a child inherits
+    from the process that started it (Linux keeps the peak across ``fork`` and
+    ``execve``): late in a long pytest run the harness would start "over" its 2 GiB
+    default before it ran a single input.
+    """
+    return budget + resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL.exists(), reason="real data (the seed corpus) not found")
 def test_short_fuzz_run_of_every_target(tmp_path: Path) -> None:
     """All targets at once (one process each, so the wall time stays under a minute on
@@ -53,6 +66,7 @@ def test_short_fuzz_run_of_every_target(tmp_path: Path) -> None:
             str(out / "corpus"),
             f"-max_total_time={SECONDS}",
             f"-artifact_prefix={out}/",
+            f"-rss_limit_mb={_rss_limit_mb()}",
             "-print_final_stats=1",
         ]
         log = (out / "log").open("w")

@@ -262,3 +262,23 @@ def test_strip_protocol(url: str, tmp_path: Path) -> None:
     assert compat.strip_protocol(fs, url) == strip_protocol(url)
     if not url.startswith("memory"):
         assert compat.strip_protocol(LocalFileSystem, url) == strip_protocol(url) == "/tmp/a/b.dcm"
+
+
+def test_dataset_json_from_many_threads_leaves_pydicoms_validation_mode_alone() -> None:
+    # pydicom's to_json_dict(suppress_invalid_tags=True) toggles a process-wide
+    # setting; unguarded, concurrent calls leave it at RAISE (seen in the catalog)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pydicom import config
+    from pydicom.dataset import Dataset
+
+    before = config.settings.reading_validation_mode
+    ds = Dataset()
+    ds.PatientName = "A^B"
+    ds.SliceThickness = "1.5"
+    with ThreadPoolExecutor(8) as pool:
+        docs = list(
+            pool.map(lambda _: compat.dataset_json(ds, suppress_invalid_tags=True), range(400))
+        )
+    assert all(d == docs[0] for d in docs)
+    assert config.settings.reading_validation_mode == before
