@@ -3,7 +3,7 @@
 dicom_dask relies on a few names that pydicom, highdicom, dask, fsspec and
 dicomweb-client do not publish (a leading underscore). Each is used here only, behind
 a small public function that says which upstream versions it is known to work with
-([`SHIMS`][dicom_dask.compat.SHIMS], checked by ``tests/package/test_compat.py`` on
+(`SHIMS`, checked by ``tests/package/test_compat.py`` on
 every CI environment) and what happens when the private name is gone: a public-API
 path giving the same result, or an
 [`UnsupportedVersionError`][dicom_dask.errors.UnsupportedVersionError] naming the

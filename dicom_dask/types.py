@@ -57,7 +57,7 @@ class ReferenceSet(TypedDict):
     fsspec's ``ReferenceFileSystem`` reads ``version`` and ``refs`` and ignores the
     other keys: ``dicom_dask`` (an index sidecar's header and frame table),
     ``dicom_dask_sources``, ``dicom_dask_slide``, ``dicom_dask_series``. Built by
-    [`reference_set`][dicom_dask.chunks.references.reference_set].
+    `reference_set`.
     """
 
     version: int

@@ -31,8 +31,8 @@ class Entry(dict[str, Any]):
     instances it was described from.
 
     Compares and serialises as the plain ``dict`` it is; ``parts`` (the
-    [`FrameIndex`][dicom_dask.frames.FrameIndex] of each file of a volume, the
-    [`TiledImage`][dicom_dask.images.tiled.TiledImage] of each instance of a slide) is
+    `FrameIndex` of each file of a volume, the
+    `TiledImage` of each instance of a slide) is
     what lets [`open_entry`][dicom_dask.images.cohort.open_entry] open it with no request.
     """
 

@@ -420,7 +420,7 @@ def list_slides(
     ``kept_apart_because`` says why a group of the same series and container was not.
     ``kind`` says what the entry is (``"slide"``, ``"segmentation"``, or ``"label"`` /
     ``"overview"`` / ``"thumbnail"`` for an associated image with no pyramid to join: see
-    [`KINDS`][dicom_dask.images.entries.KINDS]) and ``urls`` lists its files; each entry
+    `KINDS`) and ``urls`` lists its files; each entry
     opens with [`open_entry`][dicom_dask.images.cohort.open_entry] without reading a
     header again.
     """

@@ -125,7 +125,7 @@ def read_headers(
 ) -> list[Found]:
     """Read the header of each of ``urls`` in threads (one filesystem per protocol): for
     each, ``(url, index, "", "", document)`` (``document``: the file's index entry, see
-    [`index_to_dict`][dicom_dask.chunks.sidecar.index_to_dict]), or
+    `index_to_dict`), or
     ``(url, None, error class, reason, None)`` when it is not a DICOM image or cannot be
     read. The task [`catalog`][dicom_dask.integrations.catalog.catalog] runs on workers
     for each batch of files: the headers are parsed and serialised there. ``listing``
@@ -328,7 +328,7 @@ def catalog(
     pandas.DataFrame or Catalog
         One row per volume stack ([`list_series`][dicom_dask.images.volume.list_series])
         and slide ([`list_slides`][dicom_dask.images.slide.list_slides]), stacks first;
-        the columns of [`COLUMNS`][dicom_dask.integrations.catalog.COLUMNS]: ``kind``,
+        the columns of `COLUMNS`: ``kind``,
         ``series_instance_uid``, ``modality``, ``files`` (how many), ``shape`` (the
         volume's, or level 0's for a slide), ``urls``, ``index`` (the parsed headers, for
         [`open_entry`][dicom_dask.images.cohort.open_entry])... It round-trips through
