@@ -42,6 +42,7 @@ def _checksum(arr):
     return arr.astype(np.uint64).sum(axis=(0, 1))
 
 
+@pytest.mark.slow
 def test_full_slide_graph_is_small_and_cluster_equals_threaded(client, proxy) -> None:
     slide = dicom_dask.open_slide(f"{proxy.endpoint}/slide/level0.dcm")
     level = slide.levels[0]
@@ -58,6 +59,7 @@ def test_full_slide_graph_is_small_and_cluster_equals_threaded(client, proxy) ->
     )
 
 
+@pytest.mark.slow
 def test_killed_worker_does_not_change_the_result(client, proxy) -> None:
     slide = dicom_dask.open_slide(f"{proxy.endpoint}/slide/level0.dcm")
     expected = _checksum(slide.levels[0]).compute(scheduler="threads")

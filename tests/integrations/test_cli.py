@@ -252,6 +252,7 @@ def _subprocess(*argv: str):
     )
 
 
+@pytest.mark.slow
 def test_end_to_end_in_a_subprocess(real_dir, tmp_path) -> None:
     path = REAL / "wsi" / "highdicom_sm_image.dcm"
     done = _subprocess("info", str(path))
@@ -265,6 +266,7 @@ def test_end_to_end_in_a_subprocess(real_dir, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_bad_urls_and_options_in_a_subprocess(tmp_path) -> None:
     missing = tmp_path / "missing.dcm"
     done = _subprocess("info", str(missing))

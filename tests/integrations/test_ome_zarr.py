@@ -68,6 +68,7 @@ def _scales(multiscales) -> list[list[float]]:
 
 
 # -- a cluster's workers write label and float maps of CMU-1 into S3 --------------------------
+@pytest.mark.slow
 def test_maps_over_cmu1_written_by_the_workers_into_s3(cmu1, s3_server, tmp_path, monkeypatch):
     import cloudpickle
     import s3fs

@@ -59,6 +59,7 @@ def _regions(seed: int, shape: tuple[int, ...], count: int, most: int) -> list[t
     return out
 
 
+@pytest.mark.slow
 def test_threads_reading_random_regions_equal_serial_reads(opened) -> None:
     slide, vol = opened["slide"], opened["volume"]
     slide_pixels, volume_pixels = opened["slide_pixels"], opened["volume_pixels"]
