@@ -28,8 +28,8 @@ import pydicom
 from _ceiling import Ceiling  # benchmarks/_ceiling.py
 
 import dicom_dask
-from dicom_dask.images import slide as slide_module
 from dicom_dask.images.level import merge_level
+from dicom_dask.images.slides_grouping import group_slides
 from dicom_dask.images.sources import expand_sources, index_many
 from dicom_dask.images.tiled import tiled_image
 
@@ -68,7 +68,7 @@ def one_open(folder: Path, times: dict[str, list[float]]) -> None:
     urls, discovered = step("expand", lambda: expand_sources(folder))
     indexes = step("index", lambda: index_many(urls, skip_non_images=discovered))
     images = step("tiled", lambda: [tiled_image(ix) for ix in indexes])
-    group = step("group", lambda: slide_module._select(slide_module._group(images), None, ""))
+    group = step("group", lambda: group_slides(images)[0].images)
     options = {
         "raw": False,
         "backend": "auto",

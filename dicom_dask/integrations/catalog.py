@@ -67,8 +67,9 @@ ERROR_COLUMNS = ("url", "error", "reason")
 BATCH_FILES = 64
 #: Catalogs of at least this many files show a progress bar (``progress=None``).
 PROGRESS_FILES = 1000
-#: First header request per file: enhanced and vendor MR headers often pass 16 KiB.
-_FIRST_BLOCK = 65536
+#: First header request per file (256 KiB): enhanced and vendor (Siemens) MR headers pass
+#: 64 KiB; over S3 the larger GET costs the same round trip, a second one would not.
+_FIRST_BLOCK = 262144
 
 
 class Catalog(NamedTuple):
