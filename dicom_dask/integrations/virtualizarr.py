@@ -92,7 +92,7 @@ def _chunk_manifest(manifest: ChunkManifest, where: str) -> Any:
     offsets = np.where(index == MISSING, 0, manifest.offsets).astype(np.uint64)
     lengths = np.where(index == MISSING, 0, manifest.lengths).astype(np.uint64)
     return VirtualManifest.from_arrays(
-        paths=paths,  # type: ignore[arg-type]
+        paths=paths,  # type: ignore[arg-type, unused-ignore]  # virtualizarr absent: Any
         offsets=offsets,
         lengths=lengths,
         validate_paths=False,
