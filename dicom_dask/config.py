@@ -13,7 +13,10 @@ Keys
     ``threading.max_workers`` when that is set, else ``os.cpu_count()``.
 ``io.concurrency``
     Requests one read keeps in flight on an async filesystem (HTTP, S3, GCS) and on
-    DICOMweb. Default 32.
+    DICOMweb. Default 128, the batch fsspec itself gathers; dicom_dask sizes the S3
+    connection pool and its DICOMweb sessions to match (s3fs and ``requests`` keep 10
+    connections by default). A series of N small files opens in about
+    N / ``io.concurrency`` round trips.
 
 Every place that picks a worker count asks [`threads`][dicom_dask.config.threads] or
 [`io_concurrency`][dicom_dask.config.io_concurrency]; nothing else reads ``os.cpu_count()``.
@@ -26,11 +29,14 @@ import os
 
 from donfig import Config
 
-__all__ = ["config", "cpu_count", "io_concurrency", "set", "threads"]
+__all__ = ["DEFAULT_IO_CONCURRENCY", "config", "cpu_count", "io_concurrency", "set", "threads"]
+
+#: ``io.concurrency``'s default: the batch fsspec gathers (``fsspec.asyn``'s 128).
+DEFAULT_IO_CONCURRENCY = 128
 
 config = Config(
     "dicom_dask",
-    defaults=[{"threads": None, "io": {"concurrency": 32}}],
+    defaults=[{"threads": None, "io": {"concurrency": DEFAULT_IO_CONCURRENCY}}],
 )
 
 #: ``dicom_dask.config.set(...)``: set keys, for the process or (as a context manager) a block.
@@ -59,4 +65,4 @@ def threads() -> int:
 
 def io_concurrency() -> int:
     """The number of requests one read keeps in flight (at least 1)."""
-    return max(1, int(config.get("io.concurrency", 32)))
+    return max(1, int(config.get("io.concurrency", DEFAULT_IO_CONCURRENCY)))

@@ -23,8 +23,8 @@ from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef
 from dicom_dask.chunks.selection import Axis, normalize, place
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.enums import ITEM_TAG, FrameEncoding
-from dicom_dask.errors import CorruptFrameError, ReadError
-from dicom_dask.frames.fetch import call_fs
+from dicom_dask.errors import CorruptFrameError, ReadError, StaleIndexError
+from dicom_dask.frames.fetch import call_fs, check_descriptor
 from dicom_dask.frames.threads import share
 
 __all__ = ["ChunkDecoder", "FrameLabel", "ManifestArray"]
@@ -242,6 +242,9 @@ class ManifestArray:
                     continue
                 if path not in fds:
                     fds[path] = call_fs(ref.url, os.open, path, os.O_RDONLY)
+                    end = ref.offset + ref.length
+                    version = self.store.version(ref.url)
+                    check_descriptor(fds[path], ref.url, version, ref.offset, end)
                 got = call_fs(
                     ref.url, os.preadv, fds[path], [target.reshape(-1).view(np.uint8)], ref.offset
                 )
@@ -263,7 +266,7 @@ class ManifestArray:
         request's error names the chunks it held."""
         try:
             return self.store.fetch_refs([item[1] for item in wanted])
-        except ReadError as exc:
+        except (ReadError, StaleIndexError) as exc:
             held = getattr(exc, "requests", None)
             if not held:
                 raise
@@ -271,4 +274,5 @@ class ManifestArray:
             what = (
                 self.label(first) if first == last else f"{self.label(first)} to {self.label(last)}"
             )
-            raise ReadError(f"{exc} (needed for {what})") from exc
+            cls = StaleIndexError if isinstance(exc, StaleIndexError) else ReadError
+            raise cls(f"{exc} (needed for {what})") from exc

@@ -27,6 +27,7 @@ Sequence that was never parsed travels as its raw bytes (frame geometry and timi
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,7 +51,7 @@ from dicom_dask.compat import dataset_json
 from dicom_dask.config import io_concurrency
 from dicom_dask.enums import FrameEncoding
 from dicom_dask.errors import DicomDaskError, ManifestError, StaleIndexError
-from dicom_dask.frames import FrameIndex, FrameRanges
+from dicom_dask.frames import FileVersion, FrameIndex, FrameRanges
 from dicom_dask.frames.deidentify import Rules, deidentify_json
 from dicom_dask.frames.functional_groups import PER_FRAME_TAG, per_frame_raw
 from dicom_dask.frames.header import DicomHeader, PixelDataElement, PixelDescription
@@ -362,17 +363,13 @@ def check_identity(
     ``url`` (its ``size`` and ``identity`` as the filesystem reports them) is the one the
     index document ``info`` describes.
 
-    The size is always compared; ``etag``, ``generation`` and ``mtime`` when both the
-    index and the filesystem give them, and not for a copy (``relocated``).
+    The size is always compared; the identity as
+    [`FileVersion.differences`][dicom_dask.frames.version.FileVersion.differences] does
+    (the rule reads are checked with), and not for a copy (``relocated``).
     """
     recorded = dict(info.get("identity") or {})
-    problems = []
-    if int(info["file_size"]) != int(size):
-        problems.append(f"size {info['file_size']} != {size}")
-    if not relocated:
-        for key in ("etag", "generation", "mtime"):
-            if key in recorded and key in identity and str(recorded[key]) != str(identity[key]):
-                problems.append(f"{key} {recorded[key]} != {identity[key]}")
+    version = FileVersion(size=int(info["file_size"]), identity={} if relocated else recorded)
+    problems = version.differences(size, identity)
     if problems:
         raise StaleIndexError(
             f"{redact(source)}: the index describes "
@@ -422,7 +419,13 @@ def open_index(
     index = index_from_dict(doc, source=source, url=target)
     if verify:
         _verify(info, target, target != str(info["url"]), storage_options, source)
-    return index
+    return _bound(index, moved=target != str(info["url"]))
+
+
+def _bound(index: FrameIndex, *, moved: bool) -> FrameIndex:
+    """``index`` as its reads check it: a copy elsewhere (``moved``) is another object,
+    with its own ETag and times, so only its size is known."""
+    return dataclasses.replace(index, identity={}) if moved and index.identity else index
 
 
 def _verify(
@@ -458,7 +461,7 @@ def open_indexes(
         index = index_from_dict({"dicom_dask": info}, source=source, url=target)
         if verify:
             _verify(info, target, target != recorded, storage_options, source)
-        return index
+        return _bound(index, moved=target != recorded)
 
     if len(infos) <= 1 or not verify:
         return [one(i) for i in infos]

@@ -29,11 +29,11 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from dicom_dask.chunks.manifest import ChunkManifest, ChunkRef, parse_chunk_key
 from dicom_dask.compat import strip_protocol
 from dicom_dask.enums import FrameEncoding
-from dicom_dask.errors import ReadError
 from dicom_dask.frames.dicomweb import fetch_frames
-from dicom_dask.frames.fetch import MERGE, MergePolicy, call_fs, fetch_spans, pread
+from dicom_dask.frames.fetch import MERGE, MergePolicy, call_fs, fetch_spans, held_by, pread
 from dicom_dask.frames.storage import resolve_fs
 from dicom_dask.frames.threads import Batch, LoopPass, settle
+from dicom_dask.frames.version import FileVersion
 from dicom_dask.types import StorageOptions
 
 __all__ = ["DicomStore"]
@@ -82,6 +82,11 @@ class DicomStore(Store):
     read_only : bool
         Stores built from DICOM are read-only (the source is never written to);
         a writable store keeps written keys in memory only.
+    versions : mapping of str to FileVersion, optional
+        URL -> the size and identity its index recorded: every read checks that the bytes
+        come from that version of the file (what each ranged GET's reply says, or an
+        ``fstat`` of the local file), at no extra request, and raises
+        [`StaleIndexError`][dicom_dask.errors.StaleIndexError] when the file changed.
     """
 
     supports_writes: bool = True
@@ -96,8 +101,10 @@ class DicomStore(Store):
         *,
         storage_options: StorageOptions = None,
         read_only: bool = True,
+        versions: Mapping[str, FileVersion] | None = None,
     ) -> None:
         super().__init__(read_only=read_only)
+        self._versions: dict[str, FileVersion] = dict(versions or {})
         self._manifests = {self._norm(k): v for k, v in (manifests or {}).items()}
         self._documents = {k: _encode_document(v) for k, v in (documents or {}).items()}
         self._memory: dict[str, bytes] = {}
@@ -128,6 +135,7 @@ class DicomStore(Store):
             and self._deleted == other._deleted
             and self.storage_options == other.storage_options
             and self.read_only == other.read_only
+            and self._versions == other._versions
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -156,6 +164,7 @@ class DicomStore(Store):
             self._documents,
             storage_options=self.storage_options,
             read_only=read_only,
+            versions=self._versions,
         )
         new._memory = dict(self._memory)
         new._deleted = set(self._deleted)
@@ -171,6 +180,11 @@ class DicomStore(Store):
     def documents(self) -> Mapping[str, bytes]:
         """Metadata documents as bytes."""
         return dict(self._documents)
+
+    def version(self, url: str | None) -> FileVersion | None:
+        """The version of ``url`` the store's reads are checked against (``None``: none
+        recorded)."""
+        return None if url is None else self._versions.get(url)
 
     def filesystem(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         """The (cached) filesystem and path of ``url``."""
@@ -235,9 +249,11 @@ class DicomStore(Store):
         Inline chunks are their data; DICOMweb frames come by WADO-RS (one request per
         run of consecutive frames of an instance); byte ranges go to
         [`fetch_spans`][dicom_dask.frames.fetch.fetch_spans] (``os.pread`` for local
-        files, merged concurrent requests under ``policy`` elsewhere). A failed request
-        raises [`ReadError`][dicom_dask.errors.ReadError] whose ``requests`` attribute
-        lists the indices (into ``refs``) of the chunks it held.
+        files, merged concurrent requests under ``policy`` elsewhere), checked to come
+        from the versions of the files the store was given. A failed request raises
+        [`ReadError`][dicom_dask.errors.ReadError] (a changed file
+        [`StaleIndexError`][dicom_dask.errors.StaleIndexError]) whose ``requests``
+        attribute lists the indices (into ``refs``) of the chunks it held.
         """
         out: list[bytes] = [b""] * len(refs)
         spans: list[tuple[str, int, int]] = []
@@ -259,13 +275,10 @@ class DicomStore(Store):
             for i in indices:
                 out[i] = frames[refs[i].offset]
         if spans:
-            try:
-                blobs = fetch_spans(spans, filesystem=self.filesystem, policy=policy)
-            except ReadError as exc:
-                held = getattr(exc, "requests", None)
-                if held is not None:
-                    exc.requests = [owners[k] for k in held]  # type: ignore[attr-defined]
-                raise
+            with held_by([[o] for o in owners]):
+                blobs = fetch_spans(
+                    spans, filesystem=self.filesystem, policy=policy, versions=self._versions
+                )
             for i, blob in zip(owners, blobs, strict=True):
                 out[i] = blob
         return out
@@ -349,7 +362,11 @@ class DicomStore(Store):
         local = self._local_path(ref)
         if local is None:
             return None
-        return call_fs(ref.url or local, pread, local, ref.offset + start, ref.offset + stop)
+        url = ref.url or local
+        version = self.version(ref.url)
+        return call_fs(
+            url, pread, local, ref.offset + start, ref.offset + stop, version=version, label=url
+        )
 
     async def get(
         self,

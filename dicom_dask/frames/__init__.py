@@ -6,7 +6,7 @@ Nothing here imports zarr or dask.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +20,13 @@ from dicom_dask.frames.native import native_ranges
 from dicom_dask.frames.ranges import FrameRanges
 from dicom_dask.frames.source import BlockReader, Source, open_file, open_reader, open_readers
 from dicom_dask.frames.storage import canonical_url
+from dicom_dask.frames.version import FileVersion
 from dicom_dask.types import StorageOptions
 
 __all__ = [
     "BlockReader",
     "DicomHeader",
+    "FileVersion",
     "FrameIndex",
     "FrameRanges",
     "PixelDescription",
@@ -35,6 +37,7 @@ __all__ = [
     "open_reader",
     "open_readers",
     "scan_fragments",
+    "versions_of",
 ]
 
 
@@ -54,6 +57,17 @@ class FrameIndex:
     def url(self) -> str:
         """The canonical URL of the file."""
         return self.header.url
+
+    @property
+    def version(self) -> FileVersion:
+        """The version of the file indexed (size and identity): reads check it."""
+        return FileVersion(size=int(self.header.file_size), identity=dict(self.identity))
+
+
+def versions_of(indexes: Iterable[FrameIndex]) -> dict[str, FileVersion]:
+    """URL -> [`version`][dicom_dask.frames.FrameIndex.version] of each index (DICOMweb
+    instances, read by frame number, have none)."""
+    return {ix.url: ix.version for ix in indexes if not ix.url.startswith("dicomweb+")}
 
 
 def index_frames(

@@ -129,14 +129,28 @@ def _client(base: str, options: Any = None, client: Any = None) -> Any:
         from dicomweb_client.api import DICOMwebClient
 
         kwargs = dict(options or {})
-        if found is not None and "session" not in kwargs:  # for this host, this process
-            import requests
-
-            kwargs["session"] = requests.Session()
-            kwargs["session"].auth = found
+        if "session" not in kwargs:
+            kwargs["session"] = _session(found)
         made = DICOMwebClient(url=base, **kwargs)
     with _LOCK:
         return _CLIENTS.setdefault(key, made)
+
+
+def _session(auth: tuple[str, str] | None) -> Any:
+    """A ``requests.Session`` keeping as many connections as
+    [`io_concurrency`][dicom_dask.config.io_concurrency] threads use (``requests`` keeps
+    10 and drops the others after each request), with the basic auth this process was
+    given for the host (never sent to another host: the session serves one client)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    size = io_concurrency()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, HTTPAdapter(pool_connections=size, pool_maxsize=size))
+    if auth is not None:
+        session.auth = auth
+    return session
 
 
 def _transfer_syntax(client: Any, loc: DicomWebLocation, instance: str) -> UID:

@@ -15,19 +15,29 @@ raise errors that name the URL and the byte range.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 
 from dicom_dask.config import io_concurrency
-from dicom_dask.errors import RangeNotSupportedError, ReadError, SourceNotFoundError
+from dicom_dask.errors import DicomDaskError, ReadError, SourceNotFoundError, StaleIndexError
+from dicom_dask.frames.ranged_get import (
+    Head,
+    _Unsatisfiable,
+    check_range_read,
+    http_status,
+    read_parts,
+    supports_head,
+)
 from dicom_dask.frames.storage import redact, resolve_fs, scrub
+from dicom_dask.frames.version import FileVersion, check_version, file_identity, local_identity
 
 __all__ = [
     "MERGE",
@@ -35,10 +45,12 @@ __all__ = [
     "MergePolicy",
     "RetryPolicy",
     "call_fs",
+    "check_descriptor",
     "check_range_read",
     "describe_error",
     "fetch_ranges",
     "fetch_spans",
+    "held_by",
     "http_status",
     "is_transient",
     "merge_ranges",
@@ -53,48 +65,64 @@ Span = tuple[str, int, int]
 Resolver = Callable[[str], tuple[fsspec.AbstractFileSystem, str]]
 
 
-def check_range_read(
-    url: str, start: int, stop: int, data: bytes | memoryview, *, size: int | None = None
-) -> None:
-    """Check that reading ``[start, stop)`` of ``url`` gave exactly that many bytes.
-
-    More bytes than asked for means the server ignored the ``Range`` header and sent
-    the whole file (``http.server`` does this): that raises
-    [`RangeNotSupportedError`][dicom_dask.errors.RangeNotSupportedError] on the first
-    read, rather than downloading the whole file again for every frame. Fewer bytes
-    raise [`ReadError`][dicom_dask.errors.ReadError].
-    """
-    asked, got = stop - start, len(data)
-    if got > asked:
-        whole = " (the whole file)" if size is not None and got == size else ""
-        raise RangeNotSupportedError(
-            f"{redact(url)}: the server ignored the Range header: asked for bytes "
-            f"[{start}, {stop}) ({asked} bytes), it sent {got} bytes{whole}. dicom_dask "
-            "reads by byte range and will not download the whole file for every read: "
-            "serve the file with a server that honours Range requests (nginx, S3, GCS, "
-            f"...), or read a local copy, e.g. 'simplecache::{redact(url)}' (fsspec "
-            "downloads it once)"
-        )
-    if got < asked:
-        raise ReadError(f"{redact(url)}: asked for {asked} bytes at offset {start}, got {got}")
+#: The version of each file an index recorded, by URL (see
+#: [`FileVersion`][dicom_dask.frames.version.FileVersion]).
+Versions = Mapping[str, FileVersion]
 
 
-def pread(path: str, start: int, stop: int) -> bytes:
-    """Bytes ``[start, stop)`` of the local file ``path`` (``os.pread``, no file object)."""
+def check_descriptor(fd: int, url: str, version: FileVersion | None, start: int, stop: int) -> None:
+    """Raise [`StaleIndexError`][dicom_dask.errors.StaleIndexError] when the local file
+    open as ``fd`` is not ``version`` (its size and modification time, ``fstat``), about
+    to be read at ``[start, stop)``; nothing without a version."""
+    if version is not None:
+        st = os.fstat(fd)
+        where = f"reading bytes [{start}, {stop})"
+        check_version(url, version, size=st.st_size, identity=local_identity(st), where=where)
+
+
+def pread(
+    path: str, start: int, stop: int, *, version: FileVersion | None = None, label: str = ""
+) -> bytes:
+    """Bytes ``[start, stop)`` of the local file ``path`` (``os.pread``, no file object).
+
+    With ``version``, the descriptor read through is first checked to be that version of
+    the file (size and modification time, ``fstat``): else
+    [`StaleIndexError`][dicom_dask.errors.StaleIndexError] naming ``label`` (the URL)."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        check_descriptor(fd, label or path, version, start, stop)
         return os.pread(fd, stop - start, start)
     finally:
         os.close(fd)
 
 
-def pread_ranges(path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-    """Bytes of ``(start, stop)`` ranges of the local file ``path``, through one descriptor."""
+def pread_ranges(
+    path: str,
+    ranges: Sequence[tuple[int, int]],
+    *,
+    version: FileVersion | None = None,
+    label: str = "",
+) -> list[bytes]:
+    """Bytes of ``(start, stop)`` ranges of the local file ``path``, through one
+    descriptor (checked against ``version`` as [`pread`][dicom_dask.frames.fetch.pread]
+    does)."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        if ranges:
+            check_descriptor(fd, label or path, version, ranges[0][0], ranges[-1][1])
         return [os.pread(fd, stop - start, start) for start, stop in ranges]
     finally:
         os.close(fd)
+
+
+def _pread_all(
+    path: str, ranges: Sequence[tuple[int, int]], version: FileVersion | None, url: str
+) -> list[bytes]:
+    try:
+        return pread_ranges(path, ranges, version=version, label=url)
+    except StaleIndexError as exc:
+        exc.requests = [0]  # type: ignore[attr-defined]
+        raise
 
 
 @dataclass(frozen=True)
@@ -213,20 +241,6 @@ def is_transient(exc: BaseException) -> bool:
     return name in {"ServerDisconnectedError", "ClientConnectionError", "ClientOSError"}
 
 
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status behind ``exc``: aiohttp's ``status``, urllib's ``code``, or the
-    ``response.status_code`` of requests (dicomweb-client); ``None`` when there is none."""
-    for owner, name in (
-        (exc, "status"),
-        (exc, "code"),
-        (getattr(exc, "response", None), "status_code"),
-    ):
-        status = getattr(owner, name, None)  # one at a time: aiohttp deprecates .code
-        if isinstance(status, int) and 100 <= status < 600:
-            return status
-    return None
-
-
 def describe_error(exc: BaseException) -> str:
     """A short description of a read failure (``HTTP 403 Forbidden``, not a page of repr)."""
     cause = exc.__cause__
@@ -255,36 +269,84 @@ def _not_found(exc: BaseException) -> bool:
     return isinstance(exc, FileNotFoundError) and not _retryable(exc)
 
 
+def _send(
+    fs: fsspec.AbstractFileSystem,
+    requests: Sequence[tuple[str, str, int, int]],
+    versions: Versions | None,
+) -> list[Any]:
+    """One concurrent call for ``requests``: bytes, or the exception of each failed one.
+
+    With ``versions``, over HTTP, S3 and GCS, each reply's size and identity are checked
+    against the version recorded for its URL (one GET each, as ``cat_ranges`` sends):
+    a mismatch gives a [`StaleIndexError`][dicom_dask.errors.StaleIndexError]."""
+    if versions and supports_head(fs) and any(r[0] in versions for r in requests):
+        parts = [(path, start, stop) for _, path, start, stop in requests]
+        heads = read_parts(fs, parts, concurrency=io_concurrency())
+        return [_checked(r, h, versions.get(r[0])) for r, h in zip(requests, heads, strict=True)]
+    extra = {"batch_size": io_concurrency()} if getattr(fs, "async_impl", False) else {}
+    try:
+        return list(
+            fs.cat_ranges(
+                [r[1] for r in requests],
+                [r[2] for r in requests],
+                [r[3] for r in requests],
+                on_error="return",
+                **extra,
+            )
+        )
+    except Exception as exc:  # the whole call failed: every range failed with it
+        return [exc] * len(requests)
+
+
+def _checked(
+    request: tuple[str, str, int, int], got: Head | BaseException, version: FileVersion | None
+) -> bytes | BaseException:
+    url, _, start, stop = request
+    where = f"reading bytes [{start}, {stop})"
+    if isinstance(got, _Unsatisfiable) and version is not None:
+        return StaleIndexError(
+            f"{redact(url)}: the file changed since it was indexed, found {where}: the "
+            f"server says they lie past its end (the index says {version.size} bytes); "
+            "open or catalog it again"
+        )
+    if isinstance(got, BaseException):
+        return got
+    try:
+        check_version(url, version, size=got.size, identity=file_identity(got.info), where=where)
+    except StaleIndexError as exc:
+        return exc
+    return got.data
+
+
 def fetch_ranges(
-    fs: fsspec.AbstractFileSystem, requests: Sequence[tuple[str, str, int, int]]
+    fs: fsspec.AbstractFileSystem,
+    requests: Sequence[tuple[str, str, int, int]],
+    *,
+    versions: Versions | None = None,
 ) -> list[bytes]:
-    """Read ``(url, path, start, stop)`` byte ranges of ``fs`` in one ``cat_ranges`` call.
+    """Read ``(url, path, start, stop)`` byte ranges of ``fs`` in one concurrent call.
 
     Async filesystems send the requests concurrently (at most
     [`io_concurrency`][dicom_dask.config.io_concurrency] in flight).
     Requests that fail transiently are sent again, with the backoff of
     `RETRY`; a permanent failure raises [`ReadError`][dicom_dask.errors.ReadError] naming the URL
     and the byte range, a missing object
-    [`SourceNotFoundError`][dicom_dask.errors.SourceNotFoundError].
+    [`SourceNotFoundError`][dicom_dask.errors.SourceNotFoundError]. With ``versions`` (the
+    version an index recorded of each URL), HTTP, S3 and GCS replies are checked to come
+    from that version (their ``Content-Range`` size and ETag / generation, at no extra
+    request): else [`StaleIndexError`][dicom_dask.errors.StaleIndexError].
     """
     out: list[bytes | None] = [None] * len(requests)
     todo = list(range(len(requests)))
     delays = RETRY.delays()
-    extra = {"batch_size": io_concurrency()} if getattr(fs, "async_impl", False) else {}
     for attempt in range(len(delays) + 1):
-        try:
-            got = fs.cat_ranges(
-                [requests[i][1] for i in todo],
-                [requests[i][2] for i in todo],
-                [requests[i][3] for i in todo],
-                on_error="return",
-                **extra,
-            )
-        except Exception as exc:  # the whole call failed: every range failed with it
-            got = [exc] * len(todo)
+        got = _send(fs, [requests[i] for i in todo], versions)
         failed = []
         for i, data in zip(todo, got, strict=True):
             url, _, start, stop = requests[i]
+            if isinstance(data, DicomDaskError):  # ours: it names the URL and the range
+                data.requests = [i]  # type: ignore[attr-defined]
+                raise data
             if isinstance(data, BaseException):
                 if _retryable(data) and attempt < len(delays):
                     failed.append(i)
@@ -297,7 +359,7 @@ def fetch_ranges(
                     f"{redact(url)}: reading bytes [{start}, {stop}) failed{tries}: "
                     f"{describe_error(data)}"
                 )
-                error.request = i  # type: ignore[attr-defined]
+                error.requests = [i]  # type: ignore[attr-defined]
                 raise error from data
             check_range_read(url, start, stop, data)
             out[i] = bytes(data)
@@ -315,7 +377,7 @@ def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
     for attempt in range(len(delays) + 1):
         try:
             return func(*args, **kwargs)
-        except ReadError:
+        except (ReadError, StaleIndexError):
             raise
         except Exception as exc:
             scrub(exc)
@@ -329,19 +391,38 @@ def call_fs(url: str, func: Any, *args: Any, **kwargs: Any) -> Any:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@contextlib.contextmanager
+def held_by(groups: Sequence[Sequence[int]]) -> Iterator[None]:
+    """Within the block, a failed read's ``requests`` (the indices of the failed requests
+    in the list the block sent) become the caller's: request ``k`` held the caller's
+    items ``groups[k]``. Every layer that regroups reads (merging, per filesystem, per
+    chunk) maps failures back this way, so that the caller learns which of its items
+    failed."""
+    try:
+        yield
+    except (ReadError, StaleIndexError) as exc:
+        held = getattr(exc, "requests", None)
+        if held is not None:
+            exc.requests = [m for k in held for m in groups[k]]  # type: ignore[union-attr]
+        raise
+
+
 def read_ranges(
     fs: fsspec.AbstractFileSystem,
     requests: Sequence[tuple[str, str, int, int]],
     *,
     policy: MergePolicy = MERGE,
+    versions: Versions | None = None,
 ) -> list[bytes]:
     """Bytes of ``(url, path, start, stop)`` ranges of ``fs``: the ranges of each URL
     merged under ``policy`` ([`merge_ranges`][dicom_dask.frames.fetch.merge_ranges]), every
     merged request in one [`fetch_ranges`][dicom_dask.frames.fetch.fetch_ranges] call, each
     range cut back out of its request.
 
-    A failed request raises [`ReadError`][dicom_dask.errors.ReadError] whose ``requests``
-    attribute lists the indices (into ``requests``) of the ranges it held.
+    A failed request raises [`ReadError`][dicom_dask.errors.ReadError] (a file that is
+    no longer the version in ``versions``,
+    [`StaleIndexError`][dicom_dask.errors.StaleIndexError]) whose ``requests`` attribute
+    lists the indices (into ``requests``) of the ranges it held.
     """
     by_url: dict[str, list[int]] = {}
     for i, (url, *_) in enumerate(requests):
@@ -354,13 +435,8 @@ def read_ranges(
         for start, stop, group in merge_ranges(ranges, policy=policy):
             merged.append((url, path, start, stop))
             members.append([indices[m] for m in group])
-    try:
-        blobs = fetch_ranges(fs, merged) if merged else []
-    except ReadError as exc:
-        failed = getattr(exc, "request", None)
-        if failed is not None:
-            exc.requests = members[failed]  # type: ignore[attr-defined]
-        raise
+    with held_by(members):
+        blobs = fetch_ranges(fs, merged, versions=versions) if merged else []
     out: list[bytes] = [b""] * len(requests)
     for (_, _, start, _), group, blob in zip(merged, members, blobs, strict=True):
         view = memoryview(blob)
@@ -377,6 +453,7 @@ def fetch_spans(
     *,
     filesystem: Resolver | None = None,
     policy: MergePolicy = MERGE,
+    versions: Versions | None = None,
 ) -> list[bytes]:
     """Bytes of ``(url, start, stop)`` spans, wherever the URLs are.
 
@@ -395,13 +472,19 @@ def fetch_spans(
         [`resolve_fs`][dicom_dask.frames.storage.resolve_fs] by default.
     policy : MergePolicy
         When neighbouring spans of a URL are read in one request.
+    versions : mapping of str to FileVersion, optional
+        The version an index recorded of each URL: the bytes are checked to come from it
+        (the size and identity each reply carries, or the local file's ``fstat``), at no
+        extra request.
 
     Returns
     -------
     list of bytes
         One per span. A failed request raises
-        [`ReadError`][dicom_dask.errors.ReadError] naming the URL and byte range, with
-        ``requests`` listing the indices of the spans it held.
+        [`ReadError`][dicom_dask.errors.ReadError] naming the URL and byte range, a file
+        that changed since it was indexed
+        [`StaleIndexError`][dicom_dask.errors.StaleIndexError]; either has ``requests``
+        listing the indices of the spans it held.
     """
     from fsspec.implementations.local import LocalFileSystem
 
@@ -415,20 +498,18 @@ def fetch_spans(
         fs, path = resolve(url)
         if type(fs) is LocalFileSystem:
             ranges = [spans[i][1:] for i in indices]
-            for i, blob in zip(indices, call_fs(url, pread_ranges, path, ranges), strict=True):
+            version = (versions or {}).get(url)
+            with held_by([indices] * len(ranges)):  # one descriptor: a failure is all of them
+                blobs = call_fs(url, _pread_all, path, ranges, version, url)
+            for i, blob in zip(indices, blobs, strict=True):
                 out[i] = blob
             continue
         _, requests, owners = remote.setdefault(id(fs), (fs, [], []))
         requests.extend((url, path, spans[i][1], spans[i][2]) for i in indices)
         owners.extend(indices)
     for fs, requests, owners in remote.values():
-        try:
-            blobs = read_ranges(fs, requests, policy=policy)
-        except ReadError as exc:
-            held = getattr(exc, "requests", None)
-            if held is not None:
-                exc.requests = [owners[k] for k in held]  # type: ignore[attr-defined]
-            raise
+        with held_by([[o] for o in owners]):
+            blobs = read_ranges(fs, requests, policy=policy, versions=versions)
         for i, blob in zip(owners, blobs, strict=True):
             out[i] = blob
     return out

@@ -19,6 +19,7 @@ from dicom_dask.errors import ReadError, SourceNotFoundError
 from dicom_dask.frames.fetch import call_fs, check_range_read, fetch_ranges, pread
 from dicom_dask.frames.ranged_get import Head, read_head, read_heads, supports_head
 from dicom_dask.frames.storage import canonical_url, redact, resolve_fs
+from dicom_dask.frames.version import file_identity, local_identity
 from dicom_dask.types import StorageOptions
 
 __all__ = [
@@ -106,7 +107,7 @@ def open_file(
         st = call_fs(curl, os.stat, path)
         if stat.S_ISDIR(st.st_mode):
             raise ReadError(f"{redact(curl)}: is a directory, expected a DICOM file")
-        return Source(fs=fs, path=path, url=curl, size=int(st.st_size), identity=_local_id(st))
+        return Source(fs=fs, path=path, url=curl, size=int(st.st_size), identity=local_identity(st))
     info = call_fs(curl, fs.info, path)
     if info.get("size") is None:
         target = getattr(fs, "fs", None)  # blockcache:: reports no size; its target does
@@ -123,6 +124,10 @@ def _from_info(
     size = info.get("size")
     if size is None:
         raise ReadError(f"{redact(url)}: the filesystem does not report the size of this file")
+    if info.get("islink") and type(fs) is LocalFileSystem:
+        # fsspec lists a symbolic link with its own time; reads see its target's
+        st = call_fs(url, os.stat, path)
+        return Source(fs=fs, path=path, url=url, size=int(st.st_size), identity=local_identity(st))
     return Source(fs=fs, path=path, url=url, size=int(size), identity=file_identity(info))
 
 
@@ -160,7 +165,8 @@ def open_reader(
 def _head_reader(
     url: str, fs: fsspec.AbstractFileSystem, path: str, head: Head, first_block: int
 ) -> BlockReader:
-    source = Source(fs=fs, path=path, url=url, size=head.size, identity=file_identity(head.info))
+    size = len(head.data) if head.size is None else head.size  # a GET from 0 tells the size
+    source = Source(fs=fs, path=path, url=url, size=size, identity=file_identity(head.info))
     return BlockReader(source, first_block=first_block, prefix=head.data, requests=1)
 
 
@@ -186,29 +192,6 @@ def open_readers(
         _head_reader(u, filesystem, p, h, first_block) if isinstance(h, Head) else None
         for u, p, h in zip(curls, paths, heads, strict=True)
     ]
-
-
-#: Keys of fsspec's ``info()`` that identify a version of a file, per identity field
-#: (HTTP, s3fs, gcsfs, adlfs, local...).
-_IDENTITY_KEYS = {
-    "etag": ("ETag", "etag", "Etag"),
-    "generation": ("generation", "VersionId", "version_id"),
-    "mtime": ("mtime", "LastModified", "Last-Modified", "last_modified", "updated"),
-}
-
-
-def file_identity(info: Mapping[str, Any]) -> dict[str, str]:
-    """The ``etag`` / ``generation`` / ``mtime`` an fsspec ``info()`` reports, as strings."""
-    out = {}
-    for name, keys in _IDENTITY_KEYS.items():
-        value = next((info[k] for k in keys if info.get(k) not in (None, "")), None)
-        if value is not None:
-            out[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return out
-
-
-def _local_id(st: os.stat_result) -> dict[str, str]:
-    return {"mtime": str(st.st_mtime)}  # what LocalFileSystem.info() reports
 
 
 class BlockReader(io.RawIOBase):

@@ -20,6 +20,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from dicom_dask.compat import strip_protocol
+from dicom_dask.config import io_concurrency
 from dicom_dask.errors import CredentialsWarning, ReadError
 from dicom_dask.types import StorageOptions
 
@@ -188,11 +189,26 @@ def resolve_fs(
                 return fs, strip_protocol(fs, url)
             return url_to_fs(url)
         options = dict(storage_options or {})
+        if "::" not in url:
+            options = _pool_options(url, options)
         if _CREDENTIALS and "::" not in url:
             url, options = _with_credentials(url, options)
         return url_to_fs(url, **options)
     except (ValueError, ImportError) as exc:
         raise ReadError(f"{redact(url)}: cannot open a filesystem for this URL: {exc}") from exc
+
+
+def _pool_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with S3's connection pool sized to
+    [`io_concurrency`][dicom_dask.config.io_concurrency] (botocore keeps 10 connections
+    by default, so that 32 or 128 requests "in flight" would queue ten at a time),
+    unless the caller chose a size."""
+    protocol = url.split("://")[0].lower() if "://" in url else "file"
+    if protocol not in ("s3", "s3a"):
+        return options
+    config = dict(options.get("config_kwargs") or {})
+    config.setdefault("max_pool_connections", io_concurrency())
+    return {**options, "config_kwargs": config}
 
 
 class _HostAuth:

@@ -14,6 +14,7 @@ import numpy as np
 from dicom_dask.chunks.manifest import MISSING, ChunkManifest
 from dicom_dask.chunks.metadata import array_metadata, frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
+from dicom_dask.frames import versions_of
 from dicom_dask.images.layout import Placement, VolumeLayout
 from dicom_dask.images.tiled import frame_chunks, place_frames
 from dicom_dask.types import StorageOptions
@@ -183,7 +184,12 @@ def assemble(
         attributes={"dicom_dask": metadata},
         fill_value=fill_value,
     )
-    store = DicomStore({"": manifest}, {"zarr.json": document}, storage_options=storage_options)
+    store = DicomStore(
+        {"": manifest},
+        {"zarr.json": document},
+        storage_options=storage_options,
+        versions=versions_of(record.index for _, record in layout.placements),
+    )
     array, reader = _dask(store, manifest, layout, codecs, fill_value, chunk_bytes)
     return AssembledVolume(metadata=metadata, store=store, array=array, reader=reader)
 

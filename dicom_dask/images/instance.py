@@ -29,7 +29,7 @@ from dicom_dask.chunks.sidecar import (
 )
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import AmbiguousSourceError, NoImagesError
-from dicom_dask.frames import FrameIndex, index_frames
+from dicom_dask.frames import FrameIndex, index_frames, versions_of
 from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
 from dicom_dask.frames.storage import redact
@@ -412,5 +412,6 @@ def open_frames(
         {"zarr.json": document},
         storage_options=storage_options,
         read_only=True,
+        versions=versions_of([frame_index]),
     )
     return Frames(index=frame_index, store=store, raw=raw)

@@ -22,6 +22,7 @@ from dicom_dask.chunks.metadata import frame_codecs, output_photometric
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.config import threads as config_threads
 from dicom_dask.errors import LayoutError
+from dicom_dask.frames import versions_of
 from dicom_dask.frames.sizes import format_size
 from dicom_dask.images.tiled import ChannelInfo, TiledImage, frame_chunks, place_frames
 from dicom_dask.images.transforms import FrameTransformer, TransformOptions, apply_block
@@ -213,7 +214,10 @@ class Level:
         squeeze = self.squeezed if squeeze is None else squeeze
         view = self._view(squeeze)
         return ManifestArray(
-            DicomStore(storage_options=self.storage_options),
+            DicomStore(
+                storage_options=self.storage_options,
+                versions=versions_of(im.index for im in self.images),
+            ),
             "",
             shape=view.shape,
             chunk_shape=view.chunk_shape,

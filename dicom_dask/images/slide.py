@@ -34,6 +34,7 @@ from dicom_dask.chunks.sidecar import (
 )
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
+from dicom_dask.frames import versions_of
 from dicom_dask.frames.deidentify import deidentify_attributes
 from dicom_dask.frames.dicomweb import index_location, is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
@@ -292,7 +293,11 @@ class Slide:
         }
         documents["zarr.json"] = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
         return DicomStore(
-            manifests, documents, storage_options=self.storage_options, read_only=True
+            manifests,
+            documents,
+            storage_options=self.storage_options,
+            read_only=True,
+            versions=versions_of(im.index for lv in self.pyramid for im in lv.images),
         )
 
     @cached_property

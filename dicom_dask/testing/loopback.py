@@ -377,15 +377,21 @@ class _Handler(BaseHTTPRequestHandler):
         if proxy.auth is not None and self.headers.get("Authorization") != proxy._expected:
             return 401, [("WWW-Authenticate", 'Basic realm="dicom-dask"')], b""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-        conn = proxy._connection()
-        try:
-            conn.request(self.command, self.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except (OSError, http.client.HTTPException):
-            proxy._drop_connection()
-            raise
-        return resp.status, resp.getheaders(), data
+        for attempt in range(4):
+            conn = proxy._connection()
+            try:
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                return resp.status, resp.getheaders(), resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                proxy._drop_connection()
+                # the upstream closed an idle kept-alive connection, or its accept queue
+                # (5 for Python's http.server) overflowed: again on a new connection, as
+                # a load balancer does; anything else is a 502, never a silent hang-up
+                if not isinstance(exc, ConnectionError) or attempt == 3:
+                    return 502, [], f"upstream failed: {exc!r}".encode()
+                time.sleep(0.02 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class _ProxyServer(ThreadingHTTPServer):

@@ -29,7 +29,7 @@ from dicom_dask.chunks import pipeline as pipeline_module
 from dicom_dask.chunks.manifest import ChunkManifest
 from dicom_dask.chunks.pipeline import DicomCodecPipeline
 from dicom_dask.chunks.store import DicomStore
-from dicom_dask.errors import CorruptFrameError
+from dicom_dask.errors import CorruptFrameError, StaleIndexError
 from dicom_dask.testing import write_slide
 from tests.conftest import hang_guard
 from tests.zarr_own import ZARR_OWN
@@ -153,13 +153,20 @@ def test_an_unreadable_tile_raises_its_own_error(
     slide_path: str, tmp_path: Any, pipeline: str
 ) -> None:
     copy, last = _truncated_copy(slide_path, tmp_path)
-    store = dicom_dask.open_slide(copy).store
+    opened = dicom_dask.open_slide(copy).store
+    # a store that knows the version of its files refuses every read of a changed one
+    with zarr.config.set(PIPELINES[pipeline]):
+        level = zarr.open_group(opened, mode="r")["0"]
+    os.truncate(copy, last + 10)  # the last tile is cut short after the slide was opened
+    with hang_guard(30), pytest.raises(StaleIndexError, match=r"cut\.dcm: the file changed"):
+        level[:, :TILE, :TILE]
+    # one that does not (the same manifests and documents) reads what is there: the cut
+    # tile fails with its own error, the tiles before it still read
+    store = DicomStore(opened.manifests, opened.documents)
     with zarr.config.set(PIPELINES[pipeline]):
         level = zarr.open_group(store, mode="r")["0"]
-    os.truncate(copy, last + 10)  # the last tile is cut short after the slide was opened
     with hang_guard(30), pytest.raises(CorruptFrameError, match=r"expected \d+ bytes at offset"):
         level[...]
-    # the tiles before it still read, and the same array reads again once it is whole
     assert level[:, :TILE, :TILE].shape == (3, TILE, TILE)
 
 
