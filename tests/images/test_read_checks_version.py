@@ -99,18 +99,26 @@ def test_reading_a_rewritten_file_raises_stale_index(served) -> None:
 
 
 def test_a_catalog_row_checks_what_it_reads(served) -> None:
-    """``open_entry`` sends no request; the identity the catalog recorded is checked by
-    the reads (a file grown by two bytes: its size differs)."""
+    """``open_entry`` sends no request; the identity the catalog recorded (from the
+    listing: size, ETag, generation, time) is checked by the reads. The untouched row
+    reads (a listing's time and a reply's differ in precision: not a change), a file
+    rewritten with the same size is caught by its ETag (S3, nginx) or time (local), one
+    grown by two bytes by its size."""
     pytest.importorskip("pandas")
     url, options, rewrite, volume = served
     df = dicom_dask.catalog(url, storage_options=options)
     (row,) = [df.iloc[i] for i in range(len(df))]
     opened = dicom_dask.open_entry(row, storage_options=options)
     np.testing.assert_array_equal(opened.array.compute(), volume)
-    name = "s0002.dcm"
-    rewrite(name, _read_whole(f"{url.rstrip('/')}/{name}", options) + b"\0\0")
+    data = {n: _read_whole(f"{url.rstrip('/')}/{n}", options) for n in ("s0000.dcm", "s0002.dcm")}
+    if not url.startswith("gs://"):  # the GCS emulator's downloads carry no generation
+        rewrite("s0000.dcm", _same_size_other_pixels(data["s0000.dcm"]))
+        with pytest.raises(StaleIndexError, match=r"s0000\.dcm: .*(etag|mtime)"):
+            dicom_dask.open_entry(row, storage_options=options).array.compute()
+        rewrite("s0000.dcm", data["s0000.dcm"] + b"\0\0")
+    rewrite("s0002.dcm", data["s0002.dcm"] + b"\0\0")
     reopened = dicom_dask.open_entry(row, storage_options=options)
-    with pytest.raises(StaleIndexError, match=rf"{name}.*size"):
+    with pytest.raises(StaleIndexError, match=r"s0\d{3}\.dcm: .*size"):
         reopened.array.compute()
 
 
