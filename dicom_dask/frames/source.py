@@ -27,6 +27,7 @@ __all__ = [
     "Source",
     "file_identity",
     "open_file",
+    "open_object",
     "open_reader",
     "open_readers",
 ]
@@ -160,6 +161,29 @@ def open_reader(
             return _head_reader(curl, fs, path, head, first_block)
     source = open_file(curl, filesystem=fs)
     return BlockReader(source, first_block=first_block, requests=1)
+
+
+def open_object(
+    url: str, *, filesystem: fsspec.AbstractFileSystem, first_block: int = 65536
+) -> BlockReader | None:
+    """A named object of an object store (S3, GCS) opened with its first block, or
+    ``None`` when no object has that name (a prefix of objects, a "folder", may have it).
+
+    One ranged GET, retried as reads are, tells both: the object is there (its reply
+    carries the size and identity, as in
+    [`open_reader`][dicom_dask.frames.source.open_reader]) or it is not (``404``). This
+    is what a metadata request (``HEAD``) would tell, without the request: when the name
+    is a file, its header's first block is already read. Failures other than a missing
+    object raise, naming ``url``.
+    """
+    curl, fs, path = _resolve(url, None, filesystem)
+    try:
+        head = call_fs(curl, read_head, fs, path, first_block)
+    except SourceNotFoundError:
+        return None
+    if head is None:  # the range was refused: an empty object; open_file names the size
+        return BlockReader(open_file(curl, filesystem=fs), first_block=first_block, requests=2)
+    return _head_reader(curl, fs, path, head, first_block)
 
 
 def _head_reader(

@@ -34,9 +34,9 @@ from dicom_dask.chunks.sidecar import (
 )
 from dicom_dask.chunks.store import DicomStore
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
-from dicom_dask.frames import versions_of
+from dicom_dask.frames import canonical_url, versions_of
 from dicom_dask.frames.deidentify import deidentify_attributes
-from dicom_dask.frames.dicomweb import index_location, is_dicomweb
+from dicom_dask.frames.dicomweb import is_dicomweb
 from dicom_dask.frames.functional_groups import SlidePositions
 from dicom_dask.frames.sizes import SIZE_ORDER, format_size
 from dicom_dask.frames.storage import redact
@@ -51,7 +51,7 @@ from dicom_dask.images.slides_grouping import (
     differences,
     group_slides,
 )
-from dicom_dask.images.sources import expand_sources, index_many
+from dicom_dask.images.sources import index_dicomweb, index_many, list_sources
 from dicom_dask.images.tiled import (
     TiledImage,
     is_tiled,
@@ -393,10 +393,17 @@ def images_from_index(
 
 def _discover(source: Any, *, storage_options: StorageOptions) -> list[TiledImage]:
     if is_dicomweb(source):
-        indexes, discovered = index_location(source, storage_options=storage_options), True
+        indexes, discovered = index_dicomweb(source, storage_options=storage_options), True
     else:
-        urls, discovered = expand_sources(source, storage_options=storage_options)
-        indexes = index_many(urls, storage_options=storage_options, skip_non_images=discovered)
+        listing = list_sources(source, storage_options=storage_options)
+        discovered = listing.discovered
+        indexes = index_many(
+            listing.urls,
+            storage_options=storage_options,
+            skip_non_images=discovered,
+            infos=listing.infos,
+            readers=listing.readers,
+        )
     images = []
     for index in indexes:
         if is_tiled(index.header.dataset) or index.header.description.number_of_frames == 1:
@@ -576,9 +583,7 @@ def open_tiled(
     and focal plane, ``(c, z, rows, columns[, samples])`` otherwise; see
     [`open_slide`][dicom_dask.images.slide.open_slide] for the parameters.
     """
-    from dicom_dask.frames import index_frames
-
-    index = index_frames(url, storage_options=storage_options)
+    index = index_many([canonical_url(url)], storage_options=storage_options)[0]  # read_once
     return merge_level(
         [tiled_image(index)],
         raw=raw,

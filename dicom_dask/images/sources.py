@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from fsspec.implementations.local import LocalFileSystem
 
 from dicom_dask.config import io_concurrency
 from dicom_dask.enums import Kind
-from dicom_dask.errors import InvalidOptionError, NoImagesError, NoPixelDataError, NotDicomError
+from dicom_dask.errors import (
+    InvalidOptionError,
+    NoImagesError,
+    NoPixelDataError,
+    NotDicomError,
+    SourceNotFoundError,
+)
 from dicom_dask.frames import BlockReader, FrameIndex, canonical_url, index_frames, open_readers
 from dicom_dask.frames.fetch import call_fs
-from dicom_dask.frames.storage import resolve_fs
+from dicom_dask.frames.ranged_get import supports_head
+from dicom_dask.frames.source import open_object
+from dicom_dask.frames.storage import redact, resolve_fs
 from dicom_dask.types import StorageOptions
 
 if TYPE_CHECKING:
@@ -31,11 +41,13 @@ __all__ = [
     "decide_kind",
     "expand_sources",
     "file_kind",
+    "index_dicomweb",
     "index_many",
     "is_collection",
     "kind_of",
     "list_sources",
     "open_source",
+    "read_once",
     "sidecar_kind",
     "source_kind",
 ]
@@ -44,23 +56,81 @@ T = TypeVar("T")
 _GLOB = set("*?[")
 
 
-def _probe(fs: Any, path: str, url: str) -> tuple[bool, Mapping[str, Any] | None]:
-    """Whether ``path`` is a folder, and the file's ``info()`` when that told it."""
+@dataclass
+class _Learned:
+    """What one call of a front end has learned so far (see
+    [`read_once`][dicom_dask.images.sources.read_once])."""
+
+    #: Listings by ``(sources, id(storage_options))``.
+    listings: dict[tuple[Any, ...], Listing] = field(default_factory=dict)
+    #: Headers by URL, or why a file is not an image.
+    indexes: dict[str, Any] = field(default_factory=dict)
+    #: The images of DICOMweb locations, by ``(URL, id(storage_options))``.
+    locations: dict[tuple[str, int], list[FrameIndex]] = field(default_factory=dict)
+
+
+_ONCE: ContextVar[_Learned | None] = ContextVar("dicom_dask_read_once", default=None)
+
+
+@contextlib.contextmanager
+def read_once() -> Iterator[None]:
+    """Within the block, each source is listed once and each file's header read once.
+
+    A front end that first decides what a source holds and then opens it (as
+    [`open_source`][dicom_dask.images.sources.open_source] does, and so
+    ``xarray.open_dataset(..., engine="dicom")`` and ``dicom-dask info``) reads the
+    listing and the headers the decision read, not the files again: over S3 a slide file
+    opens in the requests of ``open_slide`` alone. What is learned lives as long as the
+    block (nested blocks share the outermost one), so a file rewritten after it is left
+    is read afresh by the next call.
+    """
+    if _ONCE.get() is not None:
+        yield
+        return
+    token = _ONCE.set(_Learned())
+    try:
+        yield
+    finally:
+        _ONCE.reset(token)
+
+
+class _Probe(NamedTuple):
+    """What ``_probe`` learned about one named source."""
+
+    folder: bool
+    info: Mapping[str, Any] | None = None  # a file's info(), when asked for
+    reader: BlockReader | None = None  # a file opened with its first block
+    missing: bool = False  # an object store has no object of that name (a folder, or none)
+
+
+def _probe(fs: Any, path: str, url: str) -> _Probe:
+    """Whether ``path`` is a folder; for a file, its ``info()`` or its reader (first block
+    read) when the answer came with one."""
     # HTTP has no folders: isdir() GETs the whole URL to look for links in it, which
     # for a file means downloading it. A listing page is asked for with a trailing "/".
     if {"http", "https"} & set(fs.protocol if isinstance(fs.protocol, tuple) else [fs.protocol]):
-        return path.endswith("/"), None
-    if url.endswith("/") and _is_remote(fs):
-        # an object store's isdir() costs a HEAD and a listing; the listing that
-        # follows tells as much (it is empty when there is no such folder)
-        return True, None
+        return _Probe(path.endswith("/"))
+    if _is_remote(fs) and (url.endswith("/") or "/" not in path.strip("/")):
+        # a bucket, or a name ending in "/": an object store's isdir() costs a HEAD and a
+        # listing; the listing that follows tells as much (it is empty when there is no
+        # such folder)
+        return _Probe(True)
+    if _is_remote(fs) and supports_head(fs):
+        # the header's first GET asks whether the object exists: a file is then opened
+        # (no HEAD), a 404 means a folder, or nothing (its listing is empty). One request
+        # for a file, two for a folder (fsspec's isdir() and find() make a HEAD and two
+        # listings)
+        if path.rstrip("/") in getattr(fs, "dircache", {}):  # this filesystem listed it
+            return _Probe(True)
+        reader = open_object(url, filesystem=fs)
+        return _Probe(reader is None, reader=reader, missing=reader is None)
     if path.endswith("/"):
-        return bool(call_fs(url, fs.isdir, path)), None
+        return _Probe(bool(call_fs(url, fs.isdir, path)))
     try:  # one request (HEAD on object stores) for the usual case, a file (retried)
         info = call_fs(url, fs.info, path)
     except FileNotFoundError:
-        return False, None
-    return info.get("type") == "directory", info
+        return _Probe(False)
+    return _Probe(info.get("type") == "directory", info=info)
 
 
 def _is_remote(fs: Any) -> bool:
@@ -79,6 +149,10 @@ class Listing:
     #: entry with the ``size`` and ETag... that [`index_many`][dicom_dask.images.sources.index_many]
     #: passes on, so that no request asks for them again.
     infos: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: A remote file named alone, opened with its first block by the request that told
+    #: it is a file (``open_object``): pass them on to
+    #: [`index_many`][dicom_dask.images.sources.index_many] as ``readers``.
+    readers: Mapping[str, BlockReader] = field(default_factory=dict)
 
 
 def expand_sources(
@@ -106,7 +180,17 @@ def list_sources(
     costs one request each (the header's), not two.
 
     In a list of several sources, a remote one (S3, GCS, HTTP...) is a folder when it
-    ends with ``/`` and a file otherwise, without a request to ask which.
+    ends with ``/`` and a file otherwise, without a request to ask which. One name alone
+    over S3 or GCS is asked with the header's first GET: a file is then opened
+    ([`Listing.readers`][dicom_dask.images.sources.Listing]), a missing object is a
+    folder to list; over HTTP a folder ends with ``/``.
+
+    Raises
+    ------
+    SourceNotFoundError
+        A name alone with no object of that name, nor any under it.
+    NoImagesError
+        No source given, or a folder or glob that matches no file.
     """
     if isinstance(source, str | os.PathLike):
         items = [os.fspath(source)]
@@ -114,13 +198,26 @@ def list_sources(
         items = [os.fspath(s) for s in source]
     if not items:
         raise NoImagesError("no file given: the list of sources is empty")
+    memo = _ONCE.get()
+    key = (*items, id(storage_options))
+    if memo is not None and key in memo.listings:
+        return memo.listings[key]
+    listing = _list(items, storage_options)
+    if memo is not None:
+        memo.listings[key] = listing
+    return listing
+
+
+def _list(items: Sequence[str], storage_options: StorageOptions) -> Listing:
     urls: list[str] = []
     infos: dict[str, Mapping[str, Any]] = {}
+    readers: dict[str, BlockReader] = {}
     discovered = False
     for item in items:
         url = canonical_url(item)
         fs, path = resolve_fs(url, storage_options)
         protocol = url.split("://")[0] + "://" if "://" in url else ""
+        missing = False
         if _GLOB & set(path):
             found = dict(sorted(call_fs(url, fs.glob, path, detail=True).items()))
             discovered = True
@@ -128,18 +225,23 @@ def list_sources(
             urls.append(url)  # a named object: its header's GET tells its size, no HEAD
             continue
         else:
-            folder, info = _probe(fs, path, url)  # listings are retried like reads
-            if not folder:
+            probe = _probe(fs, path, url)  # retried like reads
+            if not probe.folder:
                 urls.append(url)
-                if info is not None:
-                    infos[url] = info
+                if probe.info is not None:
+                    infos[url] = probe.info
+                if probe.reader is not None:
+                    readers[url] = probe.reader
                 continue
+            missing = probe.missing
             found = {
                 p: i
                 for p, i in sorted(call_fs(url, fs.find, path, detail=True).items())
                 if not os.path.basename(p).startswith(".") and i.get("type") != "directory"
             }
             discovered = True
+        if not found and missing:  # no object of that name, and none under it either
+            raise SourceNotFoundError(f"{redact(url)}: no such file or object, nor a folder")
         if not found:
             raise NoImagesError(f"{url}: matches no file")
         # most filesystems list bare paths; HTTP lists full URLs
@@ -147,7 +249,22 @@ def list_sources(
             full = protocol + p if protocol and "::" not in url and "://" not in p else p
             urls.append(full)
             infos[full] = info
-    return Listing(urls, discovered, infos)
+    return Listing(urls, discovered, infos, readers)
+
+
+def index_dicomweb(source: Any, *, storage_options: StorageOptions = None) -> list[FrameIndex]:
+    """The indexes of the images of a DICOMweb study, series or instance (its metadata
+    requests); inside [`read_once`][dicom_dask.images.sources.read_once], once."""
+    from dicom_dask.frames.dicomweb import index_location, location
+
+    memo = _ONCE.get()
+    key = (location(source).url(), id(storage_options))
+    if memo is not None and key in memo.locations:
+        return list(memo.locations[key])
+    indexes = index_location(source, storage_options=storage_options)
+    if memo is not None:
+        memo.locations[key] = indexes
+    return list(indexes)
 
 
 def _map(func: Callable[[str], T], urls: Sequence[str], threads: int) -> list[T]:
@@ -165,6 +282,7 @@ def index_many(
     threads: int | None = None,
     first_block: int = 65536,
     infos: Mapping[str, Mapping[str, Any]] | None = None,
+    readers: Mapping[str, BlockReader] | None = None,
 ) -> list[FrameIndex]:
     """Index every file of ``urls`` concurrently (headers and frame ranges only).
 
@@ -173,11 +291,54 @@ def index_many(
     (what a listing reported, by URL: [`Listing.infos`][dicom_dask.images.sources.Listing])
     spares the request for each file's size; without it, over HTTP, S3 and GCS, the
     header's first request tells the size too: one request per small file either way.
+    ``readers`` (files already opened with their first block:
+    [`Listing.readers`][dicom_dask.images.sources.Listing]) are read on, not opened again.
     Remote files are read by ``threads`` threads (default
     [`io_concurrency`][dicom_dask.config.io_concurrency]), so a series of N files opens
-    in about N / ``threads`` latencies.
+    in about N / ``threads`` latencies. Inside [`read_once`][dicom_dask.images.sources.read_once],
+    a header read before is not read again.
     """
+    memo = _ONCE.get()
+    known = memo.indexes if memo is not None else {}
+    todo = [u for u in urls if u not in known]
+    read = _index_all(
+        todo,
+        storage_options=storage_options,
+        threads=threads,
+        first_block=first_block,
+        infos=infos or {},
+        readers=dict(readers or {}),
+        skip_non_images=skip_non_images,
+    )
+    if memo is not None:
+        memo.indexes.update(zip(todo, read, strict=True))
+    found = dict(zip(todo, read, strict=True))
+    out = []
+    for url in urls:
+        got = found[url] if url in found else known[url]
+        if isinstance(got, FrameIndex):
+            out.append(got)
+        elif not skip_non_images:
+            raise got  # read before, inside read_once
+    return out
 
+
+#: A file indexed, or why it is not an image (kept to skip it, or to raise it again).
+_Indexed = FrameIndex | NotDicomError | NoPixelDataError
+
+
+def _index_all(
+    urls: Sequence[str],
+    *,
+    storage_options: StorageOptions,
+    threads: int | None,
+    first_block: int,
+    infos: Mapping[str, Mapping[str, Any]],
+    readers: dict[str, BlockReader],
+    skip_non_images: bool,
+) -> list[_Indexed]:
+    """[`index_many`][dicom_dask.images.sources.index_many]'s reads: a file that is not an
+    image gives its error when ``skip_non_images``, else raises it."""
     # one filesystem for all the URLs of a protocol (building one per file costs more
     # than reading a small header)
     filesystems: dict[str, Any] = {}
@@ -186,7 +347,7 @@ def index_many(
         if "::" not in url and protocol not in filesystems:
             filesystems[protocol] = resolve_fs(url, storage_options)[0]
 
-    def one(url: str, reader: BlockReader | None) -> FrameIndex | None:
+    def one(url: str, reader: BlockReader | None) -> _Indexed:
         protocol = url.split("://")[0] if "://" in url else "file"
         try:
             return index_frames(
@@ -194,12 +355,12 @@ def index_many(
                 storage_options=storage_options,
                 filesystem=filesystems.get(protocol) if "::" not in url else None,
                 first_block=first_block,
-                info=(infos or {}).get(url),
+                info=infos.get(url),
                 reader=reader,
             )
-        except (NotDicomError, NoPixelDataError):
+        except (NotDicomError, NoPixelDataError) as exc:
             if skip_non_images:
-                return None
+                return exc
             raise
 
     # local files are parsed faster in one thread (pydicom holds the GIL); remote ones
@@ -208,12 +369,15 @@ def index_many(
         threads = 1
     elif threads is None:
         threads = io_concurrency()
-    out: list[FrameIndex | None] = []
+    out: list[_Indexed] = []
     for start in range(0, len(urls), _BATCH):  # first blocks in one wave, then parse
         batch = urls[start : start + _BATCH]
-        readers = _first_blocks(batch, filesystems, first_block) if threads > 1 else {}
-        out += _map(functools.partial(_with_reader, one, readers), batch, threads)
-    return [ix for ix in out if ix is not None]
+        opened = {u: readers.pop(u) for u in batch if u in readers}
+        if threads > 1:
+            rest = [u for u in batch if u not in opened]
+            opened.update(_first_blocks(rest, filesystems, first_block))
+        out += _map(functools.partial(_with_reader, one, opened), batch, threads)
+    return out
 
 
 def _with_reader(
@@ -323,30 +487,39 @@ def _first_image(
     """The index of the first DICOM image of ``source`` (the first ``select`` names, if
     any does), the files before it that are not DICOM images, and whether ``source`` is
     one file (a named file, a list of one, a DICOMweb instance)."""
-    from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
+    from dicom_dask.frames.dicomweb import is_dicomweb, location
 
     if is_dicomweb(source):  # a study, series or instance: its first image decides
-        indexes = index_location(source, storage_options=storage_options)
+        indexes = index_dicomweb(source, storage_options=storage_options)
         if not indexes:
             raise NoImagesError(f"{source}: no image found")
         chosen = next((ix for ix in indexes if _matches(ix, select)), indexes[0])
         return chosen, [], bool(location(source).instance)
-    urls, discovered = expand_sources(source, storage_options=storage_options)
+    listing = list_sources(source, storage_options=storage_options)
+    urls, discovered = listing.urls, listing.discovered
+
+    def index(url: str) -> list[FrameIndex]:  # one at a time: the first may be the one
+        return index_many(
+            [url],
+            storage_options=storage_options,
+            skip_non_images=discovered,
+            infos=listing.infos,
+            readers={url: listing.readers[url]} if url in listing.readers else None,
+        )
+
     if len(urls) == 1 and not discovered:
-        return index_frames(urls[0], storage_options=storage_options), [], True
+        return index(urls[0])[0], [], True
     skipped: list[str] = []
     first: FrameIndex | None = None
     for url in urls:
-        try:
-            index = index_frames(url, storage_options=storage_options)
-        except (NotDicomError, NoPixelDataError):
-            if not discovered:
-                raise
+        got = index(url)
+        if not got:  # not DICOM, or without pixel data
             skipped.append(url)
             continue
-        first = first or index
-        if _matches(index, select):
-            return index, skipped, False
+        found = got[0]
+        first = first or found
+        if _matches(found, select):
+            return found, skipped, False
     if first is not None:  # select names none of them: the opener says so
         return first, skipped, False
     where = os.fspath(source) if isinstance(source, str | os.PathLike) else f"{len(urls)} files"
@@ -525,6 +698,17 @@ def open_source(
     InvalidOptionError
         An unknown ``kind``, ``select`` for frames, or an option the opener does not take.
     """
+    with read_once():  # the opener reads no listing or header the decision read
+        return _open_source(source, kind, storage_options, select, options)
+
+
+def _open_source(
+    source: Any,
+    kind: Kind | str | None,
+    storage_options: StorageOptions,
+    select: int | str | None,
+    options: dict[str, Any],
+) -> Frames | Volume | Slide:
     from dicom_dask.images.instance import open_frames
     from dicom_dask.images.slide import open_slide
     from dicom_dask.images.volume import open_volume

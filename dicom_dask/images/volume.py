@@ -23,7 +23,7 @@ from dicom_dask.chunks.store import DicomStore
 from dicom_dask.config import threads as config_threads
 from dicom_dask.errors import AmbiguousSourceError, LayoutError, NoImagesError
 from dicom_dask.frames import FrameIndex
-from dicom_dask.frames.dicomweb import index_location, is_dicomweb, location
+from dicom_dask.frames.dicomweb import is_dicomweb, location
 from dicom_dask.frames.sizes import format_size
 from dicom_dask.frames.storage import redact
 from dicom_dask.images.assembly import assemble
@@ -41,7 +41,7 @@ from dicom_dask.images.series import (
     slice_records,
     stack_differences,
 )
-from dicom_dask.images.sources import index_many, list_sources
+from dicom_dask.images.sources import index_dicomweb, index_many, list_sources
 from dicom_dask.types import ReferenceSet, StorageOptions
 
 __all__ = ["Volume", "describe_stacks", "list_series", "open_volume", "series_stacks"]
@@ -591,7 +591,7 @@ def _stacks(
     elif source is None:
         raise NoImagesError("open_volume needs a source or an index")
     elif is_dicomweb(source):
-        indexes = index_location(source, storage_options=storage_options)
+        indexes = index_dicomweb(source, storage_options=storage_options)
         where, discovered = location(source).url(), True
     else:
         listing = list_sources(source, storage_options=storage_options)
@@ -604,6 +604,7 @@ def _stacks(
             skip_non_images=discovered,
             first_block=SERIES_FIRST_BLOCK,
             infos=listing.infos,
+            readers=listing.readers,
         )
     return series_stacks(indexes, where=where, discovered=discovered), where
 

@@ -51,9 +51,9 @@ def _skipped(url: str, used: Sequence[str], options: dict[str, Any]) -> list[dic
     """The files of a folder (glob) that the slide or series does not use, and why (none
     for a DICOMweb study or series: the server holds DICOM instances only)."""
     from dicom_dask.errors import NoPixelDataError, NotDicomError
-    from dicom_dask.frames import canonical_url, index_frames
+    from dicom_dask.frames import canonical_url
     from dicom_dask.frames.dicomweb import is_dicomweb
-    from dicom_dask.images.sources import expand_sources
+    from dicom_dask.images.sources import expand_sources, index_many
 
     if is_dicomweb(url):
         return []
@@ -68,7 +68,7 @@ def _skipped(url: str, used: Sequence[str], options: dict[str, Any]) -> list[dic
         reason = "a DICOM image of another slide or series"
         if len(out) < 100:
             try:
-                index_frames(other, storage_options=options)
+                index_many([other], storage_options=options)  # read before: not again
             except NotDicomError:
                 reason = "not DICOM"
             except NoPixelDataError:
@@ -175,6 +175,13 @@ def _info_document(
 ) -> dict[str, Any]:
     """Everything ``info`` knows about ``url`` (the ``--json`` output); with ``select``,
     about that slide or series of a folder."""
+    from dicom_dask.images.sources import read_once
+
+    with read_once():  # each header once, whichever part of the document needs it
+        return _document(url, options, select)
+
+
+def _document(url: str, options: dict[str, Any], select: int | str | None) -> dict[str, Any]:
     from dicom_dask.images.sources import decide_kind, is_collection
 
     kind, index = decide_kind(url, storage_options=options, select=select)

@@ -35,7 +35,13 @@ from dicom_dask.compat import dataset_json
 from dicom_dask.enums import Kind
 from dicom_dask.errors import DicomDaskError, NoImagesError
 from dicom_dask.frames.deidentify import deidentify_json
-from dicom_dask.images.sources import is_collection, kind_of, open_source, source_kind
+from dicom_dask.images.sources import (
+    is_collection,
+    kind_of,
+    open_source,
+    read_once,
+    source_kind,
+)
 
 __all__ = ["DicomBackendEntrypoint", "source_kind"]
 
@@ -314,15 +320,16 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         if index is not None:
             extra["index"] = index
         kind = None if kind is None else Kind.coerce(kind)
-        try:
-            opened = open_source(source, kind=kind, storage_options=storage_options, **extra)
-        except NoImagesError:  # a LABEL, OVERVIEW or THUMBNAIL instance alone?
-            if index is not None or "select" in extra or is_collection(source):
-                raise
-            if (kind or source_kind(source, storage_options=storage_options)) is not Kind.SLIDE:
-                raise
-            pixels = {k: extra[k] for k in ("raw", "backend", "fill_value") if k in extra}
-            return "tiled", open_tiled(source, storage_options=storage_options, **pixels)
+        with read_once():  # the fallback below reads no header open_source read
+            try:
+                opened = open_source(source, kind=kind, storage_options=storage_options, **extra)
+            except NoImagesError:  # a LABEL, OVERVIEW or THUMBNAIL instance alone?
+                if index is not None or "select" in extra or is_collection(source):
+                    raise
+                if (kind or source_kind(source, storage_options=storage_options)) is not Kind.SLIDE:
+                    raise
+                pixels = {k: extra[k] for k in ("raw", "backend", "fill_value") if k in extra}
+                return "tiled", open_tiled(source, storage_options=storage_options, **pixels)
         return kind_of(opened).value, opened
 
     def open_dataset(
