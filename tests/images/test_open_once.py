@@ -23,6 +23,9 @@ from dicom_dask.images import sources
 from dicom_dask.images.sources import list_sources, read_once
 from dicom_dask.testing import loopback, write_series
 
+#: run on the first CI Python only, as test_open_requests.py (servers behind a proxy)
+pytestmark = pytest.mark.slow
+
 BUCKET_BACKENDS = ["s3", "gs"]
 
 
