@@ -64,7 +64,7 @@ class _Learned:
     #: Listings by ``(sources, id(storage_options))``.
     listings: dict[tuple[Any, ...], Listing] = field(default_factory=dict)
     #: Headers by URL, or why a file is not an image.
-    indexes: dict[str, Any] = field(default_factory=dict)
+    indexes: dict[str, _Indexed] = field(default_factory=dict)
     #: The images of DICOMweb locations, by ``(URL, id(storage_options))``.
     locations: dict[tuple[str, int], list[FrameIndex]] = field(default_factory=dict)
 
@@ -310,9 +310,9 @@ def index_many(
         readers=dict(readers or {}),
         skip_non_images=skip_non_images,
     )
-    if memo is not None:
-        memo.indexes.update(zip(todo, read, strict=True))
     found = dict(zip(todo, read, strict=True))
+    if memo is not None:
+        memo.indexes.update(found)
     out = []
     for url in urls:
         got = found[url] if url in found else known[url]
@@ -504,7 +504,7 @@ def _first_image(
             storage_options=storage_options,
             skip_non_images=discovered,
             infos=listing.infos,
-            readers={url: listing.readers[url]} if url in listing.readers else None,
+            readers=listing.readers,
         )
 
     if len(urls) == 1 and not discovered:
